@@ -1,0 +1,68 @@
+# One helper per kind of target, so every library, test and proto set is built the same way.
+
+set(WL_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+if(WL_SANITIZE)
+  set(WL_SAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+  add_compile_options(${WL_SAN_FLAGS})
+  add_link_options(${WL_SAN_FLAGS})
+endif()
+
+# wl_library(NAME name SRCS ... DEPS ...): a static library with include/ as its public headers.
+function(wl_library)
+  cmake_parse_arguments(ARG "" "NAME" "SRCS;DEPS" ${ARGN})
+  add_library(wl_${ARG_NAME} STATIC ${ARG_SRCS})
+  target_include_directories(wl_${ARG_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include)
+  target_compile_options(wl_${ARG_NAME} PRIVATE ${WL_WARNINGS})
+  target_link_libraries(wl_${ARG_NAME} PUBLIC ${ARG_DEPS})
+endfunction()
+
+# wl_test(NAME name SRCS ... DEPS ... [LABELS ...] [TIMEOUT s]): a GoogleTest binary registered with CTest.
+function(wl_test)
+  cmake_parse_arguments(ARG "" "NAME;TIMEOUT" "SRCS;DEPS;LABELS" ${ARGN})
+  add_executable(${ARG_NAME} ${ARG_SRCS})
+  set_target_properties(${ARG_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
+  target_compile_options(${ARG_NAME} PRIVATE ${WL_WARNINGS})
+  target_link_libraries(${ARG_NAME} PRIVATE ${ARG_DEPS} GTest::gtest GTest::gmock GTest::gtest_main)
+  if(NOT ARG_TIMEOUT)
+    set(ARG_TIMEOUT 300)
+  endif()
+  add_test(NAME ${ARG_NAME} COMMAND ${ARG_NAME})
+  set_tests_properties(${ARG_NAME} PROPERTIES TIMEOUT ${ARG_TIMEOUT} LABELS "${ARG_LABELS}"
+    ENVIRONMENT "WL_BIN_DIR=${CMAKE_BINARY_DIR}/bin")
+endfunction()
+
+# wl_proto(NAME name PROTOS ... [GRPC] [DEPS ...]): generated code lives only in the build tree.
+function(wl_proto)
+  cmake_parse_arguments(ARG "GRPC" "NAME" "PROTOS;DEPS" ${ARGN})
+  set(srcs)
+  set(hdrs)
+  set(out ${CMAKE_BINARY_DIR}/gen)
+  file(MAKE_DIRECTORY ${out})
+  foreach(proto ${ARG_PROTOS})
+    get_filename_component(abs ${proto} ABSOLUTE)
+    file(RELATIVE_PATH rel ${PROJECT_SOURCE_DIR}/proto ${abs})
+    string(REGEX REPLACE "\\.proto$" "" base ${rel})
+    set(gen ${out}/${base}.pb.cc ${out}/${base}.pb.h)
+    set(cmd_args --cpp_out=${out})
+    if(ARG_GRPC)
+      list(APPEND gen ${out}/${base}.grpc.pb.cc ${out}/${base}.grpc.pb.h)
+      list(APPEND cmd_args --grpc_out=${out} --plugin=protoc-gen-grpc=${GRPC_CPP_PLUGIN})
+    endif()
+    add_custom_command(
+      OUTPUT ${gen}
+      COMMAND protobuf::protoc ARGS -I ${PROJECT_SOURCE_DIR}/proto ${cmd_args} ${abs}
+      DEPENDS ${abs} protobuf::protoc
+      COMMENT "protoc ${rel}")
+    foreach(g ${gen})
+      if(g MATCHES "\\.cc$")
+        list(APPEND srcs ${g})
+      endif()
+    endforeach()
+  endforeach()
+  add_library(wl_${ARG_NAME} STATIC ${srcs})
+  target_include_directories(wl_${ARG_NAME} PUBLIC ${out})
+  target_link_libraries(wl_${ARG_NAME} PUBLIC protobuf::libprotobuf ${ARG_DEPS})
+  if(ARG_GRPC)
+    target_link_libraries(wl_${ARG_NAME} PUBLIC gRPC::grpc++)
+  endif()
+endfunction()

@@ -1,0 +1,198 @@
+// EventLog: a partitioned, append-only, hash-chained event log in RocksDB, and the service state
+// that is derived from it, committed together.
+//
+// What it owns (one RocksDB database, three column families):
+//   events  (partition u32 BE, seq u64 BE) -> Envelope   gap-free per partition, seq from 1
+//   state   service-defined key -> value                  derived state, digestible for replay
+//   default meta: consumed input positions, idempotency keys, relay positions, the log's shape
+//
+// The one guarantee everything else stands on: Commit() writes a WriteSet (new events, the state
+// changes they imply, the input positions consumed and the idempotency keys used) as ONE RocksDB
+// WriteBatch. Either all of it is in the database or none of it is. With FsyncPolicy::kEveryCommit
+// the WAL is fsynced before Commit returns, so whatever a caller acknowledges after Commit
+// survives kill -9 and power loss. With kNone it survives a process crash but not power loss.
+//
+// Thread safety: all methods are safe to call from any thread. Commits are serialised by an
+// internal mutex (throughput comes from the caller batching many events into one WriteSet, not
+// from concurrent commits). Reads never block commits.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wattledger/base/clock.h"
+#include "wattledger/base/status.h"
+#include "wattledger/eventlog/v1/envelope.pb.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace wattledger::eventlog {
+
+using Envelope = ::wattledger::eventlog::v1::Envelope;
+using Causation = ::wattledger::eventlog::v1::Causation;
+
+inline constexpr size_t kHashBytes = 32;
+// Bounds on what one commit may carry; a larger batch is a caller bug or an attack.
+inline constexpr size_t kMaxEventsPerCommit = 100'000;
+inline constexpr size_t kMaxPayloadBytes = 1 << 20;
+
+enum class FsyncPolicy {
+  kEveryCommit,  // fsync the WAL before Commit returns: survives power loss. The default.
+  kNone,         // leave flushing to the OS: survives kill -9, not power loss. Benchmarks only.
+};
+
+struct Options {
+  std::string path;
+  std::string name = "log";  // Prefix of event ids; the service's name.
+  uint32_t partitions = 8;   // Fixed at creation; reopening with another number is an error.
+  FsyncPolicy fsync = FsyncPolicy::kEveryCommit;
+  Clock* clock = SystemClock::Default();
+  size_t block_cache_bytes = 64 << 20;
+};
+
+// A consumed input position: the last applied seq of a source partition and, when the input
+// came through Kafka, the offset of that message (the consumer restarts after it).
+struct Position {
+  uint64_t seq = 0;
+  int64_t offset = -1;
+  bool operator==(const Position&) const = default;
+};
+
+struct NewEvent {
+  uint32_t partition = 0;
+  std::string aggregate_key;
+  std::string type;
+  std::string payload;
+  std::string actor;
+  int64_t occurred_at_us = 0;  // 0 means "now" by the log's clock.
+  Causation causation;
+};
+
+// WriteSet collects everything one commit writes. Not thread-safe; owned by one writer.
+class WriteSet {
+ public:
+  void Append(NewEvent event) { events_.push_back(std::move(event)); }
+  void PutState(std::string key, std::string value) {
+    state_.push_back({std::move(key), std::move(value), false});
+  }
+  void DeleteState(std::string key) { state_.push_back({std::move(key), {}, true}); }
+  // Records that `consumer` has applied `source_partition` up to `pos`.
+  void SetPosition(std::string_view consumer, uint32_t source_partition, Position pos);
+  // Remembers an idempotency key with the result to return when the key is seen again.
+  void PutIdempotency(std::string key, std::string value) {
+    idempotency_.push_back({std::move(key), std::move(value)});
+  }
+  bool empty() const { return events_.empty() && state_.empty() && positions_.empty() && idempotency_.empty(); }
+  size_t event_count() const { return events_.size(); }
+  void Clear();
+
+ private:
+  friend class EventLog;
+  struct StateOp {
+    std::string key, value;
+    bool erase;
+  };
+  struct PosOp {
+    std::string key;
+    Position pos;
+  };
+  std::vector<NewEvent> events_;
+  std::vector<StateOp> state_;
+  std::vector<PosOp> positions_;
+  std::vector<std::pair<std::string, std::string>> idempotency_;
+};
+
+struct VerifyReport {
+  uint64_t events_checked = 0;
+  std::vector<uint64_t> heads;  // Last seq per partition.
+  bool ok = true;
+  std::string problem;  // First problem found: "partition 2: gap after seq 41 (next is 43)".
+};
+
+struct CommitStats {
+  uint64_t commits = 0;
+  uint64_t events = 0;
+};
+
+// Observer hooks so a metrics layer can watch the log without the log depending on it.
+struct CommitObserver {
+  std::function<void(size_t events, int64_t latency_us)> on_commit;
+};
+
+class EventLog {
+ public:
+  static Result<std::unique_ptr<EventLog>> Open(const Options& options);
+  ~EventLog();
+  EventLog(const EventLog&) = delete;
+  EventLog& operator=(const EventLog&) = delete;
+
+  const std::string& name() const { return options_.name; }
+  uint32_t partitions() const { return options_.partitions; }
+
+  // Commits `ws` atomically; returns the appended envelopes with seq and hash filled in, in the
+  // order they were appended. An invalid WriteSet (bad partition, oversized payload, event with
+  // no causation) is rejected whole with INVALID_ARGUMENT and nothing is written.
+  Result<std::vector<Envelope>> Commit(WriteSet ws);
+
+  // Last committed seq of a partition; 0 when it is empty.
+  uint64_t Head(uint32_t partition) const;
+  // Up to `max` events of `partition` with seq >= from_seq, in order.
+  Result<std::vector<Envelope>> Read(uint32_t partition, uint64_t from_seq, size_t max) const;
+  // Blocks until Head(partition) > after_seq or the timeout passes; true if there is news.
+  bool WaitForAppend(uint32_t partition, uint64_t after_seq, std::chrono::milliseconds timeout) const;
+
+  Result<std::optional<std::string>> GetState(std::string_view key) const;
+  // Calls fn(key, value) for each state key starting with prefix, in key order, until fn
+  // returns false.
+  Status ScanState(std::string_view prefix,
+                   const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  Result<std::optional<std::string>> GetIdempotency(std::string_view key) const;
+  Result<std::optional<Position>> GetPosition(std::string_view consumer, uint32_t source_partition) const;
+
+  // Walks every partition: seq must run 1, 2, 3... and every hash must match its content and its
+  // predecessor. Reads the log as stored; decides nothing from the in-memory heads.
+  Result<VerifyReport> Verify() const;
+  // Hex SHA-256 over the state column family in key order: equal digests mean equal state.
+  Result<std::string> StateDigest() const;
+
+  void SetObserver(CommitObserver observer);
+  CommitStats stats() const;
+
+  // Builds the canonical hash of an envelope whose prev_hash is set; exposed for tests/tools.
+  static std::string ComputeHash(const Envelope& envelope);
+
+ private:
+  explicit EventLog(const Options& options);
+  Status Init();
+
+  Options options_;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default(meta), events, state
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* events_ = nullptr;
+  rocksdb::ColumnFamilyHandle* state_ = nullptr;
+
+  mutable std::mutex commit_mu_;  // Serialises commits; guards heads_, last_hash_, stats_.
+  mutable std::condition_variable appended_;
+  std::vector<uint64_t> heads_;
+  std::vector<std::string> last_hash_;
+  CommitStats stats_;
+  CommitObserver observer_;
+};
+
+// Key encodings, exposed for tools and tests that inspect the database directly.
+std::string EventKey(uint32_t partition, uint64_t seq);
+std::string HexEncode(std::string_view bytes);
+
+}  // namespace wattledger::eventlog

@@ -1,0 +1,431 @@
+#include "wattledger/eventlog/event_log.h"
+
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/io/zero_copy_stream_impl_lite.h>
+#include <openssl/evp.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/db.h>
+#include <rocksdb/filter_policy.h>
+#include <rocksdb/options.h>
+#include <rocksdb/slice.h>
+#include <rocksdb/table.h>
+#include <rocksdb/write_batch.h>
+
+#include <chrono>
+
+#include "wattledger/base/check.h"
+#include "wattledger/eventlog/rocks_status.h"
+
+namespace wattledger::eventlog {
+namespace {
+
+constexpr char kShapeKey[] = "shape";
+constexpr char kPosPrefix[] = "pos/";
+constexpr char kIdemPrefix[] = "idem/";
+
+void PutBigEndian32(std::string* out, uint32_t v) {
+  for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+void PutBigEndian64(std::string* out, uint64_t v) {
+  for (int i = 7; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+uint64_t GetBigEndian(std::string_view in, size_t offset, size_t bytes) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < bytes; ++i) v = (v << 8) | static_cast<uint8_t>(in[offset + i]);
+  return v;
+}
+
+std::string PositionKey(std::string_view consumer, uint32_t source_partition) {
+  std::string key(kPosPrefix);
+  key.append(consumer);
+  key.push_back('\0');
+  PutBigEndian32(&key, source_partition);
+  return key;
+}
+
+std::string EncodePosition(const Position& pos) {
+  std::string out;
+  PutBigEndian64(&out, pos.seq);
+  PutBigEndian64(&out, static_cast<uint64_t>(pos.offset));
+  return out;
+}
+
+class Sha256 {
+ public:
+  Sha256() : ctx_(EVP_MD_CTX_new()) {
+    WL_CHECK(ctx_ != nullptr);
+    WL_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
+  }
+  ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  void Update(std::string_view data) { WL_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1); }
+  std::string Final() {
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    WL_CHECK(EVP_DigestFinal_ex(ctx_, out, &len) == 1);
+    return std::string(reinterpret_cast<char*>(out), len);
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+std::string SerializeCanonical(const Envelope& e) {
+  std::string out;
+  google::protobuf::io::StringOutputStream raw(&out);
+  google::protobuf::io::CodedOutputStream coded(&raw);
+  coded.SetSerializationDeterministic(true);
+  e.SerializeToCodedStream(&coded);
+  coded.Trim();
+  return out;
+}
+
+bool HasCausation(const Causation& c) {
+  return !c.request_id().empty() || !c.source_topic().empty();
+}
+
+}  // namespace
+
+std::string EventKey(uint32_t partition, uint64_t seq) {
+  std::string key;
+  key.reserve(12);
+  PutBigEndian32(&key, partition);
+  PutBigEndian64(&key, seq);
+  return key;
+}
+
+std::string HexEncode(std::string_view bytes) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (unsigned char c : bytes) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 0xf]);
+  }
+  return out;
+}
+
+void WriteSet::SetPosition(std::string_view consumer, uint32_t source_partition, Position pos) {
+  positions_.push_back({PositionKey(consumer, source_partition), pos});
+}
+
+void WriteSet::Clear() {
+  events_.clear();
+  state_.clear();
+  positions_.clear();
+  idempotency_.clear();
+}
+
+std::string EventLog::ComputeHash(const Envelope& envelope) {
+  Envelope copy = envelope;
+  copy.clear_hash();
+  Sha256 sha;
+  sha.Update(copy.prev_hash());
+  sha.Update(SerializeCanonical(copy));
+  return sha.Final();
+}
+
+EventLog::EventLog(const Options& options) : options_(options) {}
+
+EventLog::~EventLog() {
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+    db_->Close().PermitUncheckedError();
+  }
+}
+
+Result<std::unique_ptr<EventLog>> EventLog::Open(const Options& options) {
+  if (options.path.empty()) return InvalidArgument("event log path is empty; pass --data-dir");
+  if (options.partitions == 0 || options.partitions > 4096) {
+    return InvalidArgument("event log partitions must be 1..4096, got " +
+                           std::to_string(options.partitions));
+  }
+  if (options.clock == nullptr) return InvalidArgument("event log clock is null");
+  std::unique_ptr<EventLog> log(new EventLog(options));
+  WL_RETURN_IF_ERROR(log->Init());
+  return log;
+}
+
+Status EventLog::Init() {
+  rocksdb::Options db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.IncreaseParallelism(2);
+  // Appends are sequential per partition; a larger write buffer keeps flushes rare.
+  db_options.write_buffer_size = 64 << 20;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(options_.block_cache_bytes);
+  table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  rocksdb::ColumnFamilyOptions cf;
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, cf}, {"events", cf}, {"state", cf}};
+  rocksdb::DB* raw = nullptr;
+  WL_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options_.path, cfs, &handles_, &raw),
+                               "open event log at " + options_.path));
+  db_.reset(raw);
+  meta_ = handles_[0];
+  events_ = handles_[1];
+  state_ = handles_[2];
+
+  // The shape (name, partitions) is fixed at creation.
+  std::string shape = options_.name + "/" + std::to_string(options_.partitions);
+  std::string stored;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, kShapeKey, &stored);
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    WL_RETURN_IF_ERROR(FromRocks(db_->Put(wo, meta_, kShapeKey, shape), "write log shape"));
+  } else if (!s.ok()) {
+    return FromRocks(s, "read log shape");
+  } else if (stored != shape) {
+    return FailedPrecondition("event log at " + options_.path + " was created as '" + stored +
+                              "' (name/partitions) but opened as '" + shape +
+                              "'; use the original settings or a new --data-dir");
+  }
+
+  // Recover heads and chain tips by seeking to the last key of each partition.
+  heads_.assign(options_.partitions, 0);
+  last_hash_.assign(options_.partitions, std::string(kHashBytes, '\0'));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+  for (uint32_t p = 0; p < options_.partitions; ++p) {
+    it->SeekForPrev(EventKey(p, UINT64_MAX));
+    if (!it->Valid()) continue;
+    auto key = it->key();
+    if (key.size() != 12 || GetBigEndian(key.ToStringView(), 0, 4) != p) continue;
+    Envelope last;
+    if (!last.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return DataLoss("event log partition " + std::to_string(p) +
+                      ": last record does not parse; run `wlctl audit verify`");
+    }
+    heads_[p] = GetBigEndian(key.ToStringView(), 4, 8);
+    last_hash_[p] = last.hash();
+  }
+  WL_RETURN_IF_ERROR(FromRocks(it->status(), "scan event log heads"));
+  return Status::Ok();
+}
+
+Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
+  if (ws.events_.size() > kMaxEventsPerCommit) {
+    return InvalidArgument("commit carries " + std::to_string(ws.events_.size()) +
+                           " events; the limit is " + std::to_string(kMaxEventsPerCommit));
+  }
+  for (const auto& e : ws.events_) {
+    if (e.partition >= options_.partitions) {
+      return InvalidArgument("event partition " + std::to_string(e.partition) + " out of range 0.." +
+                             std::to_string(options_.partitions - 1));
+    }
+    if (e.type.empty()) return InvalidArgument("event type is empty");
+    if (e.payload.size() > kMaxPayloadBytes) {
+      return InvalidArgument("event payload of " + std::to_string(e.payload.size()) +
+                             " bytes exceeds " + std::to_string(kMaxPayloadBytes));
+    }
+    if (!HasCausation(e.causation)) {
+      return InvalidArgument("event " + e.type + " has no causation (source position or request id)");
+    }
+  }
+
+  auto start = std::chrono::steady_clock::now();
+  std::vector<Envelope> out;
+  out.reserve(ws.events_.size());
+  rocksdb::WriteBatch batch;
+  std::unique_lock lock(commit_mu_);
+  const int64_t now_us = options_.clock->NowMicros();
+  // Work on copies so that a failed write leaves heads and chain tips untouched.
+  std::vector<uint64_t> heads = heads_;
+  std::vector<std::string> tips = last_hash_;
+  std::string value;
+  for (auto& e : ws.events_) {
+    Envelope env;
+    const uint64_t seq = ++heads[e.partition];
+    env.set_event_id(options_.name + "/" + std::to_string(e.partition) + "/" + std::to_string(seq));
+    env.set_partition(e.partition);
+    env.set_seq(seq);
+    env.set_aggregate_key(std::move(e.aggregate_key));
+    env.set_type(std::move(e.type));
+    env.set_occurred_at_us(e.occurred_at_us != 0 ? e.occurred_at_us : now_us);
+    env.set_recorded_at_us(now_us);
+    env.set_actor(std::move(e.actor));
+    *env.mutable_causation() = std::move(e.causation);
+    env.set_payload(std::move(e.payload));
+    env.set_prev_hash(tips[e.partition]);
+    env.set_hash(ComputeHash(env));
+    tips[e.partition] = env.hash();
+    value = SerializeCanonical(env);
+    batch.Put(events_, EventKey(e.partition, seq), value);
+    out.push_back(std::move(env));
+  }
+  for (const auto& op : ws.state_) {
+    if (op.erase) {
+      batch.Delete(state_, op.key);
+    } else {
+      batch.Put(state_, op.key, op.value);
+    }
+  }
+  for (const auto& op : ws.positions_) batch.Put(meta_, op.key, EncodePosition(op.pos));
+  for (const auto& [k, v] : ws.idempotency_) batch.Put(meta_, std::string(kIdemPrefix) + k, v);
+
+  rocksdb::WriteOptions wo;
+  wo.sync = options_.fsync == FsyncPolicy::kEveryCommit;
+  WL_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "commit to event log"));
+  for (uint32_t p = 0; p < options_.partitions; ++p) WL_CHECK(heads[p] >= heads_[p]);
+  heads_ = std::move(heads);
+  last_hash_ = std::move(tips);
+  stats_.commits++;
+  stats_.events += out.size();
+  auto observer = observer_.on_commit;
+  lock.unlock();
+  appended_.notify_all();
+  if (observer) {
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+    observer(out.size(), us.count());
+  }
+  return out;
+}
+
+uint64_t EventLog::Head(uint32_t partition) const {
+  std::lock_guard lock(commit_mu_);
+  return partition < heads_.size() ? heads_[partition] : 0;
+}
+
+Result<std::vector<Envelope>> EventLog::Read(uint32_t partition, uint64_t from_seq, size_t max) const {
+  if (partition >= options_.partitions) {
+    return InvalidArgument("partition " + std::to_string(partition) + " out of range 0.." +
+                           std::to_string(options_.partitions - 1));
+  }
+  std::vector<Envelope> out;
+  if (max == 0) return out;
+  rocksdb::ReadOptions ro;
+  std::string upper = EventKey(partition + 1, 0);
+  rocksdb::Slice upper_slice(upper);
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
+  uint64_t expect = from_seq == 0 ? 1 : from_seq;
+  for (it->Seek(EventKey(partition, expect)); it->Valid() && out.size() < max; it->Next()) {
+    Envelope env;
+    if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return DataLoss("event " + std::to_string(partition) + "/" + std::to_string(expect) +
+                      " does not parse; run `wlctl audit verify`");
+    }
+    if (env.seq() != expect || env.partition() != partition) {
+      return DataLoss("event log partition " + std::to_string(partition) + " expected seq " +
+                      std::to_string(expect) + " but found " + std::to_string(env.seq()));
+    }
+    ++expect;
+    out.push_back(std::move(env));
+  }
+  WL_RETURN_IF_ERROR(FromRocks(it->status(), "read event log"));
+  return out;
+}
+
+bool EventLog::WaitForAppend(uint32_t partition, uint64_t after_seq,
+                             std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(commit_mu_);
+  if (partition >= heads_.size()) return false;
+  return appended_.wait_for(lock, timeout, [&] { return heads_[partition] > after_seq; });
+}
+
+Result<std::optional<std::string>> EventLog::GetState(std::string_view key) const {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  WL_RETURN_IF_ERROR(FromRocks(s, "read state"));
+  return std::optional<std::string>(std::move(value));
+}
+
+Status EventLog::ScanState(std::string_view prefix,
+                           const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (!key.starts_with(prefix)) break;
+    if (!fn(key, it->value().ToStringView())) break;
+  }
+  return FromRocks(it->status(), "scan state");
+}
+
+Result<std::optional<std::string>> EventLog::GetIdempotency(std::string_view key) const {
+  std::string value;
+  std::string full = std::string(kIdemPrefix) + std::string(key);
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, full, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  WL_RETURN_IF_ERROR(FromRocks(s, "read idempotency key"));
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::optional<Position>> EventLog::GetPosition(std::string_view consumer,
+                                                      uint32_t source_partition) const {
+  std::string value;
+  auto s = db_->Get(rocksdb::ReadOptions(), meta_, PositionKey(consumer, source_partition), &value);
+  if (s.IsNotFound()) return std::optional<Position>();
+  WL_RETURN_IF_ERROR(FromRocks(s, "read consumer position"));
+  if (value.size() != 16) return DataLoss("consumer position record has " + std::to_string(value.size()) + " bytes, want 16");
+  Position pos;
+  pos.seq = GetBigEndian(value, 0, 8);
+  pos.offset = static_cast<int64_t>(GetBigEndian(value, 8, 8));
+  return std::optional<Position>(pos);
+}
+
+Result<VerifyReport> EventLog::Verify() const {
+  VerifyReport report;
+  report.heads.assign(options_.partitions, 0);
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+  std::vector<std::string> tips(options_.partitions, std::string(kHashBytes, '\0'));
+  auto fail = [&](std::string problem) {
+    report.ok = false;
+    report.problem = std::move(problem);
+    return report;
+  };
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    auto key = it->key().ToStringView();
+    if (key.size() != 12) return fail("malformed event key of " + std::to_string(key.size()) + " bytes");
+    const uint32_t p = static_cast<uint32_t>(GetBigEndian(key, 0, 4));
+    const uint64_t seq = GetBigEndian(key, 4, 8);
+    const std::string where = "partition " + std::to_string(p) + " seq " + std::to_string(seq);
+    if (p >= options_.partitions) return fail(where + ": partition out of range");
+    if (seq != report.heads[p] + 1) {
+      return fail("partition " + std::to_string(p) + ": gap after seq " +
+                  std::to_string(report.heads[p]) + " (next is " + std::to_string(seq) + ")");
+    }
+    Envelope env;
+    if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return fail(where + ": record does not parse");
+    }
+    if (env.partition() != p || env.seq() != seq) return fail(where + ": key and envelope disagree");
+    if (env.prev_hash() != tips[p]) return fail(where + ": prev_hash does not match predecessor");
+    if (ComputeHash(env) != env.hash()) return fail(where + ": hash does not match content");
+    tips[p] = env.hash();
+    report.heads[p] = seq;
+    report.events_checked++;
+  }
+  WL_RETURN_IF_ERROR(FromRocks(it->status(), "verify event log"));
+  return report;
+}
+
+Result<std::string> EventLog::StateDigest() const {
+  Sha256 sha;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
+  std::string len;
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    len.clear();
+    PutBigEndian64(&len, it->key().size());
+    PutBigEndian64(&len, it->value().size());
+    sha.Update(len);
+    sha.Update(it->key().ToStringView());
+    sha.Update(it->value().ToStringView());
+  }
+  WL_RETURN_IF_ERROR(FromRocks(it->status(), "digest state"));
+  return HexEncode(sha.Final());
+}
+
+void EventLog::SetObserver(CommitObserver observer) {
+  std::lock_guard lock(commit_mu_);
+  observer_ = std::move(observer);
+}
+
+CommitStats EventLog::stats() const {
+  std::lock_guard lock(commit_mu_);
+  return stats_;
+}
+
+}  // namespace wattledger::eventlog

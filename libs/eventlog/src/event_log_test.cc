@@ -1,0 +1,269 @@
+#include "wattledger/eventlog/event_log.h"
+
+#include <gtest/gtest.h>
+#include <rocksdb/db.h>
+
+#include <thread>
+
+#include "wattledger/testing/temp_dir.h"
+
+namespace wattledger::eventlog {
+namespace {
+
+NewEvent Ev(uint32_t partition, std::string key, std::string payload = "p") {
+  NewEvent e;
+  e.partition = partition;
+  e.aggregate_key = std::move(key);
+  e.type = "test.Event";
+  e.payload = std::move(payload);
+  e.actor = "tester";
+  e.causation.set_request_id("req-" + e.aggregate_key);
+  return e;
+}
+
+class EventLogTest : public ::testing::Test {
+ protected:
+  std::unique_ptr<EventLog> OpenLog(uint32_t partitions = 4) {
+    Options o;
+    o.path = dir_.Sub("log");
+    o.name = "test";
+    o.partitions = partitions;
+    o.clock = &clock_;
+    auto log = EventLog::Open(o);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return log.ok() ? std::move(log).value() : nullptr;
+  }
+  wattledger::testing::TempDir dir_;
+  ManualClock clock_;
+};
+
+TEST_F(EventLogTest, CommitAssignsGapFreeSequencesPerPartition) {
+  auto log = OpenLog();
+  WriteSet ws;
+  ws.Append(Ev(0, "a"));
+  ws.Append(Ev(1, "b"));
+  ws.Append(Ev(0, "c"));
+  auto out = log->Commit(std::move(ws));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  ASSERT_EQ(out->size(), 3u);
+  EXPECT_EQ((*out)[0].seq(), 1u);
+  EXPECT_EQ((*out)[1].seq(), 1u);
+  EXPECT_EQ((*out)[2].seq(), 2u);
+  EXPECT_EQ((*out)[2].event_id(), "test/0/2");
+  EXPECT_EQ((*out)[2].prev_hash(), (*out)[0].hash());
+  EXPECT_EQ((*out)[0].prev_hash(), std::string(kHashBytes, '\0'));
+  EXPECT_EQ(log->Head(0), 2u);
+  EXPECT_EQ(log->Head(1), 1u);
+  EXPECT_EQ(log->Head(2), 0u);
+}
+
+TEST_F(EventLogTest, StateAndPositionsAndIdempotencyCommitWithEvents) {
+  auto log = OpenLog();
+  WriteSet ws;
+  ws.Append(Ev(2, "acct"));
+  ws.PutState("acct/A1", "100");
+  ws.SetPosition("billing", 3, Position{41, 1000});
+  ws.PutIdempotency("K1", "txn-1");
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  EXPECT_EQ(log->GetState("acct/A1")->value(), "100");
+  EXPECT_EQ(log->GetPosition("billing", 3)->value(), (Position{41, 1000}));
+  EXPECT_FALSE(log->GetPosition("billing", 2)->has_value());
+  EXPECT_EQ(log->GetIdempotency("K1")->value(), "txn-1");
+  EXPECT_FALSE(log->GetIdempotency("K2")->has_value());
+
+  WriteSet del;
+  del.DeleteState("acct/A1");
+  ASSERT_TRUE(log->Commit(std::move(del)).ok());
+  EXPECT_FALSE(log->GetState("acct/A1")->has_value());
+}
+
+TEST_F(EventLogTest, InvalidWriteSetIsRejectedWholeAndWritesNothing) {
+  auto log = OpenLog(2);
+  WriteSet ws;
+  ws.Append(Ev(0, "ok"));
+  ws.PutState("k", "v");
+  ws.Append(Ev(7, "bad-partition"));
+  auto out = log->Commit(std::move(ws));
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(log->Head(0), 0u);
+  EXPECT_FALSE(log->GetState("k")->has_value());
+
+  WriteSet no_cause;
+  NewEvent e = Ev(0, "x");
+  e.causation.Clear();
+  no_cause.Append(e);
+  EXPECT_EQ(log->Commit(std::move(no_cause)).status().code(), StatusCode::kInvalidArgument);
+
+  WriteSet big;
+  big.Append(Ev(0, "big", std::string(kMaxPayloadBytes + 1, 'x')));
+  EXPECT_EQ(log->Commit(std::move(big)).status().code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(log->Head(0), 0u);
+}
+
+TEST_F(EventLogTest, ReopenRecoversHeadsAndContinuesTheChain) {
+  std::string tip;
+  {
+    auto log = OpenLog();
+    for (int i = 0; i < 5; ++i) {
+      WriteSet ws;
+      ws.Append(Ev(1, "k" + std::to_string(i)));
+      auto out = log->Commit(std::move(ws));
+      ASSERT_TRUE(out.ok());
+      tip = out->back().hash();
+    }
+  }
+  auto log = OpenLog();
+  EXPECT_EQ(log->Head(1), 5u);
+  WriteSet ws;
+  ws.Append(Ev(1, "after"));
+  auto out = log->Commit(std::move(ws));
+  ASSERT_TRUE(out.ok());
+  EXPECT_EQ(out->front().seq(), 6u);
+  EXPECT_EQ(out->front().prev_hash(), tip);
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->events_checked, 6u);
+}
+
+TEST_F(EventLogTest, ReopenWithOtherPartitionCountIsRefused) {
+  { auto log = OpenLog(4); }
+  Options o;
+  o.path = dir_.Sub("log");
+  o.name = "test";
+  o.partitions = 8;
+  auto log = EventLog::Open(o);
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(log.status().message().find("test/4"), std::string::npos) << log.status().message();
+}
+
+TEST_F(EventLogTest, ReadReturnsRangeInOrder) {
+  auto log = OpenLog();
+  WriteSet ws;
+  for (int i = 0; i < 10; ++i) ws.Append(Ev(3, "k", std::to_string(i)));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  auto got = log->Read(3, 4, 3);
+  ASSERT_TRUE(got.ok());
+  ASSERT_EQ(got->size(), 3u);
+  EXPECT_EQ((*got)[0].seq(), 4u);
+  EXPECT_EQ((*got)[0].payload(), "3");
+  EXPECT_EQ((*got)[2].seq(), 6u);
+  EXPECT_TRUE(log->Read(3, 11, 10)->empty());
+  EXPECT_TRUE(log->Read(2, 1, 10)->empty());
+  EXPECT_FALSE(log->Read(9, 1, 10).ok());
+}
+
+TEST_F(EventLogTest, VerifyDetectsEditedPayloadAndGap) {
+  auto path = dir_.Sub("log");
+  {
+    auto log = OpenLog(1);
+    WriteSet ws;
+    for (int i = 0; i < 5; ++i) ws.Append(Ev(0, "k", std::to_string(i)));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  }
+  // Tamper with the database behind the log's back.
+  auto tamper = [&](auto&& fn) {
+    rocksdb::Options o;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"events", {}}, {"state", {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+    fn(db, handles[1]);
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  };
+  tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    std::string v;
+    ASSERT_TRUE(db->Get({}, events, EventKey(0, 3), &v).ok());
+    Envelope env;
+    ASSERT_TRUE(env.ParseFromString(v));
+    env.set_payload("forged");
+    ASSERT_TRUE(db->Put({}, events, EventKey(0, 3), env.SerializeAsString()).ok());
+  });
+  {
+    auto log = OpenLog(1);
+    auto report = log->Verify();
+    ASSERT_TRUE(report.ok());
+    EXPECT_FALSE(report->ok);
+    EXPECT_NE(report->problem.find("seq 3: hash does not match"), std::string::npos) << report->problem;
+  }
+  tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
+    ASSERT_TRUE(db->Delete({}, events, EventKey(0, 2)).ok());
+  });
+  auto log = OpenLog(1);
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->ok);
+  EXPECT_NE(report->problem.find("gap after seq 1"), std::string::npos) << report->problem;
+}
+
+TEST_F(EventLogTest, StateDigestDependsOnlyOnState) {
+  auto log = OpenLog();
+  auto empty = log->StateDigest();
+  ASSERT_TRUE(empty.ok());
+  WriteSet ws;
+  ws.PutState("a", "1");
+  ws.PutState("b", "2");
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  auto d1 = log->StateDigest();
+  EXPECT_NE(*d1, *empty);
+
+  testing::TempDir other;
+  Options o;
+  o.path = other.Sub("log");
+  o.name = "other";
+  auto log2 = EventLog::Open(o);
+  ASSERT_TRUE(log2.ok());
+  WriteSet ws2;
+  ws2.Append(Ev(0, "events-do-not-count"));
+  ws2.PutState("b", "2");
+  ws2.PutState("a", "1");
+  ASSERT_TRUE((*log2)->Commit(std::move(ws2)).ok());
+  EXPECT_EQ(*(*log2)->StateDigest(), *d1);
+  // "a"+"12" vs "a1"+"2" must differ: lengths are part of the digest.
+  WriteSet ws3;
+  ws3.DeleteState("a");
+  ws3.DeleteState("b");
+  ws3.PutState("a1", "");
+  ws3.PutState("b", "2");
+  ASSERT_TRUE((*log2)->Commit(std::move(ws3)).ok());
+  EXPECT_NE(*(*log2)->StateDigest(), *d1);
+}
+
+TEST_F(EventLogTest, WaitForAppendWakesOnCommit) {
+  auto log = OpenLog();
+  EXPECT_FALSE(log->WaitForAppend(0, 0, std::chrono::milliseconds(1)));
+  std::thread writer([&] {
+    WriteSet ws;
+    ws.Append(Ev(0, "k"));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  });
+  EXPECT_TRUE(log->WaitForAppend(0, 0, std::chrono::seconds(30)));
+  writer.join();
+}
+
+TEST_F(EventLogTest, ConcurrentCommittersKeepEveryPartitionGapFree) {
+  auto log = OpenLog(4);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        WriteSet ws;
+        ws.Append(Ev(static_cast<uint32_t>((t + i) % 4), "k"));
+        ws.Append(Ev(static_cast<uint32_t>(i % 4), "k"));
+        ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->events_checked, 400u);
+}
+
+}  // namespace
+}  // namespace wattledger::eventlog
