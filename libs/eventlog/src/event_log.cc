@@ -325,6 +325,16 @@ bool EventLog::WaitForAppend(uint32_t partition, uint64_t after_seq,
   return appended_.wait_for(lock, timeout, [&] { return heads_[partition] > after_seq; });
 }
 
+uint64_t EventLog::CommitCount() const {
+  std::lock_guard lock(commit_mu_);
+  return stats_.commits;
+}
+
+bool EventLog::WaitForCommit(uint64_t after_count, std::chrono::milliseconds timeout) const {
+  std::unique_lock lock(commit_mu_);
+  return appended_.wait_for(lock, timeout, [&] { return stats_.commits > after_count; });
+}
+
 Result<std::optional<std::string>> EventLog::GetState(std::string_view key) const {
   std::string value;
   auto s = db_->Get(rocksdb::ReadOptions(), state_, rocksdb::Slice(key.data(), key.size()), &value);

@@ -151,6 +151,9 @@ class EventLog {
   Result<std::vector<Envelope>> Read(uint32_t partition, uint64_t from_seq, size_t max) const;
   // Blocks until Head(partition) > after_seq or the timeout passes; true if there is news.
   bool WaitForAppend(uint32_t partition, uint64_t after_seq, std::chrono::milliseconds timeout) const;
+  // Number of commits so far, and a wait for the next one: lets a tailer watch every partition.
+  uint64_t CommitCount() const;
+  bool WaitForCommit(uint64_t after_count, std::chrono::milliseconds timeout) const;
 
   Result<std::optional<std::string>> GetState(std::string_view key) const;
   // Calls fn(key, value) for each state key starting with prefix, in key order, until fn
