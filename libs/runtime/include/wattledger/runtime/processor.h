@@ -1,0 +1,114 @@
+// Processor: the partitioned single writer. Each partition of the service's EventLog is owned by
+// one writer thread with a bounded input queue. The thread drains its queue in batches; for each
+// batch it lets the Handler turn every input (consumed bus message or RPC command) into events and
+// state changes, records the consumed positions, and commits all of it with ONE EventLog::Commit
+// (one synced write). Only then are RPC replies released. That is what makes processing
+// exactly-once in effect: an input's effects and the record that it was applied are one write.
+//
+// Consumed messages are routed to a partition by Handler::Route. Each partition remembers, per
+// source partition, the last seq it applied and skips anything at or below it; a consumer
+// restarts from the lowest position over all writer partitions, so nothing is lost or repeated.
+//
+// Thread safety: Submit/Stop may be called from any thread. Handler methods for partition p are
+// only ever called on p's writer thread, so handler state that is partitioned needs no locks.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "wattledger/base/status.h"
+#include "wattledger/bus/bus.h"
+#include "wattledger/eventlog/event_log.h"
+
+namespace wattledger::runtime {
+
+// Called after the commit with its status and the events this command appended (in order).
+using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
+// Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
+using Command = std::function<Reply(uint32_t partition, eventlog::WriteSet& ws)>;
+
+class Handler {
+ public:
+  virtual ~Handler() = default;
+  // Which writer partition a consumed message belongs to.
+  virtual uint32_t Route(const bus::Message& message, uint32_t partitions);
+  // Applies one new consumed message. Bad input must be answered with a rejected event (or
+  // skipped with a log line), never a crash.
+  virtual void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) = 0;
+  // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
+  virtual Status Reload(uint32_t partition) = 0;
+};
+
+struct ProcessorOptions {
+  std::string name;                 // Service name: metrics label and position keys.
+  std::vector<std::string> topics;  // Topics to consume.
+  size_t queue_capacity = 16'384;   // Per partition; RPCs beyond it get RESOURCE_EXHAUSTED.
+  size_t max_batch = 2'048;         // Inputs per commit at most.
+};
+
+uint32_t PartitionForKey(std::string_view key, uint32_t partitions);
+
+class Processor {
+ public:
+  Processor(ProcessorOptions options, eventlog::EventLog* log, bus::Bus* bus, Handler* handler);
+  ~Processor();
+
+  // Subscribes to the topics and starts the writer and consumer threads.
+  Status Start();
+  // Queues a command for the partition that owns `key`. Never blocks: a full queue answers
+  // RESOURCE_EXHAUSTED so that callers back off.
+  Status Submit(std::string_view key, Command command) {
+    return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command));
+  }
+  Status SubmitTo(uint32_t partition, Command command);
+  // Stops consuming, lets the writers finish what is queued, and joins every thread.
+  void Stop();
+
+  uint32_t partitions() const { return log_->partitions(); }
+  eventlog::EventLog* log() const { return log_; }
+
+ private:
+  struct Input {
+    Command command;                        // Set for commands,
+    std::shared_ptr<bus::Message> message;  // or for consumed messages.
+    int failures = 0;                       // Batches this input was in that failed.
+  };
+  // A message that was in this many failed batches is set aside so it cannot block the partition.
+  static constexpr int kMaxMessageFailures = 3;
+  struct Partition {
+    std::mutex mu;
+    std::condition_variable not_empty, not_full;
+    std::deque<Input> queue;
+    // topic -> source partition -> last applied position. Writer thread only.
+    std::map<std::string, std::vector<eventlog::Position>> applied;
+    std::thread thread;
+  };
+
+  Status LoadApplied(uint32_t p);
+  void WriterLoop(uint32_t p);
+  void ConsumerLoop(const std::string& topic, bus::Consumer* consumer);
+  std::string PositionKey(const std::string& topic, uint32_t partition) const;
+
+  const ProcessorOptions options_;
+  eventlog::EventLog* log_;
+  bus::Bus* bus_;
+  Handler* handler_;
+  std::vector<std::unique_ptr<Partition>> parts_;
+  std::vector<std::unique_ptr<bus::Consumer>> consumers_;
+  std::vector<std::thread> consumer_threads_;
+  std::atomic<bool> stop_consuming_{false};
+  std::atomic<bool> stop_writing_{false};
+  bool started_ = false;
+};
+
+}  // namespace wattledger::runtime

@@ -1,0 +1,248 @@
+#include "wattledger/runtime/processor.h"
+
+#include <exception>
+
+#include "wattledger/base/check.h"
+#include "wattledger/base/log.h"
+#include "wattledger/metrics/metrics.h"
+
+namespace wattledger::runtime {
+
+uint32_t PartitionForKey(std::string_view key, uint32_t partitions) {
+  // FNV-1a: stable across processes and versions, unlike std::hash.
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return static_cast<uint32_t>(h % partitions);
+}
+
+uint32_t Handler::Route(const bus::Message& message, uint32_t partitions) {
+  return PartitionForKey(message.envelope.aggregate_key(), partitions);
+}
+
+Processor::Processor(ProcessorOptions options, eventlog::EventLog* log, bus::Bus* bus, Handler* handler)
+    : options_(std::move(options)), log_(log), bus_(bus), handler_(handler) {
+  for (uint32_t p = 0; p < log_->partitions(); ++p) parts_.push_back(std::make_unique<Partition>());
+}
+
+Processor::~Processor() { Stop(); }
+
+std::string Processor::PositionKey(const std::string& topic, uint32_t partition) const {
+  return options_.name + "<" + topic + "#" + std::to_string(partition);
+}
+
+Status Processor::LoadApplied(uint32_t p) {
+  auto& part = *parts_[p];
+  part.applied.clear();
+  for (size_t i = 0; i < options_.topics.size(); ++i) {
+    const auto& topic = options_.topics[i];
+    const uint32_t source_parts = consumers_.empty() ? 0 : consumers_[i]->partitions();
+    auto& vec = part.applied[topic];
+    vec.assign(source_parts, {});
+    for (uint32_t sp = 0; sp < source_parts; ++sp) {
+      WL_ASSIGN_OR_RETURN(auto pos, log_->GetPosition(PositionKey(topic, p), sp));
+      if (pos) vec[sp] = *pos;
+    }
+  }
+  return Status::Ok();
+}
+
+Status Processor::Start() {
+  WL_CHECK(!started_);
+  started_ = true;
+  for (const auto& topic : options_.topics) {
+    // A consumer starts from the lowest position any writer partition applied; each writer skips
+    // what it already has.
+    auto start = [this, topic](uint32_t sp) {
+      eventlog::Position lowest{UINT64_MAX, -1};
+      for (uint32_t p = 0; p < log_->partitions(); ++p) {
+        auto pos = log_->GetPosition(PositionKey(topic, p), sp);
+        eventlog::Position got = pos.ok() && pos->has_value() ? **pos : eventlog::Position{};
+        if (got.seq < lowest.seq) lowest = got;
+      }
+      return lowest.seq == UINT64_MAX ? eventlog::Position{} : lowest;
+    };
+    WL_ASSIGN_OR_RETURN(auto consumer, bus_->Subscribe(topic, options_.name, start));
+    consumers_.push_back(std::move(consumer));
+  }
+  for (uint32_t p = 0; p < parts_.size(); ++p) {
+    WL_RETURN_IF_ERROR(LoadApplied(p));
+    parts_[p]->thread = std::thread([this, p] { WriterLoop(p); });
+  }
+  for (size_t i = 0; i < consumers_.size(); ++i) {
+    consumer_threads_.emplace_back([this, i] { ConsumerLoop(options_.topics[i], consumers_[i].get()); });
+  }
+  return Status::Ok();
+}
+
+Status Processor::SubmitTo(uint32_t partition, Command command) {
+  if (partition >= parts_.size()) return InvalidArgument("partition out of range");
+  if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
+  auto& part = *parts_[partition];
+  {
+    std::lock_guard lock(part.mu);
+    if (part.queue.size() >= options_.queue_capacity) {
+      return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
+                               std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
+    }
+    part.queue.push_back(Input{std::move(command), nullptr, 0});
+  }
+  part.not_empty.notify_one();
+  return Status::Ok();
+}
+
+void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) {
+  auto& lag = metrics::KernelMetrics().consumer_lag.Add({{"topic", topic}, {"consumer", options_.name}});
+  auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/consume/" + topic}});
+  while (!stop_consuming_) {
+    auto batch = consumer->Poll(options_.max_batch, std::chrono::milliseconds(100));
+    lag.Set(static_cast<double>(consumer->stats().lag));
+    if (!batch.ok()) {
+      errors.Increment();
+      log::Error("consume failed", {{"service", options_.name}, {"topic", topic}, {"error", batch.status().ToString()}});
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      continue;
+    }
+    for (auto& m : *batch) {
+      const uint32_t p = handler_->Route(m, log_->partitions()) % log_->partitions();
+      auto& part = *parts_[p];
+      std::unique_lock lock(part.mu);
+      // Backpressure: a consumer waits for room rather than dropping or growing without bound.
+      part.not_full.wait(lock, [&] { return part.queue.size() < options_.queue_capacity || stop_consuming_; });
+      if (stop_consuming_) return;
+      part.queue.push_back(Input{nullptr, std::make_shared<bus::Message>(std::move(m)), 0});
+      lock.unlock();
+      part.not_empty.notify_one();
+    }
+  }
+}
+
+void Processor::WriterLoop(uint32_t p) {
+  auto& part = *parts_[p];
+  auto& depth = metrics::KernelMetrics().queue_depth.Add({{"service", options_.name}, {"partition", std::to_string(p)}});
+  auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/writer"}});
+  std::vector<Input> batch;
+  struct Pending {
+    Reply reply;
+    size_t begin, end;
+  };
+  std::vector<Pending> replies;
+  while (true) {
+    batch.clear();
+    {
+      std::unique_lock lock(part.mu);
+      part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
+                              [&] { return !part.queue.empty() || stop_writing_; });
+      if (part.queue.empty()) {
+        if (stop_writing_) break;
+        continue;
+      }
+      while (!part.queue.empty() && batch.size() < options_.max_batch) {
+        batch.push_back(std::move(part.queue.front()));
+        part.queue.pop_front();
+      }
+      depth.Set(static_cast<double>(part.queue.size()));
+    }
+    part.not_full.notify_all();
+
+    eventlog::WriteSet ws;
+    replies.clear();
+    auto applied = part.applied;  // Committed view stays intact if the commit fails.
+    Status failure;
+    size_t processed = 0;  // Inputs whose handler ran (fully or until it threw).
+    size_t thrower = SIZE_MAX;  // The input whose handler threw, if one did.
+    for (; processed < batch.size() && failure.ok(); ++processed) {
+      auto& in = batch[processed];
+      try {
+        if (in.command) {
+          size_t begin = ws.event_count();
+          Reply reply = in.command(p, ws);
+          replies.push_back({std::move(reply), begin, ws.event_count()});
+          continue;
+        }
+        const auto& m = *in.message;
+        auto& positions = applied[m.topic];
+        const uint32_t sp = m.envelope.partition();
+        if (sp >= positions.size()) positions.resize(sp + 1);
+        if (m.envelope.seq() <= positions[sp].seq) continue;  // Applied before a restart.
+        if (in.failures >= kMaxMessageFailures) {
+          // Poison: it failed every batch it was in. Record it as passed over, loudly, so the
+          // partition can go on; the event stays in its source log for an operator to replay.
+          metrics::KernelMetrics().rejected_inputs.Add({{"where", options_.name + "/poison"}}).Increment();
+          log::Error("message set aside after repeated failures",
+                     {{"service", options_.name}, {"event_id", m.envelope.event_id()}});
+        } else {
+          handler_->OnMessage(p, m, ws);
+        }
+        positions[sp] = {m.envelope.seq(), m.offset};
+        ws.SetPosition(PositionKey(m.topic, p), sp, positions[sp]);
+      } catch (const std::exception& e) {
+        failure = Internal(std::string("handler threw: ") + e.what());
+        thrower = processed;
+      } catch (...) {
+        failure = Internal("handler threw a non-standard exception");
+        thrower = processed;
+      }
+    }
+
+    std::vector<eventlog::Envelope> committed;
+    if (failure.ok() && !ws.empty()) {
+      auto result = log_->Commit(std::move(ws));
+      if (result.ok()) {
+        committed = std::move(result).value();
+      } else {
+        failure = result.status();
+      }
+    }
+    if (failure.ok()) {
+      part.applied = std::move(applied);
+    } else {
+      errors.Increment();
+      log::Error("batch failed; reloading partition state from the store",
+                 {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", failure.ToString()}});
+      Status reload = handler_->Reload(p);
+      // If the store cannot be read back, continuing would risk a wrong balance.
+      WL_CHECK_MSG(reload.ok(), reload.ToString());
+      // Nothing of this batch is stored. Messages must be applied later (the consumer will not
+      // deliver them again), and commands that never ran must still run; both go back to the
+      // front of the queue in their order. Commands that ran are answered with the failure.
+      std::deque<Input> again;
+      for (size_t i = 0; i < batch.size(); ++i) {
+        auto& in = batch[i];
+        if (in.message || i >= processed) {
+          if (i == thrower) in.failures++;  // A failed write is not the input's fault.
+          again.push_back(std::move(in));
+        }
+      }
+      std::lock_guard lock(part.mu);
+      part.queue.insert(part.queue.begin(), std::make_move_iterator(again.begin()),
+                        std::make_move_iterator(again.end()));
+    }
+    for (auto& r : replies) {
+      if (!r.reply) continue;
+      std::span<const eventlog::Envelope> events;
+      if (failure.ok()) events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
+      r.reply(failure, events);
+    }
+  }
+}
+
+void Processor::Stop() {
+  if (!started_) return;
+  stop_consuming_ = true;
+  for (auto& part : parts_) part->not_full.notify_all();
+  for (auto& t : consumer_threads_) {
+    if (t.joinable()) t.join();
+  }
+  stop_writing_ = true;
+  for (auto& part : parts_) {
+    part->not_empty.notify_all();
+    if (part->thread.joinable()) part->thread.join();
+  }
+  consumers_.clear();
+  started_ = false;
+}
+
+}  // namespace wattledger::runtime
