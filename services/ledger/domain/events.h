@@ -1,0 +1,223 @@
+// Events of the ledger: the only way its state changes. Plain structs, no protobuf; the adapter
+// maps them to the wire. Every event carries the txn id of the command that produced it; a
+// command produces exactly one primary event (the first) followed by zero or more level events
+// (LevelChanged, SupplyCutRequired, SupplyRestoreAllowed) with the same txn id.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "services/ledger/domain/types.h"
+
+namespace wattledger::ledger {
+
+struct AccountOpened {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string customer_name;
+  std::vector<std::string> phones;
+  std::string room;
+  std::vector<std::string> meters;
+  std::string tariff_id;
+  Mode mode = Mode::kPrepaid;
+  Limits limits;
+  // A balance carried from an old meter (may be negative: carried arrears); posted against the
+  // "migration" system account. 0 when none.
+  int64_t opening_balance_minor = 0;
+  std::string opening_balance_source;
+  Posting posting;
+  bool operator==(const AccountOpened&) const = default;
+};
+
+struct MeterAttached {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string meter_id;
+  bool operator==(const MeterAttached&) const = default;
+};
+
+struct MeterDetached {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string meter_id;
+  bool operator==(const MeterDetached&) const = default;
+};
+
+struct LimitsChanged {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  Limits before;
+  Limits after;
+  bool operator==(const LimitsChanged&) const = default;
+};
+
+struct AccountSuspended {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string reason;
+  bool operator==(const AccountSuspended&) const = default;
+};
+
+struct AccountResumed {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  bool operator==(const AccountResumed&) const = default;
+};
+
+// A new customer takes over the account, its meters and its purchase count. When settled, the
+// old owner's positive balance is refunded (posting to "refunds") and the new owner starts at 0.
+struct OwnershipTransferred {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string old_customer_name;
+  std::vector<std::string> old_phones;
+  std::string new_customer_name;
+  std::vector<std::string> new_phones;
+  bool settled = false;
+  int64_t settlement_refund_minor = 0;
+  PaymentMethod method = PaymentMethod::kCash;
+  Posting posting;
+  bool operator==(const OwnershipTransferred&) const = default;
+};
+
+// A positive balance is refunded (posting to "refunds"); arrears stay on the account, which is
+// then kClosedWithArrears. The meters are released for other accounts.
+struct AccountClosed {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string reason;
+  int64_t settlement_refund_minor = 0;
+  PaymentMethod method = PaymentMethod::kCash;
+  int64_t arrears_minor = 0;
+  std::vector<std::string> released_meters;
+  Posting posting;
+  bool operator==(const AccountClosed&) const = default;
+};
+
+struct ToppedUp {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string idempotency_key;
+  int64_t amount_minor = 0;
+  PaymentMethod method = PaymentMethod::kCash;
+  int64_t purchase_count = 0;  // The account's count after this top-up: 1 for the first.
+  Posting posting;
+  bool operator==(const ToppedUp&) const = default;
+};
+
+struct Refunded {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string idempotency_key;
+  int64_t amount_minor = 0;  // > 0; the balance goes down by this.
+  PaymentMethod method = PaymentMethod::kCash;
+  std::string reason;
+  Posting posting;
+  bool operator==(const Refunded&) const = default;
+};
+
+struct Reversed {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string idempotency_key;
+  std::string original_txn_id;
+  TxnKind original_kind = TxnKind::kTopUp;
+  int64_t amount_minor = 0;  // Signed change of the tenant balance (minus the original's).
+  std::string reason;
+  Posting posting;  // The original posting with every leg negated.
+  bool operator==(const Reversed&) const = default;
+};
+
+struct Adjusted {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string operator_id;
+  std::string account_id;
+  std::string idempotency_key;
+  int64_t amount_minor = 0;  // Signed, != 0.
+  std::string reason;
+  Posting posting;
+  bool operator==(const Adjusted&) const = default;
+};
+
+struct Charged {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string account_id;
+  std::string charge_id;
+  int64_t amount_minor = 0;  // > 0; the balance goes down by this.
+  int64_t energy_wh = 0;
+  std::string meter_id;
+  std::string reading_id;
+  std::string tariff_id;
+  int64_t tariff_version = 0;
+  Posting posting;
+  bool operator==(const Charged&) const = default;
+};
+
+struct LevelChanged {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string account_id;
+  Level from = Level::kNormal;
+  Level to = Level::kNormal;
+  int64_t balance_minor = 0;
+  bool operator==(const LevelChanged&) const = default;
+};
+
+struct SupplyCutRequired {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string account_id;
+  int64_t balance_minor = 0;
+  int64_t cutoff_line_minor = 0;  // -credit_limit: the balance is below this.
+  std::vector<std::string> meters;
+  bool operator==(const SupplyCutRequired&) const = default;
+};
+
+struct SupplyRestoreAllowed {
+  std::string txn_id;
+  int64_t time_us = 0;
+  std::string account_id;
+  int64_t balance_minor = 0;
+  int64_t cutoff_line_minor = 0;
+  std::vector<std::string> meters;
+  bool operator==(const SupplyRestoreAllowed&) const = default;
+};
+
+using Event = std::variant<AccountOpened, MeterAttached, MeterDetached, LimitsChanged,
+                           AccountSuspended, AccountResumed, OwnershipTransferred, AccountClosed,
+                           ToppedUp, Refunded, Reversed, Adjusted, Charged, LevelChanged,
+                           SupplyCutRequired, SupplyRestoreAllowed>;
+
+// "ledger.ToppedUp" and so on: a stable type name for the envelope.
+std::string_view EventTypeName(const Event& e);
+const std::string& EventTxnId(const Event& e);
+const std::string& EventAccountId(const Event& e);
+
+}  // namespace wattledger::ledger

@@ -1,0 +1,1126 @@
+#include "services/ledger/domain/ledger.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <set>
+#include <type_traits>
+#include <utility>
+
+#include "wattledger/base/check.h"
+#include "wattledger/money/money.h"
+
+namespace wattledger::ledger {
+namespace {
+
+using money::FormatYuan;
+
+Decision Reject(const std::string& txn_id, StatusCode code, std::string rule, std::string message) {
+  Decision d;
+  d.txn_id = txn_id;
+  d.rejection = Rejection{code, std::move(rule), std::move(message)};
+  return d;
+}
+
+Decision Invalid(const std::string& txn_id, std::string rule, std::string message) {
+  return Reject(txn_id, StatusCode::kInvalidArgument, std::move(rule), std::move(message));
+}
+
+Decision Precondition(const std::string& txn_id, std::string rule, std::string message) {
+  return Reject(txn_id, StatusCode::kFailedPrecondition, std::move(rule), std::move(message));
+}
+
+Decision Accept(const std::string& txn_id, std::vector<Event> events) {
+  Decision d;
+  d.txn_id = txn_id;
+  d.events = std::move(events);
+  return d;
+}
+
+Decision Duplicate(const std::string& original_txn_id) {
+  Decision d;
+  d.txn_id = original_txn_id;
+  d.duplicate = true;
+  return d;
+}
+
+bool IsClosed(const Account& a) {
+  return a.state == AccountState::kClosed || a.state == AccountState::kClosedWithArrears;
+}
+
+// Levels, cut-off and restore are tracked for prepaid accounts that are open or suspended.
+bool Tracked(const Account& a) { return a.mode == Mode::kPrepaid && !IsClosed(a); }
+
+// The level events of `a` moving to `balance` under `limits`: one LevelChanged per change of
+// level and one SupplyCutRequired / SupplyRestoreAllowed per crossing of the cut-off line.
+void AppendLevelEvents(const Account& a, int64_t balance, const Limits& limits,
+                       const std::string& txn_id, int64_t time_us, std::vector<Event>* out) {
+  if (!Tracked(a)) return;
+  Level to = LevelFor(balance, limits);
+  if (to != a.level) {
+    out->push_back(LevelChanged{txn_id, time_us, a.id, a.level, to, balance});
+  }
+  bool cut = to == Level::kCutoff;
+  if (cut && !a.supply_cut) {
+    out->push_back(SupplyCutRequired{txn_id, time_us, a.id, balance, -limits.credit_limit_minor, a.meters});
+  } else if (!cut && a.supply_cut) {
+    out->push_back(SupplyRestoreAllowed{txn_id, time_us, a.id, balance, -limits.credit_limit_minor, a.meters});
+  }
+}
+
+Posting TwoLegs(const std::string& tenant, int64_t tenant_delta, std::string_view system) {
+  Posting p;
+  p.legs.push_back(Leg{false, tenant, tenant_delta});
+  p.legs.push_back(Leg{true, std::string(system), -tenant_delta});
+  return p;
+}
+
+std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
+
+std::optional<std::string> ValidateLimits(const Limits& l) {
+  if (l.credit_limit_minor < 0) {
+    return "credit limit must be >= 0, got " + FormatYuan(l.credit_limit_minor);
+  }
+  if (l.alarm2_minor < 0) return "alarm level 2 must be >= 0, got " + FormatYuan(l.alarm2_minor);
+  if (l.alarm1_minor < l.alarm2_minor) {
+    return "alarm level 1 (" + FormatYuan(l.alarm1_minor) + ") must be >= alarm level 2 (" +
+           FormatYuan(l.alarm2_minor) + ")";
+  }
+  if (l.hoarding_cap_minor < 0) {
+    return "hoarding cap must be >= 0 (0 means no cap), got " + FormatYuan(l.hoarding_cap_minor);
+  }
+  return std::nullopt;
+}
+
+// The canonical description of a request under an idempotency key. Only what defines the money
+// movement is in it; operator, time and free-text reasons are metadata of the first attempt.
+std::string TopUpFingerprint(std::string_view account, int64_t amount, PaymentMethod m) {
+  return "top-up account=" + std::string(account) + " amount=" + FormatYuan(amount) +
+         " method=" + std::string(PaymentMethodName(m));
+}
+std::string RefundFingerprint(std::string_view account, int64_t amount, PaymentMethod m) {
+  return "refund account=" + std::string(account) + " amount=" + FormatYuan(amount) +
+         " method=" + std::string(PaymentMethodName(m));
+}
+std::string AdjustFingerprint(std::string_view account, int64_t amount) {
+  return "adjustment account=" + std::string(account) + " amount=" + FormatYuan(amount);
+}
+std::string ReverseFingerprint(std::string_view original) {
+  return "reversal of " + std::string(original);
+}
+std::string ChargeFingerprint(std::string_view account, int64_t amount, int64_t energy_wh,
+                              std::string_view meter, std::string_view reading,
+                              std::string_view tariff, int64_t tariff_version) {
+  return "charge account=" + std::string(account) + " amount=" + FormatYuan(amount) +
+         " energy_wh=" + std::to_string(energy_wh) + " meter=" + std::string(meter) +
+         " reading=" + std::string(reading) + " tariff=" + std::string(tariff) + "@" +
+         std::to_string(tariff_version);
+}
+
+// A retry under a used key is a duplicate; another request under it is a conflict. nullopt: the
+// key is new.
+std::optional<Decision> CheckKey(const std::map<std::string, KeyRecord, std::less<>>& keys,
+                                 std::string_view what, const std::string& key,
+                                 const std::string& fingerprint, const std::string& txn_id) {
+  auto it = keys.find(key);
+  if (it == keys.end()) return std::nullopt;
+  if (it->second.fingerprint == fingerprint) return Duplicate(it->second.txn_id);
+  return Reject(txn_id, StatusCode::kAlreadyExists, "idempotency_key_reused",
+                std::string(what) + " " + key + " was used for a different request (first: " +
+                    it->second.fingerprint + " as " + it->second.txn_id + "; now: " + fingerprint +
+                    ")");
+}
+
+// Balances after `p`, or a message when one of them would leave int64.
+std::optional<std::string> PostingOverflow(const Posting& p, const LedgerState& s) {
+  for (const Leg& leg : p.legs) {
+    int64_t before = 0;
+    if (leg.system) {
+      auto it = s.system_balances.find(leg.account);
+      before = it == s.system_balances.end() ? 0 : it->second;
+    } else {
+      auto it = s.accounts.find(leg.account);
+      before = it == s.accounts.end() ? 0 : it->second.balance_minor;
+    }
+    int64_t after = 0;
+    if (money::AddOverflows(before, leg.delta_minor, &after)) {
+      return "the amount " + FormatYuan(leg.delta_minor) + " would overflow the balance " +
+             FormatYuan(before) + " of " + (leg.system ? "system account " : "account ") +
+             leg.account;
+    }
+  }
+  return std::nullopt;
+}
+
+// A closed account can hold zero or arrears, never money: nobody is there to own it.
+std::optional<Decision> CheckClosedBalance(const Account& a, int64_t new_balance,
+                                           std::string_view what, const std::string& txn_id) {
+  if (!IsClosed(a) || new_balance <= 0) return std::nullopt;
+  return Precondition(txn_id, "closed_account",
+                      "account " + a.id + " is closed; the " + std::string(what) +
+                          " would leave it a positive balance of " + FormatYuan(new_balance) +
+                          ", and a closed account can only hold zero or arrears");
+}
+
+int64_t TenantDelta(const Posting& p, std::string_view account) {
+  int64_t sum = 0;
+  for (const Leg& leg : p.legs) {
+    if (!leg.system && leg.account == account) sum += leg.delta_minor;
+  }
+  return sum;
+}
+
+}  // namespace
+
+Statement BuildStatement(std::string account_id, const std::vector<StatementEntry>& all,
+                         int64_t from_us, int64_t to_us) {
+  Statement s;
+  s.account_id = std::move(account_id);
+  s.from_us = from_us;
+  s.to_us = to_us;
+  bool seen_in_range = false;
+  for (const StatementEntry& e : all) {
+    if (e.time_us < from_us) {
+      if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor;
+      continue;
+    }
+    if (e.time_us >= to_us) continue;
+    if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor - e.amount_minor;
+    seen_in_range = true;
+    s.entries.push_back(e);
+  }
+  s.closing_balance_minor =
+      s.entries.empty() ? s.opening_balance_minor : s.entries.back().balance_after_minor;
+  return s;
+}
+
+Ledger::Ledger(LedgerConfig config) : config_(config) {
+  for (std::string_view name : sys::kAll) state_.system_balances.emplace(std::string(name), 0);
+}
+
+const Account* Ledger::FindAccount(std::string_view id) const {
+  auto it = state_.accounts.find(id);
+  return it == state_.accounts.end() ? nullptr : &it->second;
+}
+
+const TxnRecord* Ledger::FindTxn(std::string_view txn_id) const {
+  auto it = state_.txns.find(txn_id);
+  return it == state_.txns.end() ? nullptr : &it->second;
+}
+
+int64_t Ledger::SystemBalance(std::string_view name) const {
+  auto it = state_.system_balances.find(name);
+  return it == state_.system_balances.end() ? 0 : it->second;
+}
+
+Result<Statement> Ledger::GetStatement(std::string_view account_id, int64_t from_us,
+                                       int64_t to_us) const {
+  const Account* a = FindAccount(account_id);
+  if (a == nullptr) return NotFound("account " + std::string(account_id) + " not found");
+  if (to_us < from_us) {
+    return InvalidArgument("statement period is empty: to (" + std::to_string(to_us) +
+                           ") is before from (" + std::to_string(from_us) + ")");
+  }
+  return BuildStatement(a->id, a->entries, from_us, to_us);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Decide
+
+Result<Decision> Ledger::Decide(const Command& command) const {
+  const std::string& txn_id = std::visit([](const auto& c) -> const std::string& { return c.txn_id; }, command);
+  if (txn_id.empty()) return InvalidArgument("command has no txn_id; the adapter must assign one");
+  if (state_.txns.contains(txn_id)) {
+    return Internal("txn id " + txn_id + " is already used by an earlier transaction; txn ids "
+                    "must be unique");
+  }
+  return std::visit(
+      [this](const auto& c) -> Decision {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, OpenAccount>) return DecideOpen(c);
+        else if constexpr (std::is_same_v<T, AttachMeter>) return DecideAttach(c);
+        else if constexpr (std::is_same_v<T, DetachMeter>) return DecideDetach(c);
+        else if constexpr (std::is_same_v<T, SetLimits>) return DecideSetLimits(c);
+        else if constexpr (std::is_same_v<T, Suspend>) return DecideSuspend(c);
+        else if constexpr (std::is_same_v<T, Resume>) return DecideResume(c);
+        else if constexpr (std::is_same_v<T, TransferOwnership>) return DecideTransfer(c);
+        else if constexpr (std::is_same_v<T, CloseAccount>) return DecideClose(c);
+        else if constexpr (std::is_same_v<T, TopUp>) return DecideTopUp(c);
+        else if constexpr (std::is_same_v<T, Refund>) return DecideRefund(c);
+        else if constexpr (std::is_same_v<T, Reverse>) return DecideReverse(c);
+        else if constexpr (std::is_same_v<T, Adjust>) return DecideAdjust(c);
+        else if constexpr (std::is_same_v<T, Charge>) return DecideCharge(c);
+        else static_assert(sizeof(T) == 0, "command without a decision");
+      },
+      command);
+}
+
+#define WL_LEDGER_REQUIRE_OPERATOR(c)                                                   \
+  do {                                                                                  \
+    if ((c).operator_id.empty()) {                                                      \
+      return Invalid((c).txn_id, "operator_required",                                   \
+                     "every operator command must name its operator (operator_id is empty)"); \
+    }                                                                                   \
+  } while (0)
+
+// Finds the account or returns a NOT_FOUND rejection from the enclosing Decide function.
+#define WL_LEDGER_FIND_ACCOUNT(var, c)                                                         \
+  const Account* var = FindAccount((c).account_id);                                            \
+  if (var == nullptr) {                                                                        \
+    return Reject((c).txn_id, StatusCode::kNotFound, "unknown_account",                        \
+                  "account " + Quoted((c).account_id) + " not found");                         \
+  }
+
+#define WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, what)                                               \
+  do {                                                                                         \
+    if (IsClosed(*(a))) {                                                                      \
+      return Precondition((c).txn_id, "closed_account",                                        \
+                          "account " + (a)->id + " is " +                                      \
+                              std::string(AccountStateName((a)->state)) + "; cannot " + (what)); \
+    }                                                                                          \
+  } while (0)
+
+Decision Ledger::DecideOpen(const OpenAccount& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.account_id.empty()) return Invalid(c.txn_id, "account_id_required", "account id is empty");
+  if (c.customer_name.empty()) {
+    return Invalid(c.txn_id, "customer_name_required", "customer name is empty");
+  }
+  if (c.meters.empty()) {
+    return Invalid(c.txn_id, "meter_required", "an account needs at least one meter");
+  }
+  std::set<std::string_view> seen;
+  for (const std::string& m : c.meters) {
+    if (m.empty()) return Invalid(c.txn_id, "meter_id_required", "a meter id is empty");
+    if (!seen.insert(m).second) {
+      return Invalid(c.txn_id, "meter_listed_twice", "meter " + m + " is listed twice");
+    }
+  }
+  for (const std::string& p : c.phones) {
+    if (p.empty()) return Invalid(c.txn_id, "phone_empty", "a phone number is empty");
+  }
+  Limits limits{c.credit_limit_minor.value_or(config_.default_credit_limit_minor),
+                c.alarm1_minor.value_or(config_.default_alarm1_minor),
+                c.alarm2_minor.value_or(config_.default_alarm2_minor),
+                c.hoarding_cap_minor.value_or(config_.default_hoarding_cap_minor)};
+  if (auto bad = ValidateLimits(limits)) return Invalid(c.txn_id, "limits", *bad);
+  if (const Account* existing = FindAccount(c.account_id)) {
+    return Reject(c.txn_id, StatusCode::kAlreadyExists, "account_exists",
+                  "account " + c.account_id + " already exists (opened by " +
+                      existing->opened_txn_id + ", " +
+                      std::string(AccountStateName(existing->state)) + ")");
+  }
+  for (const std::string& m : c.meters) {
+    auto it = state_.meter_owner.find(m);
+    if (it != state_.meter_owner.end()) {
+      return Precondition(c.txn_id, "meter_taken",
+                          "meter " + m + " already belongs to account " + it->second);
+    }
+  }
+  AccountOpened e{c.txn_id,    c.time_us, c.operator_id, c.account_id, c.customer_name,
+                  c.phones,    c.room,    c.meters,      c.tariff_id,  c.mode,
+                  limits,      c.opening_balance_minor, c.opening_balance_source, {}};
+  if (c.opening_balance_minor != 0) {
+    e.posting = TwoLegs(c.account_id, c.opening_balance_minor, sys::kMigration);
+    if (auto overflow = PostingOverflow(e.posting, state_)) {
+      return Invalid(c.txn_id, "overflow", *overflow);
+    }
+  }
+  // A new account starts at level normal with supply on; its opening balance may move it.
+  Account fresh;
+  fresh.id = c.account_id;
+  fresh.mode = c.mode;
+  fresh.meters = c.meters;
+  std::vector<Event> events{std::move(e)};
+  AppendLevelEvents(fresh, c.opening_balance_minor, limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideAttach(const AttachMeter& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.meter_id.empty()) return Invalid(c.txn_id, "meter_id_required", "meter id is empty");
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "attach meters");
+  auto it = state_.meter_owner.find(c.meter_id);
+  if (it != state_.meter_owner.end()) {
+    if (it->second == a->id) {
+      return Reject(c.txn_id, StatusCode::kAlreadyExists, "meter_already_attached",
+                    "meter " + c.meter_id + " is already attached to account " + a->id);
+    }
+    return Precondition(c.txn_id, "meter_taken",
+                        "meter " + c.meter_id + " already belongs to account " + it->second);
+  }
+  return Accept(c.txn_id, {MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}});
+}
+
+Decision Ledger::DecideDetach(const DetachMeter& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "detach meters");
+  if (std::find(a->meters.begin(), a->meters.end(), c.meter_id) == a->meters.end()) {
+    return Reject(c.txn_id, StatusCode::kNotFound, "meter_not_attached",
+                  "meter " + Quoted(c.meter_id) + " is not attached to account " + a->id);
+  }
+  if (a->meters.size() == 1) {
+    return Precondition(c.txn_id, "last_meter",
+                        "meter " + c.meter_id + " is the last meter of account " + a->id +
+                            "; attach the replacement first, or close the account");
+  }
+  return Accept(c.txn_id, {MeterDetached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}});
+}
+
+Decision Ledger::DecideSetLimits(const SetLimits& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (!c.credit_limit_minor && !c.alarm1_minor && !c.alarm2_minor && !c.hoarding_cap_minor) {
+    return Invalid(c.txn_id, "no_limits", "set-limits names no limit to change");
+  }
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "change limits");
+  Limits after{c.credit_limit_minor.value_or(a->limits.credit_limit_minor),
+               c.alarm1_minor.value_or(a->limits.alarm1_minor),
+               c.alarm2_minor.value_or(a->limits.alarm2_minor),
+               c.hoarding_cap_minor.value_or(a->limits.hoarding_cap_minor)};
+  if (auto bad = ValidateLimits(after)) return Invalid(c.txn_id, "limits", *bad);
+  std::vector<Event> events{LimitsChanged{c.txn_id, c.time_us, c.operator_id, a->id, a->limits, after}};
+  AppendLevelEvents(*a, a->balance_minor, after, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideSuspend(const Suspend& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "suspend");
+  if (a->state == AccountState::kSuspended) {
+    return Precondition(c.txn_id, "already_suspended", "account " + a->id + " is already suspended");
+  }
+  return Accept(c.txn_id, {AccountSuspended{c.txn_id, c.time_us, c.operator_id, a->id, c.reason}});
+}
+
+Decision Ledger::DecideResume(const Resume& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  if (a->state != AccountState::kSuspended) {
+    return Precondition(c.txn_id, "not_suspended",
+                        "account " + a->id + " is " + std::string(AccountStateName(a->state)) +
+                            ", not suspended; only a suspended account can be resumed");
+  }
+  return Accept(c.txn_id, {AccountResumed{c.txn_id, c.time_us, c.operator_id, a->id}});
+}
+
+Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.new_customer_name.empty()) {
+    return Invalid(c.txn_id, "customer_name_required", "new customer name is empty");
+  }
+  for (const std::string& p : c.new_phones) {
+    if (p.empty()) return Invalid(c.txn_id, "phone_empty", "a phone number is empty");
+  }
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "transfer ownership");
+  OwnershipTransferred e{c.txn_id, c.time_us, c.operator_id, a->id, a->customer_name, a->phones,
+                         c.new_customer_name, c.new_phones, c.settle, 0, c.method, {}};
+  int64_t balance_after = a->balance_minor;
+  if (c.settle) {
+    if (a->balance_minor < 0) {
+      return Precondition(c.txn_id, "transfer_with_arrears",
+                          "account " + a->id + " has arrears of " + FormatYuan(-a->balance_minor) +
+                              "; they must be paid before a settled transfer, or carried over");
+    }
+    if (a->balance_minor > 0) {
+      e.settlement_refund_minor = a->balance_minor;
+      e.posting = TwoLegs(a->id, -a->balance_minor, sys::kRefunds);
+      if (auto overflow = PostingOverflow(e.posting, state_)) {
+        return Invalid(c.txn_id, "overflow", *overflow);
+      }
+    }
+    balance_after = 0;
+  }
+  std::vector<Event> events{std::move(e)};
+  AppendLevelEvents(*a, balance_after, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideClose(const CloseAccount& c) const {
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  if (IsClosed(*a)) {
+    return Precondition(c.txn_id, "already_closed",
+                        "account " + a->id + " is already " + std::string(AccountStateName(a->state)));
+  }
+  AccountClosed e{c.txn_id, c.time_us, c.operator_id, a->id, c.reason, 0, c.method, 0, a->meters, {}};
+  if (a->balance_minor > 0) {
+    e.settlement_refund_minor = a->balance_minor;
+    e.posting = TwoLegs(a->id, -a->balance_minor, sys::kRefunds);
+    if (auto overflow = PostingOverflow(e.posting, state_)) {
+      return Invalid(c.txn_id, "overflow", *overflow);
+    }
+  } else if (a->balance_minor < 0) {
+    e.arrears_minor = -a->balance_minor;
+  }
+  // Closing ends level tracking: no level events.
+  return Accept(c.txn_id, {std::move(e)});
+}
+
+Decision Ledger::DecideTopUp(const TopUp& c) const {
+  if (c.idempotency_key.empty()) {
+    return Invalid(c.txn_id, "idempotency_key_required", "a top-up needs an idempotency key");
+  }
+  std::string fp = TopUpFingerprint(c.account_id, c.amount_minor, c.method);
+  if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
+    return *std::move(d);
+  }
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.amount_minor <= 0) {
+    return Invalid(c.txn_id, "amount_positive",
+                   "top-up amount must be > 0, got " + FormatYuan(c.amount_minor));
+  }
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  int64_t next_count = a->purchase_count + 1;
+  if (c.expected_purchase_count && *c.expected_purchase_count != next_count) {
+    return Precondition(c.txn_id, "purchase_count",
+                        "purchase count mismatch (CE-05): the top-up says it is purchase " +
+                            std::to_string(*c.expected_purchase_count) + " but the next purchase of account " +
+                            a->id + " is " + std::to_string(next_count) + " (" +
+                            std::to_string(a->purchase_count) + " top-ups so far)");
+  }
+  Posting posting = TwoLegs(a->id, c.amount_minor, ChannelAccount(c.method));
+  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  int64_t after = a->balance_minor + c.amount_minor;
+  if (a->state == AccountState::kClosed) {
+    return Precondition(c.txn_id, "closed_account",
+                        "account " + a->id + " is closed and owes nothing; it takes no top-ups");
+  }
+  if (a->state == AccountState::kClosedWithArrears && after > 0) {
+    return Precondition(c.txn_id, "closed_account",
+                        "account " + a->id + " is closed with arrears of " +
+                            FormatYuan(-a->balance_minor) + "; a top-up can collect at most that, not " +
+                            FormatYuan(c.amount_minor));
+  }
+  if (!IsClosed(*a) && a->limits.hoarding_cap_minor > 0 && after > a->limits.hoarding_cap_minor) {
+    return Precondition(c.txn_id, "hoarding_cap",
+                        "top-up of " + FormatYuan(c.amount_minor) + " would make the balance " +
+                            FormatYuan(after) + ", above the hoarding cap " +
+                            FormatYuan(a->limits.hoarding_cap_minor));
+  }
+  std::vector<Event> events{ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.method, next_count, std::move(posting)}};
+  AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideRefund(const Refund& c) const {
+  if (c.idempotency_key.empty()) {
+    return Invalid(c.txn_id, "idempotency_key_required", "a refund needs an idempotency key");
+  }
+  std::string fp = RefundFingerprint(c.account_id, c.amount_minor, c.method);
+  if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
+    return *std::move(d);
+  }
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.amount_minor <= 0) {
+    return Invalid(c.txn_id, "amount_positive",
+                   "refund amount must be > 0, got " + FormatYuan(c.amount_minor));
+  }
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "refund (the balance was settled at close)");
+  int64_t available = std::max<int64_t>(a->balance_minor, 0);
+  if (c.amount_minor > available) {
+    return Precondition(c.txn_id, "insufficient_balance",
+                        "refund of " + FormatYuan(c.amount_minor) + " exceeds the available balance " +
+                            FormatYuan(available) + " of account " + a->id +
+                            " (credit is not refundable)");
+  }
+  Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRefunds);
+  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  std::vector<Event> events{Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.method, c.reason, std::move(posting)}};
+  AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideReverse(const Reverse& c) const {
+  std::string fp = ReverseFingerprint(c.original_txn_id);
+  if (!c.idempotency_key.empty()) {
+    if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
+      return *std::move(d);
+    }
+  }
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.reason.empty()) return Invalid(c.txn_id, "reason_required", "a reversal needs a reason");
+  const TxnRecord* orig = FindTxn(c.original_txn_id);
+  if (orig == nullptr) {
+    return Reject(c.txn_id, StatusCode::kNotFound, "unknown_txn",
+                  "transaction " + Quoted(c.original_txn_id) + " not found");
+  }
+  if (orig->kind == TxnKind::kReversal) {
+    return Precondition(c.txn_id, "reversal_of_reversal",
+                        "transaction " + orig->txn_id + " is itself a reversal (of " +
+                            orig->original_txn_id + "); a reversal cannot be reversed");
+  }
+  if (orig->kind != TxnKind::kTopUp && orig->kind != TxnKind::kRefund &&
+      orig->kind != TxnKind::kAdjustment) {
+    return Precondition(c.txn_id, "not_reversible",
+                        "transaction " + orig->txn_id + " is a " + std::string(TxnKindName(orig->kind)) +
+                            "; only top-ups, refunds and adjustments can be reversed");
+  }
+  if (!orig->reversed_by.empty()) {
+    return Reject(c.txn_id, StatusCode::kAlreadyExists, "already_reversed",
+                  "transaction " + orig->txn_id + " was already reversed by " + orig->reversed_by);
+  }
+  const Account* a = FindAccount(orig->account_id);
+  WL_CHECK(a != nullptr);
+  Posting posting;
+  for (const Leg& leg : orig->posting.legs) posting.legs.push_back(Leg{leg.system, leg.account, -leg.delta_minor});
+  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  int64_t delta = -orig->amount_minor;
+  int64_t after = a->balance_minor + delta;
+  if (auto d = CheckClosedBalance(*a, after, "reversal", c.txn_id)) return *std::move(d);
+  std::vector<Event> events{Reversed{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     orig->txn_id, orig->kind, delta, c.reason, std::move(posting)}};
+  AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideAdjust(const Adjust& c) const {
+  if (c.idempotency_key.empty()) {
+    return Invalid(c.txn_id, "idempotency_key_required", "an adjustment needs an idempotency key");
+  }
+  std::string fp = AdjustFingerprint(c.account_id, c.amount_minor);
+  if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
+    return *std::move(d);
+  }
+  WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.amount_minor == 0) return Invalid(c.txn_id, "amount_nonzero", "adjustment amount must not be 0");
+  if (c.reason.empty()) return Invalid(c.txn_id, "reason_required", "an adjustment needs a reason");
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  Posting posting = TwoLegs(a->id, c.amount_minor, sys::kAdjustments);
+  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  int64_t after = a->balance_minor + c.amount_minor;
+  if (auto d = CheckClosedBalance(*a, after, "adjustment", c.txn_id)) return *std::move(d);
+  std::vector<Event> events{Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.reason, std::move(posting)}};
+  AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+Decision Ledger::DecideCharge(const Charge& c) const {
+  if (c.charge_id.empty()) return Invalid(c.txn_id, "charge_id_required", "a charge needs a charge id");
+  std::string fp = ChargeFingerprint(c.account_id, c.amount_minor, c.energy_wh, c.meter_id,
+                                     c.reading_id, c.tariff_id, c.tariff_version);
+  if (auto d = CheckKey(state_.charges, "charge id", c.charge_id, fp, c.txn_id)) return *std::move(d);
+  if (c.amount_minor <= 0) {
+    return Invalid(c.txn_id, "amount_positive",
+                   "charge amount must be > 0, got " + FormatYuan(c.amount_minor));
+  }
+  if (c.energy_wh < 0) {
+    return Invalid(c.txn_id, "energy_non_negative",
+                   "charged energy must be >= 0 Wh, got " + std::to_string(c.energy_wh));
+  }
+  if (c.meter_id.empty()) return Invalid(c.txn_id, "meter_id_required", "a charge needs its meter id");
+  WL_LEDGER_FIND_ACCOUNT(a, c);
+  // Energy already delivered: no balance check, and closed accounts take late charges as arrears.
+  Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRevenue);
+  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  std::vector<Event> events{Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
+                                    c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
+                                    c.tariff_version, std::move(posting)}};
+  AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
+  return Accept(c.txn_id, std::move(events));
+}
+
+#undef WL_LEDGER_REQUIRE_OPERATOR
+#undef WL_LEDGER_FIND_ACCOUNT
+#undef WL_LEDGER_REQUIRE_NOT_CLOSED
+
+// ---------------------------------------------------------------------------------------------
+// Apply
+
+Account& Ledger::MutableAccount(const std::string& id) {
+  auto it = state_.accounts.find(id);
+  WL_CHECK_MSG(it != state_.accounts.end(), "event for unknown account " + id);
+  return it->second;
+}
+
+void Ledger::ApplyPosting(const Posting& posting) {
+  __int128 sum = 0;
+  for (const Leg& leg : posting.legs) sum += leg.delta_minor;
+  WL_CHECK_MSG(sum == 0, "posting legs do not sum to zero");
+  for (const Leg& leg : posting.legs) {
+    int64_t* balance = nullptr;
+    if (leg.system) {
+      auto it = state_.system_balances.find(leg.account);
+      WL_CHECK_MSG(it != state_.system_balances.end(), "unknown system account " + leg.account);
+      balance = &it->second;
+    } else {
+      balance = &MutableAccount(leg.account).balance_minor;
+    }
+    WL_CHECK_MSG(!money::AddOverflows(*balance, leg.delta_minor, balance), "balance overflow");
+    WL_CHECK_MSG(!money::AddOverflows(state_.total_minor, leg.delta_minor, &state_.total_minor),
+                 "total overflow");
+  }
+  WL_CHECK_MSG(state_.total_minor == 0, "the sum of all balances is not zero");
+}
+
+void Ledger::AddEntry(Account& account, StatementEntry entry) {
+  entry.balance_after_minor = account.balance_minor;
+  account.entries.push_back(std::move(entry));
+}
+
+void Ledger::AddTxn(TxnRecord record) {
+  WL_CHECK_MSG(!state_.txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+  std::string id = record.txn_id;
+  state_.txns.emplace(std::move(id), std::move(record));
+}
+
+namespace {
+
+// After money moved on a closed account, whether it still owes is a function of its balance.
+void RefreshClosedState(Account& a) {
+  if (!IsClosed(a)) return;
+  WL_CHECK_MSG(a.balance_minor <= 0, "closed account " + a.id + " holds a positive balance");
+  a.state = a.balance_minor < 0 ? AccountState::kClosedWithArrears : AccountState::kClosed;
+}
+
+void RecordKey(std::map<std::string, KeyRecord, std::less<>>& keys, const std::string& key,
+               const std::string& txn_id, std::string fingerprint) {
+  if (key.empty()) return;
+  bool inserted = keys.emplace(key, KeyRecord{txn_id, std::move(fingerprint)}).second;
+  WL_CHECK_MSG(inserted, "idempotency key used twice: " + key);
+}
+
+}  // namespace
+
+void Ledger::Apply(const Event& event) {
+  std::visit(
+      [this](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, AccountOpened>) {
+          WL_CHECK_MSG(!state_.accounts.contains(e.account_id), "account opened twice: " + e.account_id);
+          WL_CHECK(!e.meters.empty());
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.opening_balance_minor);
+          Account a;
+          a.id = e.account_id;
+          a.customer_name = e.customer_name;
+          a.phones = e.phones;
+          a.room = e.room;
+          a.meters = e.meters;
+          a.tariff_id = e.tariff_id;
+          a.mode = e.mode;
+          a.limits = e.limits;
+          a.opened_txn_id = e.txn_id;
+          for (const std::string& m : e.meters) {
+            WL_CHECK_MSG(state_.meter_owner.emplace(m, e.account_id).second, "meter taken: " + m);
+          }
+          state_.accounts.emplace(e.account_id, std::move(a));
+          ApplyPosting(e.posting);
+          Account& acc = MutableAccount(e.account_id);
+          if (e.opening_balance_minor != 0) {
+            StatementEntry entry;
+            entry.txn_id = e.txn_id;
+            entry.time_us = e.time_us;
+            entry.kind = TxnKind::kOpen;
+            entry.amount_minor = e.opening_balance_minor;
+            entry.operator_id = e.operator_id;
+            entry.reason = "opening balance from " + e.opening_balance_source;
+            AddEntry(acc, std::move(entry));
+          }
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kOpen, e.account_id, e.time_us, e.opening_balance_minor,
+                           e.operator_id, "", "", "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, MeterAttached>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(!IsClosed(acc));
+          WL_CHECK_MSG(state_.meter_owner.emplace(e.meter_id, e.account_id).second, "meter taken: " + e.meter_id);
+          acc.meters.push_back(e.meter_id);
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kAttachMeter, e.account_id, e.time_us, 0, e.operator_id,
+                           "meter " + e.meter_id, "", "", "", {}});
+        } else if constexpr (std::is_same_v<T, MeterDetached>) {
+          Account& acc = MutableAccount(e.account_id);
+          auto owner = state_.meter_owner.find(e.meter_id);
+          WL_CHECK(owner != state_.meter_owner.end() && owner->second == e.account_id);
+          state_.meter_owner.erase(owner);
+          auto it = std::find(acc.meters.begin(), acc.meters.end(), e.meter_id);
+          WL_CHECK(it != acc.meters.end());
+          acc.meters.erase(it);
+          WL_CHECK(!acc.meters.empty());
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kDetachMeter, e.account_id, e.time_us, 0, e.operator_id,
+                           "meter " + e.meter_id, "", "", "", {}});
+        } else if constexpr (std::is_same_v<T, LimitsChanged>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(acc.limits == e.before);
+          WL_CHECK(!ValidateLimits(e.after).has_value());
+          acc.limits = e.after;
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kSetLimits, e.account_id, e.time_us, 0, e.operator_id,
+                           "", "", "", "", {}});
+        } else if constexpr (std::is_same_v<T, AccountSuspended>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(acc.state == AccountState::kOpen);
+          acc.state = AccountState::kSuspended;
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kSuspend, e.account_id, e.time_us, 0, e.operator_id,
+                           e.reason, "", "", "", {}});
+        } else if constexpr (std::is_same_v<T, AccountResumed>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(acc.state == AccountState::kSuspended);
+          acc.state = AccountState::kOpen;
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kResume, e.account_id, e.time_us, 0, e.operator_id,
+                           "", "", "", "", {}});
+        } else if constexpr (std::is_same_v<T, OwnershipTransferred>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(!IsClosed(acc));
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
+          acc.customer_name = e.new_customer_name;
+          acc.phones = e.new_phones;
+          ApplyPosting(e.posting);
+          if (e.settled) WL_CHECK(acc.balance_minor == 0);
+          if (e.settlement_refund_minor != 0) {
+            StatementEntry entry;
+            entry.txn_id = e.txn_id;
+            entry.time_us = e.time_us;
+            entry.kind = TxnKind::kTransfer;
+            entry.amount_minor = -e.settlement_refund_minor;
+            entry.operator_id = e.operator_id;
+            entry.reason = "settled to previous owner " + e.old_customer_name;
+            entry.method = std::string(PaymentMethodName(e.method));
+            AddEntry(acc, std::move(entry));
+          }
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
+                           -e.settlement_refund_minor, e.operator_id,
+                           "from " + e.old_customer_name + " to " + e.new_customer_name, "", "", "",
+                           e.posting});
+        } else if constexpr (std::is_same_v<T, AccountClosed>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(!IsClosed(acc));
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
+          WL_CHECK(e.released_meters == acc.meters);
+          ApplyPosting(e.posting);
+          WL_CHECK(acc.balance_minor == -e.arrears_minor);
+          for (const std::string& m : acc.meters) {
+            auto owner = state_.meter_owner.find(m);
+            WL_CHECK(owner != state_.meter_owner.end() && owner->second == acc.id);
+            state_.meter_owner.erase(owner);
+          }
+          acc.meters.clear();
+          acc.state = AccountState::kClosed;
+          RefreshClosedState(acc);
+          if (e.settlement_refund_minor != 0) {
+            StatementEntry entry;
+            entry.txn_id = e.txn_id;
+            entry.time_us = e.time_us;
+            entry.kind = TxnKind::kClose;
+            entry.amount_minor = -e.settlement_refund_minor;
+            entry.operator_id = e.operator_id;
+            entry.reason = e.reason;
+            entry.method = std::string(PaymentMethodName(e.method));
+            AddEntry(acc, std::move(entry));
+          }
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kClose, e.account_id, e.time_us,
+                           -e.settlement_refund_minor, e.operator_id, e.reason, "", "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, ToppedUp>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(e.amount_minor > 0);
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          WL_CHECK_MSG(e.purchase_count == acc.purchase_count + 1, "purchase count out of sequence");
+          ApplyPosting(e.posting);
+          acc.purchase_count = e.purchase_count;
+          RefreshClosedState(acc);
+          StatementEntry entry;
+          entry.txn_id = e.txn_id;
+          entry.time_us = e.time_us;
+          entry.kind = TxnKind::kTopUp;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.method = std::string(PaymentMethodName(e.method));
+          entry.idempotency_key = e.idempotency_key;
+          entry.purchase_count = e.purchase_count;
+          AddEntry(acc, std::move(entry));
+          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    TopUpFingerprint(e.account_id, e.amount_minor, e.method));
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, "", e.idempotency_key, "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, Refunded>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(e.amount_minor > 0);
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
+          ApplyPosting(e.posting);
+          RefreshClosedState(acc);
+          StatementEntry entry;
+          entry.txn_id = e.txn_id;
+          entry.time_us = e.time_us;
+          entry.kind = TxnKind::kRefund;
+          entry.amount_minor = -e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.method = std::string(PaymentMethodName(e.method));
+          entry.idempotency_key = e.idempotency_key;
+          AddEntry(acc, std::move(entry));
+          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    RefundFingerprint(e.account_id, e.amount_minor, e.method));
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, Reversed>) {
+          Account& acc = MutableAccount(e.account_id);
+          auto orig = state_.txns.find(e.original_txn_id);
+          WL_CHECK_MSG(orig != state_.txns.end(), "reversal of unknown txn " + e.original_txn_id);
+          WL_CHECK(orig->second.reversed_by.empty() && orig->second.kind == e.original_kind);
+          WL_CHECK(orig->second.account_id == e.account_id);
+          WL_CHECK(e.amount_minor == -orig->second.amount_minor);
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          orig->second.reversed_by = e.txn_id;
+          ApplyPosting(e.posting);
+          RefreshClosedState(acc);
+          StatementEntry entry;
+          entry.txn_id = e.txn_id;
+          entry.time_us = e.time_us;
+          entry.kind = TxnKind::kReversal;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.idempotency_key = e.idempotency_key;
+          entry.original_txn_id = e.original_txn_id;
+          AddEntry(acc, std::move(entry));
+          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    ReverseFingerprint(e.original_txn_id));
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting});
+        } else if constexpr (std::is_same_v<T, Adjusted>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(e.amount_minor != 0);
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          ApplyPosting(e.posting);
+          RefreshClosedState(acc);
+          StatementEntry entry;
+          entry.txn_id = e.txn_id;
+          entry.time_us = e.time_us;
+          entry.kind = TxnKind::kAdjustment;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.idempotency_key = e.idempotency_key;
+          AddEntry(acc, std::move(entry));
+          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    AdjustFingerprint(e.account_id, e.amount_minor));
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, Charged>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(e.amount_minor > 0);
+          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
+          ApplyPosting(e.posting);
+          RefreshClosedState(acc);
+          StatementEntry entry;
+          entry.txn_id = e.txn_id;
+          entry.time_us = e.time_us;
+          entry.kind = TxnKind::kCharge;
+          entry.amount_minor = -e.amount_minor;
+          entry.charge_id = e.charge_id;
+          entry.meter_id = e.meter_id;
+          entry.reading_id = e.reading_id;
+          entry.tariff_id = e.tariff_id;
+          entry.tariff_version = e.tariff_version;
+          entry.energy_wh = e.energy_wh;
+          AddEntry(acc, std::move(entry));
+          RecordKey(state_.charges, e.charge_id, e.txn_id,
+                    ChargeFingerprint(e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
+                                      e.reading_id, e.tariff_id, e.tariff_version));
+          AddTxn(TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor,
+                           "", "", e.charge_id, "", "", e.posting});
+        } else if constexpr (std::is_same_v<T, LevelChanged>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(state_.txns.contains(e.txn_id));
+          WL_CHECK(Tracked(acc));
+          WL_CHECK_MSG(acc.level == e.from && e.from != e.to, "level change out of sequence");
+          WL_CHECK(acc.balance_minor == e.balance_minor);
+          acc.level = e.to;
+        } else if constexpr (std::is_same_v<T, SupplyCutRequired>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(state_.txns.contains(e.txn_id));
+          WL_CHECK_MSG(!acc.supply_cut && acc.level == Level::kCutoff, "cut without crossing");
+          acc.supply_cut = true;
+        } else if constexpr (std::is_same_v<T, SupplyRestoreAllowed>) {
+          Account& acc = MutableAccount(e.account_id);
+          WL_CHECK(state_.txns.contains(e.txn_id));
+          WL_CHECK_MSG(acc.supply_cut && acc.level != Level::kCutoff, "restore without crossing");
+          acc.supply_cut = false;
+        } else {
+          static_assert(sizeof(T) == 0, "event without an apply");
+        }
+      },
+      event);
+}
+
+void Ledger::ApplyAll(const std::vector<Event>& events) {
+  for (const Event& e : events) Apply(e);
+  std::set<std::string_view> touched;
+  for (const Event& e : events) touched.insert(EventAccountId(e));
+  for (std::string_view id : touched) CheckAccountInvariants(*FindAccount(id));
+}
+
+void Ledger::CheckAccountInvariants(const Account& a) const {
+  if (Tracked(a)) {
+    WL_CHECK_MSG(a.level == LevelFor(a.balance_minor, a.limits), "level of " + a.id + " is stale");
+    WL_CHECK_MSG(a.supply_cut == (a.level == Level::kCutoff), "cut flag of " + a.id + " is stale");
+  }
+  if (IsClosed(a)) {
+    WL_CHECK(a.meters.empty());
+    WL_CHECK(a.balance_minor <= 0);
+    WL_CHECK((a.state == AccountState::kClosedWithArrears) == (a.balance_minor < 0));
+  } else {
+    WL_CHECK(!a.meters.empty());
+    for (const std::string& m : a.meters) {
+      auto it = state_.meter_owner.find(m);
+      WL_CHECK(it != state_.meter_owner.end() && it->second == a.id);
+    }
+  }
+  int64_t count = 0;
+  for (const StatementEntry& e : a.entries) count += e.kind == TxnKind::kTopUp ? 1 : 0;
+  WL_CHECK(count == a.purchase_count);
+  WL_CHECK(a.entries.empty() ? a.balance_minor == 0 : a.entries.back().balance_after_minor == a.balance_minor);
+}
+
+void Ledger::CheckInvariants() const {
+  __int128 sum = 0;
+  size_t meters = 0;
+  for (const auto& [id, a] : state_.accounts) {
+    CheckAccountInvariants(a);
+    sum += a.balance_minor;
+    meters += a.meters.size();
+  }
+  for (const auto& [name, balance] : state_.system_balances) sum += balance;
+  WL_CHECK_MSG(sum == 0, "the sum of all balances is not zero");
+  WL_CHECK(state_.total_minor == 0);
+  WL_CHECK(meters == state_.meter_owner.size());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Canonical dump
+
+namespace {
+
+class Dumper {
+ public:
+  void Line(std::string_view text) {
+    out_.append(text);
+    out_ += '\n';
+  }
+  void Field(std::string_view name, std::string_view value) {
+    out_.append(name);
+    out_ += '=';
+    // Length-prefixed so that no value can forge a field boundary.
+    out_ += std::to_string(value.size());
+    out_ += ':';
+    out_.append(value);
+    out_ += ' ';
+  }
+  void Field(std::string_view name, int64_t value) { Field(name, std::to_string(value)); }
+  void List(std::string_view name, const std::vector<std::string>& values) {
+    Field(name, static_cast<int64_t>(values.size()));
+    for (const std::string& v : values) Field("-", v);
+  }
+  void Posting(const ledger::Posting& p) {
+    Field("legs", static_cast<int64_t>(p.legs.size()));
+    for (const Leg& l : p.legs) {
+      Field(l.system ? "sys" : "acct", l.account);
+      Field("delta", l.delta_minor);
+    }
+  }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+}  // namespace
+
+std::string Ledger::CanonicalDump() const {
+  Dumper d;
+  d.Field("total", state_.total_minor);
+  d.Line("");
+  for (const auto& [name, balance] : state_.system_balances) {
+    d.Field("system", name);
+    d.Field("balance", balance);
+    d.Line("");
+  }
+  for (const auto& [id, a] : state_.accounts) {
+    d.Field("account", a.id);
+    d.Field("name", a.customer_name);
+    d.List("phones", a.phones);
+    d.Field("room", a.room);
+    d.List("meters", a.meters);
+    d.Field("tariff", a.tariff_id);
+    d.Field("mode", ModeName(a.mode));
+    d.Field("state", AccountStateName(a.state));
+    d.Field("credit", a.limits.credit_limit_minor);
+    d.Field("alarm1", a.limits.alarm1_minor);
+    d.Field("alarm2", a.limits.alarm2_minor);
+    d.Field("cap", a.limits.hoarding_cap_minor);
+    d.Field("balance", a.balance_minor);
+    d.Field("purchases", a.purchase_count);
+    d.Field("level", LevelName(a.level));
+    d.Field("cut", a.supply_cut ? 1 : 0);
+    d.Field("opened", a.opened_txn_id);
+    d.Line("");
+    for (const StatementEntry& e : a.entries) {
+      d.Field("entry", e.txn_id);
+      d.Field("t", e.time_us);
+      d.Field("kind", TxnKindName(e.kind));
+      d.Field("amount", e.amount_minor);
+      d.Field("after", e.balance_after_minor);
+      d.Field("op", e.operator_id);
+      d.Field("reason", e.reason);
+      d.Field("method", e.method);
+      d.Field("key", e.idempotency_key);
+      d.Field("orig", e.original_txn_id);
+      d.Field("count", e.purchase_count);
+      d.Field("charge", e.charge_id);
+      d.Field("meter", e.meter_id);
+      d.Field("reading", e.reading_id);
+      d.Field("tariff", e.tariff_id);
+      d.Field("tariff_version", e.tariff_version);
+      d.Field("wh", e.energy_wh);
+      d.Line("");
+    }
+  }
+  for (const auto& [meter, owner] : state_.meter_owner) {
+    d.Field("meter", meter);
+    d.Field("owner", owner);
+    d.Line("");
+  }
+  for (const auto& [id, t] : state_.txns) {
+    d.Field("txn", t.txn_id);
+    d.Field("kind", TxnKindName(t.kind));
+    d.Field("account", t.account_id);
+    d.Field("t", t.time_us);
+    d.Field("amount", t.amount_minor);
+    d.Field("op", t.operator_id);
+    d.Field("reason", t.reason);
+    d.Field("key", t.idempotency_key);
+    d.Field("orig", t.original_txn_id);
+    d.Field("reversed_by", t.reversed_by);
+    d.Posting(t.posting);
+    d.Line("");
+  }
+  for (const auto& [key, r] : state_.idempotency_keys) {
+    d.Field("key", key);
+    d.Field("txn", r.txn_id);
+    d.Field("fp", r.fingerprint);
+    d.Line("");
+  }
+  for (const auto& [id, r] : state_.charges) {
+    d.Field("charge", id);
+    d.Field("txn", r.txn_id);
+    d.Field("fp", r.fingerprint);
+    d.Line("");
+  }
+  return d.Take();
+}
+
+std::string Ledger::Digest() const {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : CanonicalDump()) {
+    h ^= c;
+    h *= 0x100000001b3ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace wattledger::ledger

@@ -1,0 +1,213 @@
+// Ledger: the pure decision core of the ledger service. Given the state built from past events,
+// Decide() turns a command into the events it would produce (or a rejection), and Apply() folds
+// an event into the state. No I/O, no clock, no randomness, no threads: the adapter owns those.
+//
+// What it owns: tenant accounts (balance, limits, level, purchase count, meters, statement
+// entries), the system accounts' balances, every transaction by id, and the idempotency keys and
+// charge ids that already took effect.
+//
+// Invariants, checked with WL_CHECK on every Apply (release builds too):
+//   * each posting's legs sum to zero and the sum of all balances is zero;
+//   * a meter belongs to at most one account that is not closed;
+//   * purchase counts grow by exactly one per top-up;
+//   * (after a whole decision, ApplyAll) a tracked account's level equals LevelFor(balance) and it
+//     is marked cut exactly when its level is kCutoff.
+//
+// Thread safety: none. One thread owns a Ledger (the partition's single writer); Decide is const
+// and may be called by that thread as often as it likes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "services/ledger/domain/commands.h"
+#include "services/ledger/domain/events.h"
+#include "services/ledger/domain/types.h"
+#include "wattledger/base/status.h"
+
+namespace wattledger::ledger {
+
+struct LedgerConfig {
+  // Defaults for accounts opened without explicit limits.
+  int64_t default_credit_limit_minor = 0;
+  int64_t default_alarm1_minor = 20 * 10'000;  // 20 yuan
+  int64_t default_alarm2_minor = 10 * 10'000;  // 10 yuan
+  int64_t default_hoarding_cap_minor = 0;      // No cap.
+};
+
+// One line of an account's statement: a money movement with its cause.
+struct StatementEntry {
+  std::string txn_id;
+  int64_t time_us = 0;
+  TxnKind kind = TxnKind::kTopUp;
+  int64_t amount_minor = 0;         // Signed change of the balance.
+  int64_t balance_after_minor = 0;  // Running balance after this entry.
+  std::string operator_id;
+  std::string reason;
+  std::string method;               // Payment method name, for top-ups, refunds, settlements.
+  std::string idempotency_key;
+  std::string original_txn_id;      // For reversals.
+  int64_t purchase_count = 0;       // For top-ups.
+  // For charges: what was charged and how it was rated.
+  std::string charge_id;
+  std::string meter_id;
+  std::string reading_id;
+  std::string tariff_id;
+  int64_t tariff_version = 0;
+  int64_t energy_wh = 0;
+  bool operator==(const StatementEntry&) const = default;
+};
+
+struct Account {
+  std::string id;
+  std::string customer_name;
+  std::vector<std::string> phones;
+  std::string room;
+  std::vector<std::string> meters;  // In attach order.
+  std::string tariff_id;
+  Mode mode = Mode::kPrepaid;
+  AccountState state = AccountState::kOpen;
+  Limits limits;
+  int64_t balance_minor = 0;
+  int64_t purchase_count = 0;
+  Level level = Level::kNormal;
+  bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
+  std::string opened_txn_id;
+  std::vector<StatementEntry> entries;
+  bool operator==(const Account&) const = default;
+};
+
+// A transaction (one accepted command) by id.
+struct TxnRecord {
+  std::string txn_id;
+  TxnKind kind = TxnKind::kTopUp;
+  std::string account_id;
+  int64_t time_us = 0;
+  int64_t amount_minor = 0;  // Signed change of the tenant balance; 0 for non-money operations.
+  std::string operator_id;
+  std::string reason;
+  std::string idempotency_key;
+  std::string original_txn_id;  // For reversals.
+  std::string reversed_by;      // The reversal's txn id once reversed.
+  Posting posting;
+  bool operator==(const TxnRecord&) const = default;
+};
+
+// What an idempotency key or charge id took effect as: its txn and a canonical description of
+// the request, compared to tell a retry from a different request under the same key.
+struct KeyRecord {
+  std::string txn_id;
+  std::string fingerprint;
+  bool operator==(const KeyRecord&) const = default;
+};
+
+struct LedgerState {
+  std::map<std::string, Account, std::less<>> accounts;
+  std::map<std::string, int64_t, std::less<>> system_balances;  // Every sys::kAll name present.
+  std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
+  std::map<std::string, TxnRecord, std::less<>> txns;
+  std::map<std::string, KeyRecord, std::less<>> idempotency_keys;
+  std::map<std::string, KeyRecord, std::less<>> charges;
+  int64_t total_minor = 0;  // Running sum of every balance; always 0.
+  bool operator==(const LedgerState&) const = default;
+};
+
+// A domain "no": recorded by the adapter as a rejected event and answered with `code`.
+struct Rejection {
+  StatusCode code = StatusCode::kFailedPrecondition;
+  std::string rule;     // Short stable name, e.g. "hoarding_cap", "purchase_count".
+  std::string message;  // Names the rule and the values involved.
+  bool operator==(const Rejection&) const = default;
+};
+
+struct Decision {
+  // Accepted: the command's txn id. Duplicate: the txn id of the original. Rejected: the
+  // command's txn id (under which the adapter records the rejection).
+  std::string txn_id;
+  bool duplicate = false;
+  std::optional<Rejection> rejection;
+  std::vector<Event> events;  // Empty unless accepted.
+  bool accepted() const { return !duplicate && !rejection.has_value(); }
+};
+
+struct Statement {
+  std::string account_id;
+  int64_t from_us = 0;
+  int64_t to_us = 0;
+  int64_t opening_balance_minor = 0;  // Balance before the first entry in the period.
+  int64_t closing_balance_minor = 0;  // Balance after the last entry in the period.
+  std::vector<StatementEntry> entries;
+};
+
+// Entries of `all` (in log order) with from_us <= time_us < to_us, with the balances around them.
+Statement BuildStatement(std::string account_id, const std::vector<StatementEntry>& all,
+                         int64_t from_us, int64_t to_us);
+
+class Ledger {
+ public:
+  explicit Ledger(LedgerConfig config = {});
+
+  // The events `command` would produce against the current state; does not change state.
+  // Domain outcomes (including invalid input from an operator or billing) come back as an OK
+  // Result holding a rejection or a duplicate. A non-OK Result means the caller broke the
+  // contract: a missing txn id, or a txn id that was already used (the adapter's id source is
+  // broken); nothing should be recorded for it.
+  Result<Decision> Decide(const Command& command) const;
+
+  // Folds one event into the state. Must be given events in the order Decide produced them;
+  // never fails on such events, and crashes (WL_CHECK) on an event that breaks an invariant.
+  void Apply(const Event& event);
+
+  // Applies a decision's events and then checks the level invariants of the accounts touched.
+  void ApplyAll(const std::vector<Event>& events);
+
+  // Every invariant over the whole state, O(state). Crashes on a violation.
+  void CheckInvariants() const;
+
+  const LedgerState& state() const { return state_; }
+  const LedgerConfig& config() const { return config_; }
+  const Account* FindAccount(std::string_view id) const;
+  const TxnRecord* FindTxn(std::string_view txn_id) const;
+  int64_t SystemBalance(std::string_view name) const;
+  Result<Statement> GetStatement(std::string_view account_id, int64_t from_us, int64_t to_us) const;
+
+  // A canonical text dump of the whole state (maps are ordered), equal for equal states: replay
+  // compares the dumps (or a hash of them) of the live and the rebuilt ledger.
+  std::string CanonicalDump() const;
+  // FNV-1a 64 of CanonicalDump() in hex: a short fingerprint for logs. Not collision-proof;
+  // replay verification should hash CanonicalDump() with SHA-256 in the adapter.
+  std::string Digest() const;
+
+  bool operator==(const Ledger& other) const { return state_ == other.state_; }
+
+ private:
+  Decision DecideOpen(const OpenAccount& c) const;
+  Decision DecideAttach(const AttachMeter& c) const;
+  Decision DecideDetach(const DetachMeter& c) const;
+  Decision DecideSetLimits(const SetLimits& c) const;
+  Decision DecideSuspend(const Suspend& c) const;
+  Decision DecideResume(const Resume& c) const;
+  Decision DecideTransfer(const TransferOwnership& c) const;
+  Decision DecideClose(const CloseAccount& c) const;
+  Decision DecideTopUp(const TopUp& c) const;
+  Decision DecideRefund(const Refund& c) const;
+  Decision DecideReverse(const Reverse& c) const;
+  Decision DecideAdjust(const Adjust& c) const;
+  Decision DecideCharge(const Charge& c) const;
+
+  Account& MutableAccount(const std::string& id);
+  void ApplyPosting(const Posting& posting);
+  void AddEntry(Account& account, StatementEntry entry);
+  void AddTxn(TxnRecord record);
+  void CheckAccountInvariants(const Account& account) const;
+
+  LedgerConfig config_;
+  LedgerState state_;
+};
+
+}  // namespace wattledger::ledger

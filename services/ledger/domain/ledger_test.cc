@@ -1,0 +1,871 @@
+// Given events, when a command, then events: one test (or more) per rule of the ledger.
+#include "services/ledger/domain/ledger.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "wattledger/money/money.h"
+
+namespace wattledger::ledger {
+namespace {
+
+constexpr int64_t Y(int64_t yuan) { return yuan * money::kMinorPerYuan; }
+
+LedgerConfig TestConfig() {
+  LedgerConfig c;
+  c.default_credit_limit_minor = Y(10);
+  c.default_alarm1_minor = Y(20);
+  c.default_alarm2_minor = Y(10);
+  c.default_hoarding_cap_minor = Y(5000);
+  return c;
+}
+
+class LedgerTest : public ::testing::Test {
+ protected:
+  std::string NextTxn() { return "T" + std::to_string(++txn_seq_); }
+  int64_t Now() { return 1'700'000'000'000'000 + txn_seq_ * 1'000'000; }
+
+  // Decides without applying; the command must not be a caller error.
+  Decision When(Command c) {
+    auto r = ledger_.Decide(c);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return r.ok() ? std::move(r).value() : Decision{};
+  }
+  // Decides and applies; returns the decision.
+  Decision Do(Command c) {
+    Decision d = When(std::move(c));
+    ledger_.ApplyAll(d.events);
+    all_events_.insert(all_events_.end(), d.events.begin(), d.events.end());
+    return d;
+  }
+  // Given: a command that must be accepted.
+  std::vector<Event> Given(Command c) {
+    Decision d = Do(std::move(c));
+    EXPECT_TRUE(d.accepted()) << (d.rejection ? d.rejection->message : "duplicate");
+    return d.events;
+  }
+  void ExpectRejected(const Decision& d, StatusCode code, std::string_view rule,
+                      std::string_view message_part = "") {
+    ASSERT_TRUE(d.rejection.has_value()) << "expected a rejection for rule " << rule;
+    EXPECT_EQ(d.rejection->code, code) << d.rejection->message;
+    EXPECT_EQ(d.rejection->rule, rule) << d.rejection->message;
+    EXPECT_NE(d.rejection->message.find(message_part), std::string::npos) << d.rejection->message;
+    EXPECT_TRUE(d.events.empty());
+    EXPECT_FALSE(d.duplicate);
+  }
+
+  OpenAccount OpenCmd(std::string id, std::vector<std::string> meters = {"M1"}) {
+    OpenAccount c;
+    c.txn_id = NextTxn();
+    c.time_us = Now();
+    c.operator_id = "op1";
+    c.account_id = std::move(id);
+    c.customer_name = "张三";
+    c.phones = {"13800000000"};
+    c.room = "B2-301";
+    c.meters = std::move(meters);
+    c.tariff_id = "flat-1";
+    return c;
+  }
+  TopUp TopUpCmd(std::string account, int64_t amount, std::string key,
+                 PaymentMethod m = PaymentMethod::kCash) {
+    return TopUp{NextTxn(), Now(), "op1", std::move(account), std::move(key), amount, m, std::nullopt};
+  }
+  Refund RefundCmd(std::string account, int64_t amount, std::string key) {
+    return Refund{NextTxn(), Now(), "op1", std::move(account), std::move(key), amount,
+                  PaymentMethod::kCash, "moving out"};
+  }
+  Reverse ReverseCmd(std::string original, std::string key = "") {
+    return Reverse{NextTxn(), Now(), "op2", std::move(key), std::move(original), "entered twice"};
+  }
+  Adjust AdjustCmd(std::string account, int64_t amount, std::string key) {
+    return Adjust{NextTxn(), Now(), "op1", std::move(account), std::move(key), amount, "meter fault credit"};
+  }
+  Charge ChargeCmd(std::string account, int64_t amount, std::string charge_id) {
+    return Charge{NextTxn(), Now(), std::move(charge_id), std::move(account), amount, 1500, "M1",
+                  "R-" + std::to_string(txn_seq_), "flat-1", 3};
+  }
+
+  int64_t Balance(std::string_view id) { return ledger_.FindAccount(id)->balance_minor; }
+  const Account& Acc(std::string_view id) { return *ledger_.FindAccount(id); }
+  int64_t SumOfAllBalances() {
+    int64_t sum = 0;
+    for (const auto& [id, a] : ledger_.state().accounts) sum += a.balance_minor;
+    for (const auto& [n, b] : ledger_.state().system_balances) sum += b;
+    return sum;
+  }
+  void TearDown() override {
+    ledger_.CheckInvariants();
+    EXPECT_EQ(SumOfAllBalances(), 0);
+    // Replay equals live, for every test.
+    Ledger replayed(TestConfig());
+    replayed.ApplyAll(all_events_);
+    EXPECT_TRUE(replayed == ledger_);
+    EXPECT_EQ(replayed.CanonicalDump(), ledger_.CanonicalDump());
+  }
+
+  Ledger ledger_{TestConfig()};
+  std::vector<Event> all_events_;
+  int64_t txn_seq_ = 0;
+};
+
+template <typename T>
+size_t Count(const std::vector<Event>& events) {
+  size_t n = 0;
+  for (const Event& e : events) n += std::holds_alternative<T>(e) ? 1 : 0;
+  return n;
+}
+
+// ---- Open ------------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, OpenEmitsAccountOpenedAndTheInitialLevel) {
+  OpenAccount c = OpenCmd("A1", {"M1", "M2"});
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(d.txn_id, c.txn_id);
+  AccountOpened opened{c.txn_id, c.time_us, "op1", "A1", "张三", {"13800000000"}, "B2-301", {"M1", "M2"},
+                       "flat-1", Mode::kPrepaid, Limits{Y(10), Y(20), Y(10), Y(5000)}, 0, "", {}};
+  std::vector<Event> want{opened, LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kAlarm2, 0}};
+  EXPECT_EQ(d.events, want);
+  EXPECT_EQ(Acc("A1").level, Level::kAlarm2);
+  EXPECT_EQ(Acc("A1").state, AccountState::kOpen);
+  EXPECT_EQ(ledger_.FindTxn(c.txn_id)->kind, TxnKind::kOpen);
+}
+
+TEST_F(LedgerTest, OpenTakesExplicitLimitsOverConfigDefaults) {
+  OpenAccount c = OpenCmd("A1");
+  c.credit_limit_minor = Y(50);
+  c.alarm1_minor = Y(30);
+  c.alarm2_minor = Y(5);
+  c.hoarding_cap_minor = 0;
+  Given(c);
+  EXPECT_EQ(Acc("A1").limits, (Limits{Y(50), Y(30), Y(5), 0}));
+}
+
+TEST_F(LedgerTest, OpeningBalanceFromAnOldMeterIsPostedFromMigration) {
+  OpenAccount c = OpenCmd("A1");
+  c.opening_balance_minor = Y(88);
+  c.opening_balance_source = "old meter OM-7";
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  const auto& opened = std::get<AccountOpened>(d.events[0]);
+  EXPECT_EQ(opened.posting, (Posting{{Leg{false, "A1", Y(88)}, Leg{true, "migration", -Y(88)}}}));
+  ASSERT_EQ(d.events.size(), 1u);  // 88 is above alarm 1: the level stays normal.
+  EXPECT_EQ(Balance("A1"), Y(88));
+  EXPECT_EQ(ledger_.SystemBalance("migration"), -Y(88));
+  ASSERT_EQ(Acc("A1").entries.size(), 1u);
+  EXPECT_EQ(Acc("A1").entries[0].kind, TxnKind::kOpen);
+  EXPECT_NE(Acc("A1").entries[0].reason.find("OM-7"), std::string::npos);
+  EXPECT_EQ(Acc("A1").purchase_count, 0);
+}
+
+TEST_F(LedgerTest, CarriedArrearsBeyondCreditCutSupplyAtOpen) {
+  OpenAccount c = OpenCmd("A1");
+  c.opening_balance_minor = -Y(11);
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  ASSERT_EQ(d.events.size(), 3u);
+  EXPECT_EQ(std::get<LevelChanged>(d.events[1]).to, Level::kCutoff);
+  const auto& cut = std::get<SupplyCutRequired>(d.events[2]);
+  EXPECT_EQ(cut.cutoff_line_minor, -Y(10));
+  EXPECT_EQ(cut.meters, std::vector<std::string>{"M1"});
+  EXPECT_TRUE(Acc("A1").supply_cut);
+}
+
+TEST_F(LedgerTest, PostpaidAccountsHaveNoLevels) {
+  OpenAccount c = OpenCmd("A1");
+  c.mode = Mode::kPostpaid;
+  Decision d = Do(c);
+  EXPECT_EQ(d.events.size(), 1u);
+  Decision charge = Do(ChargeCmd("A1", Y(500), "C1"));
+  ASSERT_TRUE(charge.accepted());
+  EXPECT_EQ(charge.events.size(), 1u);  // No level change, no cut-off for postpaid.
+  EXPECT_EQ(Balance("A1"), -Y(500));
+  EXPECT_FALSE(Acc("A1").supply_cut);
+}
+
+TEST_F(LedgerTest, OpenRejections) {
+  Given(OpenCmd("A1", {"M1"}));
+  ExpectRejected(When(OpenCmd("A1", {"M9"})), StatusCode::kAlreadyExists, "account_exists", "A1");
+  ExpectRejected(When(OpenCmd("A2", {"M1"})), StatusCode::kFailedPrecondition, "meter_taken",
+                 "meter M1 already belongs to account A1");
+  ExpectRejected(When(OpenCmd("A2", {})), StatusCode::kInvalidArgument, "meter_required");
+  ExpectRejected(When(OpenCmd("A2", {"M5", "M5"})), StatusCode::kInvalidArgument, "meter_listed_twice");
+  OpenAccount no_name = OpenCmd("A2", {"M5"});
+  no_name.customer_name = "";
+  ExpectRejected(When(no_name), StatusCode::kInvalidArgument, "customer_name_required");
+  OpenAccount bad_alarms = OpenCmd("A2", {"M5"});
+  bad_alarms.alarm1_minor = Y(5);
+  bad_alarms.alarm2_minor = Y(6);
+  ExpectRejected(When(bad_alarms), StatusCode::kInvalidArgument, "limits",
+                 "alarm level 1 (5.0000) must be >= alarm level 2 (6.0000)");
+  OpenAccount bad_credit = OpenCmd("A2", {"M5"});
+  bad_credit.credit_limit_minor = -1;
+  ExpectRejected(When(bad_credit), StatusCode::kInvalidArgument, "limits", "credit limit must be >= 0");
+  OpenAccount no_op = OpenCmd("A2", {"M5"});
+  no_op.operator_id = "";
+  ExpectRejected(When(no_op), StatusCode::kInvalidArgument, "operator_required");
+  OpenAccount no_id = OpenCmd("", {"M5"});
+  ExpectRejected(When(no_id), StatusCode::kInvalidArgument, "account_id_required");
+}
+
+// ---- Caller errors (not rejections) ----------------------------------------------------------
+
+TEST_F(LedgerTest, MissingOrReusedTxnIdIsACallerErrorNotARejection) {
+  OpenAccount c = OpenCmd("A1");
+  c.txn_id = "";
+  auto r = ledger_.Decide(c);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  OpenAccount first = OpenCmd("A1");
+  Given(first);
+  TopUp t = TopUpCmd("A1", Y(1), "K1");
+  t.txn_id = first.txn_id;
+  auto reused = ledger_.Decide(t);
+  ASSERT_FALSE(reused.ok());
+  EXPECT_EQ(reused.status().code(), StatusCode::kInternal);
+}
+
+// ---- Meters ----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, AttachAndDetachMeters) {
+  Given(OpenCmd("A1", {"M1"}));
+  Given(OpenCmd("A2", {"M2"}));
+  AttachMeter attach{NextTxn(), Now(), "op1", "A1", "M3"};
+  Decision d = Do(attach);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(d.events, (std::vector<Event>{MeterAttached{attach.txn_id, attach.time_us, "op1", "A1", "M3"}}));
+  EXPECT_EQ(Acc("A1").meters, (std::vector<std::string>{"M1", "M3"}));
+  ExpectRejected(When(AttachMeter{NextTxn(), Now(), "op1", "A1", "M3"}), StatusCode::kAlreadyExists,
+                 "meter_already_attached");
+  ExpectRejected(When(AttachMeter{NextTxn(), Now(), "op1", "A1", "M2"}), StatusCode::kFailedPrecondition,
+                 "meter_taken", "meter M2 already belongs to account A2");
+  ExpectRejected(When(AttachMeter{NextTxn(), Now(), "op1", "A9", "M4"}), StatusCode::kNotFound,
+                 "unknown_account");
+  ExpectRejected(When(AttachMeter{NextTxn(), Now(), "op1", "A1", ""}), StatusCode::kInvalidArgument,
+                 "meter_id_required");
+
+  DetachMeter detach{NextTxn(), Now(), "op1", "A1", "M1"};
+  ASSERT_TRUE(Do(detach).accepted());
+  EXPECT_EQ(Acc("A1").meters, std::vector<std::string>{"M3"});
+  ExpectRejected(When(DetachMeter{NextTxn(), Now(), "op1", "A1", "M1"}), StatusCode::kNotFound,
+                 "meter_not_attached");
+  ExpectRejected(When(DetachMeter{NextTxn(), Now(), "op1", "A1", "M3"}), StatusCode::kFailedPrecondition,
+                 "last_meter", "last meter");
+  // The detached meter is free for another account.
+  EXPECT_TRUE(Do(AttachMeter{NextTxn(), Now(), "op1", "A2", "M1"}).accepted());
+}
+
+TEST_F(LedgerTest, CutAndRestoreEventsNameTheCurrentMeters) {
+  Given(OpenCmd("A1", {"M1"}));
+  Given(AttachMeter{NextTxn(), Now(), "op1", "A1", "M2"});
+  Decision d = Do(ChargeCmd("A1", Y(11), "C1"));
+  ASSERT_EQ(Count<SupplyCutRequired>(d.events), 1u);
+  EXPECT_EQ(std::get<SupplyCutRequired>(d.events.back()).meters, (std::vector<std::string>{"M1", "M2"}));
+}
+
+// ---- Limits, suspension ----------------------------------------------------------------------
+
+TEST_F(LedgerTest, RaisingTheCreditLimitLiftsCutOff) {
+  Given(OpenCmd("A1"));
+  Given(ChargeCmd("A1", Y(15), "C1"));  // -15 < -10: cut off.
+  ASSERT_TRUE(Acc("A1").supply_cut);
+  SetLimits c{NextTxn(), Now(), "op1", "A1", Y(20), std::nullopt, std::nullopt, std::nullopt};
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  Limits before{Y(10), Y(20), Y(10), Y(5000)};
+  Limits after{Y(20), Y(20), Y(10), Y(5000)};
+  std::vector<Event> want{
+      LimitsChanged{c.txn_id, c.time_us, "op1", "A1", before, after},
+      LevelChanged{c.txn_id, c.time_us, "A1", Level::kCutoff, Level::kArrears, -Y(15)},
+      SupplyRestoreAllowed{c.txn_id, c.time_us, "A1", -Y(15), -Y(20), {"M1"}},
+  };
+  EXPECT_EQ(d.events, want);
+  // Lowering it again cuts again: exactly one cut per crossing.
+  Decision lower = Do(SetLimits{NextTxn(), Now(), "op1", "A1", Y(0), std::nullopt, std::nullopt, std::nullopt});
+  EXPECT_EQ(Count<SupplyCutRequired>(lower.events), 1u);
+}
+
+TEST_F(LedgerTest, SetLimitsRejections) {
+  Given(OpenCmd("A1"));
+  ExpectRejected(When(SetLimits{NextTxn(), Now(), "op1", "A1", {}, {}, {}, {}}), StatusCode::kInvalidArgument,
+                 "no_limits");
+  ExpectRejected(When(SetLimits{NextTxn(), Now(), "op1", "A1", {}, Y(1), {}, {}}),
+                 StatusCode::kInvalidArgument, "limits", "alarm level 1 (1.0000) must be >= alarm level 2 (10.0000)");
+  ExpectRejected(When(SetLimits{NextTxn(), Now(), "op1", "A1", {}, {}, {}, -Y(1)}),
+                 StatusCode::kInvalidArgument, "limits", "hoarding cap");
+  ExpectRejected(When(SetLimits{NextTxn(), Now(), "op1", "A7", Y(1), {}, {}, {}}), StatusCode::kNotFound,
+                 "unknown_account");
+}
+
+TEST_F(LedgerTest, SuspendedAccountsStillTakeChargesAndTopUps) {
+  Given(OpenCmd("A1"));
+  Decision s = Do(Suspend{NextTxn(), Now(), "op1", "A1", "tenant away"});
+  ASSERT_TRUE(s.accepted());
+  EXPECT_EQ(Acc("A1").state, AccountState::kSuspended);
+  ExpectRejected(When(Suspend{NextTxn(), Now(), "op1", "A1", ""}), StatusCode::kFailedPrecondition,
+                 "already_suspended");
+  EXPECT_TRUE(Do(TopUpCmd("A1", Y(100), "K1")).accepted());
+  EXPECT_TRUE(Do(ChargeCmd("A1", Y(30), "C1")).accepted());
+  EXPECT_EQ(Balance("A1"), Y(70));
+  EXPECT_TRUE(Do(Resume{NextTxn(), Now(), "op1", "A1"}).accepted());
+  EXPECT_EQ(Acc("A1").state, AccountState::kOpen);
+  ExpectRejected(When(Resume{NextTxn(), Now(), "op1", "A1"}), StatusCode::kFailedPrecondition, "not_suspended");
+}
+
+// ---- Transfer of ownership -------------------------------------------------------------------
+
+TEST_F(LedgerTest, TransferCarryingTheBalance) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  TransferOwnership c{NextTxn(), Now(), "op1", "A1", "李四", {"13900000000"}, false, PaymentMethod::kCash};
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  ASSERT_EQ(d.events.size(), 1u);
+  EXPECT_TRUE(std::get<OwnershipTransferred>(d.events[0]).posting.empty());
+  EXPECT_EQ(Acc("A1").customer_name, "李四");
+  EXPECT_EQ(Balance("A1"), Y(100));
+  EXPECT_EQ(Acc("A1").purchase_count, 1);
+}
+
+TEST_F(LedgerTest, TransferSettlingRefundsTheOldOwner) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  TransferOwnership c{NextTxn(), Now(), "op1", "A1", "李四", {"13900000000"}, true, PaymentMethod::kWechat};
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  const auto& t = std::get<OwnershipTransferred>(d.events[0]);
+  EXPECT_EQ(t.settlement_refund_minor, Y(100));
+  EXPECT_EQ(t.posting, (Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "refunds", Y(100)}}}));
+  EXPECT_EQ(t.old_customer_name, "张三");
+  EXPECT_EQ(Balance("A1"), 0);
+  EXPECT_EQ(std::get<LevelChanged>(d.events[1]).to, Level::kAlarm2);
+  EXPECT_EQ(Acc("A1").entries.back().kind, TxnKind::kTransfer);
+}
+
+TEST_F(LedgerTest, SettledTransferWithArrearsIsRejected) {
+  Given(OpenCmd("A1"));
+  Given(ChargeCmd("A1", Y(5), "C1"));
+  ExpectRejected(When(TransferOwnership{NextTxn(), Now(), "op1", "A1", "李四", {}, true, PaymentMethod::kCash}),
+                 StatusCode::kFailedPrecondition, "transfer_with_arrears", "arrears of 5.0000");
+  ExpectRejected(When(TransferOwnership{NextTxn(), Now(), "op1", "A1", "", {}, false, PaymentMethod::kCash}),
+                 StatusCode::kInvalidArgument, "customer_name_required");
+  EXPECT_TRUE(Do(TransferOwnership{NextTxn(), Now(), "op1", "A1", "李四", {}, false, PaymentMethod::kCash}).accepted());
+  EXPECT_EQ(Balance("A1"), -Y(5));
+}
+
+// ---- Close -----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, CloseRefundsAPositiveBalanceAndReleasesMeters) {
+  Given(OpenCmd("A1", {"M1", "M2"}));
+  Given(TopUpCmd("A1", Y(60), "K1"));
+  CloseAccount c{NextTxn(), Now(), "op1", "A1", "moved out", PaymentMethod::kBank};
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  std::vector<Event> want{AccountClosed{c.txn_id, c.time_us, "op1", "A1", "moved out", Y(60), PaymentMethod::kBank,
+                                        0, {"M1", "M2"},
+                                        Posting{{Leg{false, "A1", -Y(60)}, Leg{true, "refunds", Y(60)}}}}};
+  EXPECT_EQ(d.events, want);
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosed);
+  EXPECT_EQ(Balance("A1"), 0);
+  EXPECT_TRUE(Acc("A1").meters.empty());
+  EXPECT_TRUE(Do(OpenCmd("A2", {"M1"})).accepted());  // The meter is free again.
+  ExpectRejected(When(CloseAccount{NextTxn(), Now(), "op1", "A1", "", PaymentMethod::kCash}),
+                 StatusCode::kFailedPrecondition, "already_closed");
+  ExpectRejected(When(TopUpCmd("A1", Y(1), "K2")), StatusCode::kFailedPrecondition, "closed_account",
+                 "owes nothing");
+  ExpectRejected(When(RefundCmd("A1", Y(1), "K3")), StatusCode::kFailedPrecondition, "closed_account");
+  ExpectRejected(When(AttachMeter{NextTxn(), Now(), "op1", "A1", "M7"}), StatusCode::kFailedPrecondition,
+                 "closed_account");
+  ExpectRejected(When(AdjustCmd("A1", Y(1), "K4")), StatusCode::kFailedPrecondition, "closed_account",
+                 "positive balance of 1.0000");
+}
+
+TEST_F(LedgerTest, CloseWithArrearsKeepsThemCollectable) {
+  Given(OpenCmd("A1"));
+  Given(ChargeCmd("A1", Y(30), "C1"));
+  Decision d = Do(CloseAccount{NextTxn(), Now(), "op1", "A1", "left without paying", PaymentMethod::kCash});
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(std::get<AccountClosed>(d.events[0]).arrears_minor, Y(30));
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosedWithArrears);
+  ExpectRejected(When(TopUpCmd("A1", Y(31), "K1")), StatusCode::kFailedPrecondition, "closed_account",
+                 "can collect at most that");
+  Decision part = Do(TopUpCmd("A1", Y(10), "K2"));
+  ASSERT_TRUE(part.accepted());
+  EXPECT_EQ(part.events.size(), 1u);  // A closed account has no levels.
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosedWithArrears);
+  ASSERT_TRUE(Do(TopUpCmd("A1", Y(20), "K3")).accepted());
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosed);
+  EXPECT_EQ(Balance("A1"), 0);
+  // A late charge (usage before the close) is still posted, as arrears.
+  ASSERT_TRUE(Do(ChargeCmd("A1", Y(2), "C2")).accepted());
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosedWithArrears);
+}
+
+// ---- Top-up ----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
+  Given(OpenCmd("A1"));
+  TopUp c = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat);
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  std::vector<Event> want{
+      ToppedUp{c.txn_id, c.time_us, "op1", "A1", "K1", Y(100), PaymentMethod::kWechat, 1,
+               Posting{{Leg{false, "A1", Y(100)}, Leg{true, "wechat", -Y(100)}}}},
+      LevelChanged{c.txn_id, c.time_us, "A1", Level::kAlarm2, Level::kNormal, Y(100)},
+  };
+  EXPECT_EQ(d.events, want);
+  EXPECT_EQ(Acc("A1").purchase_count, 1);
+  EXPECT_EQ(ledger_.SystemBalance("wechat"), -Y(100));
+  const TxnRecord* t = ledger_.FindTxn(c.txn_id);
+  ASSERT_NE(t, nullptr);
+  EXPECT_EQ(t->kind, TxnKind::kTopUp);
+  EXPECT_EQ(t->amount_minor, Y(100));
+}
+
+TEST_F(LedgerTest, EveryMethodHasItsChannelAccount) {
+  Given(OpenCmd("A1"));
+  int n = 0;
+  for (PaymentMethod m : {PaymentMethod::kCash, PaymentMethod::kWechat, PaymentMethod::kAlipay,
+                          PaymentMethod::kBank, PaymentMethod::kPlatform}) {
+    Given(TopUpCmd("A1", Y(1), "K" + std::to_string(++n), m));
+    EXPECT_EQ(ledger_.SystemBalance(ChannelAccount(m)), -Y(1)) << PaymentMethodName(m);
+  }
+  EXPECT_EQ(Acc("A1").purchase_count, 5);
+}
+
+TEST_F(LedgerTest, ExpectedPurchaseCountIsTheNextCount) {
+  Given(OpenCmd("A1"));
+  TopUp wrong = TopUpCmd("A1", Y(10), "K1");
+  wrong.expected_purchase_count = 2;
+  ExpectRejected(When(wrong), StatusCode::kFailedPrecondition, "purchase_count",
+                 "the top-up says it is purchase 2 but the next purchase of account A1 is 1");
+  TopUp first = TopUpCmd("A1", Y(10), "K1");
+  first.expected_purchase_count = 1;
+  ASSERT_TRUE(Do(first).accepted());
+  // A retry of the same top-up is a duplicate, not a stale count.
+  TopUp retry = TopUpCmd("A1", Y(10), "K1");
+  retry.expected_purchase_count = 1;
+  Decision d = Do(retry);
+  EXPECT_TRUE(d.duplicate);
+  EXPECT_EQ(d.txn_id, first.txn_id);
+  TopUp stale = TopUpCmd("A1", Y(10), "K2");
+  stale.expected_purchase_count = 1;
+  ExpectRejected(When(stale), StatusCode::kFailedPrecondition, "purchase_count", "(1 top-ups so far)");
+}
+
+TEST_F(LedgerTest, HoardingCapIsEnforced) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(5000), "K1"));
+  ExpectRejected(When(TopUpCmd("A1", Y(100), "K2")), StatusCode::kFailedPrecondition, "hoarding_cap",
+                 "top-up of 100.0000 would make the balance 5100.0000, above the hoarding cap 5000.0000");
+  // No cap when the cap is 0.
+  Given(SetLimits{NextTxn(), Now(), "op1", "A1", {}, {}, {}, 0});
+  EXPECT_TRUE(Do(TopUpCmd("A1", Y(100), "K2")).accepted());
+}
+
+TEST_F(LedgerTest, TopUpRejections) {
+  Given(OpenCmd("A1"));
+  ExpectRejected(When(TopUpCmd("A1", 0, "K1")), StatusCode::kInvalidArgument, "amount_positive");
+  ExpectRejected(When(TopUpCmd("A1", -Y(1), "K1")), StatusCode::kInvalidArgument, "amount_positive",
+                 "got -1.0000");
+  ExpectRejected(When(TopUpCmd("A1", Y(1), "")), StatusCode::kInvalidArgument, "idempotency_key_required");
+  ExpectRejected(When(TopUpCmd("NOPE", Y(1), "K1")), StatusCode::kNotFound, "unknown_account",
+                 "account \"NOPE\" not found");
+  TopUp no_op = TopUpCmd("A1", Y(1), "K1");
+  no_op.operator_id = "";
+  ExpectRejected(When(no_op), StatusCode::kInvalidArgument, "operator_required");
+  // A rejected key was not used: the same key may carry a corrected request.
+  EXPECT_TRUE(Do(TopUpCmd("A1", Y(1), "K1")).accepted());
+}
+
+TEST_F(LedgerTest, IdempotencyKeyRetryReturnsTheFirstResultAndConflictsAreRejected) {
+  Given(OpenCmd("A1"));
+  TopUp first = TopUpCmd("A1", Y(100), "K1");
+  Given(first);
+  Decision retry = Do(TopUpCmd("A1", Y(100), "K1"));
+  EXPECT_TRUE(retry.duplicate);
+  EXPECT_EQ(retry.txn_id, first.txn_id);
+  EXPECT_TRUE(retry.events.empty());
+  EXPECT_EQ(Balance("A1"), Y(100));
+  EXPECT_EQ(Acc("A1").purchase_count, 1);
+  ExpectRejected(When(TopUpCmd("A1", Y(200), "K1")), StatusCode::kAlreadyExists, "idempotency_key_reused",
+                 "idempotency key K1 was used for a different request (first: top-up account=A1 "
+                 "amount=100.0000 method=cash");
+  ExpectRejected(When(TopUpCmd("A1", Y(100), "K1", PaymentMethod::kAlipay)), StatusCode::kAlreadyExists,
+                 "idempotency_key_reused");
+  // Keys are shared across kinds of request.
+  ExpectRejected(When(RefundCmd("A1", Y(1), "K1")), StatusCode::kAlreadyExists, "idempotency_key_reused");
+  ExpectRejected(When(AdjustCmd("A1", Y(1), "K1")), StatusCode::kAlreadyExists, "idempotency_key_reused");
+}
+
+TEST_F(LedgerTest, TopUpFromCutOffRestoresSupplyExactlyOnce) {
+  Given(OpenCmd("A1"));
+  Decision charge = Do(ChargeCmd("A1", Y(50), "C1"));
+  EXPECT_EQ(Count<SupplyCutRequired>(charge.events), 1u);
+  Decision more = Do(ChargeCmd("A1", Y(1), "C2"));
+  EXPECT_TRUE(more.accepted());
+  EXPECT_EQ(more.events.size(), 1u);  // Already cut: no second cut.
+  Decision partial = Do(TopUpCmd("A1", Y(5), "K1"));  // -46: still below -10.
+  EXPECT_EQ(Count<SupplyRestoreAllowed>(partial.events), 0u);
+  TopUp c = TopUpCmd("A1", Y(50), "K2");  // +4: alarm 2.
+  Decision d = Do(c);
+  std::vector<Event> want{
+      d.events[0],
+      LevelChanged{c.txn_id, c.time_us, "A1", Level::kCutoff, Level::kAlarm2, Y(4)},
+      SupplyRestoreAllowed{c.txn_id, c.time_us, "A1", Y(4), -Y(10), {"M1"}},
+  };
+  EXPECT_EQ(d.events, want);
+  Decision again = Do(TopUpCmd("A1", Y(50), "K3"));
+  EXPECT_EQ(Count<SupplyRestoreAllowed>(again.events), 0u);
+}
+
+// ---- Refund ----------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, RefundUpToTheAvailableBalance) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  Refund c = RefundCmd("A1", Y(40), "K2");
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(std::get<Refunded>(d.events[0]).posting,
+            (Posting{{Leg{false, "A1", -Y(40)}, Leg{true, "refunds", Y(40)}}}));
+  EXPECT_EQ(Balance("A1"), Y(60));
+  ExpectRejected(When(RefundCmd("A1", Y(60) + 1, "K3")), StatusCode::kFailedPrecondition, "insufficient_balance",
+                 "refund of 60.0001 exceeds the available balance 60.0000 of account A1");
+  ExpectRejected(When(RefundCmd("A1", 0, "K3")), StatusCode::kInvalidArgument, "amount_positive");
+  ExpectRejected(When(RefundCmd("A1", Y(1), "")), StatusCode::kInvalidArgument, "idempotency_key_required");
+  ExpectRejected(When(RefundCmd("A9", Y(1), "K3")), StatusCode::kNotFound, "unknown_account");
+  EXPECT_TRUE(Do(RefundCmd("A1", Y(40), "K2")).duplicate);
+  Decision all = Do(RefundCmd("A1", Y(60), "K4"));
+  ASSERT_TRUE(all.accepted());
+  EXPECT_EQ(Balance("A1"), 0);
+}
+
+TEST_F(LedgerTest, CreditIsNotRefundable) {
+  Given(OpenCmd("A1"));
+  Given(ChargeCmd("A1", Y(5), "C1"));
+  ExpectRejected(When(RefundCmd("A1", Y(1), "K1")), StatusCode::kFailedPrecondition, "insufficient_balance",
+                 "available balance 0.0000");
+}
+
+// ---- Reversal --------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, ReversingATopUpNegatesItsPostingButNotThePurchaseCount) {
+  Given(OpenCmd("A1"));
+  TopUp top = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kAlipay);
+  Given(top);
+  Reverse c = ReverseCmd(top.txn_id, "R1");
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  std::vector<Event> want{
+      Reversed{c.txn_id, c.time_us, "op2", "A1", "R1", top.txn_id, TxnKind::kTopUp, -Y(100), "entered twice",
+               Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "alipay", Y(100)}}}},
+      LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kAlarm2, 0},
+  };
+  EXPECT_EQ(d.events, want);
+  EXPECT_EQ(Acc("A1").purchase_count, 1);
+  EXPECT_EQ(ledger_.SystemBalance("alipay"), 0);
+  EXPECT_EQ(ledger_.FindTxn(top.txn_id)->reversed_by, c.txn_id);
+  EXPECT_EQ(ledger_.FindTxn(c.txn_id)->original_txn_id, top.txn_id);
+  // At most once: the same key is a retry; another key is rejected.
+  Decision retry = Do(ReverseCmd(top.txn_id, "R1"));
+  EXPECT_TRUE(retry.duplicate);
+  EXPECT_EQ(retry.txn_id, c.txn_id);
+  ExpectRejected(When(ReverseCmd(top.txn_id, "R2")), StatusCode::kAlreadyExists, "already_reversed",
+                 "was already reversed by " + c.txn_id);
+  ExpectRejected(When(ReverseCmd(top.txn_id)), StatusCode::kAlreadyExists, "already_reversed");
+  // A reversal cannot be reversed.
+  ExpectRejected(When(ReverseCmd(c.txn_id)), StatusCode::kFailedPrecondition, "reversal_of_reversal");
+  // The next top-up is purchase 2.
+  TopUp next = TopUpCmd("A1", Y(10), "K2");
+  next.expected_purchase_count = 2;
+  EXPECT_TRUE(Do(next).accepted());
+}
+
+TEST_F(LedgerTest, ReversingATopUpMayCutSupply) {
+  Given(OpenCmd("A1"));
+  TopUp top = TopUpCmd("A1", Y(100), "K1");
+  Given(top);
+  Given(ChargeCmd("A1", Y(95), "C1"));
+  Decision d = Do(ReverseCmd(top.txn_id));
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(Balance("A1"), -Y(95));
+  EXPECT_EQ(Count<SupplyCutRequired>(d.events), 1u);
+}
+
+TEST_F(LedgerTest, ReversingARefundMayRestoreSupply) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  Refund refund = RefundCmd("A1", Y(100), "K2");
+  Given(refund);
+  Given(ChargeCmd("A1", Y(20), "C1"));
+  ASSERT_TRUE(Acc("A1").supply_cut);
+  Decision d = Do(ReverseCmd(refund.txn_id));
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(Balance("A1"), Y(80));
+  EXPECT_EQ(Count<SupplyRestoreAllowed>(d.events), 1u);
+  EXPECT_EQ(ledger_.SystemBalance("refunds"), 0);
+}
+
+TEST_F(LedgerTest, ReversalRejections) {
+  Given(OpenCmd("A1"));
+  Charge charge = ChargeCmd("A1", Y(1), "C1");
+  Given(charge);
+  ExpectRejected(When(ReverseCmd(charge.txn_id)), StatusCode::kFailedPrecondition, "not_reversible",
+                 "is a charge; only top-ups, refunds and adjustments can be reversed");
+  ExpectRejected(When(ReverseCmd("T999")), StatusCode::kNotFound, "unknown_txn");
+  TopUp top = TopUpCmd("A1", Y(10), "K1");
+  Given(top);
+  Reverse no_reason = ReverseCmd(top.txn_id);
+  no_reason.reason = "";
+  ExpectRejected(When(no_reason), StatusCode::kInvalidArgument, "reason_required");
+  // A key used for something else cannot name a reversal.
+  ExpectRejected(When(ReverseCmd(top.txn_id, "K1")), StatusCode::kAlreadyExists, "idempotency_key_reused");
+}
+
+// ---- Adjustment ------------------------------------------------------------------------------
+
+TEST_F(LedgerTest, AdjustmentsAreSignedNeedAReasonAndAreReversible) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  Adjust c = AdjustCmd("A1", -Y(12) - 5000, "K2");  // -12.50
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(std::get<Adjusted>(d.events[0]).posting,
+            (Posting{{Leg{false, "A1", -125'000}, Leg{true, "adjustments", 125'000}}}));
+  EXPECT_EQ(Balance("A1"), 875'000);
+  EXPECT_EQ(Acc("A1").purchase_count, 1);
+  ASSERT_TRUE(Do(ReverseCmd(c.txn_id)).accepted());
+  EXPECT_EQ(Balance("A1"), Y(100));
+  EXPECT_EQ(ledger_.SystemBalance("adjustments"), 0);
+  ExpectRejected(When(AdjustCmd("A1", 0, "K3")), StatusCode::kInvalidArgument, "amount_nonzero");
+  Adjust no_reason = AdjustCmd("A1", Y(1), "K3");
+  no_reason.reason = "";
+  ExpectRejected(When(no_reason), StatusCode::kInvalidArgument, "reason_required");
+  ExpectRejected(When(AdjustCmd("A1", Y(1), "")), StatusCode::kInvalidArgument, "idempotency_key_required");
+  ExpectRejected(When(AdjustCmd("A9", Y(1), "K3")), StatusCode::kNotFound, "unknown_account");
+  // Adjustments are corrections, not sales: the hoarding cap does not apply.
+  EXPECT_TRUE(Do(AdjustCmd("A1", Y(6000), "K4")).accepted());
+  EXPECT_TRUE(Do(AdjustCmd("A1", Y(6000), "K4")).duplicate);
+  ExpectRejected(When(AdjustCmd("A1", Y(6001), "K4")), StatusCode::kAlreadyExists, "idempotency_key_reused");
+}
+
+TEST_F(LedgerTest, AdjustmentCanWaiveArrearsOfAClosedAccount) {
+  Given(OpenCmd("A1"));
+  Given(ChargeCmd("A1", Y(30), "C1"));
+  Given(CloseAccount{NextTxn(), Now(), "op1", "A1", "", PaymentMethod::kCash});
+  ASSERT_TRUE(Do(AdjustCmd("A1", Y(30), "K1")).accepted());
+  EXPECT_EQ(Acc("A1").state, AccountState::kClosed);
+}
+
+// ---- Charges and levels ----------------------------------------------------------------------
+
+TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  Charge c = ChargeCmd("A1", Y(150), "C1");
+  Decision d = Do(c);
+  ASSERT_TRUE(d.accepted());
+  std::vector<Event> want{
+      Charged{c.txn_id, c.time_us, "A1", "C1", Y(150), 1500, "M1", c.reading_id, "flat-1", 3,
+              Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}},
+      LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kCutoff, -Y(50)},
+      SupplyCutRequired{c.txn_id, c.time_us, "A1", -Y(50), -Y(10), {"M1"}},
+  };
+  EXPECT_EQ(d.events, want);
+  EXPECT_EQ(ledger_.SystemBalance("revenue"), Y(150));
+  const StatementEntry& e = Acc("A1").entries.back();
+  EXPECT_EQ(e.reading_id, c.reading_id);
+  EXPECT_EQ(e.tariff_version, 3);
+  EXPECT_EQ(e.energy_wh, 1500);
+}
+
+TEST_F(LedgerTest, ChargesTakeEffectExactlyOncePerChargeId) {
+  Given(OpenCmd("A1"));
+  Charge c = ChargeCmd("A1", Y(3), "C1");
+  Given(c);
+  Charge again = c;
+  again.txn_id = NextTxn();
+  Decision d = Do(again);
+  EXPECT_TRUE(d.duplicate);
+  EXPECT_EQ(d.txn_id, c.txn_id);
+  EXPECT_EQ(Balance("A1"), -Y(3));
+  Charge other = c;
+  other.txn_id = NextTxn();
+  other.amount_minor = Y(4);
+  ExpectRejected(When(other), StatusCode::kAlreadyExists, "idempotency_key_reused",
+                 "charge id C1 was used for a different request");
+}
+
+TEST_F(LedgerTest, ChargeRejections) {
+  Given(OpenCmd("A1"));
+  ExpectRejected(When(ChargeCmd("A1", 0, "C1")), StatusCode::kInvalidArgument, "amount_positive");
+  ExpectRejected(When(ChargeCmd("A1", Y(1), "")), StatusCode::kInvalidArgument, "charge_id_required");
+  ExpectRejected(When(ChargeCmd("A9", Y(1), "C1")), StatusCode::kNotFound, "unknown_account");
+  Charge neg = ChargeCmd("A1", Y(1), "C1");
+  neg.energy_wh = -1;
+  ExpectRejected(When(neg), StatusCode::kInvalidArgument, "energy_non_negative");
+  Charge no_meter = ChargeCmd("A1", Y(1), "C1");
+  no_meter.meter_id = "";
+  ExpectRejected(When(no_meter), StatusCode::kInvalidArgument, "meter_id_required");
+}
+
+TEST_F(LedgerTest, LevelsFollowTheBalanceDownAndUpOneEventPerChange) {
+  Given(OpenCmd("A1"));  // alarm1 20, alarm2 10, credit 10.
+  Given(TopUpCmd("A1", Y(30), "K1"));
+  EXPECT_EQ(Acc("A1").level, Level::kNormal);
+  std::vector<std::pair<int64_t, Level>> steps = {
+      {Y(10), Level::kAlarm1},   // 20: at alarm 1.
+      {Y(5), Level::kAlarm1},    // 15: no change, no event.
+      {Y(5), Level::kAlarm2},    // 10: at alarm 2.
+      {Y(10), Level::kAlarm2},   // 0: still alarm 2.
+      {1, Level::kArrears},      // -0.0001.
+      {Y(10) - 1, Level::kArrears},  // -10: on the cut-off line, not below it.
+      {1, Level::kCutoff},       // -10.0001.
+  };
+  Level prev = Level::kNormal;
+  int i = 0;
+  for (auto [amount, want] : steps) {
+    Decision d = Do(ChargeCmd("A1", amount, "C" + std::to_string(++i)));
+    EXPECT_EQ(Acc("A1").level, want) << i;
+    EXPECT_EQ(Count<LevelChanged>(d.events), prev == want ? 0u : 1u) << i;
+    EXPECT_EQ(Count<SupplyCutRequired>(d.events), want == Level::kCutoff && prev != want ? 1u : 0u);
+    prev = want;
+  }
+  Decision up = Do(TopUpCmd("A1", Y(100), "K2"));
+  ASSERT_EQ(up.events.size(), 3u);
+  EXPECT_EQ(std::get<LevelChanged>(up.events[1]).from, Level::kCutoff);
+  EXPECT_EQ(std::get<LevelChanged>(up.events[1]).to, Level::kNormal);
+  EXPECT_TRUE(std::holds_alternative<SupplyRestoreAllowed>(up.events[2]));
+}
+
+TEST(LevelFor, BoundariesAreInclusiveForAlarmsAndStrictForArrearsAndCutoff) {
+  Limits l{Y(10), Y(20), Y(10), 0};
+  EXPECT_EQ(LevelFor(Y(20) + 1, l), Level::kNormal);
+  EXPECT_EQ(LevelFor(Y(20), l), Level::kAlarm1);
+  EXPECT_EQ(LevelFor(Y(10), l), Level::kAlarm2);
+  EXPECT_EQ(LevelFor(0, l), Level::kAlarm2);
+  EXPECT_EQ(LevelFor(-1, l), Level::kArrears);
+  EXPECT_EQ(LevelFor(-Y(10), l), Level::kArrears);
+  EXPECT_EQ(LevelFor(-Y(10) - 1, l), Level::kCutoff);
+  Limits no_credit{0, 0, 0, 0};
+  EXPECT_EQ(LevelFor(0, no_credit), Level::kAlarm2);
+  EXPECT_EQ(LevelFor(-1, no_credit), Level::kCutoff);
+}
+
+// ---- Statements, transactions, replay --------------------------------------------------------
+
+TEST_F(LedgerTest, StatementHasRunningBalancesAndCausesOverAPeriod) {
+  Given(OpenCmd("A1"));
+  TopUp t1 = TopUpCmd("A1", Y(100), "K1");
+  Given(t1);
+  Charge c1 = ChargeCmd("A1", Y(30), "C1");
+  Given(c1);
+  Refund r1 = RefundCmd("A1", Y(20), "K2");
+  Given(r1);
+  Charge c2 = ChargeCmd("A1", Y(5), "C2");
+  Given(c2);
+  auto s = ledger_.GetStatement("A1", c1.time_us, c2.time_us);
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(s->opening_balance_minor, Y(100));
+  ASSERT_EQ(s->entries.size(), 2u);
+  EXPECT_EQ(s->entries[0].txn_id, c1.txn_id);
+  EXPECT_EQ(s->entries[0].kind, TxnKind::kCharge);
+  EXPECT_EQ(s->entries[0].amount_minor, -Y(30));
+  EXPECT_EQ(s->entries[0].balance_after_minor, Y(70));
+  EXPECT_EQ(s->entries[0].reading_id, c1.reading_id);
+  EXPECT_EQ(s->entries[0].tariff_id, "flat-1");
+  EXPECT_EQ(s->entries[1].kind, TxnKind::kRefund);
+  EXPECT_EQ(s->entries[1].operator_id, "op1");
+  EXPECT_EQ(s->entries[1].reason, "moving out");
+  EXPECT_EQ(s->closing_balance_minor, Y(50));
+  auto everything = ledger_.GetStatement("A1", 0, INT64_MAX);
+  ASSERT_TRUE(everything.ok());
+  EXPECT_EQ(everything->entries.size(), 4u);
+  EXPECT_EQ(everything->opening_balance_minor, 0);
+  EXPECT_EQ(everything->closing_balance_minor, Y(45));
+  auto empty = ledger_.GetStatement("A1", c2.time_us + 1, c2.time_us + 2);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty->entries.empty());
+  EXPECT_EQ(empty->opening_balance_minor, Y(45));
+  EXPECT_EQ(empty->closing_balance_minor, Y(45));
+  EXPECT_EQ(ledger_.GetStatement("A9", 0, 1).status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(ledger_.GetStatement("A1", 2, 1).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(LedgerTest, ReplayFromGivenEventsEqualsLiveAndDigestsTrackState) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  Ledger replayed(TestConfig());
+  replayed.ApplyAll(all_events_);
+  EXPECT_TRUE(replayed == ledger_);
+  EXPECT_EQ(replayed.Digest(), ledger_.Digest());
+  Given(ChargeCmd("A1", 1, "C1"));
+  EXPECT_FALSE(replayed == ledger_);
+  EXPECT_NE(replayed.Digest(), ledger_.Digest());
+}
+
+TEST(LedgerGivenEvents, DecisionsOnStateBuiltFromLiteralEvents) {
+  // Given: hand-written events only, as replay would feed them.
+  Ledger l;
+  l.ApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
+                            Limits{0, 0, 0, Y(50)}, 0, "", {}},
+              LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}});
+  l.ApplyAll({ToppedUp{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 1,
+                       Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}},
+              LevelChanged{"E2", 2, "B1", Level::kAlarm2, Level::kNormal, Y(40)}});
+  // When a top-up over the cap: then a rejection naming the values.
+  auto over = l.Decide(TopUp{"E3", 3, "op", "B1", "K2", Y(20), PaymentMethod::kCash, 2});
+  ASSERT_TRUE(over.ok());
+  ASSERT_TRUE(over->rejection.has_value());
+  EXPECT_EQ(over->rejection->message,
+            "top-up of 20.0000 would make the balance 60.0000, above the hoarding cap 50.0000");
+  // When a charge beyond the balance: then the charge, one level change and one cut.
+  auto charge = l.Decide(Charge{"E4", 4, "CH1", "B1", Y(41), 900, "MB", "R9", "t1", 2});
+  ASSERT_TRUE(charge.ok());
+  std::vector<Event> want{
+      Charged{"E4", 4, "B1", "CH1", Y(41), 900, "MB", "R9", "t1", 2,
+              Posting{{Leg{false, "B1", -Y(41)}, Leg{true, "revenue", Y(41)}}}},
+      LevelChanged{"E4", 4, "B1", Level::kNormal, Level::kCutoff, -Y(1)},
+      SupplyCutRequired{"E4", 4, "B1", -Y(1), 0, {"MB"}},
+  };
+  EXPECT_EQ(charge->events, want);
+  // When the same key as the given top-up: then a duplicate of E2.
+  auto dup = l.Decide(TopUp{"E5", 5, "op", "B1", "KB", Y(40), PaymentMethod::kCash, std::nullopt});
+  ASSERT_TRUE(dup.ok());
+  EXPECT_TRUE(dup->duplicate);
+  EXPECT_EQ(dup->txn_id, "E2");
+  l.CheckInvariants();
+}
+
+TEST(LedgerDeathTest, UnbalancedPostingCrashes) {
+  Ledger l;
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}});
+  ToppedUp bad{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 1,
+               Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}};
+  EXPECT_DEATH(l.Apply(bad), "");
+}
+
+TEST(LedgerDeathTest, OutOfSequencePurchaseCountCrashes) {
+  Ledger l;
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}});
+  ToppedUp skip{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 2,
+                Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}};
+  EXPECT_DEATH(l.Apply(skip), "");
+}
+
+TEST(LedgerDeathTest, SecondCutWithoutRestoreCrashes) {
+  Ledger l;
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid, Limits{}, 0, "", {}});
+  l.Apply(Charged{"E2", 2, "B1", "C", 5, 1, "MB", "R", "t", 1,
+                  Posting{{Leg{false, "B1", -5}, Leg{true, "revenue", 5}}}});
+  l.Apply(LevelChanged{"E2", 2, "B1", Level::kNormal, Level::kCutoff, -5});
+  l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}});
+  EXPECT_DEATH(l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}}), "");
+}
+
+}  // namespace
+}  // namespace wattledger::ledger
