@@ -135,7 +135,7 @@ EventLog::~EventLog() {
 
 Result<std::unique_ptr<EventLog>> EventLog::Open(const Options& options) {
   if (options.path.empty()) return InvalidArgument("event log path is empty; pass --data-dir");
-  if (options.partitions == 0 || options.partitions > 4096) {
+  if ((options.partitions == 0 && !options.read_only) || options.partitions > 4096) {
     return InvalidArgument("event log partitions must be 1..4096, got " +
                            std::to_string(options.partitions));
   }
@@ -161,18 +161,33 @@ Status EventLog::Init() {
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
       {rocksdb::kDefaultColumnFamilyName, cf}, {"events", cf}, {"state", cf}};
   rocksdb::DB* raw = nullptr;
-  WL_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options_.path, cfs, &handles_, &raw),
-                               "open event log at " + options_.path));
+  if (options_.read_only) {
+    db_options.create_if_missing = false;
+    WL_RETURN_IF_ERROR(FromRocks(rocksdb::DB::OpenForReadOnly(db_options, options_.path, cfs, &handles_, &raw),
+                                 "open event log read-only at " + options_.path));
+  } else {
+    WL_RETURN_IF_ERROR(FromRocks(rocksdb::DB::Open(db_options, options_.path, cfs, &handles_, &raw),
+                                 "open event log at " + options_.path));
+  }
   db_.reset(raw);
   meta_ = handles_[0];
   events_ = handles_[1];
   state_ = handles_[2];
 
   // The shape (name, partitions) is fixed at creation.
-  std::string shape = options_.name + "/" + std::to_string(options_.partitions);
   std::string stored;
   auto s = db_->Get(rocksdb::ReadOptions(), meta_, kShapeKey, &stored);
-  if (s.IsNotFound()) {
+  if (s.ok() && options_.read_only && options_.partitions == 0) {
+    // A reader may take the shape as stored.
+    auto slash = stored.rfind('/');
+    options_.name = stored.substr(0, slash);
+    options_.partitions = static_cast<uint32_t>(std::strtoul(stored.c_str() + slash + 1, nullptr, 10));
+    if (options_.partitions == 0 || options_.partitions > 4096) return DataLoss("stored log shape '" + stored + "' is invalid");
+  }
+  std::string shape = options_.name + "/" + std::to_string(options_.partitions);
+  if (s.IsNotFound() && options_.read_only) {
+    return FailedPrecondition("no event log at " + options_.path + " to open read-only");
+  } else if (s.IsNotFound()) {
     rocksdb::WriteOptions wo;
     wo.sync = true;
     WL_RETURN_IF_ERROR(FromRocks(db_->Put(wo, meta_, kShapeKey, shape), "write log shape"));
@@ -206,6 +221,7 @@ Status EventLog::Init() {
 }
 
 Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
+  if (options_.read_only) return FailedPrecondition("event log " + options_.path + " is open read-only");
   if (ws.events_.size() > kMaxEventsPerCommit) {
     return InvalidArgument("commit carries " + std::to_string(ws.events_.size()) +
                            " events; the limit is " + std::to_string(kMaxEventsPerCommit));

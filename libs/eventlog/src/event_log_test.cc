@@ -139,6 +139,29 @@ TEST_F(EventLogTest, ReopenWithOtherPartitionCountIsRefused) {
   EXPECT_NE(log.status().message().find("test/4"), std::string::npos) << log.status().message();
 }
 
+TEST_F(EventLogTest, ReadOnlyOpenSeesTheLiveLogAndRefusesCommits) {
+  auto log = OpenLog(3);
+  WriteSet ws;
+  ws.Append(Ev(2, "k"));
+  ws.PutState("a", "1");
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  Options o;
+  o.path = dir_.Sub("log");
+  o.partitions = 0;  // As stored.
+  o.read_only = true;
+  auto reader = EventLog::Open(o);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  EXPECT_EQ((*reader)->partitions(), 3u);
+  EXPECT_EQ((*reader)->name(), "test");
+  EXPECT_EQ((*reader)->Head(2), 1u);
+  EXPECT_EQ(*(*reader)->StateDigest(), *log->StateDigest());
+  WriteSet more;
+  more.PutState("b", "2");
+  EXPECT_EQ((*reader)->Commit(std::move(more)).status().code(), StatusCode::kFailedPrecondition);
+  o.path = dir_.Sub("missing");
+  EXPECT_FALSE(EventLog::Open(o).ok());
+}
+
 TEST_F(EventLogTest, ReadReturnsRangeInOrder) {
   auto log = OpenLog();
   WriteSet ws;

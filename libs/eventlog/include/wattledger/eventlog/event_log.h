@@ -56,9 +56,13 @@ struct Options {
   std::string path;
   std::string name = "log";  // Prefix of event ids; the service's name.
   uint32_t partitions = 8;   // Fixed at creation; reopening with another number is an error.
+                             // A read_only open may pass 0 to take name and partitions as stored.
   FsyncPolicy fsync = FsyncPolicy::kEveryCommit;
   Clock* clock = SystemClock::Default();
   size_t block_cache_bytes = 64 << 20;
+  // Opens an existing log for reading only, alongside a live writer in another process (replay,
+  // audit). Commit fails with FAILED_PRECONDITION.
+  bool read_only = false;
 };
 
 // A consumed input position: the last applied seq of a source partition and, when the input
