@@ -151,6 +151,10 @@ Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>&
            const std::function<void()>& on_ready) {
   WL_ASSIGN_OR_RETURN(auto http, metrics::HttpServer::Start(flags.http_addr));
   for (auto* s : services) {
+    Status published = s->Publish(bus);
+    if (!published.ok()) return Status(published.code(), s->name() + ": " + published.message());
+  }
+  for (auto* s : services) {
     Status started = s->Start(bus);
     if (!started.ok()) return Status(started.code(), s->name() + ": " + started.message());
   }

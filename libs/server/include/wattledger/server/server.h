@@ -30,6 +30,7 @@ struct ServerFlags {
   uint32_t partitions = 4;
   std::string fsync = "commit";
   std::string log_level = "info";
+  bool embedded = false;  // Set by `wattledger dev`: every service shares one process and bus.
 };
 void AddServerFlags(CLI::App* app, ServerFlags* flags);
 // Checks values CLI11 cannot: fsync policy, log level, addresses.
@@ -47,7 +48,10 @@ class Service {
   virtual eventlog::EventLog* log() = 0;
   // Adds the service's gRPC API to the builder; the service must outlive the server.
   virtual void Register(grpc::ServerBuilder& builder) = 0;
-  // Publishes the service's log on the bus and starts its processor.
+  // Publishes the service's log on the bus. Every service of a process publishes before any
+  // starts, so that start order does not matter to subscriptions.
+  virtual Status Publish(bus::Bus* bus) = 0;
+  // Starts its processor and subscriptions.
   virtual Status Start(bus::Bus* bus) = 0;
   // Drains and stops the processor. Called after the gRPC server stopped taking requests.
   virtual void Stop() = 0;

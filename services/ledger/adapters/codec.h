@@ -1,0 +1,86 @@
+// The codec between the ledger's pure domain (plain structs) and its wire contract (protobuf):
+// the one place where the two kinds of types meet.
+//
+// Everything that crosses inbound is validated for shape here: required ids present, enums inside
+// their range (UNSPECIFIED and values this build does not know are INVALID_ARGUMENT naming the
+// field), amounts with the sign the domain requires, postings whose legs sum to zero. Business
+// rules (limits, balances, idempotency) stay in the domain. Nothing here throws or asserts on
+// input; every function is pure and thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "services/ledger/domain/commands.h"
+#include "services/ledger/domain/events.h"
+#include "services/ledger/domain/ledger.h"
+#include "services/ledger/domain/types.h"
+#include "wattledger/base/status.h"
+#include "wattledger/billing/v1/events.pb.h"
+#include "wattledger/ledger/v1/ledger.pb.h"
+
+namespace wattledger::ledger::adapters {
+
+// An event as the log stores it: the payload's protobuf full name and its serialized bytes.
+struct Encoded {
+  std::string type;  // E.g. "wattledger.ledger.v1.ToppedUp".
+  std::string payload;
+};
+
+Encoded EncodeEvent(const Event& e);
+
+// Decodes an envelope payload of one of the 16 domain event types. INVALID_ARGUMENT for an
+// unknown type, a payload that does not parse, or fields out of range (UNSPECIFIED or unknown
+// enums, amounts with the wrong sign, empty txn_id/account_id, postings that do not balance or
+// name an unknown system account). Never crashes, whatever the bytes.
+Result<Event> DecodeEvent(std::string_view type, std::string_view payload);
+
+// Recorded next to the events but not an Event: the domain never folds it.
+inline constexpr std::string_view kRejectedType = "wattledger.ledger.v1.CommandRejected";
+
+// True for the 16 domain event types (not kRejectedType).
+bool IsLedgerEventType(std::string_view type);
+
+// Enum conversions. FromProto rejects UNSPECIFIED and unknown values with INVALID_ARGUMENT whose
+// message names `field` and lists the accepted values.
+v1::PaymentMethod ToProto(PaymentMethod m);
+Result<PaymentMethod> FromProto(v1::PaymentMethod m, std::string_view field);
+v1::Mode ToProto(Mode m);
+Result<Mode> FromProto(v1::Mode m, std::string_view field);
+v1::Level ToProto(Level l);
+v1::AccountState ToProto(AccountState s);
+v1::TxnKind ToProto(TxnKind k);
+
+// Views for the API.
+v1::Account ToProto(const Account& a);  // Every field but the statement entries.
+v1::StatementEntry ToProto(const StatementEntry& e);
+v1::Transaction ToProto(const TxnRecord& t);
+v1::Limits ToProto(const Limits& l);
+v1::Posting ToProto(const Posting& p);
+
+// Requests -> domain commands. The adapter supplies txn_id and time_us. Only shape is checked
+// (required ids, enum values); the domain decides the rest and records its rejections.
+Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_id, int64_t time_us);
+Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us);
+Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us);
+Result<SetLimits> FromProto(const v1::SetLimitsRequest& r, std::string txn_id, int64_t time_us);
+Result<Suspend> FromProto(const v1::SuspendRequest& r, std::string txn_id, int64_t time_us);
+Result<Resume> FromProto(const v1::ResumeRequest& r, std::string txn_id, int64_t time_us);
+// An UNSPECIFIED method means cash (only used when a settlement pays out).
+Result<TransferOwnership> FromProto(const v1::TransferRequest& r, std::string txn_id,
+                                    int64_t time_us);
+// An UNSPECIFIED method means cash (only used when a positive balance is paid out).
+Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r, std::string txn_id,
+                               int64_t time_us);
+Result<TopUp> FromProto(const v1::TopUpRequest& r, std::string txn_id, int64_t time_us);
+Result<Refund> FromProto(const v1::RefundRequest& r, std::string txn_id, int64_t time_us);
+Result<Reverse> FromProto(const v1::ReverseRequest& r, std::string txn_id, int64_t time_us);
+Result<Adjust> FromProto(const v1::AdjustRequest& r, std::string txn_id, int64_t time_us);
+
+// Billing's usage event -> charge command. charge_id and account_id must be set, amount_minor > 0
+// and energy_wh >= 0: billing is another service, so its output is input here.
+Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string txn_id,
+                               int64_t time_us);
+
+}  // namespace wattledger::ledger::adapters

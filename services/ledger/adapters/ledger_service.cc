@@ -1,0 +1,550 @@
+#include "services/ledger/adapters/ledger_service.h"
+
+#include <charconv>
+#include <future>
+
+#include "services/ledger/adapters/codec.h"
+#include "wattledger/base/check.h"
+#include "wattledger/base/log.h"
+#include "wattledger/billing/v1/events.pb.h"
+#include "wattledger/metrics/metrics.h"
+#include "wattledger/money/money.h"
+
+namespace wattledger::ledger::adapters {
+namespace {
+
+constexpr auto kRpcDeadline = std::chrono::seconds(30);
+constexpr char kAccountPrefix[] = "acct/";
+constexpr char kSystemPrefix[] = "sys/";
+
+struct LedgerMetrics {
+  prometheus::Family<prometheus::Counter>& commands;  // {command, outcome}
+  prometheus::Counter& cuts;
+  prometheus::Counter& restores;
+  static LedgerMetrics& Get() {
+    static LedgerMetrics* m = [] {
+      auto& r = metrics::Registry();
+      auto& cmds = prometheus::BuildCounter().Name("wattledger_ledger_commands_total")
+                       .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected)").Register(r);
+      auto& supply = prometheus::BuildCounter().Name("wattledger_ledger_supply_events_total")
+                         .Help("Supply cut-required and restore-allowed events emitted").Register(r);
+      return new LedgerMetrics{cmds, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}})};
+    }();
+    return *m;
+  }
+};
+
+std::string CommandName(const Command& c) {
+  static constexpr const char* kNames[] = {"open_account", "attach_meter", "detach_meter", "set_limits",
+                                           "suspend",      "resume",       "transfer",     "close_account",
+                                           "top_up",       "refund",       "reverse",      "adjust",
+                                           "charge"};
+  static_assert(std::size(kNames) == std::variant_size_v<Command>);
+  return kNames[c.index()];
+}
+
+std::string CommandAccount(const Command& c) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        if constexpr (requires { x.account_id; }) return x.account_id;
+        return "";
+      },
+      c);
+}
+
+std::string CommandOperator(const Command& c) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        if constexpr (requires { x.operator_id; }) return x.operator_id;
+        return "billing";
+      },
+      c);
+}
+
+std::string CommandKey(const Command& c) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        if constexpr (requires { x.idempotency_key; }) return x.idempotency_key;
+        else if constexpr (requires { x.charge_id; }) return x.charge_id;
+        return "";
+      },
+      c);
+}
+
+grpc::Status RejectionStatus(const Rejection& r) {
+  return grpc::Status(static_cast<grpc::StatusCode>(r.code), r.rule + ": " + r.message);
+}
+
+}  // namespace
+
+// ---- MeterClaims ----
+
+bool MeterClaims::Claim(const std::string& meter, const std::string& account, uint32_t partition) {
+  std::lock_guard lock(mu_);
+  auto [it, inserted] = owner_.try_emplace(meter, account, partition);
+  return inserted || it->second.first == account;
+}
+
+void MeterClaims::Release(const std::string& meter, const std::string& account) {
+  std::lock_guard lock(mu_);
+  auto it = owner_.find(meter);
+  if (it != owner_.end() && it->second.first == account) owner_.erase(it);
+}
+
+void MeterClaims::ResetPartition(uint32_t partition, const std::map<std::string, std::string, std::less<>>& owners) {
+  std::lock_guard lock(mu_);
+  std::erase_if(owner_, [&](const auto& kv) { return kv.second.second == partition; });
+  for (const auto& [meter, account] : owners) owner_[meter] = {account, partition};
+}
+
+std::string MeterClaims::OwnerOf(const std::string& meter) const {
+  std::lock_guard lock(mu_);
+  auto it = owner_.find(meter);
+  return it == owner_.end() ? "" : it->second.first;
+}
+
+// ---- Materialised view and rebuild ----
+
+void MaterializeAccount(const Account& account, eventlog::WriteSet& ws) {
+  ws.PutState(kAccountPrefix + account.id, ToProto(account).SerializeAsString());
+}
+
+void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
+  for (const auto& [name, balance] : ledger.state().system_balances) {
+    ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
+  }
+}
+
+Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
+  constexpr size_t kChunk = 4096;
+  std::vector<Event> decision;
+  std::string txn;
+  auto flush = [&] {
+    if (!decision.empty()) ledger->ApplyAll(decision);
+    decision.clear();
+  };
+  for (uint64_t from = 1;;) {
+    WL_ASSIGN_OR_RETURN(auto events, log.Read(partition, from, kChunk));
+    if (events.empty()) break;
+    from = events.back().seq() + 1;
+    for (const auto& env : events) {
+      if (!IsLedgerEventType(env.type())) continue;  // Rejections change no state.
+      auto event = DecodeEvent(env.type(), env.payload());
+      if (!event.ok()) {
+        return DataLoss("ledger event " + env.event_id() + " does not decode: " + event.status().message());
+      }
+      if (EventTxnId(*event) != txn) {
+        flush();
+        txn = EventTxnId(*event);
+      }
+      decision.push_back(std::move(event).value());
+    }
+  }
+  flush();
+  ledger->CheckInvariants();
+  return Status::Ok();
+}
+
+// ---- LedgerService ----
+
+struct LedgerService::Outcome {
+  Status error;  // The adapter could not even decide (bad request shape, internal).
+  Decision decision;
+};
+
+LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
+    : log_(std::move(log)), options_(std::move(options)) {
+  for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
+}
+
+LedgerService::~LedgerService() { Stop(); }
+
+Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
+
+Status LedgerService::Start(bus::Bus* bus) {
+  for (uint32_t p = 0; p < log_->partitions(); ++p) WL_RETURN_IF_ERROR(Reload(p));
+  runtime::ProcessorOptions po;
+  po.name = "ledger";
+  po.topics = options_.topics;
+  processor_ = std::make_unique<runtime::Processor>(po, log_.get(), bus, this);
+  return processor_->Start();
+}
+
+void LedgerService::Stop() {
+  if (processor_) processor_->Stop();
+}
+
+Status LedgerService::Reload(uint32_t partition) {
+  auto fresh = std::make_unique<Ledger>(options_.config);
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get()));
+  claims_.ResetPartition(partition, fresh->state().meter_owner);
+  ledgers_[partition] = std::move(fresh);
+  return Status::Ok();
+}
+
+std::string LedgerService::NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const {
+  // Only this partition's writer appends to it, so the next seq is known before the commit.
+  return std::string(kLedgerTopic) + "/" + std::to_string(partition) + "/" +
+         std::to_string(log_->Head(partition) + ws.event_count() + 1);
+}
+
+Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const {
+  const std::string prefix = std::string(kLedgerTopic) + "/";
+  auto bad = InvalidArgument("transaction id '" + txn_id + "' is not of the form ledger/<partition>/<seq>; "
+                             "copy it from the txn_id of the original call or from `wlctl statement`");
+  if (!txn_id.starts_with(prefix)) return bad;
+  auto slash = txn_id.find('/', prefix.size());
+  if (slash == std::string::npos || slash == prefix.size() || slash - prefix.size() > 4) return bad;
+  std::string p = txn_id.substr(prefix.size(), slash - prefix.size());
+  if (p.find_first_not_of("0123456789") != std::string::npos) return bad;
+  uint32_t partition = static_cast<uint32_t>(std::stoul(p));
+  if (partition >= log_->partitions()) return NotFound("transaction " + txn_id + " does not exist");
+  return partition;
+}
+
+LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command, eventlog::WriteSet& ws,
+                                              const eventlog::Causation& causation, const std::string& actor) {
+  Ledger& ledger = *ledgers_[p];
+  auto decided = ledger.Decide(command);
+  auto& counter = LedgerMetrics::Get().commands;
+  if (!decided.ok()) {
+    counter.Add({{"command", CommandName(command)}, {"outcome", "error"}}).Increment();
+    return {decided.status(), {}};
+  }
+  Decision d = std::move(decided).value();
+
+  // The domain sees one partition; a meter may be claimed by an account of another one.
+  if (d.accepted()) {
+    std::vector<std::pair<std::string, std::string>> claimed;  // (meter, account) claimed here.
+    for (size_t i = 0; i < d.events.size() && !d.rejection; ++i) {
+      const Event& e = d.events[i];
+      std::vector<std::string> wanted;
+      if (auto* o = std::get_if<AccountOpened>(&e)) wanted = o->meters;
+      if (auto* a = std::get_if<MeterAttached>(&e)) wanted = {a->meter_id};
+      for (const auto& m : wanted) {
+        if (claims_.Claim(m, EventAccountId(e), p)) {
+          claimed.emplace_back(m, EventAccountId(e));
+          continue;
+        }
+        d.rejection = Rejection{StatusCode::kFailedPrecondition, "meter_owned",
+                                "meter " + m + " already belongs to account " + claims_.OwnerOf(m) +
+                                    "; detach it there first"};
+        break;
+      }
+    }
+    if (d.rejection) {
+      d.events.clear();
+      for (const auto& [m, a] : claimed) claims_.Release(m, a);
+    }
+  }
+
+  auto new_event = [&](std::string account, std::string type, std::string payload) {
+    eventlog::NewEvent ne;
+    ne.partition = p;
+    ne.aggregate_key = std::move(account);
+    ne.type = std::move(type);
+    ne.payload = std::move(payload);
+    ne.actor = actor;
+    ne.causation = causation;
+    ws.Append(std::move(ne));
+  };
+
+  if (d.duplicate) {
+    counter.Add({{"command", CommandName(command)}, {"outcome", "duplicate"}}).Increment();
+    return {Status::Ok(), std::move(d)};
+  }
+  if (d.rejection) {
+    counter.Add({{"command", CommandName(command)}, {"outcome", "rejected"}}).Increment();
+    v1::CommandRejected r;
+    r.set_txn_id(d.txn_id);
+    r.set_operator_id(CommandOperator(command));
+    r.set_account_id(CommandAccount(command));
+    r.set_command(CommandName(command));
+    r.set_idempotency_key(CommandKey(command));
+    r.set_rule(d.rejection->rule);
+    r.set_code(static_cast<int32_t>(d.rejection->code));
+    r.set_message(d.rejection->message);
+    new_event(r.account_id(), std::string(kRejectedType), r.SerializeAsString());
+    return {Status::Ok(), std::move(d)};
+  }
+
+  counter.Add({{"command", CommandName(command)}, {"outcome", "accepted"}}).Increment();
+  ledger.ApplyAll(d.events);
+  std::vector<std::string> touched;
+  for (const auto& e : d.events) {
+    Encoded enc = EncodeEvent(e);
+    new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload));
+    if (touched.empty() || touched.back() != EventAccountId(e)) touched.push_back(EventAccountId(e));
+    if (auto* c = std::get_if<AccountClosed>(&e)) {
+      for (const auto& m : c->released_meters) claims_.Release(m, c->account_id);
+    }
+    if (auto* dm = std::get_if<MeterDetached>(&e)) claims_.Release(dm->meter_id, dm->account_id);
+    if (auto* cut = std::get_if<SupplyCutRequired>(&e)) {
+      LedgerMetrics::Get().cuts.Increment();
+      log::Info("supply cut required", {{"account", cut->account_id},
+                                         {"balance", money::FormatYuan(cut->balance_minor)},
+                                         {"cutoff_line", money::FormatYuan(cut->cutoff_line_minor)}});
+    }
+    if (auto* r = std::get_if<SupplyRestoreAllowed>(&e)) {
+      LedgerMetrics::Get().restores.Increment();
+      log::Info("supply restore allowed", {{"account", r->account_id}, {"balance", money::FormatYuan(r->balance_minor)}});
+    }
+    if (auto* l = std::get_if<LevelChanged>(&e)) {
+      log::Info("level changed", {{"account", l->account_id},
+                                   {"from", std::string(LevelName(l->from))},
+                                   {"to", std::string(LevelName(l->to))},
+                                   {"balance", money::FormatYuan(l->balance_minor)}});
+    }
+  }
+  for (const auto& id : touched) {
+    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
+  }
+  MaterializeSystem(p, ledger, ws);
+  return {Status::Ok(), std::move(d)};
+}
+
+void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) {
+  static const std::string kUsageType = billing::v1::UsageCharged::descriptor()->full_name();
+  if (m.envelope.type() != kUsageType) return;  // Other billing events are not the ledger's.
+  billing::v1::UsageCharged usage;
+  eventlog::Causation cause;
+  cause.set_source_topic(m.topic);
+  cause.set_source_partition(m.envelope.partition());
+  cause.set_source_seq(m.envelope.seq());
+  const std::string txn = NextTxnId(p, ws);
+  Result<Charge> charge = usage.ParseFromString(m.envelope.payload())
+                              ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
+                              : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
+  if (!charge.ok()) {
+    // Bad input from the bus: record that it was refused, change nothing else.
+    metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
+    v1::CommandRejected r;
+    r.set_txn_id(txn);
+    r.set_account_id(usage.account_id());
+    r.set_command("charge");
+    r.set_idempotency_key(usage.charge_id());
+    r.set_rule("invalid_usage");
+    r.set_code(static_cast<int32_t>(charge.status().code()));
+    r.set_message(charge.status().message());
+    eventlog::NewEvent ne;
+    ne.partition = p;
+    ne.aggregate_key = usage.account_id();
+    ne.type = std::string(kRejectedType);
+    ne.payload = r.SerializeAsString();
+    ne.actor = "billing";
+    ne.causation = cause;
+    ws.Append(std::move(ne));
+    log::Warn("usage charge refused", {{"event_id", m.envelope.event_id()}, {"error", charge.status().ToString()}});
+    return;
+  }
+  Outcome out = Execute(p, *charge, ws, cause, "billing");
+  // Decide only fails when this adapter broke its contract (txn id reuse): never silently.
+  WL_CHECK_MSG(out.error.ok(), out.error.ToString());
+}
+
+grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, const Build& build,
+                                   v1::MutationResponse* response) {
+  auto done = std::make_shared<std::promise<grpc::Status>>();
+  auto future = done->get_future();
+  Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
+    auto command = build(NextTxnId(p, ws), options_.clock->NowMicros());
+    if (!command.ok()) {
+      done->set_value(server::ToGrpc(command.status()));
+      return nullptr;
+    }
+    eventlog::Causation cause;
+    cause.set_request_id(request_id.empty() ? NextTxnId(p, ws) : request_id);
+    auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
+    if (!out->error.ok()) {
+      done->set_value(server::ToGrpc(out->error));
+      return nullptr;
+    }
+    const std::string account = CommandAccount(*command);
+    return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
+      if (!commit.ok()) {
+        done->set_value(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     "not recorded, retry with the same idempotency key: " + commit.message()));
+        return;
+      }
+      if (out->decision.rejection) {
+        done->set_value(RejectionStatus(*out->decision.rejection));
+        return;
+      }
+      response->set_txn_id(out->decision.txn_id);
+      response->set_duplicate(out->decision.duplicate);
+      std::string acct = account;
+      if (acct.empty()) {
+        if (const TxnRecord* t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
+      }
+      if (const Account* a = ledgers_[p]->FindAccount(acct)) *response->mutable_account() = ToProto(*a);
+      done->set_value(grpc::Status::OK);
+    };
+  });
+  if (!submitted.ok()) return server::ToGrpc(submitted);
+  if (future.wait_for(kRpcDeadline) != std::future_status::ready) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
+                        "the ledger did not answer in time; retry with the same idempotency key");
+  }
+  return future.get();
+}
+
+grpc::Status LedgerService::OnWriter(uint32_t p, const std::function<grpc::Status(const Ledger&)>& fn) {
+  auto done = std::make_shared<std::promise<grpc::Status>>();
+  auto future = done->get_future();
+  Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    done->set_value(fn(*ledgers_[p]));
+    return nullptr;
+  });
+  if (!submitted.ok()) return server::ToGrpc(submitted);
+  if (future.wait_for(kRpcDeadline) != std::future_status::ready) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time");
+  }
+  return future.get();
+}
+
+namespace {
+uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
+  return runtime::PartitionForKey(account, partitions);
+}
+}  // namespace
+
+#define WL_LEDGER_MUTATION(Method, Request, Convert, KeyExpr)                                        \
+  grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req,                  \
+                                     v1::MutationResponse* resp) {                                  \
+    const v1::Request r = *req;                                                                     \
+    return Mutate(AccountPartition(r.account_id(), log_->partitions()), KeyExpr,                    \
+                  [r](std::string txn, int64_t now) -> Result<Command> {                            \
+                    WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                   \
+                    return Command(std::move(c));                                                   \
+                  },                                                                                \
+                  resp);                                                                            \
+  }
+
+WL_LEDGER_MUTATION(OpenAccount, OpenAccountRequest, FromProto, "")
+WL_LEDGER_MUTATION(AttachMeter, MeterRequest, AttachFromProto, "")
+WL_LEDGER_MUTATION(DetachMeter, MeterRequest, DetachFromProto, "")
+WL_LEDGER_MUTATION(SetLimits, SetLimitsRequest, FromProto, "")
+WL_LEDGER_MUTATION(Suspend, SuspendRequest, FromProto, "")
+WL_LEDGER_MUTATION(Resume, ResumeRequest, FromProto, "")
+WL_LEDGER_MUTATION(TransferOwnership, TransferRequest, FromProto, "")
+WL_LEDGER_MUTATION(CloseAccount, CloseAccountRequest, FromProto, "")
+WL_LEDGER_MUTATION(TopUp, TopUpRequest, FromProto, r.idempotency_key())
+WL_LEDGER_MUTATION(Refund, RefundRequest, FromProto, r.idempotency_key())
+WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, r.idempotency_key())
+#undef WL_LEDGER_MUTATION
+
+grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseRequest* req, v1::MutationResponse* resp) {
+  auto p = PartitionOfTxn(req->original_txn_id());
+  if (!p.ok()) return server::ToGrpc(p.status());
+  const v1::ReverseRequest r = *req;
+  return Mutate(*p, r.idempotency_key(),
+                [r](std::string txn, int64_t now) -> Result<Command> {
+                  WL_ASSIGN_OR_RETURN(auto c, FromProto(r, std::move(txn), now));
+                  return Command(std::move(c));
+                },
+                resp);
+}
+
+grpc::Status LedgerService::GetAccount(grpc::ServerContext*, const v1::GetAccountRequest* req, v1::Account* resp) {
+  if (req->account_id().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"};
+  auto value = log_->GetState(kAccountPrefix + req->account_id());
+  if (!value.ok()) return server::ToGrpc(value.status());
+  if (!value->has_value()) {
+    return {grpc::StatusCode::NOT_FOUND, "account " + req->account_id() + " does not exist; list accounts with `wlctl account list`"};
+  }
+  if (!resp->ParseFromString(**value)) return {grpc::StatusCode::DATA_LOSS, "stored account view does not parse"};
+  return grpc::Status::OK;
+}
+
+grpc::Status LedgerService::ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest* req,
+                                         v1::ListAccountsResponse* resp) {
+  if (req->page_size() < 0 || req->page_size() > 1000) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "page_size must be 0..1000"};
+  }
+  const int limit = req->page_size() == 0 ? 100 : req->page_size();
+  const std::string after = req->page_token().empty() ? "" : kAccountPrefix + req->page_token();
+  Status bad_record;
+  Status s = log_->ScanState(kAccountPrefix, [&](std::string_view key, std::string_view value) {
+    if (!after.empty() && key <= after) return true;
+    if (resp->accounts_size() == limit) {
+      resp->set_next_page_token(resp->accounts(limit - 1).account_id());
+      return false;
+    }
+    if (!resp->add_accounts()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+      bad_record = DataLoss("stored account view " + std::string(key) + " does not parse");
+      return false;
+    }
+    return true;
+  });
+  if (!s.ok()) return server::ToGrpc(s);
+  return server::ToGrpc(bad_record);
+}
+
+grpc::Status LedgerService::GetStatement(grpc::ServerContext*, const v1::GetStatementRequest* req,
+                                         v1::GetStatementResponse* resp) {
+  if (req->account_id().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"};
+  const int64_t to = req->to_us() == 0 ? INT64_MAX : req->to_us();
+  if (req->from_us() < 0 || to < req->from_us()) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"};
+  }
+  const v1::GetStatementRequest r = *req;
+  return OnWriter(AccountPartition(r.account_id(), log_->partitions()), [&, r](const Ledger& ledger) {
+    auto st = ledger.GetStatement(r.account_id(), r.from_us(), to);
+    if (!st.ok()) return server::ToGrpc(st.status());
+    resp->set_account_id(st->account_id);
+    resp->set_opening_balance_minor(st->opening_balance_minor);
+    resp->set_closing_balance_minor(st->closing_balance_minor);
+    for (const auto& e : st->entries) *resp->add_entries() = ToProto(e);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTransactionRequest* req,
+                                           v1::Transaction* resp) {
+  auto p = PartitionOfTxn(req->txn_id());
+  if (!p.ok()) return server::ToGrpc(p.status());
+  const std::string id = req->txn_id();
+  return OnWriter(*p, [&, id](const Ledger& ledger) {
+    const TxnRecord* t = ledger.FindTxn(id);
+    if (t == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
+    *resp = ToProto(*t);
+    return grpc::Status::OK;
+  });
+}
+
+grpc::Status LedgerService::GetTotals(grpc::ServerContext*, const v1::LedgerTotalsRequest*,
+                                      v1::LedgerTotalsResponse* resp) {
+  // One iterator is one snapshot: the totals are consistent across partitions.
+  int64_t tenants = 0, accounts = 0, system = 0;
+  Status bad;
+  Status s = log_->ScanState("", [&](std::string_view key, std::string_view value) {
+    if (key.starts_with(kAccountPrefix)) {
+      v1::Account a;
+      if (!a.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+        bad = DataLoss("stored account view does not parse");
+        return false;
+      }
+      tenants += a.balance_minor();
+      accounts++;
+    } else if (key.starts_with(kSystemPrefix)) {
+      std::string_view rest = key.substr(sizeof(kSystemPrefix) - 1);
+      std::string name(rest.substr(rest.find('/') + 1));
+      int64_t v = 0;
+      if (std::from_chars(value.data(), value.data() + value.size(), v).ec != std::errc()) {
+        bad = DataLoss("stored system balance " + std::string(key) + " is not a number");
+        return false;
+      }
+      (*resp->mutable_system_minor())[name] += v;
+      system += v;
+    }
+    return true;
+  });
+  if (!s.ok()) return server::ToGrpc(s);
+  if (!bad.ok()) return server::ToGrpc(bad);
+  resp->set_tenant_total_minor(tenants);
+  resp->set_accounts(accounts);
+  resp->set_total_minor(tenants + system);
+  return grpc::Status::OK;
+}
+
+}  // namespace wattledger::ledger::adapters

@@ -1,0 +1,122 @@
+// LedgerService: the ledger as a hosted service. It owns the ledger's EventLog, a runtime
+// Processor (one writer thread per log partition), one domain Ledger per partition, and the gRPC
+// API. Accounts are partitioned by account id; a transaction id is the event id of the first
+// event it appended ("ledger/<partition>/<seq>"), so a reversal finds its partition from it.
+//
+// State: the domain Ledger of each partition lives in memory and is rebuilt at start by folding
+// that partition's events (the log is the truth). Every commit also writes a materialised view of
+// the accounts and system accounts it touched into the log's state column family: queries that
+// need no history read it without touching the writers, and replay compares its digest.
+//
+// Meters: a meter belongs to at most one account across all partitions. The domain checks this
+// within a partition; MeterClaims checks it across partitions.
+//
+// Thread safety: gRPC handlers run on gRPC's threads and hand work to the partition writers;
+// domain state is only touched by its partition's writer thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "services/ledger/domain/ledger.h"
+#include "wattledger/ledger/v1/ledger.grpc.pb.h"
+#include "wattledger/runtime/processor.h"
+#include "wattledger/server/server.h"
+
+namespace wattledger::ledger::adapters {
+
+inline constexpr char kLedgerTopic[] = "ledger";
+inline constexpr char kBillingTopic[] = "billing";
+
+struct LedgerOptions {
+  LedgerConfig config;
+  // Topics to consume. The ledger consumes billing's usage charges.
+  std::vector<std::string> topics = {kBillingTopic};
+  Clock* clock = SystemClock::Default();
+};
+
+// Which account owns each meter, over every partition. Thread-safe.
+class MeterClaims {
+ public:
+  // Claims `meter` for `account` (owned by `partition`); false if another account holds it.
+  bool Claim(const std::string& meter, const std::string& account, uint32_t partition);
+  void Release(const std::string& meter, const std::string& account);
+  // Replaces the claims of one partition with `owners` (meter -> account).
+  void ResetPartition(uint32_t partition, const std::map<std::string, std::string, std::less<>>& owners);
+  std::string OwnerOf(const std::string& meter) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::string, std::pair<std::string, uint32_t>> owner_;
+};
+
+// Builds the state-CF view of a ledger partition's accounts; the same code serves live commits
+// and replay, so equal ledgers give equal digests.
+void MaterializeAccount(const Account& account, eventlog::WriteSet& ws);
+void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws);
+
+// Folds the events of one log partition into `ledger` (in order, a decision at a time).
+Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger);
+
+class LedgerService final : public server::Service, public runtime::Handler, public v1::LedgerService::Service {
+ public:
+  LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options);
+  ~LedgerService() override;
+
+  // server::Service
+  std::string name() const override { return "ledger"; }
+  eventlog::EventLog* log() override { return log_.get(); }
+  void Register(grpc::ServerBuilder& builder) override { builder.RegisterService(this); }
+  Status Publish(bus::Bus* bus) override;
+  Status Start(bus::Bus* bus) override;
+  void Stop() override;
+
+  // runtime::Handler
+  void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
+  Status Reload(uint32_t partition) override;
+
+  // gRPC API (also called in-process by the fleet simulator with a null context).
+  grpc::Status OpenAccount(grpc::ServerContext*, const v1::OpenAccountRequest*, v1::MutationResponse*) override;
+  grpc::Status AttachMeter(grpc::ServerContext*, const v1::MeterRequest*, v1::MutationResponse*) override;
+  grpc::Status DetachMeter(grpc::ServerContext*, const v1::MeterRequest*, v1::MutationResponse*) override;
+  grpc::Status SetLimits(grpc::ServerContext*, const v1::SetLimitsRequest*, v1::MutationResponse*) override;
+  grpc::Status Suspend(grpc::ServerContext*, const v1::SuspendRequest*, v1::MutationResponse*) override;
+  grpc::Status Resume(grpc::ServerContext*, const v1::ResumeRequest*, v1::MutationResponse*) override;
+  grpc::Status TransferOwnership(grpc::ServerContext*, const v1::TransferRequest*, v1::MutationResponse*) override;
+  grpc::Status CloseAccount(grpc::ServerContext*, const v1::CloseAccountRequest*, v1::MutationResponse*) override;
+  grpc::Status TopUp(grpc::ServerContext*, const v1::TopUpRequest*, v1::MutationResponse*) override;
+  grpc::Status Refund(grpc::ServerContext*, const v1::RefundRequest*, v1::MutationResponse*) override;
+  grpc::Status Reverse(grpc::ServerContext*, const v1::ReverseRequest*, v1::MutationResponse*) override;
+  grpc::Status Adjust(grpc::ServerContext*, const v1::AdjustRequest*, v1::MutationResponse*) override;
+  grpc::Status GetAccount(grpc::ServerContext*, const v1::GetAccountRequest*, v1::Account*) override;
+  grpc::Status ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest*, v1::ListAccountsResponse*) override;
+  grpc::Status GetStatement(grpc::ServerContext*, const v1::GetStatementRequest*, v1::GetStatementResponse*) override;
+  grpc::Status GetTransaction(grpc::ServerContext*, const v1::GetTransactionRequest*, v1::Transaction*) override;
+  grpc::Status GetTotals(grpc::ServerContext*, const v1::LedgerTotalsRequest*, v1::LedgerTotalsResponse*) override;
+
+ private:
+  struct Outcome;
+  using Build = std::function<Result<Command>(std::string txn_id, int64_t time_us)>;
+
+  // Runs a domain command on `partition`'s writer: decides, records the events (or the
+  // rejection), updates the in-memory ledger and the materialised view.
+  Outcome Execute(uint32_t partition, const Command& command, eventlog::WriteSet& ws,
+                  const eventlog::Causation& causation, const std::string& actor);
+  grpc::Status Mutate(uint32_t partition, const std::string& request_id, const Build& build,
+                      v1::MutationResponse* response);
+  // Runs `fn` on the partition's writer thread (a read that needs the in-memory ledger) and waits.
+  grpc::Status OnWriter(uint32_t partition, const std::function<grpc::Status(const Ledger&)>& fn);
+  std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
+  Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
+
+  std::unique_ptr<eventlog::EventLog> log_;
+  LedgerOptions options_;
+  std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
+  MeterClaims claims_;
+  std::unique_ptr<runtime::Processor> processor_;
+};
+
+}  // namespace wattledger::ledger::adapters
