@@ -1,0 +1,324 @@
+// The ledger service through its gRPC methods (called in-process) on a real event log and the
+// local bus, with billing's usage arriving on the bus. The domain rules themselves are covered
+// in domain/; here: what the adapter adds (ids, recording, exactly-once consumption, rejections
+// recorded, cross-partition meter ownership, restart and replay).
+#include "services/ledger/adapters/ledger_service.h"
+
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "services/ledger/adapters/codec.h"
+#include "wattledger/billing/v1/events.pb.h"
+#include "wattledger/testing/temp_dir.h"
+
+namespace wattledger::ledger::adapters {
+namespace {
+
+constexpr uint32_t kParts = 4;
+
+class LedgerServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    billing_ = OpenLog("billing", "billing");
+    Restart();
+  }
+
+  std::unique_ptr<eventlog::EventLog> OpenLog(const std::string& dir, const std::string& name) {
+    eventlog::Options o;
+    o.path = dir_.Sub(dir);
+    o.name = name;
+    o.partitions = kParts;
+    o.fsync = eventlog::FsyncPolicy::kNone;
+    o.clock = &clock_;
+    return std::move(eventlog::EventLog::Open(o)).value();
+  }
+
+  // Stops the service (if running) and starts a new one on the same data: state is rebuilt.
+  void Restart() {
+    if (svc_) svc_->Stop();
+    svc_.reset();
+    bus_ = bus::NewLocalBus();
+    ASSERT_TRUE(bus_->Publish("billing", billing_.get()).ok());
+    LedgerOptions o;
+    o.clock = &clock_;
+    svc_ = std::make_unique<LedgerService>(OpenLog("ledger", "ledger"), o);
+    ASSERT_TRUE(svc_->Publish(bus_.get()).ok());
+    ASSERT_TRUE(svc_->Start(bus_.get()).ok());
+  }
+
+  void TearDown() override {
+    if (svc_) svc_->Stop();
+  }
+
+  grpc::Status Open(const std::string& id, std::vector<std::string> meters, int64_t credit = 0) {
+    v1::OpenAccountRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id(id);
+    r.set_customer_name("张三");
+    r.add_phones("13800000000");
+    for (auto& m : meters) r.add_meters(m);
+    r.set_mode(v1::MODE_PREPAID);
+    r.set_credit_limit_minor(credit);
+    r.set_alarm1_minor(200'000);
+    r.set_alarm2_minor(100'000);
+    r.set_hoarding_cap_minor(50'000'000);
+    v1::MutationResponse resp;
+    return svc_->OpenAccount(nullptr, &r, &resp);
+  }
+
+  grpc::Status TopUp(const std::string& id, int64_t minor, const std::string& key, v1::MutationResponse* resp,
+                     std::optional<int64_t> expected = std::nullopt) {
+    v1::TopUpRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id(id);
+    r.set_idempotency_key(key);
+    r.set_amount_minor(minor);
+    r.set_method(v1::PAYMENT_METHOD_CASH);
+    if (expected) r.set_expected_purchase_count(*expected);
+    return svc_->TopUp(nullptr, &r, resp);
+  }
+
+  v1::Account Get(const std::string& id) {
+    v1::GetAccountRequest r;
+    r.set_account_id(id);
+    v1::Account a;
+    EXPECT_TRUE(svc_->GetAccount(nullptr, &r, &a).ok());
+    return a;
+  }
+
+  void Usage(const std::string& charge_id, const std::string& account, int64_t minor, int64_t wh = 1000) {
+    billing::v1::UsageCharged u;
+    u.set_charge_id(charge_id);
+    u.set_account_id(account);
+    u.set_amount_minor(minor);
+    u.set_energy_wh(wh);
+    u.set_meter_id("M-" + account);
+    u.set_reading_id("R-" + charge_id);
+    u.set_tariff_id("T1");
+    u.set_tariff_version(1);
+    UsageRaw(account, u.SerializeAsString());
+  }
+
+  void UsageRaw(const std::string& key, std::string payload) {
+    eventlog::WriteSet ws;
+    eventlog::NewEvent e;
+    e.partition = runtime::PartitionForKey(key, kParts);
+    e.aggregate_key = key;
+    e.type = billing::v1::UsageCharged::descriptor()->full_name();
+    e.payload = std::move(payload);
+    e.causation.set_request_id("test");
+    ws.Append(std::move(e));
+    ASSERT_TRUE(billing_->Commit(std::move(ws)).ok());
+  }
+
+  // Waits (bounded) until every billing event has been consumed by the ledger.
+  void WaitConsumed() {
+    for (int i = 0; i < 3000; ++i) {
+      uint64_t want = 0, have = 0;
+      for (uint32_t sp = 0; sp < kParts; ++sp) {
+        want += billing_->Head(sp);
+        uint64_t best = 0;
+        for (uint32_t p = 0; p < kParts; ++p) {
+          auto pos = svc_->log()->GetPosition("ledger<billing#" + std::to_string(p), sp);
+          if (pos.ok() && pos->has_value()) best = std::max(best, (*pos)->seq);
+        }
+        have += best;
+      }
+      if (have == want) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    FAIL() << "ledger did not consume billing in time";
+  }
+
+  std::vector<eventlog::Envelope> LedgerEvents() {
+    std::vector<eventlog::Envelope> all;
+    for (uint32_t p = 0; p < kParts; ++p) {
+      auto e = svc_->log()->Read(p, 1, 100000);
+      for (auto& x : *e) all.push_back(std::move(x));
+    }
+    return all;
+  }
+
+  int Count(const std::string& type_suffix) {
+    int n = 0;
+    for (const auto& e : LedgerEvents()) n += e.type().ends_with(type_suffix);
+    return n;
+  }
+
+  testing::TempDir dir_;
+  ManualClock clock_;
+  std::unique_ptr<eventlog::EventLog> billing_;
+  std::unique_ptr<bus::Bus> bus_;
+  std::unique_ptr<LedgerService> svc_;
+};
+
+TEST_F(LedgerServiceTest, TopUpIsIdempotentAndAnswersItsTxnAfterCommit) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r1, r2;
+  ASSERT_TRUE(TopUp("A1", 1'000'000, "K1", &r1, 1).ok());
+  EXPECT_TRUE(r1.txn_id().starts_with("ledger/"));
+  EXPECT_FALSE(r1.duplicate());
+  EXPECT_EQ(r1.account().balance_minor(), 1'000'000);
+  EXPECT_EQ(r1.account().purchase_count(), 1);
+  ASSERT_TRUE(TopUp("A1", 1'000'000, "K1", &r2).ok());
+  EXPECT_TRUE(r2.duplicate());
+  EXPECT_EQ(r2.txn_id(), r1.txn_id());
+  EXPECT_EQ(Get("A1").balance_minor(), 1'000'000);
+  // Same key, other amount: refused, and the refusal is on the record.
+  v1::MutationResponse r3;
+  grpc::Status s = TopUp("A1", 2'000'000, "K1", &r3);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+  EXPECT_EQ(Count("CommandRejected"), 1);
+  // The transaction is there by id.
+  v1::GetTransactionRequest tr;
+  tr.set_txn_id(r1.txn_id());
+  v1::Transaction t;
+  ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
+  EXPECT_EQ(t.kind(), v1::TXN_KIND_TOP_UP);
+  EXPECT_EQ(t.amount_minor(), 1'000'000);
+}
+
+TEST_F(LedgerServiceTest, RejectionsNameTheRuleAndChangeNoBalance) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  grpc::Status s = TopUp("A1", 100'000, "K1", &r, 5);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("purchase"), std::string::npos) << s.error_message();
+  s = TopUp("A1", 60'000'000, "K2", &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("hoarding"), std::string::npos) << s.error_message();
+  s = TopUp("NOPE", 100, "K3", &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::RefundRequest rf;
+  rf.set_operator_id("op1");
+  rf.set_account_id("A1");
+  rf.set_idempotency_key("K4");
+  rf.set_amount_minor(1);
+  rf.set_method(v1::PAYMENT_METHOD_CASH);
+  EXPECT_EQ(svc_->Refund(nullptr, &rf, &r).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  // Shape errors are answered without recording anything.
+  v1::TopUpRequest bad;
+  bad.set_account_id("A1");
+  bad.set_idempotency_key("K5");
+  bad.set_amount_minor(100);
+  EXPECT_EQ(svc_->TopUp(nullptr, &bad, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Get("A1").balance_minor(), 0);
+  EXPECT_EQ(Count("CommandRejected"), 4);
+}
+
+TEST_F(LedgerServiceTest, ReversalOnceAndNeverOfAReversal) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse top, rev, again;
+  ASSERT_TRUE(TopUp("A1", 500'000, "K1", &top).ok());
+  v1::ReverseRequest rr;
+  rr.set_operator_id("op1");
+  rr.set_original_txn_id(top.txn_id());
+  rr.set_reason("wrong account");
+  ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &rev).ok());
+  EXPECT_EQ(rev.account().balance_minor(), 0);
+  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  rr.set_original_txn_id(rev.txn_id());
+  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  rr.set_original_txn_id("not-a-txn");
+  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  rr.set_original_txn_id("ledger/99/1");
+  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::NOT_FOUND);
+}
+
+TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) {
+  ASSERT_TRUE(Open("A1", {"M1"}, /*credit=*/50'000).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  Usage("C1", "A1", 60'000);
+  Usage("C1", "A1", 60'000);  // Billing delivered it twice: charged once.
+  Usage("C2", "A1", 60'000);  // Balance -20,000: arrears.
+  UsageRaw("A1", "\xff\xfe not a protobuf");
+  Usage("C3", "A1", -5);      // Negative amount: refused.
+  WaitConsumed();
+  EXPECT_EQ(Get("A1").balance_minor(), -20'000);
+  EXPECT_EQ(Count("Charged"), 2);
+  EXPECT_EQ(Count("CommandRejected"), 2);
+  EXPECT_EQ(Count("SupplyCutRequired"), 0);
+  Usage("C4", "A1", 40'000);  // -60,000 < -50,000: cut, exactly once.
+  Usage("C5", "A1", 1'000);
+  WaitConsumed();
+  EXPECT_TRUE(Get("A1").supply_cut());
+  EXPECT_EQ(Count("SupplyCutRequired"), 1);
+  ASSERT_TRUE(TopUp("A1", 100'000, "K2", &r).ok());
+  EXPECT_FALSE(r.account().supply_cut());
+  EXPECT_EQ(Count("SupplyRestoreAllowed"), 1);
+  // A restart replays the log and does not charge anything again.
+  Restart();
+  WaitConsumed();
+  EXPECT_EQ(Get("A1").balance_minor(), 39'000);
+  EXPECT_EQ(Count("Charged"), 4);
+}
+
+TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
+  // Find two account ids in different partitions.
+  std::string a = "A1", b;
+  for (int i = 2; b.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != runtime::PartitionForKey(a, kParts)) b = id;
+  }
+  ASSERT_TRUE(Open(a, {"M1"}).ok());
+  grpc::Status s = Open(b, {"M2", "M1"});
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("M1"), std::string::npos) << s.error_message();
+  // M2 was not kept by the refused open.
+  ASSERT_TRUE(Open(b, {"M2"}).ok());
+  Restart();
+  EXPECT_EQ(Open("A999", {"M1"}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_F(LedgerServiceTest, TotalsAreZeroAndReplayEqualsLive) {
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(Open("A" + std::to_string(i), {"M" + std::to_string(i)}).ok());
+  v1::MutationResponse r;
+  for (int i = 0; i < 20; ++i) ASSERT_TRUE(TopUp("A" + std::to_string(i), 10'000 * (i + 1), "K" + std::to_string(i), &r).ok());
+  for (int i = 0; i < 20; ++i) Usage("C" + std::to_string(i), "A" + std::to_string(i), 7'000);
+  WaitConsumed();
+  v1::LedgerTotalsResponse totals;
+  v1::LedgerTotalsRequest tr;
+  ASSERT_TRUE(svc_->GetTotals(nullptr, &tr, &totals).ok());
+  EXPECT_EQ(totals.total_minor(), 0);
+  EXPECT_EQ(totals.accounts(), 20);
+  EXPECT_EQ(totals.tenant_total_minor(), 10'000 * 210 - 20 * 7'000);
+  EXPECT_EQ(totals.system_minor().at("revenue"), 20 * 7'000);
+
+  // Rebuild every partition into a fresh store: the digest equals the live materialised view.
+  auto fresh = OpenLog("fresh", "ledger");
+  for (uint32_t p = 0; p < kParts; ++p) {
+    Ledger ledger;
+    ASSERT_TRUE(Rebuild(*svc_->log(), p, &ledger).ok());
+    eventlog::WriteSet ws;
+    for (const auto& [id, acct] : ledger.state().accounts) MaterializeAccount(acct, ws);
+    if (!ledger.state().txns.empty()) MaterializeSystem(p, ledger, ws);
+    ASSERT_TRUE(fresh->Commit(std::move(ws)).ok());
+  }
+  EXPECT_EQ(*fresh->StateDigest(), *svc_->log()->StateDigest());
+  auto report = svc_->log()->Verify();
+  EXPECT_TRUE(report->ok) << report->problem;
+}
+
+TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  clock_.AdvanceMicros(1'000'000);
+  Usage("C1", "A1", 30'000);
+  WaitConsumed();
+  v1::GetStatementRequest sr;
+  sr.set_account_id("A1");
+  v1::GetStatementResponse st;
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  ASSERT_GE(st.entries_size(), 2);
+  const auto& last = st.entries(st.entries_size() - 1);
+  EXPECT_EQ(last.kind(), v1::TXN_KIND_CHARGE);
+  EXPECT_EQ(last.balance_after_minor(), 70'000);
+  EXPECT_EQ(last.reading_id(), "R-C1");
+  EXPECT_EQ(st.closing_balance_minor(), 70'000);
+}
+
+}  // namespace
+}  // namespace wattledger::ledger::adapters
