@@ -115,8 +115,9 @@ Status AtLeast(int64_t value, int64_t min, std::string_view field) {
 // Generic field mapping. Domain structs and their messages spell shared fields the same, so one
 // list of names drives encoding and decoding of every event and view: a name is mapped wherever
 // the domain struct has a member of that name, and a domain member the message lacks does not
-// compile. Names a message has but the domain does not are caught by the EveryWireFieldIsSet
-// test. Fields that do not line up (Account::id, Posting legs) are mapped by hand.
+// compile. A message field the domain lacks is never set: codec_test's EveryWireFieldIsSet
+// (events) and View tests catch that. Fields that do not line up (Account::id, Posting legs)
+// are mapped by hand.
 
 // Set with p.set_<name>(...): strings, integers, bools and enums.
 #define WL_CODEC_SCALARS(X)                                                                    \
@@ -206,7 +207,9 @@ Status In(const v1::Posting& w, std::string_view field, Posting* d) {
   d->legs.clear();
   d->legs.reserve(static_cast<std::size_t>(w.legs_size()));
   for (const v1::Leg& leg : w.legs()) {
-    if (leg.account().empty()) return InvalidArgument(std::string(field) + " has a leg without an account");
+    if (leg.account().empty()) {
+      return InvalidArgument(std::string(field) + " has a leg without an account");
+    }
     if (leg.system() && !IsSystemAccount(leg.account())) {
       return InvalidArgument(std::string(field) + " names an unknown system account \"" +
                              leg.account() + "\"");
@@ -299,8 +302,8 @@ Result<Event> Decode(std::string_view payload) {
 // ---------------------------------------------------------------------------------------------
 // Requests
 
-// The part every operator command shares: ids from the adapter, a required operator and, for
-// commands on an account, a required account id.
+// The part every operator command shares: ids from the adapter, a required operator, for
+// commands on an account a required account id, and the free-text reason where there is one.
 template <typename C, typename R>
 Result<C> OperatorCommand(const R& r, std::string txn_id, int64_t time_us) {
   WL_RETURN_IF_ERROR(Required(r.operator_id(), "operator_id"));
@@ -312,6 +315,7 @@ Result<C> OperatorCommand(const R& r, std::string txn_id, int64_t time_us) {
     WL_RETURN_IF_ERROR(Required(r.account_id(), "account_id"));
     c.account_id = r.account_id();
   }
+  if constexpr (requires { c.reason; }) c.reason = r.reason();
   return c;
 }
 
@@ -390,7 +394,9 @@ Result<PaymentMethod> FromProto(v1::PaymentMethod m, std::string_view field) {
   return EnumFromWire(kMethods, m, field);
 }
 v1::Mode ToProto(Mode m) { return EnumToWire(kModes, m); }
-Result<Mode> FromProto(v1::Mode m, std::string_view field) { return EnumFromWire(kModes, m, field); }
+Result<Mode> FromProto(v1::Mode m, std::string_view field) {
+  return EnumFromWire(kModes, m, field);
+}
 v1::Level ToProto(Level l) { return EnumToWire(kLevels, l); }
 v1::AccountState ToProto(AccountState s) { return EnumToWire(kStates, s); }
 v1::TxnKind ToProto(TxnKind k) { return EnumToWire(kKinds, k); }
@@ -416,7 +422,8 @@ v1::Posting ToProto(const Posting& p) {
   return w;
 }
 
-Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_id, int64_t time_us) {
+Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_id,
+                              int64_t time_us) {
   WL_ASSIGN_OR_RETURN(OpenAccount c, OperatorCommand<OpenAccount>(r, std::move(txn_id), time_us));
   WL_ASSIGN_OR_RETURN(c.mode, FromProto(r.mode(), "mode"));
   c.customer_name = r.customer_name();
@@ -430,11 +437,13 @@ Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_i
   return c;
 }
 
-Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us) {
+Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r, std::string txn_id,
+                                    int64_t time_us) {
   return MeterCommand<AttachMeter>(r, std::move(txn_id), time_us);
 }
 
-Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us) {
+Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r, std::string txn_id,
+                                    int64_t time_us) {
   return MeterCommand<DetachMeter>(r, std::move(txn_id), time_us);
 }
 
@@ -445,9 +454,7 @@ Result<SetLimits> FromProto(const v1::SetLimitsRequest& r, std::string txn_id, i
 }
 
 Result<Suspend> FromProto(const v1::SuspendRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(Suspend c, OperatorCommand<Suspend>(r, std::move(txn_id), time_us));
-  c.reason = r.reason();
-  return c;
+  return OperatorCommand<Suspend>(r, std::move(txn_id), time_us);
 }
 
 Result<Resume> FromProto(const v1::ResumeRequest& r, std::string txn_id, int64_t time_us) {
@@ -469,7 +476,6 @@ Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r, std::string txn
                                int64_t time_us) {
   WL_ASSIGN_OR_RETURN(CloseAccount c, OperatorCommand<CloseAccount>(r, std::move(txn_id), time_us));
   WL_ASSIGN_OR_RETURN(c.method, MethodOrCash(r.method()));
-  c.reason = r.reason();
   return c;
 }
 
@@ -480,9 +486,7 @@ Result<TopUp> FromProto(const v1::TopUpRequest& r, std::string txn_id, int64_t t
 }
 
 Result<Refund> FromProto(const v1::RefundRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(Refund c, PaymentCommand<Refund>(r, std::move(txn_id), time_us));
-  c.reason = r.reason();
-  return c;
+  return PaymentCommand<Refund>(r, std::move(txn_id), time_us);
 }
 
 Result<Reverse> FromProto(const v1::ReverseRequest& r, std::string txn_id, int64_t time_us) {
@@ -490,7 +494,6 @@ Result<Reverse> FromProto(const v1::ReverseRequest& r, std::string txn_id, int64
   WL_RETURN_IF_ERROR(Required(r.original_txn_id(), "original_txn_id"));
   c.original_txn_id = r.original_txn_id();
   c.idempotency_key = r.idempotency_key();  // Optional: one reversal per original anyway.
-  c.reason = r.reason();
   return c;
 }
 
@@ -499,7 +502,6 @@ Result<Adjust> FromProto(const v1::AdjustRequest& r, std::string txn_id, int64_t
   WL_RETURN_IF_ERROR(Required(r.idempotency_key(), "idempotency_key"));
   c.idempotency_key = r.idempotency_key();
   c.amount_minor = r.amount_minor();
-  c.reason = r.reason();
   return c;
 }
 
