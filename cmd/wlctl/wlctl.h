@@ -1,0 +1,39 @@
+// wlctl: the operator's command line for the ledger, over gRPC (LedgerService and Admin).
+//
+// Run parses the arguments, validates every value it can without the server (money, dates,
+// payment methods, required flags), and only then opens a channel and makes the call, so a
+// usage error never reaches the ledger. Results go to `out` as aligned text or, with -o json,
+// as one JSON object in which every money value is a yuan decimal string ("12.3456"). Errors go
+// to `err` as `wlctl: <what failed>: <gRPC code> <server message>` with a hint where one helps.
+//
+// Exit codes: 0 success, 1 the server rejected or failed the call (or `audit verify` found a
+// problem), 2 usage error.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <ostream>
+#include <string>
+
+namespace grpc {
+class ChannelInterface;
+}  // namespace grpc
+
+namespace wattledger::wlctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailed = 1;
+inline constexpr int kExitUsage = 2;
+
+// Opens the channel to an endpoint ("host:port"). Tests pass their own to see whether, and
+// where, wlctl connects.
+using ChannelFactory =
+    std::function<std::shared_ptr<grpc::ChannelInterface>(const std::string& endpoint)>;
+
+// An insecure channel to the endpoint.
+std::shared_ptr<grpc::ChannelInterface> DefaultChannel(const std::string& endpoint);
+
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err);
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err, const ChannelFactory& connect);
+
+}  // namespace wattledger::wlctl
