@@ -63,7 +63,6 @@ void AddDev(CLI::App& root, std::function<int()>* run) {
   auto* app = root.add_subcommand("dev", "Run every service in one process on the embedded local bus");
   auto flags = std::make_shared<server::ServerFlags>();
   flags->data_dir = "data/dev";
-  flags->embedded = true;
   server::AddServerFlags(app, flags.get());
   auto makers = std::make_shared<std::vector<Maker>>();
   for (const auto& f : services::Registry()) makers->push_back(f.add_flags(app));

@@ -134,8 +134,6 @@ services::ServiceFactory LedgerFactory() {
       WL_ASSIGN_OR_RETURN(auto log, server::OpenServiceLog(sf, "ledger"));
       adapters::LedgerOptions o;
       o.config = config;
-      // Alone on the local bus there is no billing to consume from.
-      if (!sf.embedded && sf.kafka_brokers.empty()) o.topics.clear();
       return std::unique_ptr<server::Service>(new adapters::LedgerService(std::move(log), o));
     };
   };

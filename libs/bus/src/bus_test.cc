@@ -202,6 +202,16 @@ TEST_P(KafkaBusTest, ForgedAndGarbageMessagesAreRefused) {
 INSTANTIATE_TEST_SUITE_P(Kafka, KafkaBusTest, ::testing::Values("kafka"),
                          [](const auto& info) { return info.param; });
 
+TEST(LocalBusTest, TopicWithoutPublisherDeliversNothing) {
+  auto bus = NewLocalBus();
+  auto c = bus->Subscribe("nobody", "c1", nullptr);
+  ASSERT_TRUE(c.ok());
+  EXPECT_EQ((*c)->partitions(), 0u);
+  auto got = (*c)->Poll(10, std::chrono::milliseconds(1));
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+}
+
 TEST(MockClusterTest, ControlLinesAreValidated) {
   auto mc = MockCluster::Start(1);
   ASSERT_TRUE(mc.ok());

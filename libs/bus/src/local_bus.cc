@@ -2,7 +2,9 @@
 // copied to an outbox; the log is the topic.
 #include <map>
 #include <mutex>
+#include <thread>
 
+#include "wattledger/base/log.h"
 #include "wattledger/bus/bus.h"
 
 namespace wattledger::bus {
@@ -67,6 +69,18 @@ class LocalConsumer final : public Consumer {
   uint32_t next_partition_ = 0;
 };
 
+// A subscription to a topic that nothing in this process publishes. Every publisher of a process
+// publishes before anything subscribes, so such a topic will never have data here.
+class EmptyConsumer final : public Consumer {
+ public:
+  uint32_t partitions() const override { return 0; }
+  Result<std::vector<Message>> Poll(size_t, std::chrono::milliseconds timeout) override {
+    std::this_thread::sleep_for(timeout);
+    return std::vector<Message>();
+  }
+  ConsumerStats stats() const override { return {}; }
+};
+
 class LocalBus final : public Bus {
  public:
   std::string kind() const override { return "local"; }
@@ -83,7 +97,9 @@ class LocalBus final : public Bus {
     std::lock_guard lock(mu_);
     auto it = topics_.find(topic);
     if (it == topics_.end()) {
-      return NotFound("topic " + topic + " has no publisher on the local bus; start the service that owns it");
+      log::Warn("topic has no publisher in this process; nothing will be consumed from it",
+                {{"topic", topic}, {"subscriber", name}});
+      return std::unique_ptr<Consumer>(new EmptyConsumer());
     }
     return std::unique_ptr<Consumer>(new LocalConsumer(topic, it->second, start));
   }

@@ -30,7 +30,6 @@ struct ServerFlags {
   uint32_t partitions = 4;
   std::string fsync = "commit";
   std::string log_level = "info";
-  bool embedded = false;  // Set by `wattledger dev`: every service shares one process and bus.
 };
 void AddServerFlags(CLI::App* app, ServerFlags* flags);
 // Checks values CLI11 cannot: fsync policy, log level, addresses.
