@@ -11,6 +11,8 @@
 #include <rocksdb/table.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
+#include <charconv>
 #include <chrono>
 
 #include "wattledger/base/check.h"
@@ -50,13 +52,21 @@ std::string EncodePosition(const Position& pos) {
   return out;
 }
 
+// Fetched once: EVP_DigestInit_ex(EVP_sha256()) looks the implementation up again on every call.
+const EVP_MD* Sha256Md() {
+  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
+  WL_CHECK(md != nullptr);
+  return md;
+}
+
 class Sha256 {
  public:
   Sha256() : ctx_(EVP_MD_CTX_new()) {
     WL_CHECK(ctx_ != nullptr);
-    WL_CHECK(EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) == 1);
+    Reset();
   }
   ~Sha256() { EVP_MD_CTX_free(ctx_); }
+  void Reset() { WL_CHECK(EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) == 1); }
   void Update(std::string_view data) { WL_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1); }
   std::string Final() {
     unsigned char out[EVP_MAX_MD_SIZE];
@@ -77,6 +87,28 @@ std::string SerializeCanonical(const Envelope& e) {
   e.SerializeToCodedStream(&coded);
   coded.Trim();
   return out;
+}
+
+// The canonical bytes of `e` into *out (replacing its contents), sized once, no stream growth.
+void SerializeCanonicalTo(const Envelope& e, std::string* out) {
+  const size_t n = e.ByteSizeLong();
+  out->resize(n);
+  google::protobuf::io::ArrayOutputStream raw(out->data(), static_cast<int>(n));
+  google::protobuf::io::CodedOutputStream coded(&raw);
+  coded.SetSerializationDeterministic(true);
+  e.SerializeWithCachedSizes(&coded);
+  WL_CHECK(!coded.HadError());
+}
+
+// hash (field 12, bytes) is the envelope's highest field, so canonical(envelope with hash) is
+// canonical(envelope without hash) followed by this field: tag, length, 32 bytes.
+static_assert(Envelope::kHashFieldNumber == 12);
+constexpr char kHashFieldTag = (12 << 3) | 2;
+
+void AppendDecimal(std::string* out, uint64_t v) {
+  char buf[20];
+  auto r = std::to_chars(buf, buf + sizeof buf, v);
+  out->append(buf, r.ptr);
 }
 
 bool HasCausation(const Causation& c) {
@@ -157,9 +189,16 @@ Status EventLog::Init() {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // The log is read in long sequential runs: large blocks amortise the per-block cost (cache
+  // lookup, checksum, decompression) over ~170 events instead of ~10. State keeps 4 KiB blocks
+  // for its point lookups.
+  rocksdb::BlockBasedTableOptions events_table = table;
+  events_table.block_size = 64 << 10;
+  rocksdb::ColumnFamilyOptions events_cf;
+  events_cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(events_table));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, cf}, {"events", cf}, {"state", cf}};
+      {rocksdb::kDefaultColumnFamilyName, cf}, {"events", events_cf}, {"state", cf}};
   rocksdb::DB* raw = nullptr;
   if (options_.read_only) {
     db_options.create_if_missing = false;
@@ -244,17 +283,28 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
   auto start = std::chrono::steady_clock::now();
   std::vector<Envelope> out;
   out.reserve(ws.events_.size());
-  rocksdb::WriteBatch batch;
+  size_t reserve = 0;
+  for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
+  rocksdb::WriteBatch batch(reserve);
   std::unique_lock lock(commit_mu_);
   const int64_t now_us = options_.clock->NowMicros();
   // Work on copies so that a failed write leaves heads and chain tips untouched.
   std::vector<uint64_t> heads = heads_;
   std::vector<std::string> tips = last_hash_;
-  std::string value;
-  for (auto& e : ws.events_) {
+  Sha256 sha;
+  std::vector<std::string> values(ws.events_.size());
+  for (size_t i = 0; i < ws.events_.size(); ++i) {
+    auto& e = ws.events_[i];
     Envelope env;
     const uint64_t seq = ++heads[e.partition];
-    env.set_event_id(options_.name + "/" + std::to_string(e.partition) + "/" + std::to_string(seq));
+    std::string id;
+    id.reserve(options_.name.size() + 32);
+    id.append(options_.name);
+    id.push_back('/');
+    AppendDecimal(&id, e.partition);
+    id.push_back('/');
+    AppendDecimal(&id, seq);
+    env.set_event_id(std::move(id));
     env.set_partition(e.partition);
     env.set_seq(seq);
     env.set_aggregate_key(std::move(e.aggregate_key));
@@ -265,12 +315,28 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
     *env.mutable_causation() = std::move(e.causation);
     env.set_payload(std::move(e.payload));
     env.set_prev_hash(tips[e.partition]);
-    env.set_hash(ComputeHash(env));
-    tips[e.partition] = env.hash();
-    value = SerializeCanonical(env);
-    batch.Put(events_, EventKey(e.partition, seq), value);
+    // One serialisation: hash = SHA-256(prev_hash || canonical bytes without hash), exactly what
+    // ComputeHash computes, and the stored value is those bytes with the hash field appended.
+    std::string& value = values[i];
+    SerializeCanonicalTo(env, &value);
+    sha.Reset();
+    sha.Update(env.prev_hash());
+    sha.Update(value);
+    std::string hash = sha.Final();
+    value.push_back(kHashFieldTag);
+    value.push_back(static_cast<char>(kHashBytes));
+    value.append(hash);
+    tips[e.partition] = hash;
+    env.set_hash(std::move(hash));
     out.push_back(std::move(env));
   }
+  // Into the batch in key order (partition, seq): the memtable skiplist then inserts each key
+  // right after the previous one instead of searching from the top for every event.
+  std::vector<uint32_t> order(out.size());
+  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t a, uint32_t b) { return out[a].partition() < out[b].partition(); });
+  for (uint32_t i : order) batch.Put(events_, EventKey(out[i].partition(), out[i].seq()), values[i]);
   for (const auto& op : ws.state_) {
     if (op.erase) {
       batch.Delete(state_, op.key);
@@ -305,20 +371,31 @@ uint64_t EventLog::Head(uint32_t partition) const {
 }
 
 Result<std::vector<Envelope>> EventLog::Read(uint32_t partition, uint64_t from_seq, size_t max) const {
+  std::vector<Envelope> out;
+  if (max == 0) return out;
+  out.reserve(std::min<size_t>(max, 4096));
+  WL_RETURN_IF_ERROR(Scan(partition, from_seq, max, [&](const Envelope& e) {
+    out.push_back(e);
+    return true;
+  }));
+  return out;
+}
+
+Status EventLog::Scan(uint32_t partition, uint64_t from_seq, size_t max,
+                      const std::function<bool(const Envelope&)>& fn) const {
   if (partition >= options_.partitions) {
     return InvalidArgument("partition " + std::to_string(partition) + " out of range 0.." +
                            std::to_string(options_.partitions - 1));
   }
-  std::vector<Envelope> out;
-  if (max == 0) return out;
   rocksdb::ReadOptions ro;
   std::string upper = EventKey(partition + 1, 0);
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
   uint64_t expect = from_seq == 0 ? 1 : from_seq;
-  for (it->Seek(EventKey(partition, expect)); it->Valid() && out.size() < max; it->Next()) {
-    Envelope env;
+  Envelope env;  // Reused: ParseFromArray keeps its strings' capacity, so no allocation per event.
+  size_t n = 0;
+  for (it->Seek(EventKey(partition, expect)); it->Valid() && n < max; it->Next(), ++n) {
     if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
       return DataLoss("event " + std::to_string(partition) + "/" + std::to_string(expect) +
                       " does not parse; run `wlctl audit verify`");
@@ -328,10 +405,9 @@ Result<std::vector<Envelope>> EventLog::Read(uint32_t partition, uint64_t from_s
                       std::to_string(expect) + " but found " + std::to_string(env.seq()));
     }
     ++expect;
-    out.push_back(std::move(env));
+    if (!fn(env)) break;
   }
-  WL_RETURN_IF_ERROR(FromRocks(it->status(), "read event log"));
-  return out;
+  return FromRocks(it->status(), "scan event log");
 }
 
 bool EventLog::WaitForAppend(uint32_t partition, uint64_t after_seq,

@@ -116,30 +116,28 @@ void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::Write
 }
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
-  constexpr size_t kChunk = 4096;
   std::vector<Event> decision;
   std::string txn;
   auto flush = [&] {
     if (!decision.empty()) ledger->ApplyAll(decision);
     decision.clear();
   };
-  for (uint64_t from = 1;;) {
-    WL_ASSIGN_OR_RETURN(auto events, log.Read(partition, from, kChunk));
-    if (events.empty()) break;
-    from = events.back().seq() + 1;
-    for (const auto& env : events) {
-      if (!IsLedgerEventType(env.type())) continue;  // Rejections change no state.
-      auto event = DecodeEvent(env.type(), env.payload());
-      if (!event.ok()) {
-        return DataLoss("ledger event " + env.event_id() + " does not decode: " + event.status().message());
-      }
-      if (EventTxnId(*event) != txn) {
-        flush();
-        txn = EventTxnId(*event);
-      }
-      decision.push_back(std::move(event).value());
+  Status bad;
+  WL_RETURN_IF_ERROR(log.Scan(partition, 1, UINT64_MAX, [&](const eventlog::Envelope& env) {
+    if (!IsLedgerEventType(env.type())) return true;  // Rejections change no state.
+    auto event = DecodeEvent(env.type(), env.payload());
+    if (!event.ok()) {
+      bad = DataLoss("ledger event " + env.event_id() + " does not decode: " + event.status().message());
+      return false;
     }
-  }
+    if (EventTxnId(*event) != txn) {
+      flush();
+      txn = EventTxnId(*event);
+    }
+    decision.push_back(std::move(event).value());
+    return true;
+  }));
+  WL_RETURN_IF_ERROR(bad);
   flush();
   ledger->CheckInvariants();
   return Status::Ok();

@@ -153,6 +153,11 @@ class EventLog {
   uint64_t Head(uint32_t partition) const;
   // Up to `max` events of `partition` with seq >= from_seq, in order.
   Result<std::vector<Envelope>> Read(uint32_t partition, uint64_t from_seq, size_t max) const;
+  // Calls fn for up to `max` events of `partition` with seq >= from_seq, in order, until fn
+  // returns false. The Envelope passed to fn is reused for the next event: copy what you keep.
+  // No allocation per event, so replays and tailers should prefer it to Read.
+  Status Scan(uint32_t partition, uint64_t from_seq, size_t max,
+              const std::function<bool(const Envelope&)>& fn) const;
   // Blocks until Head(partition) > after_seq or the timeout passes; true if there is news.
   bool WaitForAppend(uint32_t partition, uint64_t after_seq, std::chrono::milliseconds timeout) const;
   // Number of commits so far, and a wait for the next one: lets a tailer watch every partition.
