@@ -241,6 +241,7 @@ Status EventLog::Init() {
   // Recover heads and chain tips by seeking to the last key of each partition.
   heads_.assign(options_.partitions, 0);
   last_hash_.assign(options_.partitions, std::string(kHashBytes, '\0'));
+  for (uint32_t p = 0; p < options_.partitions; ++p) partition_mu_.push_back(std::make_unique<std::mutex>());
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     it->SeekForPrev(EventKey(p, UINT64_MAX));
@@ -286,11 +287,26 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
   size_t reserve = 0;
   for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
   rocksdb::WriteBatch batch(reserve);
-  std::unique_lock lock(commit_mu_);
+  // Lock the partitions this commit appends to, in ascending order (no deadlock between commits).
+  std::vector<uint32_t> touched;
+  for (const auto& e : ws.events_) touched.push_back(e.partition);
+  std::sort(touched.begin(), touched.end());
+  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  std::vector<std::unique_lock<std::mutex>> partition_locks;
+  partition_locks.reserve(touched.size());
+  for (uint32_t p : touched) partition_locks.emplace_back(*partition_mu_[p]);
   const int64_t now_us = options_.clock->NowMicros();
-  // Work on copies so that a failed write leaves heads and chain tips untouched.
-  std::vector<uint64_t> heads = heads_;
-  std::vector<std::string> tips = last_hash_;
+  // Work on copies so that a failed write leaves heads and chain tips untouched. Only the
+  // touched partitions are read or written, and nobody else appends to them while we hold them.
+  std::vector<uint64_t> heads;
+  std::vector<std::string> tips(options_.partitions);
+  CommitObserver observer;
+  {
+    std::lock_guard lock(mu_);
+    heads = heads_;
+    for (uint32_t p : touched) tips[p] = last_hash_[p];
+    observer = observer_;
+  }
   Sha256 sha;
   std::vector<std::string> values(ws.events_.size());
   for (size_t i = 0; i < ws.events_.size(); ++i) {
@@ -350,23 +366,28 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
   rocksdb::WriteOptions wo;
   wo.sync = options_.fsync == FsyncPolicy::kEveryCommit;
   WL_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "commit to event log"));
-  for (uint32_t p = 0; p < options_.partitions; ++p) WL_CHECK(heads[p] >= heads_[p]);
-  heads_ = std::move(heads);
-  last_hash_ = std::move(tips);
-  stats_.commits++;
-  stats_.events += out.size();
-  auto observer = observer_.on_commit;
-  lock.unlock();
+  {
+    std::lock_guard lock(mu_);
+    for (uint32_t p : touched) {
+      // We held p since reading its head: it moved only by what we appended.
+      WL_CHECK(heads[p] > heads_[p]);
+      heads_[p] = heads[p];
+      last_hash_[p] = std::move(tips[p]);
+    }
+    stats_.commits++;
+    stats_.events += out.size();
+  }
+  partition_locks.clear();
   appended_.notify_all();
-  if (observer) {
+  if (observer.on_commit) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-    observer(out.size(), us.count());
+    observer.on_commit(out.size(), us.count());
   }
   return out;
 }
 
 uint64_t EventLog::Head(uint32_t partition) const {
-  std::lock_guard lock(commit_mu_);
+  std::lock_guard lock(mu_);
   return partition < heads_.size() ? heads_[partition] : 0;
 }
 
@@ -412,18 +433,18 @@ Status EventLog::Scan(uint32_t partition, uint64_t from_seq, size_t max,
 
 bool EventLog::WaitForAppend(uint32_t partition, uint64_t after_seq,
                              std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(commit_mu_);
+  std::unique_lock lock(mu_);
   if (partition >= heads_.size()) return false;
   return appended_.wait_for(lock, timeout, [&] { return heads_[partition] > after_seq; });
 }
 
 uint64_t EventLog::CommitCount() const {
-  std::lock_guard lock(commit_mu_);
+  std::lock_guard lock(mu_);
   return stats_.commits;
 }
 
 bool EventLog::WaitForCommit(uint64_t after_count, std::chrono::milliseconds timeout) const {
-  std::unique_lock lock(commit_mu_);
+  std::unique_lock lock(mu_);
   return appended_.wait_for(lock, timeout, [&] { return stats_.commits > after_count; });
 }
 
@@ -521,12 +542,12 @@ Result<std::string> EventLog::StateDigest() const {
 }
 
 void EventLog::SetObserver(CommitObserver observer) {
-  std::lock_guard lock(commit_mu_);
+  std::lock_guard lock(mu_);
   observer_ = std::move(observer);
 }
 
 CommitStats EventLog::stats() const {
-  std::lock_guard lock(commit_mu_);
+  std::lock_guard lock(mu_);
   return stats_;
 }
 
