@@ -36,6 +36,7 @@ struct ConsumerStats {
   uint64_t delivered = 0;
   uint64_t duplicates_skipped = 0;
   uint64_t invalid_skipped = 0;
+  uint64_t gaps_skipped = 0;  // Messages passed over because an earlier seq had not arrived.
   int64_t lag = 0;  // Messages known to exist but not yet delivered, summed over partitions.
 };
 
