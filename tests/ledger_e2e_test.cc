@@ -188,6 +188,23 @@ TEST_P(LedgerE2ETest, EveryRuleThroughWlctl) {
   ASSERT_EQ(verify.code, 0) << verify.err;
   EXPECT_EQ(verify.j["ok"], true);
 
+  // Kernel and ledger metrics on the process's /metrics; health and readiness.
+  const std::string http = testing::ReadyHttpAddr(dir_.Sub("server.log"));
+  ASSERT_FALSE(http.empty());
+  const std::string metrics = testing::HttpGet(http, "/metrics");
+  for (const char* want : {"wattledger_eventlog_events_appended_total{log=\"ledger\"}",
+                           "wattledger_eventlog_commit_batch_events_bucket",
+                           "wattledger_eventlog_commit_latency_seconds_bucket",
+                           "wattledger_bus_consumer_lag_events{consumer=\"ledger\",topic=\"billing\"}",
+                           "wattledger_ledger_commands_total{command=\"top_up\",outcome=\"accepted\"}"}) {
+    EXPECT_NE(metrics.find(want), std::string::npos) << want << " missing from /metrics";
+  }
+  if (GetParam() == "kafka") {
+    EXPECT_NE(metrics.find("wattledger_bus_relay_backlog_events{topic=\"ledger\"}"), std::string::npos);
+  }
+  EXPECT_NE(testing::HttpGet(http, "/healthz").find("200 OK"), std::string::npos);
+  EXPECT_NE(testing::HttpGet(http, "/readyz").find("200 OK"), std::string::npos);
+
   auto replay = Run({BinPath("wattledger"), "ledger", "replay", "--verify", "--json", "--data-dir", dir_.Sub("data")});
   ASSERT_EQ(replay.code, 0) << replay.out << replay.err;
   EXPECT_EQ(replay.j["digests_equal"], true);

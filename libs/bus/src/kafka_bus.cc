@@ -17,6 +17,7 @@
 
 #include "wattledger/base/log.h"
 #include "wattledger/bus/bus.h"
+#include "wattledger/metrics/metrics.h"
 
 namespace wattledger::bus {
 namespace {
@@ -256,7 +257,13 @@ class Relay {
   }
 
   void Run() {
+    auto& backlog = metrics::KernelMetrics().relay_backlog.Add({{"topic", topic_}});
+    auto last_gauge = std::chrono::steady_clock::now();
     while (!stopping_) {
+      if (auto now = std::chrono::steady_clock::now(); now - last_gauge > std::chrono::milliseconds(500)) {
+        backlog.Set(static_cast<double>(stats().backlog));
+        last_gauge = now;
+      }
       if (producer_ == nullptr) {
         Status s = CreateProducer();
         if (!s.ok()) {
