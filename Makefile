@@ -6,6 +6,10 @@ ASAN_DIR ?= build-asan
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
+# Let every clone (CI's too) share one compiler cache: paths under the checkout are hashed
+# relative to it.
+export CCACHE_BASEDIR ?= $(CURDIR)
+export CCACHE_NOHASHDIR ?= 1
 
 .PHONY: deps configure build run test test-asan bench clean
 
