@@ -13,7 +13,6 @@
 namespace wattledger::ledger::adapters {
 namespace {
 
-constexpr auto kRpcDeadline = std::chrono::seconds(30);
 constexpr char kAccountPrefix[] = "acct/";
 constexpr char kSystemPrefix[] = "sys/";
 
@@ -342,62 +341,77 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
 
 grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, const Build& build,
                                    v1::MutationResponse* response) {
-  auto done = std::make_shared<std::promise<grpc::Status>>();
-  auto future = done->get_future();
+  // Owned jointly by this RPC and the writer: the writer never touches *response, which gRPC
+  // frees once this function returned (possibly on the deadline, before the writer answered).
+  struct Call {
+    std::promise<grpc::Status> done;
+    v1::MutationResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  auto future = call->done.get_future();
   Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
     auto command = build(NextTxnId(p, ws), options_.clock->NowMicros());
     if (!command.ok()) {
-      done->set_value(server::ToGrpc(command.status()));
+      call->done.set_value(server::ToGrpc(command.status()));
       return nullptr;
     }
     eventlog::Causation cause;
     cause.set_request_id(request_id.empty() ? NextTxnId(p, ws) : request_id);
     auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
     if (!out->error.ok()) {
-      done->set_value(server::ToGrpc(out->error));
+      call->done.set_value(server::ToGrpc(out->error));
       return nullptr;
     }
     const std::string account = CommandAccount(*command);
     return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
-        done->set_value(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                     "not recorded, retry with the same idempotency key: " + commit.message()));
+        call->done.set_value(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                          "not recorded, retry with the same idempotency key: " + commit.message()));
         return;
       }
       if (out->decision.rejection) {
-        done->set_value(RejectionStatus(*out->decision.rejection));
+        call->done.set_value(RejectionStatus(*out->decision.rejection));
         return;
       }
-      response->set_txn_id(out->decision.txn_id);
-      response->set_duplicate(out->decision.duplicate);
+      call->response.set_txn_id(out->decision.txn_id);
+      call->response.set_duplicate(out->decision.duplicate);
       std::string acct = account;
       if (acct.empty()) {
         if (const TxnRecord* t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
       }
-      if (const Account* a = ledgers_[p]->FindAccount(acct)) *response->mutable_account() = ToProto(*a);
-      done->set_value(grpc::Status::OK);
+      if (const Account* a = ledgers_[p]->FindAccount(acct)) *call->response.mutable_account() = ToProto(*a);
+      call->done.set_value(grpc::Status::OK);
     };
   });
   if (!submitted.ok()) return server::ToGrpc(submitted);
-  if (future.wait_for(kRpcDeadline) != std::future_status::ready) {
+  if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                         "the ledger did not answer in time; retry with the same idempotency key");
   }
-  return future.get();
+  grpc::Status status = future.get();
+  if (status.ok()) *response = std::move(call->response);
+  return status;
 }
 
-grpc::Status LedgerService::OnWriter(uint32_t p, const std::function<grpc::Status(const Ledger&)>& fn) {
-  auto done = std::make_shared<std::promise<grpc::Status>>();
-  auto future = done->get_future();
+template <typename Resp>
+grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out) {
+  struct Call {
+    std::promise<grpc::Status> done;
+    Resp result;
+  };
+  auto call = std::make_shared<Call>();
+  auto future = call->done.get_future();
   Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    done->set_value(fn(*ledgers_[p]));
+    call->done.set_value(fn(*ledgers_[p], &call->result));
     return nullptr;
   });
   if (!submitted.ok()) return server::ToGrpc(submitted);
-  if (future.wait_for(kRpcDeadline) != std::future_status::ready) {
+  if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time");
   }
-  return future.get();
+  grpc::Status status = future.get();
+  if (status.ok()) *out = std::move(call->result);
+  return status;
 }
 
 namespace {
@@ -486,15 +500,17 @@ grpc::Status LedgerService::GetStatement(grpc::ServerContext*, const v1::GetStat
     return {grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"};
   }
   const v1::GetStatementRequest r = *req;
-  return OnWriter(AccountPartition(r.account_id(), log_->partitions()), [&, r](const Ledger& ledger) {
-    auto st = ledger.GetStatement(r.account_id(), r.from_us(), to);
-    if (!st.ok()) return server::ToGrpc(st.status());
-    resp->set_account_id(st->account_id);
-    resp->set_opening_balance_minor(st->opening_balance_minor);
-    resp->set_closing_balance_minor(st->closing_balance_minor);
-    for (const auto& e : st->entries) *resp->add_entries() = ToProto(e);
-    return grpc::Status::OK;
-  });
+  std::function<grpc::Status(const Ledger&, v1::GetStatementResponse*)> fn =
+      [r, to](const Ledger& ledger, v1::GetStatementResponse* out) {
+        auto st = ledger.GetStatement(r.account_id(), r.from_us(), to);
+        if (!st.ok()) return server::ToGrpc(st.status());
+        out->set_account_id(st->account_id);
+        out->set_opening_balance_minor(st->opening_balance_minor);
+        out->set_closing_balance_minor(st->closing_balance_minor);
+        for (const auto& e : st->entries) *out->add_entries() = ToProto(e);
+        return grpc::Status::OK;
+      };
+  return OnWriter(AccountPartition(r.account_id(), log_->partitions()), fn, resp);
 }
 
 grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTransactionRequest* req,
@@ -502,12 +518,13 @@ grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTr
   auto p = PartitionOfTxn(req->txn_id());
   if (!p.ok()) return server::ToGrpc(p.status());
   const std::string id = req->txn_id();
-  return OnWriter(*p, [&, id](const Ledger& ledger) {
+  std::function<grpc::Status(const Ledger&, v1::Transaction*)> fn = [id](const Ledger& ledger, v1::Transaction* out) {
     const TxnRecord* t = ledger.FindTxn(id);
     if (t == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
-    *resp = ToProto(*t);
+    *out = ToProto(*t);
     return grpc::Status::OK;
-  });
+  };
+  return OnWriter(*p, fn, resp);
 }
 
 grpc::Status LedgerService::GetTotals(grpc::ServerContext*, const v1::LedgerTotalsRequest*,

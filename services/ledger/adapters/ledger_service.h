@@ -36,6 +36,8 @@ struct LedgerOptions {
   // Topics to consume. The ledger consumes billing's usage charges.
   std::vector<std::string> topics = {kBillingTopic};
   Clock* clock = SystemClock::Default();
+  // How long an RPC waits for its partition's writer before answering DEADLINE_EXCEEDED.
+  std::chrono::milliseconds rpc_deadline{30'000};
 };
 
 // Which account owns each meter, over every partition. Thread-safe.
@@ -107,8 +109,11 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
                   const eventlog::Causation& causation, const std::string& actor);
   grpc::Status Mutate(uint32_t partition, const std::string& request_id, const Build& build,
                       v1::MutationResponse* response);
-  // Runs `fn` on the partition's writer thread (a read that needs the in-memory ledger) and waits.
-  grpc::Status OnWriter(uint32_t partition, const std::function<grpc::Status(const Ledger&)>& fn);
+  // Runs `fn` on the partition's writer thread (a read that needs the in-memory ledger), waits,
+  // and moves its result into *out. `fn` fills a result owned by the call's shared state, never
+  // *out itself, so a late answer after a deadline writes nothing the RPC has given up.
+  template <typename Resp>
+  grpc::Status OnWriter(uint32_t partition, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
   Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
 
