@@ -56,13 +56,7 @@ void AddMockKafka(CLI::App& root, std::function<int()>* run) {
         ::kill(::getpid(), SIGTERM);
       });
       control.detach();
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, SIGTERM);
-      sigaddset(&set, SIGINT);
-      int sig = 0;
-      sigwait(&set, &sig);
-      log::Info("mock kafka stopping", {});
+      log::Info("mock kafka stopping", {{"signal", server::WaitForShutdownSignal()}});
       std::fflush(stdout);
       // The control thread may still be blocked on stdin; leave without unwinding it.
       cluster->reset();

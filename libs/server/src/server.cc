@@ -16,8 +16,6 @@
 namespace wattledger::server {
 namespace {
 
-std::atomic<bool> g_shutdown{false};
-
 class AdminService final : public admin::v1::Admin::Service {
  public:
   AdminService(const std::vector<server::Service*>& services, std::string bus) : services_(services), bus_(std::move(bus)) {}
@@ -142,10 +140,16 @@ void BlockShutdownSignals() {
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 }
 
-void Shutdown() {
-  g_shutdown = true;
-  ::kill(::getpid(), SIGTERM);
+std::string WaitForShutdownSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig == SIGINT ? "SIGINT" : "SIGTERM";
 }
+
 
 Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>& services,
            const std::function<void()>& on_ready) {
@@ -185,13 +189,7 @@ Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>&
                       {"data_dir", flags.data_dir}});
   if (on_ready) on_ready();
 
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGINT);
-  int sig = 0;
-  sigwait(&set, &sig);
-  log::Info("stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+  log::Info("stopping", {{"signal", WaitForShutdownSignal()}});
   http->set_ready(false);
   // Stop taking requests; in-flight ones finish within the deadline.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));

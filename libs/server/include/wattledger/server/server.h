@@ -62,15 +62,15 @@ Result<std::unique_ptr<eventlog::EventLog>> OpenServiceLog(const ServerFlags& fl
 // Builds the bus the flags ask for.
 Result<std::unique_ptr<bus::Bus>> MakeBus(const ServerFlags& flags);
 
-// Runs the services until SIGTERM/SIGINT (or Shutdown()), then stops them cleanly.
+// Runs the services until SIGTERM/SIGINT, then stops them cleanly.
 // `on_ready` runs once everything listens (the bound ports are in the log line "ready").
 Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>& services,
            const std::function<void()>& on_ready = nullptr);
-// Asks a running Run() to stop, as SIGTERM would.
-void Shutdown();
 
 // Blocks SIGTERM/SIGINT in the calling thread (call first in main, before any thread starts) so
 // that Run() can wait for them synchronously.
 void BlockShutdownSignals();
+// Waits for SIGTERM or SIGINT (blocked by BlockShutdownSignals) and returns its name.
+std::string WaitForShutdownSignal();
 
 }  // namespace wattledger::server
