@@ -87,7 +87,7 @@ Status Processor::SubmitTo(uint32_t partition, Command command) {
       return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
     }
-    part.queue.push_back(Input{std::move(command), nullptr, 0});
+    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0});
   }
   part.not_empty.notify_one();
   return Status::Ok();
@@ -105,18 +105,30 @@ void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) 
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
       continue;
     }
+    std::map<uint32_t, eventlog::Position> routed;  // Last message per source partition.
     for (auto& m : *batch) {
       const uint32_t p = handler_->Route(m, log_->partitions()) % log_->partitions();
-      auto& part = *parts_[p];
-      std::unique_lock lock(part.mu);
-      // Backpressure: a consumer waits for room rather than dropping or growing without bound.
-      part.not_full.wait(lock, [&] { return part.queue.size() < options_.queue_capacity || stop_consuming_; });
-      if (stop_consuming_) return;
-      part.queue.push_back(Input{nullptr, std::make_shared<bus::Message>(std::move(m)), 0});
-      lock.unlock();
-      part.not_empty.notify_one();
+      routed[m.envelope.partition()] = {m.envelope.seq(), m.offset};
+      if (!Enqueue(p, Input{nullptr, std::make_shared<bus::Message>(std::move(m)), nullptr, 0})) return;
+    }
+    for (const auto& [sp, pos] : routed) {
+      auto wm = std::make_shared<Watermark>(Watermark{topic, sp, pos});
+      for (uint32_t p = 0; p < log_->partitions(); ++p) {
+        if (!Enqueue(p, Input{nullptr, nullptr, wm, 0})) return;
+      }
     }
   }
+}
+
+bool Processor::Enqueue(uint32_t p, Input in) {
+  auto& part = *parts_[p];
+  std::unique_lock lock(part.mu);
+  part.not_full.wait(lock, [&] { return part.queue.size() < options_.queue_capacity || stop_consuming_; });
+  if (stop_consuming_) return false;
+  part.queue.push_back(std::move(in));
+  lock.unlock();
+  part.not_empty.notify_one();
+  return true;
 }
 
 void Processor::WriterLoop(uint32_t p) {
@@ -160,6 +172,16 @@ void Processor::WriterLoop(uint32_t p) {
           size_t begin = ws.event_count();
           Reply reply = in.command(p, ws);
           replies.push_back({std::move(reply), begin, ws.event_count()});
+          continue;
+        }
+        if (in.watermark) {
+          const Watermark& wm = *in.watermark;
+          auto& positions = applied[wm.topic];
+          if (wm.source_partition >= positions.size()) positions.resize(wm.source_partition + 1);
+          if (wm.position.seq > positions[wm.source_partition].seq) {
+            positions[wm.source_partition] = wm.position;
+            ws.SetPosition(PositionKey(wm.topic, p), wm.source_partition, wm.position);
+          }
           continue;
         }
         const auto& m = *in.message;
@@ -211,7 +233,7 @@ void Processor::WriterLoop(uint32_t p) {
       std::deque<Input> again;
       for (size_t i = 0; i < batch.size(); ++i) {
         auto& in = batch[i];
-        if (in.message || i >= processed) {
+        if (in.message || in.watermark || i >= processed) {
           if (i == thrower) in.failures++;  // A failed write is not the input's fault.
           again.push_back(std::move(in));
         }

@@ -139,6 +139,39 @@ TEST_F(ProcessorTest, ConsumesExactlyOnceAcrossRestarts) {
   EXPECT_EQ(Total(log.get()), 390);
 }
 
+TEST_F(ProcessorTest, EveryWriterStoresPositionsEvenForSourcesItGetsNothingFrom) {
+  auto log = Open("svc", "svc");
+  // One aggregate key: every message goes to one writer; the others get nothing of it.
+  eventlog::WriteSet ws;
+  for (int i = 0; i < 30; ++i) {
+    eventlog::NewEvent e;
+    e.partition = static_cast<uint32_t>(i) % kParts;
+    e.aggregate_key = "only";
+    e.type = "t";
+    e.causation.set_request_id("r");
+    ws.Append(std::move(e));
+  }
+  ASSERT_TRUE(src_->Commit(std::move(ws)).ok());
+  CountingHandler h(log.get());
+  Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  WaitTotal(log.get(), 30);
+  // The restart position of the topic is the lowest over writers: all must reach the heads.
+  auto lowest = [&](uint32_t sp) {
+    uint64_t low = UINT64_MAX;
+    for (uint32_t p = 0; p < kParts; ++p) {
+      auto pos = log->GetPosition("svc<src#" + std::to_string(p), sp);
+      low = std::min<uint64_t>(low, pos.ok() && pos->has_value() ? (*pos)->seq : 0);
+    }
+    return low;
+  };
+  for (int i = 0; i < 3000 && (lowest(0) < 10 || lowest(1) < 10 || lowest(2) < 10); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  for (uint32_t sp = 0; sp < kParts; ++sp) EXPECT_EQ(lowest(sp), src_->Head(sp)) << "source partition " << sp;
+  proc.Stop();
+}
+
 TEST_F(ProcessorTest, FullQueueAnswersResourceExhausted) {
   auto log = Open("svc", "svc");
   CountingHandler h(log.get());

@@ -78,9 +78,20 @@ class Processor {
   eventlog::EventLog* log() const { return log_; }
 
  private:
+  // "Every message of (topic, source partition) up to `position` has been routed": sent to
+  // every writer after each poll. A writer that reaches it (queues are FIFO) has processed all
+  // such messages routed to it, so it may store the position even if none was its own. Without
+  // it a writer that never gets messages of a source partition would hold the restart position
+  // of every consumer at the beginning of the topic.
+  struct Watermark {
+    std::string topic;
+    uint32_t source_partition = 0;
+    eventlog::Position position;
+  };
   struct Input {
     Command command;                        // Set for commands,
-    std::shared_ptr<bus::Message> message;  // or for consumed messages.
+    std::shared_ptr<bus::Message> message;  // or for consumed messages,
+    std::shared_ptr<Watermark> watermark;   // or for watermarks.
     int failures = 0;                       // Batches this input was in that failed.
   };
   // A message that was in this many failed batches is set aside so it cannot block the partition.
@@ -97,6 +108,8 @@ class Processor {
   Status LoadApplied(uint32_t p);
   void WriterLoop(uint32_t p);
   void ConsumerLoop(const std::string& topic, bus::Consumer* consumer);
+  // Queues `in` on partition p, waiting for room (consumers are back-pressured, never dropped).
+  bool Enqueue(uint32_t p, Input in);
   std::string PositionKey(const std::string& topic, uint32_t partition) const;
 
   const ProcessorOptions options_;
