@@ -245,6 +245,8 @@ Status EventLog::Init() {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     it->SeekForPrev(EventKey(p, UINT64_MAX));
+    // An iterator error is not an empty partition: a head of 0 would overwrite the log.
+    WL_RETURN_IF_ERROR(FromRocks(it->status(), "scan event log heads"));
     if (!it->Valid()) continue;
     auto key = it->key();
     if (key.size() != 12 || GetBigEndian(key.ToStringView(), 0, 4) != p) continue;

@@ -154,13 +154,26 @@ std::string WaitForShutdownSignal() {
 Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>& services,
            const std::function<void()>& on_ready) {
   WL_ASSIGN_OR_RETURN(auto http, metrics::HttpServer::Start(flags.http_addr));
+  // Publishing starts relay threads that read the services' logs: on every way out of here the
+  // services that started are stopped and the bus is stopped before the logs can be destroyed.
+  std::vector<Service*> started;
+  struct Cleanup {
+    std::vector<Service*>& started;
+    bus::Bus* bus;
+    ~Cleanup() {
+      for (auto it = started.rbegin(); it != started.rend(); ++it) (*it)->Stop();
+      bus->Stop();
+      log::Info("stopped", {});
+    }
+  } cleanup{started, bus};
   for (auto* s : services) {
     Status published = s->Publish(bus);
     if (!published.ok()) return Status(published.code(), s->name() + ": " + published.message());
   }
   for (auto* s : services) {
-    Status started = s->Start(bus);
-    if (!started.ok()) return Status(started.code(), s->name() + ": " + started.message());
+    Status ok = s->Start(bus);
+    if (!ok.ok()) return Status(ok.code(), s->name() + ": " + ok.message());
+    started.push_back(s);
   }
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -173,7 +186,6 @@ Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>&
   for (auto* s : services) s->Register(builder);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) {
-    for (auto* s : services) s->Stop();
     return Unavailable("cannot listen on --grpc-addr " + flags.grpc_addr +
                        " (is another process using it? pass --grpc-addr 127.0.0.1:0)");
   }
@@ -193,10 +205,8 @@ Status Run(const ServerFlags& flags, bus::Bus* bus, const std::vector<Service*>&
   http->set_ready(false);
   // Stop taking requests; in-flight ones finish within the deadline.
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
-  for (auto it = services.rbegin(); it != services.rend(); ++it) (*it)->Stop();
-  bus->Stop();
   http->Stop();
-  log::Info("stopped", {});
+  // Cleanup stops the services, then the bus (whose relays flush and persist their positions).
   return Status::Ok();
 }
 
