@@ -99,9 +99,16 @@ Result<D> EnumFromWire(const EnumPair<D, W> (&table)[N], W w, std::string_view f
 // ---------------------------------------------------------------------------------------------
 // Field checks. Messages name the field; DecodeEvent prefixes the message type.
 
+// Ids and keys are bounded: they are repeated in events and rejection messages.
+constexpr size_t kMaxIdBytes = 256;
+
 Status Required(std::string_view value, std::string_view field) {
-  if (!value.empty()) return Status::Ok();
-  return InvalidArgument(std::string(field) + " is required");
+  if (value.empty()) return InvalidArgument(std::string(field) + " is required");
+  if (value.size() > kMaxIdBytes) {
+    return InvalidArgument(std::string(field) + " is " + std::to_string(value.size()) + " bytes; at most " +
+                           std::to_string(kMaxIdBytes) + " are allowed");
+  }
+  return Status::Ok();
 }
 
 Status AtLeast(int64_t value, int64_t min, std::string_view field) {

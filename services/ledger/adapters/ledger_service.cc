@@ -16,6 +16,15 @@ namespace {
 constexpr char kAccountPrefix[] = "acct/";
 constexpr char kSystemPrefix[] = "sys/";
 
+// Requests and usage events larger than this are refused before anything is decided or recorded.
+constexpr size_t kMaxInputBytes = 16 << 10;
+
+grpc::Status TooLarge(size_t bytes) {
+  return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                      "request of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+                          std::to_string(kMaxInputBytes) + "; shorten names, reasons or lists");
+}
+
 struct LedgerMetrics {
   prometheus::Family<prometheus::Counter>& commands;  // {command, outcome}
   prometheus::Counter& cuts;
@@ -309,9 +318,15 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
   cause.set_source_partition(m.envelope.partition());
   cause.set_source_seq(m.envelope.seq());
   const std::string txn = NextTxnId(p, ws);
-  Result<Charge> charge = usage.ParseFromString(m.envelope.payload())
-                              ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
-                              : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
+  Result<Charge> charge =
+      m.envelope.payload().size() > kMaxInputBytes
+          ? Result<Charge>(InvalidArgument("usage payload of " + std::to_string(m.envelope.payload().size()) +
+                                           " bytes exceeds " + std::to_string(kMaxInputBytes)))
+      : usage.ParseFromString(m.envelope.payload())
+          ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
+          : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
+  if (!charge.ok() && usage.account_id().size() > 256) usage.clear_account_id();  // Bounded record.
+  if (!charge.ok() && usage.charge_id().size() > 256) usage.clear_charge_id();
   if (!charge.ok()) {
     // Bad input from the bus: record that it was refused, change nothing else.
     metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
@@ -423,6 +438,7 @@ uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
 #define WL_LEDGER_MUTATION(Method, Request, Convert, KeyExpr)                                        \
   grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req,                  \
                                      v1::MutationResponse* resp) {                                  \
+    if (req->ByteSizeLong() > kMaxInputBytes) return TooLarge(req->ByteSizeLong());                 \
     const v1::Request r = *req;                                                                     \
     return Mutate(AccountPartition(r.account_id(), log_->partitions()), KeyExpr,                    \
                   [r](std::string txn, int64_t now) -> Result<Command> {                            \
@@ -446,6 +462,7 @@ WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, r.idempotency_key())
 #undef WL_LEDGER_MUTATION
 
 grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseRequest* req, v1::MutationResponse* resp) {
+  if (req->ByteSizeLong() > kMaxInputBytes) return TooLarge(req->ByteSizeLong());
   auto p = PartitionOfTxn(req->original_txn_id());
   if (!p.ok()) return server::ToGrpc(p.status());
   const v1::ReverseRequest r = *req;

@@ -204,6 +204,18 @@ TEST_F(LedgerServiceTest, RejectionsNameTheRuleAndChangeNoBalance) {
   bad.set_idempotency_key("K5");
   bad.set_amount_minor(100);
   EXPECT_EQ(svc_->TopUp(nullptr, &bad, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Oversized requests are refused before anything is decided.
+  v1::TopUpRequest huge;
+  huge.set_operator_id("op1");
+  huge.set_account_id(std::string(20'000, 'A'));
+  huge.set_idempotency_key("K6");
+  huge.set_amount_minor(100);
+  huge.set_method(v1::PAYMENT_METHOD_CASH);
+  EXPECT_EQ(svc_->TopUp(nullptr, &huge, &r).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  huge.set_account_id(std::string(300, 'A'));
+  grpc::Status long_id = svc_->TopUp(nullptr, &huge, &r);
+  EXPECT_EQ(long_id.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(long_id.error_message().find("at most 256"), std::string::npos) << long_id.error_message();
   EXPECT_EQ(Get("A1").balance_minor(), 0);
   EXPECT_EQ(Count("CommandRejected"), 4);
 }
@@ -236,10 +248,11 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   Usage("C2", "A1", 60'000);  // Balance -20,000: arrears.
   UsageRaw("A1", "\xff\xfe not a protobuf");
   Usage("C3", "A1", -5);      // Negative amount: refused.
+  Usage("C3b", std::string(300'000, 'X'), 5);  // A huge account id: refused, recorded bounded.
   WaitConsumed();
   EXPECT_EQ(Get("A1").balance_minor(), -20'000);
   EXPECT_EQ(Count("Charged"), 2);
-  EXPECT_EQ(Count("CommandRejected"), 2);
+  EXPECT_EQ(Count("CommandRejected"), 3);
   EXPECT_EQ(Count("SupplyCutRequired"), 0);
   Usage("C4", "A1", 40'000);  // -60,000 < -50,000: cut, exactly once.
   Usage("C5", "A1", 1'000);
