@@ -417,8 +417,13 @@ grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(cons
   auto call = std::make_shared<Call>();
   auto future = call->done.get_future();
   Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    call->done.set_value(fn(*ledgers_[p], &call->result));
-    return nullptr;
+    grpc::Status status = fn(*ledgers_[p], &call->result);
+    // What was read may include effects of this batch: answer only once they are durable.
+    return [call, status](const Status& commit, std::span<const eventlog::Envelope>) {
+      call->done.set_value(commit.ok() ? status
+                                       : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                      "the ledger could not commit; retry: " + commit.message()));
+    };
   });
   if (!submitted.ok()) return server::ToGrpc(submitted);
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
