@@ -123,6 +123,14 @@ void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::Write
   }
 }
 
+void MaterializeSystemLegs(uint32_t partition, const Ledger& ledger, const Posting& posting, eventlog::WriteSet& ws) {
+  for (const auto& leg : posting.legs) {
+    if (!leg.system) continue;
+    ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + leg.account,
+                std::to_string(ledger.SystemBalance(leg.account)));
+  }
+}
+
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
   std::vector<Event> decision;
   std::string txn;
@@ -161,6 +169,7 @@ struct LedgerService::Outcome {
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
+  system_materialized_.assign(log_->partitions(), 0);
 }
 
 LedgerService::~LedgerService() { Stop(); }
@@ -184,6 +193,7 @@ Status LedgerService::Reload(uint32_t partition) {
   auto fresh = std::make_unique<Ledger>(options_.config);
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get()));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
+  system_materialized_[partition] = fresh->state().txns.empty() ? 0 : 1;
   ledgers_[partition] = std::move(fresh);
   return Status::Ok();
 }
@@ -305,7 +315,18 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   for (const auto& id : touched) {
     if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
   }
-  MaterializeSystem(p, ledger, ws);
+  // A partition's first posting materialises every system account (replay writes them all for a
+  // partition with postings); later ones only the accounts their legs moved.
+  if (!system_materialized_[p]) {
+    MaterializeSystem(p, ledger, ws);
+    system_materialized_[p] = 1;
+  } else {
+    for (const auto& e : d.events) {
+      std::visit([&](const auto& ev) {
+        if constexpr (requires { ev.posting; }) MaterializeSystemLegs(p, ledger, ev.posting, ws);
+      }, e);
+    }
+  }
   return {Status::Ok(), std::move(d)};
 }
 

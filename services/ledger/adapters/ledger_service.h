@@ -120,6 +120,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   std::unique_ptr<eventlog::EventLog> log_;
   LedgerOptions options_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
+  std::vector<uint8_t> system_materialized_;      // Per partition, bytes (not bits): writer p only.
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
 };

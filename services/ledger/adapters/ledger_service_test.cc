@@ -119,12 +119,13 @@ class LedgerServiceTest : public ::testing::Test {
       uint64_t want = 0, have = 0;
       for (uint32_t sp = 0; sp < kParts; ++sp) {
         want += billing_->Head(sp);
-        uint64_t best = 0;
+        // The lowest over writers: every writer has applied (or passed, by watermark) up to it.
+        uint64_t lowest = UINT64_MAX;
         for (uint32_t p = 0; p < kParts; ++p) {
           auto pos = svc_->log()->GetPosition("ledger<billing#" + std::to_string(p), sp);
-          if (pos.ok() && pos->has_value()) best = std::max(best, (*pos)->seq);
+          lowest = std::min<uint64_t>(lowest, pos.ok() && pos->has_value() ? (*pos)->seq : 0);
         }
-        have += best;
+        have += lowest;
       }
       if (have == want) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
