@@ -8,7 +8,8 @@
 # Each benchmark prints one JSON object as its last line; they are collected, one per line, in
 # BUILD_DIR/bench/results.jsonl.
 #
-# Extra arguments for a benchmark: EVENTLOG_BENCH_ARGS="--seconds 5 --batch 256" make bench
+# Extra arguments for a benchmark: EVENTLOG_BENCH_ARGS="--seconds 5 --batch 256" make bench,
+# LEDGER_BENCH_ARGS="--rounds 1 --no-pg" make bench
 set -uo pipefail
 
 if [[ $# -ne 1 ]]; then
@@ -72,8 +73,9 @@ run_bench() {
 # --- The benchmarks, in order. ------------------------------------------------------------------
 # shellcheck disable=SC2086  # The *_ARGS variables are meant to split into words.
 run_bench eventlog_bench ${EVENTLOG_BENCH_ARGS:-}
-# The ledger benchmark goes here, once it exists:
-#   run_bench ledger_bench ${LEDGER_BENCH_ARGS:-}
+# The ledger against PostgreSQL (it starts and removes its own private postgresql-15 cluster).
+# shellcheck disable=SC2086
+run_bench ledger_bench ${LEDGER_BENCH_ARGS:-}
 # -------------------------------------------------------------------------------------------------
 
 echo "=== results in $results"

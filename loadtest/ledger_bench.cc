@@ -1,0 +1,947 @@
+// ledger_bench: durable postings/s of the ledger, side by side with PostgreSQL doing the same
+// postings, in one run.
+//
+// Ours: a LedgerService run in-process on the local bus (as in ledger_service_test), with its
+// event log at FsyncPolicy::kEveryCommit (the default; --fsync none is a CPU-only diagnostic) and
+// 4 partitions. Every money movement is one posting (tenant account <-> a system account):
+//
+//   charges  A `billing` EventLog is pre-filled with N UsageCharged events (accounts drawn
+//            uniformly from --accounts opened first, or all on one account: "hot"). The ledger
+//            is then started and timed until it has applied all of them, i.e. until the stored
+//            consumer positions of every writer ("ledger<billing#<p>") reach billing's heads;
+//            then revenue must have grown by exactly N charges. Each charge is one posting
+//            tenant -> revenue (revenue is kept per ledger partition).
+//   top-ups  --clients threads call LedgerService::TopUp in-process (null ServerContext; the
+//            call returns after the durable commit) with unique idempotency keys for --seconds,
+//            closed loop. Uniform accounts, or all on one account. Each is one posting
+//            cash -> tenant. Latency is the call's duration.
+//   paced    Top-ups at --paced-fraction (70%) of the measured uniform peak, open loop: each call
+//            has a scheduled start and its latency runs from that schedule (a call that starts
+//            late because its thread was still busy counts the wait), so p99 is honest.
+//
+// PostgreSQL: loadtest/pg/pg_ledger.sh runs as a co-process (started first, so that the fork
+// happens before any thread exists). It starts a private postgresql-15 cluster in a temp dir with
+// the durability defaults (fsync=on, synchronous_commit=on) and, when asked, runs pgbench with
+// one transaction = two balance UPDATEs (tenant, revenue shard) + one journal INSERT, uniform or
+// hot (one tenant row, one revenue row). The cluster is stopped and deleted when this process
+// exits, however it exits (the script's stdin closes and its trap cleans up).
+//
+// Rounds interleave the sides (ours uniform, PostgreSQL uniform, ours hot, PostgreSQL hot, ...)
+// so that machine noise and disk latency drift hit both. Prints human-readable lines and, as the
+// last line, one JSON object. A missed goal is printed as "GOAL MISSED: ..." and reported in the
+// JSON as "<goal>_goal_met":false; the exit code is non-zero only when something fails.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+#include "services/ledger/adapters/ledger_service.h"
+#include "wattledger/billing/v1/events.pb.h"
+#include "wattledger/bus/bus.h"
+#include "wattledger/eventlog/event_log.h"
+#include "wattledger/runtime/processor.h"
+
+#ifndef WL_LEDGER_BENCH_PG_SCRIPT
+#define WL_LEDGER_BENCH_PG_SCRIPT "loadtest/pg/pg_ledger.sh"
+#endif
+
+namespace wattledger::ledger::adapters {
+namespace {
+
+namespace fs = std::filesystem;
+using SteadyClock = std::chrono::steady_clock;
+
+constexpr double kGoalPostingsPerS = 200'000;
+constexpr double kGoalRatio = 20;
+constexpr double kGoalPacedP99Ms = 10;
+
+constexpr int64_t kOpeningBalanceMinor = 100'000'000'000;  // 10 M yuan: no charge here reaches an alarm level.
+constexpr int64_t kChargeMinor = 1234;
+constexpr int64_t kTopUpMinor = 10'000;
+
+struct Flags {
+  int rounds = 3;
+  uint32_t accounts = 10'000;
+  size_t charges = 100'000;     // Per uniform charge run.
+  size_t hot_charges = 30'000;  // Per hot charge run (see README: the hot account's cost grows with its history).
+  double seconds = 3;           // Per top-up run (after a 0.3 s warm-up).
+  int clients = 64;
+  double paced_fraction = 0.7;
+  double paced_seconds = 5;
+  uint32_t partitions = 4;
+  bool fsync = true;
+  bool pg = true;
+  double pg_seconds = 4;
+  int pg_clients = 16;
+  int pg_jobs = 2;
+  uint32_t pg_shards = 64;
+  std::string pg_script = WL_LEDGER_BENCH_PG_SCRIPT;
+  std::string only;  // "charges" or "topups": run one of them (diagnostic).
+  std::vector<std::string> dists = {"uniform", "hot"};
+  std::string dir;
+  bool keep = false;
+};
+
+std::string g_cleanup_dir;
+
+// Fails the run: exits 2 without running destructors (which would race RocksDB's and the ledger's
+// threads). The PostgreSQL co-process sees its stdin close and removes its cluster itself.
+[[noreturn]] void Die(const std::string& what) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "ledger_bench: FAILED: %s\n", what.c_str());
+  if (!g_cleanup_dir.empty()) {
+    std::error_code ec;
+    fs::remove_all(g_cleanup_dir, ec);
+  }
+  std::_Exit(2);
+}
+void Check(const Status& s, const std::string& what) {
+  if (!s.ok()) Die(what + ": " + s.ToString());
+}
+void Check(const grpc::Status& s, const std::string& what) {
+  if (!s.ok()) Die(what + ": " + s.error_message());
+}
+
+double LoadAverage() {
+  double load = -1;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
+    std::fclose(f);
+  }
+  return load;
+}
+
+double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// User + system CPU of the whole process (every thread, RocksDB's included).
+double ProcessCpuSeconds() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  auto s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; };
+  return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+double Percentile(std::vector<double>& v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[static_cast<size_t>(q * static_cast<double>(v.size() - 1))];
+}
+
+std::string Thousands(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.0f", v);
+  std::string s = buf, out;
+  const size_t start = (s[0] == '-') ? 1 : 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i > start && (s.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(s[i]);
+  }
+  return out;
+}
+
+class TempDir {
+ public:
+  TempDir(const std::string& parent, bool keep) : keep_(keep) {
+    fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
+    std::string tmpl = (base / "ledger_bench.XXXXXX").string();
+    if (mkdtemp(tmpl.data()) == nullptr) Die("cannot create a temp dir under " + base.string());
+    path_ = tmpl;
+    if (!keep_) g_cleanup_dir = path_;
+  }
+  ~TempDir() {
+    if (keep_) {
+      std::printf("data kept in %s\n", path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  std::string Sub(const std::string& name) const { return (fs::path(path_) / name).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool keep_;
+};
+
+std::string AccountId(uint32_t i) {
+  char buf[16];
+  std::snprintf(buf, sizeof buf, "A%05u", i);
+  return buf;
+}
+
+// ---- The PostgreSQL side: loadtest/pg/pg_ledger.sh serve, as a co-process. -------------------
+
+struct PgResult {
+  double tps = 0;
+  double txns = 0;
+  double failed = 0;
+  double lat_avg_ms = 0;
+  double p50_ms = 0;
+  double p99_ms = 0;
+};
+
+class PgSide {
+ public:
+  // Forks the script; call before any thread exists. Returns once the cluster is up.
+  void Start(const Flags& flags, const std::string& log_path) {
+    log_path_ = log_path;
+    int to_child[2], from_child[2];
+    if (pipe2(to_child, O_CLOEXEC) != 0 || pipe2(from_child, O_CLOEXEC) != 0) Die("pipe2 failed");
+    std::vector<std::string> args = {"bash",
+                                     flags.pg_script,
+                                     "serve",
+                                     "--accounts",
+                                     std::to_string(flags.accounts),
+                                     "--shards",
+                                     std::to_string(flags.pg_shards),
+                                     "--jobs",
+                                     std::to_string(flags.pg_jobs)};
+    if (!flags.dir.empty()) {
+      args.push_back("--dir");
+      args.push_back(flags.dir);
+    }
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    fflush(nullptr);
+    pid_ = fork();
+    if (pid_ < 0) Die("fork failed");
+    if (pid_ == 0) {
+      int err = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+      if (dup2(to_child[0], 0) < 0 || dup2(from_child[1], 1) < 0 || (err >= 0 && dup2(err, 2) < 0)) _exit(127);
+      execv("/bin/bash", argv.data());
+      _exit(127);
+    }
+    close(to_child[0]);
+    close(from_child[1]);
+    to_ = fdopen(to_child[1], "w");
+    from_ = fdopen(from_child[0], "r");
+    if (to_ == nullptr || from_ == nullptr) Die("fdopen failed");
+    std::string line = ReadLine();
+    if (line.rfind("ready ", 0) != 0) Die("PostgreSQL side did not start: " + line + LogTail());
+    version_ = Field(line, "version");
+  }
+
+  PgResult Run(const std::string& variant, double seconds, int clients, double rate) {
+    const int secs = std::max(1, static_cast<int>(seconds + 0.5));
+    std::fprintf(to_, "run %s %d %d %.0f\n", variant.c_str(), secs, clients, rate);
+    if (std::fflush(to_) != 0) Die("PostgreSQL side is gone" + LogTail());
+    std::string line = ReadLine();
+    if (line.rfind("result ", 0) != 0) Die("pgbench " + variant + " failed: " + line + LogTail());
+    PgResult r;
+    r.tps = std::atof(Field(line, "tps").c_str());
+    r.txns = std::atof(Field(line, "txns").c_str());
+    r.failed = std::atof(Field(line, "failed").c_str());
+    r.lat_avg_ms = std::atof(Field(line, "lat_avg_ms").c_str());
+    r.p50_ms = std::atof(Field(line, "p50_ms").c_str());
+    r.p99_ms = std::atof(Field(line, "p99_ms").c_str());
+    if (r.tps <= 0 || r.failed > 0) Die("pgbench " + variant + " gave no usable result: " + line + LogTail());
+    return r;
+  }
+
+  // Asks the script to stop and delete its cluster, and waits for it.
+  void Stop() {
+    if (pid_ <= 0) return;
+    std::fprintf(to_, "quit\n");
+    std::fclose(to_);
+    while (std::fgetc(from_) != EOF) {
+    }
+    std::fclose(from_);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+  }
+  ~PgSide() { Stop(); }
+
+  bool running() const { return pid_ > 0; }
+  const std::string& version() const { return version_; }
+
+ private:
+  std::string ReadLine() {
+    std::string line;
+    int c;
+    while ((c = std::fgetc(from_)) != EOF && c != '\n') line.push_back(static_cast<char>(c));
+    if (line.empty() && c == EOF) return "(no answer: the script exited)";
+    return line;
+  }
+  static std::string Field(const std::string& line, const std::string& key) {
+    const std::string k = " " + key + "=";
+    auto at = line.find(k);
+    if (at == std::string::npos) return "";
+    at += k.size();
+    return line.substr(at, line.find(' ', at) - at);
+  }
+  std::string LogTail() const {
+    std::string all;
+    if (FILE* f = std::fopen(log_path_.c_str(), "r")) {
+      char buf[4096];
+      size_t n;
+      while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
+      std::fclose(f);
+    }
+    if (all.size() > 2000) all = all.substr(all.size() - 2000);
+    return all.empty() ? "" : "\n--- " + log_path_ + " (tail) ---\n" + all;
+  }
+
+  pid_t pid_ = -1;
+  FILE* to_ = nullptr;
+  FILE* from_ = nullptr;
+  std::string log_path_;
+  std::string version_;
+};
+
+// ---- Our side. -----------------------------------------------------------------------------
+
+// Watches the ledger log's commits that append events: how many, how large, how long.
+struct CommitWatch {
+  std::mutex mu;
+  uint64_t commits = 0;
+  uint64_t events = 0;
+  std::vector<double> latencies_us;
+  void Reset() {
+    std::lock_guard lock(mu);
+    commits = events = 0;
+    latencies_us.clear();
+  }
+};
+
+// One ledger with its billing log, on a local bus, with --accounts accounts opened.
+class LedgerEnv {
+ public:
+  LedgerEnv(const Flags& flags, std::string dir) : flags_(flags), dir_(std::move(dir)) {
+    fs::create_directories(dir_);
+    eventlog::Options bo;
+    bo.path = dir_ + "/billing";
+    bo.name = "billing";
+    bo.partitions = flags_.partitions;
+    bo.fsync = eventlog::FsyncPolicy::kNone;  // Billing's log is input; its durability is not measured.
+    auto billing = eventlog::EventLog::Open(bo);
+    Check(billing.status(), "open billing log");
+    billing_ = std::move(billing).value();
+    bus_ = bus::NewLocalBus();
+    Check(bus_->Publish(kBillingTopic, billing_.get()), "publish billing");
+
+    eventlog::Options lo;
+    lo.path = dir_ + "/ledger";
+    lo.name = kLedgerTopic;
+    lo.partitions = flags_.partitions;
+    lo.fsync = flags_.fsync ? eventlog::FsyncPolicy::kEveryCommit : eventlog::FsyncPolicy::kNone;
+    auto ledger = eventlog::EventLog::Open(lo);
+    Check(ledger.status(), "open ledger log");
+    svc_ = std::make_unique<LedgerService>(std::move(ledger).value(), LedgerOptions{});
+    svc_->log()->SetObserver({[w = &watch_](size_t events, int64_t us) {
+      if (events == 0) return;  // Positions only (a writer passing a watermark): no posting.
+      std::lock_guard lock(w->mu);
+      w->commits++;
+      w->events += events;
+      w->latencies_us.push_back(static_cast<double>(us));
+    }});
+    Check(svc_->Publish(bus_.get()), "publish ledger");
+    Check(svc_->Start(bus_.get()), "start ledger");
+  }
+
+  ~LedgerEnv() {
+    if (svc_) svc_->Stop();
+    svc_.reset();
+    if (bus_) bus_->Stop();
+    bus_.reset();
+    billing_.reset();
+    std::error_code ec;
+    fs::remove_all(dir_, ec);
+  }
+
+  // Opens --accounts prepaid accounts (one meter each, a large opening balance) from --clients
+  // threads; returns the seconds it took.
+  double OpenAccounts() {
+    auto t0 = SteadyClock::now();
+    const uint32_t threads = static_cast<uint32_t>(std::max(1, flags_.clients));
+    std::vector<std::thread> pool;
+    for (uint32_t t = 0; t < threads; ++t) {
+      pool.emplace_back([this, t, threads] {
+        for (uint32_t i = t; i < flags_.accounts; i += threads) {
+          v1::OpenAccountRequest r;
+          r.set_operator_id("bench");
+          r.set_account_id(AccountId(i));
+          r.set_customer_name("bench tenant");
+          r.add_phones("13800000000");
+          r.add_meters("M-" + AccountId(i));
+          r.set_room("R" + std::to_string(i));
+          r.set_tariff_id("T1");
+          r.set_mode(v1::MODE_PREPAID);
+          r.set_opening_balance_minor(kOpeningBalanceMinor);
+          r.set_opening_balance_source("bench");
+          v1::MutationResponse resp;
+          Check(svc_->OpenAccount(nullptr, &r, &resp), "open account " + AccountId(i));
+        }
+      });
+    }
+    for (auto& th : pool) th.join();
+    return Seconds(SteadyClock::now() - t0);
+  }
+
+  v1::LedgerTotalsResponse Totals() {
+    v1::LedgerTotalsRequest req;
+    v1::LedgerTotalsResponse resp;
+    Check(svc_->GetTotals(nullptr, &req, &resp), "ledger totals");
+    if (resp.total_minor() != 0) Die("the sum of all balances is " + std::to_string(resp.total_minor()) + ", not 0");
+    return resp;
+  }
+
+  LedgerService* svc() { return svc_.get(); }
+  eventlog::EventLog* billing() { return billing_.get(); }
+  bus::Bus* bus() { return bus_.get(); }
+  CommitWatch& watch() { return watch_; }
+
+  // True once the ledger has applied every billing event: for each billing partition, every
+  // ledger writer has stored that partition's head as its position. (A writer stores a position
+  // with the effects of the messages routed to it, and the runtime's watermarks let it store
+  // positions past messages routed elsewhere once it has applied its own: the lowest over the
+  // writers is where a restart would resume, so it reaches the head only when all are applied.)
+  bool AllConsumed() {
+    for (uint32_t sp = 0; sp < billing_->partitions(); ++sp) {
+      const uint64_t want = billing_->Head(sp);
+      for (uint32_t p = 0; p < svc_->log()->partitions(); ++p) {
+        auto pos =
+            svc_->log()->GetPosition(std::string(kLedgerTopic) + "<" + kBillingTopic + "#" + std::to_string(p), sp);
+        Check(pos.status(), "read consumer position");
+        if ((pos->has_value() ? (*pos)->seq : 0) < want) return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  const Flags& flags_;
+  std::string dir_;
+  std::unique_ptr<eventlog::EventLog> billing_;
+  std::unique_ptr<bus::Bus> bus_;
+  std::unique_ptr<LedgerService> svc_;
+  CommitWatch watch_;
+};
+
+struct CommitFigures {
+  uint64_t commits = 0;
+  double postings_per_commit = 0;  // Ledger events per commit (one per posting here).
+  double p50_us = 0, p99_us = 0;
+  static CommitFigures From(CommitWatch& w) {
+    std::lock_guard lock(w.mu);
+    CommitFigures f;
+    f.commits = w.commits;
+    f.postings_per_commit = w.commits ? static_cast<double>(w.events) / static_cast<double>(w.commits) : 0;
+    f.p50_us = Percentile(w.latencies_us, 0.5);
+    f.p99_us = Percentile(w.latencies_us, 0.99);
+    return f;
+  }
+};
+
+struct ChargeRun {
+  size_t charges = 0;
+  double seconds = 0;
+  double prefill_s = 0;
+  double start_s = 0;
+  double cpu_cores = 0;
+  CommitFigures commit;
+  double per_s() const { return seconds > 0 ? static_cast<double>(charges) / seconds : 0; }
+};
+
+// Stops the ledger, pre-fills billing with N UsageCharged events, starts the ledger and times it
+// until every charge is applied.
+ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
+  ChargeRun run;
+  run.charges = hot ? flags.hot_charges : flags.charges;
+  env.svc()->Stop();
+  const auto before = env.Totals();
+
+  auto t0 = SteadyClock::now();
+  std::mt19937_64 rng(1000 + static_cast<uint64_t>(round) * 2 + (hot ? 1 : 0));
+  static const std::string kUsageType = billing::v1::UsageCharged::descriptor()->full_name();
+  const int64_t now_us = SystemClock::Default()->NowMicros();
+  for (size_t done = 0; done < run.charges;) {
+    eventlog::WriteSet ws;
+    const size_t n = std::min<size_t>(1000, run.charges - done);
+    for (size_t i = 0; i < n; ++i, ++done) {
+      const std::string account = AccountId(hot ? 0 : static_cast<uint32_t>(rng() % flags.accounts));
+      billing::v1::UsageCharged u;
+      u.set_charge_id("C" + std::to_string(round) + (hot ? "h" : "u") + std::to_string(done));
+      u.set_account_id(account);
+      u.set_amount_minor(kChargeMinor);
+      u.set_energy_wh(2000);
+      u.set_meter_id("M-" + account);
+      u.set_reading_id("R" + std::to_string(done));
+      u.set_tariff_id("T1");
+      u.set_tariff_version(1);
+      u.set_occurred_at_us(now_us);
+      eventlog::NewEvent e;
+      e.partition = runtime::PartitionForKey(account, env.billing()->partitions());
+      e.aggregate_key = account;
+      e.type = kUsageType;
+      e.payload = u.SerializeAsString();
+      e.actor = "billing";
+      e.occurred_at_us = now_us;
+      e.causation.set_request_id("ledger_bench");
+      ws.Append(std::move(e));
+    }
+    Check(env.billing()->Commit(std::move(ws)).status(), "pre-fill billing");
+  }
+  run.prefill_s = Seconds(SteadyClock::now() - t0);
+
+  env.watch().Reset();
+  auto s0 = SteadyClock::now();
+  Check(env.svc()->Start(env.bus()), "restart ledger");  // Rebuilds the accounts from the log first.
+  // The clock starts when the writers do: the rebuild of the accounts is set-up, not posting.
+  t0 = SteadyClock::now();
+  run.start_s = Seconds(t0 - s0);
+  const double cpu0 = ProcessCpuSeconds();
+  while (true) {
+    const uint64_t commits = env.svc()->log()->CommitCount();
+    if (env.AllConsumed()) break;
+    env.svc()->log()->WaitForCommit(commits, std::chrono::milliseconds(50));
+    if (Seconds(SteadyClock::now() - t0) > 600) Die("the ledger did not apply the charges within 600 s");
+  }
+  run.seconds = Seconds(SteadyClock::now() - t0);
+  run.cpu_cores = (ProcessCpuSeconds() - cpu0) / run.seconds;
+  run.commit = CommitFigures::From(env.watch());
+
+  // Every charge must have been posted once: revenue grew by exactly N charges.
+  const auto after = env.Totals();
+  auto revenue = [](const v1::LedgerTotalsResponse& t) {
+    auto it = t.system_minor().find("revenue");
+    return it == t.system_minor().end() ? int64_t{0} : it->second;
+  };
+  const int64_t got = revenue(after) - revenue(before);
+  const int64_t want = static_cast<int64_t>(run.charges) * kChargeMinor;
+  if (got != want) {
+    Die("revenue grew by " + std::to_string(got) + " minor, want " + std::to_string(want) +
+        " (every charge posted exactly once)");
+  }
+  return run;
+}
+
+struct TopUpRun {
+  double seconds = 0;        // Measured window.
+  uint64_t completed = 0;    // Calls that completed in the window.
+  uint64_t all_ok = 0;       // Every accepted call, warm-up included (for the money check).
+  double offered_per_s = 0;  // Paced runs: the schedule's rate.
+  double cpu_cores = 0;
+  std::vector<double> latencies_us;  // Calls that started (or were scheduled) in the window.
+  CommitFigures commit;
+  double per_s() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
+  double p50_ms() { return Percentile(latencies_us, 0.5) / 1000; }
+  double p99_ms() { return Percentile(latencies_us, 0.99) / 1000; }
+};
+
+// --clients threads calling TopUp for flags.seconds after a warm-up; closed loop when rate == 0,
+// else open loop at `rate` calls/s in total (latency from each call's scheduled start).
+TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds, double rate,
+                   const std::string& key_prefix) {
+  constexpr double kWarmupS = 0.3;
+  TopUpRun run;
+  run.offered_per_s = rate;
+  const auto before = env.Totals();
+  const int clients = flags.clients;
+  const auto start = SteadyClock::now() + std::chrono::milliseconds(50);  // All threads exist by then.
+  const auto window_begin =
+      start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(kWarmupS));
+  const auto window_end =
+      window_begin + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
+  std::mutex mu;
+  std::string first_error;
+  std::atomic<uint64_t> errors{0};
+  std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
+  std::vector<uint64_t> completed(static_cast<size_t>(clients), 0), ok(static_cast<size_t>(clients), 0);
+  env.watch().Reset();
+  double cpu0 = 0;
+  std::thread cpu_probe([&] {
+    std::this_thread::sleep_until(window_begin);
+    cpu0 = ProcessCpuSeconds();
+  });
+  std::vector<std::thread> pool;
+  for (int c = 0; c < clients; ++c) {
+    pool.emplace_back([&, c] {
+      std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + std::hash<std::string>()(key_prefix));
+      v1::TopUpRequest r;
+      r.set_operator_id("bench");
+      r.set_amount_minor(kTopUpMinor);
+      r.set_method(v1::PAYMENT_METHOD_CASH);
+      v1::MutationResponse resp;
+      const std::string key_base = key_prefix + "-" + std::to_string(c) + "-";
+      std::this_thread::sleep_until(start);
+      for (uint64_t k = 0;; ++k) {
+        SteadyClock::time_point begin;
+        if (rate > 0) {
+          // Client c owns slots c, c + clients, c + 2 clients...: the merged stream is even.
+          begin = start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(
+                              static_cast<double>(c + k * static_cast<uint64_t>(clients)) / rate));
+          if (begin >= window_end) break;
+          std::this_thread::sleep_until(begin);
+        } else {
+          begin = SteadyClock::now();
+          if (begin >= window_end) break;
+        }
+        r.set_account_id(AccountId(hot ? 0 : static_cast<uint32_t>(rng() % flags.accounts)));
+        r.set_idempotency_key(key_base + std::to_string(k));
+        resp.Clear();
+        grpc::Status s = env.svc()->TopUp(nullptr, &r, &resp);
+        const auto end = SteadyClock::now();
+        if (!s.ok() || resp.duplicate()) {
+          if (errors.fetch_add(1) == 0) {
+            std::lock_guard lock(mu);
+            first_error = s.ok() ? "answered as a duplicate" : s.error_message();
+          }
+          continue;
+        }
+        ok[static_cast<size_t>(c)]++;
+        // Throughput: calls that completed in the window. Latency: calls that started (or were
+        // scheduled to start) in it.
+        if (end >= window_begin && end <= window_end) completed[static_cast<size_t>(c)]++;
+        if (begin >= window_begin) {
+          lat[static_cast<size_t>(c)].push_back(std::chrono::duration<double, std::micro>(end - begin).count());
+        }
+      }
+    });
+  }
+  cpu_probe.join();
+  std::this_thread::sleep_until(window_end);
+  const double cpu1 = ProcessCpuSeconds();
+  for (auto& t : pool) t.join();
+  if (errors > 0) Die(std::to_string(errors.load()) + " top-ups failed; first: " + first_error);
+  run.seconds = Seconds(window_end - window_begin);
+  run.cpu_cores = (cpu1 - cpu0) / run.seconds;
+  for (int c = 0; c < clients; ++c) {
+    run.completed += completed[static_cast<size_t>(c)];
+    run.all_ok += ok[static_cast<size_t>(c)];
+    run.latencies_us.insert(run.latencies_us.end(), lat[static_cast<size_t>(c)].begin(),
+                            lat[static_cast<size_t>(c)].end());
+  }
+  run.commit = CommitFigures::From(env.watch());
+  // Exactly once: cash went out by exactly the accepted top-ups.
+  auto cash = [](const v1::LedgerTotalsResponse& t) {
+    auto it = t.system_minor().find("cash");
+    return it == t.system_minor().end() ? int64_t{0} : it->second;
+  };
+  const int64_t moved = cash(before) - cash(env.Totals());
+  if (moved != static_cast<int64_t>(run.all_ok) * kTopUpMinor) {
+    Die("cash moved by " + std::to_string(moved) + " minor for " + std::to_string(run.all_ok) + " accepted top-ups");
+  }
+  return run;
+}
+
+// ---- Aggregation and output. -----------------------------------------------------------------
+
+struct Variant {
+  Variant(std::string n, std::string l, std::string p) : name(std::move(n)), label(std::move(l)), pg(std::move(p)) {}
+  std::string name;   // "charges_uniform"...
+  std::string label;  // "charges uniform"...
+  std::string pg;     // "uniform" or "hot": the PostgreSQL run it is compared with.
+  double postings = 0, seconds = 0;
+  double min_round = 1e18, max_round = 0;
+  std::vector<double> latencies_us;  // Top-ups only.
+  void Add(double n, double s) {
+    postings += n;
+    seconds += s;
+    min_round = std::min(min_round, n / s);
+    max_round = std::max(max_round, n / s);
+  }
+  double per_s() const { return seconds > 0 ? postings / seconds : 0; }
+};
+
+struct PgVariant {
+  std::vector<PgResult> runs;
+  double tps() const {
+    double sum = 0;
+    for (const auto& r : runs) sum += r.tps;
+    return runs.empty() ? 0 : sum / static_cast<double>(runs.size());
+  }
+  double p99_ms() const {
+    double worst = 0;
+    for (const auto& r : runs) worst = std::max(worst, r.p99_ms);
+    return worst;
+  }
+  double p50_ms() const {
+    double sum = 0;
+    for (const auto& r : runs) sum += r.p50_ms;
+    return runs.empty() ? 0 : sum / static_cast<double>(runs.size());
+  }
+};
+
+void PrintCharges(const char* dist, const ChargeRun& c, const Flags& flags, double open_s) {
+  std::printf(
+      "  ours     charges %-7s: %9s postings/s  (%zu in %.2f s; %.0f per commit, commit p50 %.1f p99 %.1f ms, "
+      "%.2f cores; set-up: %u accounts %.1f s, pre-fill %.1f s, restart %.2f s)\n",
+      dist, Thousands(c.per_s()).c_str(), c.charges, c.seconds, c.commit.postings_per_commit, c.commit.p50_us / 1000,
+      c.commit.p99_us / 1000, c.cpu_cores, flags.accounts, open_s, c.prefill_s, c.start_s);
+  std::fflush(stdout);
+}
+
+void PrintTopUps(const char* dist, TopUpRun& t, const Flags& flags) {
+  std::string how = std::to_string(flags.clients) + " clients";
+  if (t.offered_per_s > 0) how += ", open loop at " + Thousands(t.offered_per_s) + "/s";
+  std::printf(
+      "  ours     top-ups %-7s: %9s postings/s  p50 %6.2f ms  p99 %6.2f ms  (%s; %.0f per commit, commit p50 "
+      "%.1f p99 %.1f ms, %.2f cores)\n",
+      dist, Thousands(t.per_s()).c_str(), t.p50_ms(), t.p99_ms(), how.c_str(), t.commit.postings_per_commit,
+      t.commit.p50_us / 1000, t.commit.p99_us / 1000, t.cpu_cores);
+  std::fflush(stdout);
+}
+
+void PrintPg(const char* variant, const PgResult& r, int clients, double seconds, double rate) {
+  std::printf("  postgres %-14s: %d clients, %.0f s%s: %9s postings/s (tps)  p50 %6.2f ms  p99 %6.2f ms\n", variant,
+              clients, seconds, rate > 0 ? (" at " + Thousands(rate) + "/s").c_str() : "", Thousands(r.tps).c_str(),
+              r.p50_ms, r.p99_ms);
+  std::fflush(stdout);
+}
+
+int Main(int argc, char** argv) {
+  Flags flags;
+  CLI::App app("ledger_bench: durable ledger postings/s (charges, top-ups; uniform and hot) against PostgreSQL");
+  app.add_option("--rounds", flags.rounds, "interleaved rounds (ours, PostgreSQL) per variant")
+      ->check(CLI::Range(1, 100));
+  app.add_option("--accounts", flags.accounts, "tenant accounts (both sides)")->check(CLI::Range(1, 10'000'000));
+  app.add_option("--charges", flags.charges, "UsageCharged events per uniform charge run")
+      ->check(CLI::Range(1, 100'000'000));
+  app.add_option("--hot-charges", flags.hot_charges, "UsageCharged events per hot charge run")
+      ->check(CLI::Range(1, 100'000'000));
+  app.add_option("--seconds", flags.seconds, "timed seconds per top-up run")->check(CLI::PositiveNumber);
+  app.add_option("--clients", flags.clients, "top-up client threads")->check(CLI::Range(1, 4096));
+  app.add_option("--paced-fraction", flags.paced_fraction, "paced top-ups at this fraction of the uniform peak")
+      ->check(CLI::Range(0.01, 1.0));
+  app.add_option("--paced-seconds", flags.paced_seconds, "timed seconds of the paced run (0: skip)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--partitions", flags.partitions, "ledger (and billing) log partitions")->check(CLI::Range(1, 256));
+  std::string fsync = "commit";
+  app.add_option("--fsync", fsync, "ledger log fsync: commit (kEveryCommit, the goal measurement) or none (CPU only)")
+      ->check(CLI::IsMember({"commit", "none"}));
+  bool no_pg = false;
+  app.add_flag("--no-pg", no_pg, "skip PostgreSQL (no ratios)");
+  app.add_option("--pg-seconds", flags.pg_seconds, "seconds per pgbench run")->check(CLI::Range(1.0, 3600.0));
+  app.add_option("--pg-clients", flags.pg_clients, "pgbench clients (-c)")->check(CLI::Range(1, 190));
+  app.add_option("--pg-jobs", flags.pg_jobs, "pgbench threads (-j)")->check(CLI::Range(1, 64));
+  app.add_option("--pg-shards", flags.pg_shards, "PostgreSQL revenue rows for the uniform variant")
+      ->check(CLI::Range(1, 100000));
+  app.add_option("--pg-script", flags.pg_script, "the PostgreSQL driver script");
+  app.add_option("--only", flags.only, "run only the charge or only the top-up runs (diagnostic; goals then missed)")
+      ->check(CLI::IsMember({"charges", "topups"}));
+  app.add_option("--dist", flags.dists, "account distributions to run: uniform, hot or both (default both)")
+      ->check(CLI::IsMember({"uniform", "hot"}));
+  app.add_option("--dir", flags.dir, "parent of the data dirs (default $TMPDIR or /tmp)");
+  app.add_flag("--keep", flags.keep, "keep the data dir");
+  CLI11_PARSE(app, argc, argv);
+  flags.fsync = fsync == "commit";
+  flags.pg = !no_pg;
+  signal(SIGPIPE, SIG_IGN);
+
+  TempDir tmp(flags.dir, flags.keep);
+  const double load_before = LoadAverage();
+  const auto run_start = SteadyClock::now();
+  std::printf("ledger_bench: %ld cpus, load average %.2f, data in %s\n", sysconf(_SC_NPROCESSORS_ONLN), load_before,
+              tmp.path().c_str());
+  std::printf(
+      "ours: LedgerService in-process, local bus, %u partitions, %s, %u accounts; charges: %zu (uniform) / "
+      "%zu (hot) pre-filled per run; top-ups: %d clients x %.1f s; %d rounds\n",
+      flags.partitions, flags.fsync ? "fsync every commit (kEveryCommit)" : "NO fsync (kNone, CPU only)",
+      flags.accounts, flags.charges, flags.hot_charges, flags.clients, flags.seconds, flags.rounds);
+  std::fflush(stdout);
+
+  PgSide pg;
+  if (flags.pg) {
+    pg.Start(flags, tmp.Sub("pg_ledger.log"));
+    std::printf(
+        "postgres: %s, private cluster, fsync=on, synchronous_commit=on; pgbench -M prepared -c %d -j %d "
+        "-T %.0f; posting = UPDATE tenant + UPDATE revenue shard (%u rows uniform, 1 hot) + INSERT journal\n",
+        pg.version().c_str(), flags.pg_clients, flags.pg_jobs, flags.pg_seconds, flags.pg_shards);
+    std::fflush(stdout);
+  }
+
+  Variant charges_u{"charges_uniform", "charges uniform", "uniform"};
+  Variant charges_h{"charges_hot", "charges hot", "hot"};
+  Variant topups_u{"topups_uniform", "top-ups uniform", "uniform"};
+  Variant topups_h{"topups_hot", "top-ups hot", "hot"};
+  std::map<std::string, PgVariant> pgv;
+  std::unique_ptr<LedgerEnv> paced_env;  // The last uniform ledger, kept for the paced run.
+
+  for (int round = 1; round <= flags.rounds; ++round) {
+    std::printf("round %d/%d\n", round, flags.rounds);
+    for (bool hot : {false, true}) {
+      const char* dist = hot ? "hot" : "uniform";
+      if (std::find(flags.dists.begin(), flags.dists.end(), dist) == flags.dists.end()) continue;
+      auto env = std::make_unique<LedgerEnv>(flags, tmp.Sub("r" + std::to_string(round) + dist));
+      const double open_s = env->OpenAccounts();
+
+      if (flags.only != "topups") {
+        ChargeRun c = RunCharges(*env, flags, hot, round);
+        (hot ? charges_h : charges_u).Add(static_cast<double>(c.charges), c.seconds);
+        PrintCharges(dist, c, flags, open_s);
+      }
+      if (flags.only != "charges") {
+        TopUpRun t = RunTopUps(*env, flags, hot, flags.seconds, 0, "T" + std::to_string(round) + dist);
+        Variant& tv = hot ? topups_h : topups_u;
+        tv.Add(static_cast<double>(t.completed), t.seconds);
+        tv.latencies_us.insert(tv.latencies_us.end(), t.latencies_us.begin(), t.latencies_us.end());
+        PrintTopUps(dist, t, flags);
+      }
+      if (!hot && round == flags.rounds) {
+        paced_env = std::move(env);
+      } else {
+        env.reset();
+      }
+
+      if (flags.pg) {
+        PgResult r = pg.Run(dist, flags.pg_seconds, flags.pg_clients, 0);
+        pgv[dist].runs.push_back(r);
+        PrintPg(dist, r, flags.pg_clients, flags.pg_seconds, 0);
+      }
+    }
+  }
+
+  // Paced: top-ups at 70% of the uniform peak (and PostgreSQL at 70% of its own).
+  TopUpRun paced;
+  PgResult pg_paced;
+  const double paced_rate = flags.paced_fraction * topups_u.per_s();
+  const bool do_paced = flags.paced_seconds > 0 && paced_rate > 0 && paced_env != nullptr;
+  if (do_paced) {
+    std::printf("paced at %.0f%% of peak\n", flags.paced_fraction * 100);
+    paced = RunTopUps(*paced_env, flags, false, flags.paced_seconds, paced_rate, "P");
+    PrintTopUps("uniform", paced, flags);
+  }
+  paced_env.reset();
+  if (do_paced && flags.pg && !pgv["uniform"].runs.empty()) {
+    const double rate = flags.paced_fraction * pgv["uniform"].tps();
+    pg_paced = pg.Run("uniform", flags.pg_seconds, flags.pg_clients, rate);
+    PrintPg("uniform", pg_paced, flags.pg_clients, flags.pg_seconds, rate);
+  }
+  pg.Stop();
+
+  // ---- Summary. ----
+  std::vector<Variant*> variants = {&charges_u, &charges_h, &topups_u, &topups_h};
+  std::printf(
+      "summary: durable postings/s over %d rounds (PostgreSQL: tps, one posting per transaction); "
+      "ratio = ours / PostgreSQL\n",
+      flags.rounds);
+  std::vector<std::string> missed;
+  for (Variant* v : variants) {
+    const double pg_tps = flags.pg ? pgv[v->pg].tps() : 0;
+    const double ratio = pg_tps > 0 ? v->per_s() / pg_tps : 0;
+    if (v->seconds <= 0) {
+      std::printf("  %-16s not measured\n", v->label.c_str());
+      missed.push_back(v->label + ": not measured");
+      continue;
+    }
+    std::printf("  %-16s ours %9s  (rounds %s..%s)   postgres %-7s %7s   ratio %6.2f\n", v->label.c_str(),
+                Thousands(v->per_s()).c_str(), Thousands(v->min_round).c_str(), Thousands(v->max_round).c_str(),
+                v->pg.c_str(), flags.pg ? Thousands(pg_tps).c_str() : "-", ratio);
+    if (v->per_s() < kGoalPostingsPerS) {
+      missed.push_back(v->label + ": " + Thousands(v->per_s()) + " postings/s < " + Thousands(kGoalPostingsPerS));
+    }
+    if (ratio < kGoalRatio) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "%s: %.2fx PostgreSQL < %.0fx", v->label.c_str(), ratio, kGoalRatio);
+      missed.push_back(flags.pg ? buf : v->label + ": ratio not measured (--no-pg)");
+    }
+  }
+  std::printf(
+      "  top-up latency at peak (%d clients): uniform p50 %.2f ms p99 %.2f ms; hot p50 %.2f ms p99 %.2f ms; "
+      "postgres (%d clients) uniform p99 %.2f ms, hot p99 %.2f ms\n",
+      flags.clients, Percentile(topups_u.latencies_us, 0.5) / 1000, Percentile(topups_u.latencies_us, 0.99) / 1000,
+      Percentile(topups_h.latencies_us, 0.5) / 1000, Percentile(topups_h.latencies_us, 0.99) / 1000, flags.pg_clients,
+      pgv["uniform"].p99_ms(), pgv["hot"].p99_ms());
+  const double paced_p99 = do_paced ? paced.p99_ms() : 0;
+  if (do_paced) {
+    std::printf(
+        "  top-up p99 at %.0f%% of peak (%s/s offered, %s/s done): %.2f ms (p50 %.2f ms); postgres at %.0f%% "
+        "of its peak: p99 %.2f ms\n",
+        flags.paced_fraction * 100, Thousands(paced_rate).c_str(), Thousands(paced.per_s()).c_str(), paced_p99,
+        paced.p50_ms(), flags.paced_fraction * 100, pg_paced.p99_ms);
+  }
+  const bool paced_met = do_paced && paced_p99 <= kGoalPacedP99Ms && paced.per_s() >= 0.95 * paced_rate;
+  if (!paced_met) {
+    char buf[200];
+    if (!do_paced) {
+      std::snprintf(buf, sizeof buf, "p99 at %.0f%% of peak: not measured", flags.paced_fraction * 100);
+    } else {
+      std::snprintf(buf, sizeof buf, "p99 at %.0f%% of peak: %.2f ms > %.0f ms%s", flags.paced_fraction * 100,
+                    paced_p99, kGoalPacedP99Ms,
+                    paced.per_s() < 0.95 * paced_rate ? " (or the offered rate was not sustained)" : "");
+    }
+    missed.push_back(buf);
+  }
+  std::printf("goals: >= %s postings/s, >= %.0fx PostgreSQL, p99 <= %.0f ms at %.0f%% of peak: %zu missed\n",
+              Thousands(kGoalPostingsPerS).c_str(), kGoalRatio, kGoalPacedP99Ms, flags.paced_fraction * 100,
+              missed.size());
+  for (const auto& m : missed) std::printf("GOAL MISSED: %s\n", m.c_str());
+  std::printf("run took %.0f s\n", Seconds(SteadyClock::now() - run_start));
+  std::fflush(stdout);
+
+  // ---- JSON. ----
+  std::string json = "{\"bench\":\"ledger\"";
+  char buf[256];
+  auto add = [&](const std::string& key, double v, const char* fmt = "%.1f") {
+    std::snprintf(buf, sizeof buf, fmt, v);
+    json += ",\"" + key + "\":" + buf;
+  };
+  auto add_bool = [&](const std::string& key, bool v) { json += ",\"" + key + "\":" + (v ? "true" : "false"); };
+  for (Variant* v : variants) {
+    const double pg_tps = flags.pg ? pgv[v->pg].tps() : 0;
+    add(v->name + "_postings_per_s", v->per_s());
+    add(v->name + "_ratio", pg_tps > 0 ? v->per_s() / pg_tps : 0, "%.2f");
+  }
+  add("pg_uniform_tps", pgv["uniform"].tps());
+  add("pg_hot_tps", pgv["hot"].tps());
+  add("topups_uniform_p50_ms", Percentile(topups_u.latencies_us, 0.5) / 1000, "%.3f");
+  add("topups_uniform_p99_ms", Percentile(topups_u.latencies_us, 0.99) / 1000, "%.3f");
+  add("topups_hot_p50_ms", Percentile(topups_h.latencies_us, 0.5) / 1000, "%.3f");
+  add("topups_hot_p99_ms", Percentile(topups_h.latencies_us, 0.99) / 1000, "%.3f");
+  add("paced_offered_per_s", do_paced ? paced_rate : 0);
+  add("paced_postings_per_s", do_paced ? paced.per_s() : 0);
+  add("paced_p50_ms", do_paced ? paced.p50_ms() : 0, "%.3f");
+  add("paced_p99_ms", paced_p99, "%.3f");
+  add("pg_uniform_p99_ms", pgv["uniform"].p99_ms(), "%.3f");
+  add("pg_hot_p99_ms", pgv["hot"].p99_ms(), "%.3f");
+  add("pg_paced_p99_ms", pg_paced.p99_ms, "%.3f");
+  add("charges", static_cast<double>(flags.charges), "%.0f");
+  add("hot_charges", static_cast<double>(flags.hot_charges), "%.0f");
+  add("clients", flags.clients, "%.0f");
+  add("pg_clients", flags.pg_clients, "%.0f");
+  add("partitions", flags.partitions, "%.0f");
+  add("rounds", flags.rounds, "%.0f");
+  add_bool("fsync", flags.fsync);
+  add("goal_postings_per_s", kGoalPostingsPerS, "%.0f");
+  add("goal_ratio", kGoalRatio, "%.0f");
+  add("goal_paced_p99_ms", kGoalPacedP99Ms, "%.0f");
+  // A goal counts only when measured, and only with fsync on.
+  for (Variant* v : variants) {
+    const double pg_tps = flags.pg ? pgv[v->pg].tps() : 0;
+    add_bool(v->name + "_throughput_goal_met", flags.fsync && v->per_s() >= kGoalPostingsPerS);
+    add_bool(v->name + "_ratio_goal_met", flags.fsync && pg_tps > 0 && v->per_s() / pg_tps >= kGoalRatio);
+  }
+  add_bool("paced_latency_goal_met", flags.fsync && paced_met);
+  add("cpus", static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)), "%.0f");
+  add("loadavg_start", load_before, "%.2f");
+  add("loadavg_end", LoadAverage(), "%.2f");
+  json += "}";
+  std::printf("%s\n", json.c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace wattledger::ledger::adapters
+
+int main(int argc, char** argv) { return wattledger::ledger::adapters::Main(argc, argv); }
