@@ -23,7 +23,7 @@ namespace wattledger::fleet_sim {
 
 struct FleetSimOptions {
   int accounts = 40;
-  int tick_ms = 2000;
+  int tick_ms = 1000;
   uint64_t seed = 42;
   int64_t price_minor_per_kwh = 6000;  // 0.60 yuan/kWh.
 };
