@@ -37,6 +37,7 @@
 #include <system_error>
 #include <vector>
 
+#include "loadtest/bench_common.h"
 #include "wattledger/base/status.h"
 #include "wattledger/eventlog/event_log.h"
 
@@ -65,34 +66,11 @@ struct Flags {
   bool keep = false;
 };
 
-// The data dir to remove when the benchmark dies half-way (unless --keep).
-std::string g_cleanup_dir;
-
-// Fails the run: exits 2 without running destructors, which would race RocksDB's threads.
-[[noreturn]] void Die(const std::string& what) {
-  std::fflush(stdout);
-  std::fprintf(stderr, "eventlog_bench: FAILED: %s\n", what.c_str());
-  if (!g_cleanup_dir.empty()) {
-    std::error_code ec;
-    std::filesystem::remove_all(g_cleanup_dir, ec);
-  }
-  std::_Exit(2);
-}
-void Check(const Status& s, const std::string& what) {
-  if (!s.ok()) Die(what + ": " + s.ToString());
-}
+using bench::Check;
+using bench::Die;
+using bench::LoadAverage;
 void Check(const rocksdb::Status& s, const std::string& what) {
   if (!s.ok()) Die(what + ": " + s.ToString());
-}
-
-// The 1-minute load average: other work on the machine shows in every absolute figure.
-double LoadAverage() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
 }
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
@@ -111,7 +89,7 @@ class TempDir {
     std::string tmpl = (base / "eventlog_bench.XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) Die("cannot create a temp dir under " + base.string());
     path_ = tmpl;
-    if (!keep_) g_cleanup_dir = path_;
+    if (!keep_) bench::CleanupDir() = path_;
   }
   ~TempDir() {
     if (keep_) {
@@ -589,4 +567,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace wattledger::eventlog
 
-int main(int argc, char** argv) { return wattledger::eventlog::Main(argc, argv); }
+int main(int argc, char** argv) {
+  wattledger::bench::Name() = "eventlog_bench";
+  return wattledger::eventlog::Main(argc, argv);
+}

@@ -54,6 +54,7 @@
 #include <vector>
 
 #include "services/ledger/adapters/ledger_service.h"
+#include "loadtest/bench_common.h"
 #include "wattledger/billing/v1/events.pb.h"
 #include "wattledger/bus/bus.h"
 #include "wattledger/eventlog/event_log.h"
@@ -100,34 +101,15 @@ struct Flags {
   bool keep = false;
 };
 
-std::string g_cleanup_dir;
 
-// Fails the run: exits 2 without running destructors (which would race RocksDB's and the ledger's
-// threads). The PostgreSQL co-process sees its stdin close and removes its cluster itself.
-[[noreturn]] void Die(const std::string& what) {
-  std::fflush(stdout);
-  std::fprintf(stderr, "ledger_bench: FAILED: %s\n", what.c_str());
-  if (!g_cleanup_dir.empty()) {
-    std::error_code ec;
-    fs::remove_all(g_cleanup_dir, ec);
-  }
-  std::_Exit(2);
-}
-void Check(const Status& s, const std::string& what) {
-  if (!s.ok()) Die(what + ": " + s.ToString());
-}
+// When a run dies, the PostgreSQL co-process sees its stdin close and removes its cluster itself.
+using bench::Check;
+using bench::Die;
+using bench::LoadAverage;
 void Check(const grpc::Status& s, const std::string& what) {
   if (!s.ok()) Die(what + ": " + s.error_message());
 }
 
-double LoadAverage() {
-  double load = -1;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &load) != 1) load = -1;
-    std::fclose(f);
-  }
-  return load;
-}
 
 double Seconds(SteadyClock::duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -164,7 +146,7 @@ class TempDir {
     std::string tmpl = (base / "ledger_bench.XXXXXX").string();
     if (mkdtemp(tmpl.data()) == nullptr) Die("cannot create a temp dir under " + base.string());
     path_ = tmpl;
-    if (!keep_) g_cleanup_dir = path_;
+    if (!keep_) bench::CleanupDir() = path_;
   }
   ~TempDir() {
     if (keep_) {
@@ -944,4 +926,7 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace wattledger::ledger::adapters
 
-int main(int argc, char** argv) { return wattledger::ledger::adapters::Main(argc, argv); }
+int main(int argc, char** argv) {
+  wattledger::bench::Name() = "ledger_bench";
+  return wattledger::ledger::adapters::Main(argc, argv);
+}
