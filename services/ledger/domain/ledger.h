@@ -204,7 +204,8 @@ class Ledger {
   void ApplyPosting(const Posting& posting);
   void AddEntry(Account& account, StatementEntry entry);
   void AddTxn(TxnRecord record);
-  void CheckAccountInvariants(const Account& account) const;
+  // with_history adds the checks that walk the account's whole history (the full check only).
+  void CheckAccountInvariants(const Account& account, bool with_history) const;
 
   LedgerConfig config_;
   LedgerState state_;
