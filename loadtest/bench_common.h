@@ -1,6 +1,8 @@
 // What every benchmark binary shares: failing a run cleanly and reading the machine's load.
 #pragma once
 
+#include <stdlib.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -45,5 +47,34 @@ inline double LoadAverage() {
   }
   return load;
 }
+
+// The benchmark's data directory under `parent` (or $TMPDIR), removed however main returns and,
+// through CleanupDir(), when the run dies half-way; kept with a message when `keep`.
+class TempDir {
+ public:
+  TempDir(const std::string& parent, bool keep) : keep_(keep) {
+    std::filesystem::path base = parent.empty() ? std::filesystem::temp_directory_path() : std::filesystem::path(parent);
+    std::string tmpl = (base / (Name() + ".XXXXXX")).string();
+    if (mkdtemp(tmpl.data()) == nullptr) Die("cannot create a temp dir under " + base.string());
+    path_ = tmpl;
+    if (!keep_) CleanupDir() = path_;
+  }
+  ~TempDir() {
+    if (keep_) {
+      std::printf("data kept in %s\n", path_.c_str());
+      return;
+    }
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  std::string Sub(const std::string& name) const { return (std::filesystem::path(path_) / name).string(); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  bool keep_;
+};
 
 }  // namespace wattledger::bench

@@ -82,30 +82,7 @@ double ThreadCpuSeconds() {
 }
 
 // Removes the benchmark's data directory however main returns.
-class TempDir {
- public:
-  TempDir(const std::string& parent, bool keep) : keep_(keep) {
-    fs::path base = parent.empty() ? fs::temp_directory_path() : fs::path(parent);
-    std::string tmpl = (base / "eventlog_bench.XXXXXX").string();
-    if (mkdtemp(tmpl.data()) == nullptr) Die("cannot create a temp dir under " + base.string());
-    path_ = tmpl;
-    if (!keep_) bench::CleanupDir() = path_;
-  }
-  ~TempDir() {
-    if (keep_) {
-      std::printf("data kept in %s\n", path_.c_str());
-      return;
-    }
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  std::string Sub(const char* name) const { return (fs::path(path_) / name).string(); }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-  bool keep_;
-};
+using bench::TempDir;
 
 // A plain RocksDB handle on a database with exactly the options an EventLog gave its own: they
 // are loaded from the OPTIONS file RocksDB keeps next to the log, so the raw side differs from
