@@ -91,43 +91,121 @@ std::optional<std::string> ValidateLimits(const Limits& l) {
   return std::nullopt;
 }
 
-// The canonical description of a request under an idempotency key. Only what defines the money
-// movement is in it; operator, time and free-text reasons are metadata of the first attempt.
-std::string TopUpFingerprint(std::string_view account, int64_t amount, PaymentMethod m) {
-  return "top-up account=" + std::string(account) + " amount=" + FormatYuan(amount) +
-         " method=" + std::string(PaymentMethodName(m));
+// What defines a request under an idempotency key or charge id: the money movement, not its
+// metadata (operator, time and free-text reasons belong to the first attempt). Each kind lists
+// its fields once, to a Sink that either hashes them (the stored fingerprint) or spells them out
+// (for the message when a key is reused for a different request, which is rare).
+class FingerprintHash {
+ public:
+  void Kind(std::string_view kind) { Bytes(kind); }
+  void Field(std::string_view name, std::string_view value) {
+    Bytes(name);
+    Bytes(value);
+  }
+  void Field(std::string_view name, int64_t value) {
+    Bytes(name);
+    Mix(static_cast<uint64_t>(value));
+  }
+  void Money(std::string_view name, int64_t minor) { Field(name, minor); }
+  uint64_t Take() const { return h_; }
+
+ private:
+  // Length first, so that no value can shift a field boundary ("ab"+"c" vs "a"+"bc").
+  void Bytes(std::string_view s) {
+    Mix(s.size());
+    for (unsigned char c : s) Byte(c);
+  }
+  void Mix(uint64_t v) {
+    for (int i = 0; i < 8; ++i) Byte(static_cast<unsigned char>(v >> (8 * i)));
+  }
+  void Byte(unsigned char c) {
+    h_ ^= c;
+    h_ *= 0x100000001b3ULL;  // FNV-1a 64: stable across builds, so replays agree with live state.
+  }
+  uint64_t h_ = 0xcbf29ce484222325ULL;
+};
+
+class FingerprintText {
+ public:
+  void Kind(std::string_view kind) { out_.append(kind); }
+  void Field(std::string_view name, std::string_view value) {
+    out_ += ' ';
+    out_.append(name);
+    out_ += '=';
+    out_.append(value);
+  }
+  void Field(std::string_view name, int64_t value) { Field(name, std::to_string(value)); }
+  void Money(std::string_view name, int64_t minor) { Field(name, FormatYuan(minor)); }
+  std::string Take() { return std::move(out_); }
+
+ private:
+  std::string out_;
+};
+
+template <typename Sink>
+void DescribeTopUp(Sink& s, std::string_view account, int64_t amount, PaymentMethod m) {
+  s.Kind("top-up");
+  s.Field("account", account);
+  s.Money("amount", amount);
+  s.Field("method", PaymentMethodName(m));
 }
-std::string RefundFingerprint(std::string_view account, int64_t amount, PaymentMethod m) {
-  return "refund account=" + std::string(account) + " amount=" + FormatYuan(amount) +
-         " method=" + std::string(PaymentMethodName(m));
+template <typename Sink>
+void DescribeRefund(Sink& s, std::string_view account, int64_t amount, PaymentMethod m) {
+  s.Kind("refund");
+  s.Field("account", account);
+  s.Money("amount", amount);
+  s.Field("method", PaymentMethodName(m));
 }
-std::string AdjustFingerprint(std::string_view account, int64_t amount) {
-  return "adjustment account=" + std::string(account) + " amount=" + FormatYuan(amount);
+template <typename Sink>
+void DescribeAdjust(Sink& s, std::string_view account, int64_t amount) {
+  s.Kind("adjustment");
+  s.Field("account", account);
+  s.Money("amount", amount);
 }
-std::string ReverseFingerprint(std::string_view original) {
-  return "reversal of " + std::string(original);
+template <typename Sink>
+void DescribeReverse(Sink& s, std::string_view original) {
+  s.Kind("reversal");
+  s.Field("of", original);
 }
-std::string ChargeFingerprint(std::string_view account, int64_t amount, int64_t energy_wh,
-                              std::string_view meter, std::string_view reading,
-                              std::string_view tariff, int64_t tariff_version) {
-  return "charge account=" + std::string(account) + " amount=" + FormatYuan(amount) +
-         " energy_wh=" + std::to_string(energy_wh) + " meter=" + std::string(meter) +
-         " reading=" + std::string(reading) + " tariff=" + std::string(tariff) + "@" +
-         std::to_string(tariff_version);
+template <typename Sink>
+void DescribeCharge(Sink& s, std::string_view account, int64_t amount, int64_t energy_wh,
+                    std::string_view meter, std::string_view reading, std::string_view tariff,
+                    int64_t tariff_version) {
+  s.Kind("charge");
+  s.Field("account", account);
+  s.Money("amount", amount);
+  s.Field("energy_wh", energy_wh);
+  s.Field("meter", meter);
+  s.Field("reading", reading);
+  s.Field("tariff", tariff);
+  s.Field("tariff_version", tariff_version);
+}
+
+// `describe(sink)` lists a request's fields to a sink; these run it with one.
+template <typename Describe>
+uint64_t FingerprintOf(const Describe& describe) {
+  FingerprintHash h;
+  describe(h);
+  return h.Take();
+}
+template <typename Describe>
+std::string DescriptionOf(const Describe& describe) {
+  FingerprintText t;
+  describe(t);
+  return t.Take();
 }
 
 // A retry under a used key is a duplicate; another request under it is a conflict. nullopt: the
 // key is new.
-std::optional<Decision> CheckKey(const std::map<std::string, KeyRecord, std::less<>>& keys,
-                                 std::string_view what, const std::string& key,
-                                 const std::string& fingerprint, const std::string& txn_id) {
+template <typename Keys, typename Describe>
+std::optional<Decision> CheckKey(const Keys& keys, std::string_view what, const std::string& key,
+                                 const Describe& describe, const std::string& txn_id) {
   auto it = keys.find(key);
   if (it == keys.end()) return std::nullopt;
-  if (it->second.fingerprint == fingerprint) return Duplicate(it->second.txn_id);
+  if (it->second.fingerprint == FingerprintOf(describe)) return Duplicate(it->second.txn_id);
   return Reject(txn_id, StatusCode::kAlreadyExists, "idempotency_key_reused",
                 std::string(what) + " " + key + " was used for a different request (first: " +
-                    it->second.fingerprint + " as " + it->second.txn_id + "; now: " + fingerprint +
-                    ")");
+                    it->second.txn_id + "; now: " + DescriptionOf(describe) + ")");
 }
 
 // Balances after `p`, or a message when one of them would leave int64.
@@ -464,7 +542,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
   if (c.idempotency_key.empty()) {
     return Invalid(c.txn_id, "idempotency_key_required", "a top-up needs an idempotency key");
   }
-  std::string fp = TopUpFingerprint(c.account_id, c.amount_minor, c.method);
+  auto fp = [&](auto& sink) { DescribeTopUp(sink, c.account_id, c.amount_minor, c.method); };
   if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
     return *std::move(d);
   }
@@ -511,7 +589,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
   if (c.idempotency_key.empty()) {
     return Invalid(c.txn_id, "idempotency_key_required", "a refund needs an idempotency key");
   }
-  std::string fp = RefundFingerprint(c.account_id, c.amount_minor, c.method);
+  auto fp = [&](auto& sink) { DescribeRefund(sink, c.account_id, c.amount_minor, c.method); };
   if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
     return *std::move(d);
   }
@@ -538,7 +616,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
 }
 
 Decision Ledger::DecideReverse(const Reverse& c) const {
-  std::string fp = ReverseFingerprint(c.original_txn_id);
+  auto fp = [&](auto& sink) { DescribeReverse(sink, c.original_txn_id); };
   if (!c.idempotency_key.empty()) {
     if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
       return *std::move(d);
@@ -584,7 +662,7 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
   if (c.idempotency_key.empty()) {
     return Invalid(c.txn_id, "idempotency_key_required", "an adjustment needs an idempotency key");
   }
-  std::string fp = AdjustFingerprint(c.account_id, c.amount_minor);
+  auto fp = [&](auto& sink) { DescribeAdjust(sink, c.account_id, c.amount_minor); };
   if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
     return *std::move(d);
   }
@@ -604,8 +682,10 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
 
 Decision Ledger::DecideCharge(const Charge& c) const {
   if (c.charge_id.empty()) return Invalid(c.txn_id, "charge_id_required", "a charge needs a charge id");
-  std::string fp = ChargeFingerprint(c.account_id, c.amount_minor, c.energy_wh, c.meter_id,
-                                     c.reading_id, c.tariff_id, c.tariff_version);
+  auto fp = [&](auto& sink) {
+    DescribeCharge(sink, c.account_id, c.amount_minor, c.energy_wh, c.meter_id, c.reading_id,
+                   c.tariff_id, c.tariff_version);
+  };
   if (auto d = CheckKey(state_.charges, "charge id", c.charge_id, fp, c.txn_id)) return *std::move(d);
   if (c.amount_minor <= 0) {
     return Invalid(c.txn_id, "amount_positive",
@@ -680,10 +760,10 @@ void RefreshClosedState(Account& a) {
   a.state = a.balance_minor < 0 ? AccountState::kClosedWithArrears : AccountState::kClosed;
 }
 
-void RecordKey(std::map<std::string, KeyRecord, std::less<>>& keys, const std::string& key,
-               const std::string& txn_id, std::string fingerprint) {
+template <typename Keys, typename Describe>
+void RecordKey(Keys& keys, const std::string& key, const std::string& txn_id, const Describe& describe) {
   if (key.empty()) return;
-  bool inserted = keys.emplace(key, KeyRecord{txn_id, std::move(fingerprint)}).second;
+  bool inserted = keys.emplace(key, KeyRecord{txn_id, FingerprintOf(describe)}).second;
   WL_CHECK_MSG(inserted, "idempotency key used twice: " + key);
 }
 
@@ -832,7 +912,7 @@ void Ledger::Apply(const Event& event) {
           entry.purchase_count = e.purchase_count;
           AddEntry(acc, std::move(entry));
           RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    TopUpFingerprint(e.account_id, e.amount_minor, e.method));
+                    [&](auto& sink) { DescribeTopUp(sink, e.account_id, e.amount_minor, e.method); });
           AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
                            e.operator_id, "", e.idempotency_key, "", "", e.posting});
         } else if constexpr (std::is_same_v<T, Refunded>) {
@@ -852,7 +932,7 @@ void Ledger::Apply(const Event& event) {
           entry.idempotency_key = e.idempotency_key;
           AddEntry(acc, std::move(entry));
           RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    RefundFingerprint(e.account_id, e.amount_minor, e.method));
+                    [&](auto& sink) { DescribeRefund(sink, e.account_id, e.amount_minor, e.method); });
           AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
                            e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
         } else if constexpr (std::is_same_v<T, Reversed>) {
@@ -877,7 +957,7 @@ void Ledger::Apply(const Event& event) {
           entry.original_txn_id = e.original_txn_id;
           AddEntry(acc, std::move(entry));
           RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    ReverseFingerprint(e.original_txn_id));
+                    [&](auto& sink) { DescribeReverse(sink, e.original_txn_id); });
           AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
                            e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting});
         } else if constexpr (std::is_same_v<T, Adjusted>) {
@@ -896,7 +976,7 @@ void Ledger::Apply(const Event& event) {
           entry.idempotency_key = e.idempotency_key;
           AddEntry(acc, std::move(entry));
           RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    AdjustFingerprint(e.account_id, e.amount_minor));
+                    [&](auto& sink) { DescribeAdjust(sink, e.account_id, e.amount_minor); });
           AddTxn(TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
                            e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
         } else if constexpr (std::is_same_v<T, Charged>) {
@@ -918,8 +998,10 @@ void Ledger::Apply(const Event& event) {
           entry.energy_wh = e.energy_wh;
           AddEntry(acc, std::move(entry));
           RecordKey(state_.charges, e.charge_id, e.txn_id,
-                    ChargeFingerprint(e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
-                                      e.reading_id, e.tariff_id, e.tariff_version));
+                    [&](auto& sink) {
+                      DescribeCharge(sink, e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
+                                     e.reading_id, e.tariff_id, e.tariff_version);
+                    });
           AddTxn(TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor,
                            "", "", e.charge_id, "", "", e.posting});
         } else if constexpr (std::is_same_v<T, LevelChanged>) {
@@ -948,9 +1030,14 @@ void Ledger::Apply(const Event& event) {
 
 void Ledger::ApplyAll(const std::vector<Event>& events) {
   for (const Event& e : events) Apply(e);
-  std::set<std::string_view> touched;
-  for (const Event& e : events) touched.insert(EventAccountId(e));
-  for (std::string_view id : touched) CheckAccountInvariants(*FindAccount(id), /*with_history=*/false);
+  // A decision touches one account (a handful of events), so a linear dedupe beats a set.
+  std::string_view last;
+  for (const Event& e : events) {
+    std::string_view id = EventAccountId(e);
+    if (id == last) continue;
+    last = id;
+    CheckAccountInvariants(*FindAccount(id), /*with_history=*/false);
+  }
 }
 
 void Ledger::CheckAccountInvariants(const Account& a, bool with_history) const {
@@ -1033,6 +1120,20 @@ class Dumper {
 
 }  // namespace
 
+namespace {
+
+// The entries of `m` in key order: a dump must not depend on hash order.
+template <typename Map>
+std::vector<const typename Map::value_type*> Sorted(const Map& m) {
+  std::vector<const typename Map::value_type*> out;
+  out.reserve(m.size());
+  for (const auto& kv : m) out.push_back(&kv);
+  std::sort(out.begin(), out.end(), [](const auto* a, const auto* b) { return a->first < b->first; });
+  return out;
+}
+
+}  // namespace
+
 std::string Ledger::CanonicalDump() const {
   Dumper d;
   d.Field("total", state_.total_minor);
@@ -1042,7 +1143,8 @@ std::string Ledger::CanonicalDump() const {
     d.Field("balance", balance);
     d.Line("");
   }
-  for (const auto& [id, a] : state_.accounts) {
+  for (const auto* kv : Sorted(state_.accounts)) {
+    const Account& a = kv->second;
     d.Field("account", a.id);
     d.Field("name", a.customer_name);
     d.List("phones", a.phones);
@@ -1087,7 +1189,8 @@ std::string Ledger::CanonicalDump() const {
     d.Field("owner", owner);
     d.Line("");
   }
-  for (const auto& [id, t] : state_.txns) {
+  for (const auto* kv : Sorted(state_.txns)) {
+    const TxnRecord& t = kv->second;
     d.Field("txn", t.txn_id);
     d.Field("kind", TxnKindName(t.kind));
     d.Field("account", t.account_id);
@@ -1101,16 +1204,18 @@ std::string Ledger::CanonicalDump() const {
     d.Posting(t.posting);
     d.Line("");
   }
-  for (const auto& [key, r] : state_.idempotency_keys) {
+  for (const auto* kv : Sorted(state_.idempotency_keys)) {
+    const auto& [key, r] = *kv;
     d.Field("key", key);
     d.Field("txn", r.txn_id);
-    d.Field("fp", r.fingerprint);
+    d.Field("fp", static_cast<int64_t>(r.fingerprint));
     d.Line("");
   }
-  for (const auto& [id, r] : state_.charges) {
+  for (const auto* kv : Sorted(state_.charges)) {
+    const auto& [id, r] = *kv;
     d.Field("charge", id);
     d.Field("txn", r.txn_id);
-    d.Field("fp", r.fingerprint);
+    d.Field("fp", static_cast<int64_t>(r.fingerprint));
     d.Line("");
   }
   return d.Take();

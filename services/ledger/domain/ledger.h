@@ -23,6 +23,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "services/ledger/domain/commands.h"
@@ -98,21 +99,32 @@ struct TxnRecord {
   bool operator==(const TxnRecord&) const = default;
 };
 
-// What an idempotency key or charge id took effect as: its txn and a canonical description of
-// the request, compared to tell a retry from a different request under the same key.
+// What an idempotency key or charge id took effect as: its txn and a 64-bit hash of what defines
+// the request (FNV-1a over its money fields), compared to tell a retry from a different request
+// under the same key. A hash, not the text, because every charge keeps one: the text is spelled
+// out again only for the message when a key is reused.
 struct KeyRecord {
   std::string txn_id;
-  std::string fingerprint;
+  uint64_t fingerprint = 0;
   bool operator==(const KeyRecord&) const = default;
 };
 
+// Hash maps with lookup by string_view. Every command looks up its account and key several times,
+// so the per-lookup cost matters; ordered output (CanonicalDump) sorts the keys itself.
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+};
+template <typename V>
+using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+
 struct LedgerState {
-  std::map<std::string, Account, std::less<>> accounts;
+  StringMap<Account> accounts;
   std::map<std::string, int64_t, std::less<>> system_balances;  // Every sys::kAll name present.
   std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
-  std::map<std::string, TxnRecord, std::less<>> txns;
-  std::map<std::string, KeyRecord, std::less<>> idempotency_keys;
-  std::map<std::string, KeyRecord, std::less<>> charges;
+  StringMap<TxnRecord> txns;
+  StringMap<KeyRecord> idempotency_keys;
+  StringMap<KeyRecord> charges;
   int64_t total_minor = 0;  // Running sum of every balance; always 0.
   bool operator==(const LedgerState&) const = default;
 };

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -492,8 +493,8 @@ TEST_F(LedgerTest, IdempotencyKeyRetryReturnsTheFirstResultAndConflictsAreReject
   EXPECT_EQ(Balance("A1"), Y(100));
   EXPECT_EQ(Acc("A1").purchase_count, 1);
   ExpectRejected(When(TopUpCmd("A1", Y(200), "K1")), StatusCode::kAlreadyExists, "idempotency_key_reused",
-                 "idempotency key K1 was used for a different request (first: top-up account=A1 "
-                 "amount=100.0000 method=cash");
+                 "idempotency key K1 was used for a different request (first: " + first.txn_id +
+                     "; now: top-up account=A1 amount=200.0000 method=cash)");
   ExpectRejected(When(TopUpCmd("A1", Y(100), "K1", PaymentMethod::kAlipay)), StatusCode::kAlreadyExists,
                  "idempotency_key_reused");
   // Keys are shared across kinds of request.
@@ -697,7 +698,20 @@ TEST_F(LedgerTest, ChargesTakeEffectExactlyOncePerChargeId) {
   other.txn_id = NextTxn();
   other.amount_minor = Y(4);
   ExpectRejected(When(other), StatusCode::kAlreadyExists, "idempotency_key_reused",
-                 "charge id C1 was used for a different request");
+                 "charge id C1 was used for a different request (first: " + c.txn_id +
+                     "; now: charge account=A1 amount=4.0000");
+  // Every field that defines the charge is in its fingerprint.
+  std::vector<std::function<void(Charge&)>> changes = {
+      [](Charge& x) { x.energy_wh += 1; },        [](Charge& x) { x.meter_id += "x"; },
+      [](Charge& x) { x.reading_id += "x"; },     [](Charge& x) { x.tariff_id += "x"; },
+      [](Charge& x) { x.tariff_version += 1; },
+  };
+  for (const auto& change : changes) {
+    Charge changed = c;
+    changed.txn_id = NextTxn();
+    change(changed);
+    ExpectRejected(When(changed), StatusCode::kAlreadyExists, "idempotency_key_reused");
+  }
 }
 
 TEST_F(LedgerTest, ChargeRejections) {
