@@ -713,31 +713,44 @@ Decision Ledger::DecideCharge(const Charge& c) const {
 
 // ---------------------------------------------------------------------------------------------
 // Apply
+//
+// Events come from Decide (live) or from the log (replay). Every precondition of an event is
+// checked and a failed one is a DataLoss status naming it: the live path turns that into a crash
+// (a crash beats a wrong balance), replay into an error that names the event, since a record read
+// from disk is input, not an assumption. After a failed TryApply the ledger is unusable.
 
-Account& Ledger::MutableAccount(const std::string& id) {
+#define WL_LEDGER_EXPECT_MSG(cond, msg)                                                  \
+  do {                                                                                   \
+    if (!(cond)) return DataLoss(std::string("event does not apply to the ledger: ") + (msg)); \
+  } while (0)
+#define WL_LEDGER_EXPECT(cond) WL_LEDGER_EXPECT_MSG(cond, #cond)
+
+Result<Account*> Ledger::MutableAccount(const std::string& id) {
   auto it = state_.accounts.find(id);
-  WL_CHECK_MSG(it != state_.accounts.end(), "event for unknown account " + id);
-  return it->second;
+  if (it == state_.accounts.end()) return DataLoss("event does not apply to the ledger: unknown account " + id);
+  return &it->second;
 }
 
-void Ledger::ApplyPosting(const Posting& posting) {
+Status Ledger::ApplyPosting(const Posting& posting) {
   __int128 sum = 0;
   for (const Leg& leg : posting.legs) sum += leg.delta_minor;
-  WL_CHECK_MSG(sum == 0, "posting legs do not sum to zero");
+  WL_LEDGER_EXPECT_MSG(sum == 0, "posting legs do not sum to zero");
   for (const Leg& leg : posting.legs) {
     int64_t* balance = nullptr;
     if (leg.system) {
       auto it = state_.system_balances.find(leg.account);
-      WL_CHECK_MSG(it != state_.system_balances.end(), "unknown system account " + leg.account);
+      WL_LEDGER_EXPECT_MSG(it != state_.system_balances.end(), "unknown system account " + leg.account);
       balance = &it->second;
     } else {
-      balance = &MutableAccount(leg.account).balance_minor;
+      WL_ASSIGN_OR_RETURN(Account * account, MutableAccount(leg.account));
+      balance = &account->balance_minor;
     }
-    WL_CHECK_MSG(!money::AddOverflows(*balance, leg.delta_minor, balance), "balance overflow");
-    WL_CHECK_MSG(!money::AddOverflows(state_.total_minor, leg.delta_minor, &state_.total_minor),
+    WL_LEDGER_EXPECT_MSG(!money::AddOverflows(*balance, leg.delta_minor, balance), "balance overflow");
+    WL_LEDGER_EXPECT_MSG(!money::AddOverflows(state_.total_minor, leg.delta_minor, &state_.total_minor),
                  "total overflow");
   }
-  WL_CHECK_MSG(state_.total_minor == 0, "the sum of all balances is not zero");
+  WL_LEDGER_EXPECT_MSG(state_.total_minor == 0, "the sum of all balances is not zero");
+  return Status::Ok();
 }
 
 void Ledger::AddEntry(Account& account, StatementEntry entry) {
@@ -745,38 +758,46 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
   account.entries.push_back(std::move(entry));
 }
 
-void Ledger::AddTxn(TxnRecord record) {
-  WL_CHECK_MSG(!state_.txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+Status Ledger::AddTxn(TxnRecord record) {
+  WL_LEDGER_EXPECT_MSG(!state_.txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
   std::string id = record.txn_id;
   state_.txns.emplace(std::move(id), std::move(record));
+  return Status::Ok();
 }
 
 namespace {
 
 // After money moved on a closed account, whether it still owes is a function of its balance.
-void RefreshClosedState(Account& a) {
-  if (!IsClosed(a)) return;
-  WL_CHECK_MSG(a.balance_minor <= 0, "closed account " + a.id + " holds a positive balance");
+Status RefreshClosedState(Account& a) {
+  if (!IsClosed(a)) return Status::Ok();
+  WL_LEDGER_EXPECT_MSG(a.balance_minor <= 0, "closed account " + a.id + " holds a positive balance");
   a.state = a.balance_minor < 0 ? AccountState::kClosedWithArrears : AccountState::kClosed;
+  return Status::Ok();
 }
 
 template <typename Keys, typename Describe>
-void RecordKey(Keys& keys, const std::string& key, const std::string& txn_id, const Describe& describe) {
-  if (key.empty()) return;
+Status RecordKey(Keys& keys, const std::string& key, const std::string& txn_id, const Describe& describe) {
+  if (key.empty()) return Status::Ok();
   bool inserted = keys.emplace(key, KeyRecord{txn_id, FingerprintOf(describe)}).second;
-  WL_CHECK_MSG(inserted, "idempotency key used twice: " + key);
+  WL_LEDGER_EXPECT_MSG(inserted, "idempotency key used twice: " + key);
+  return Status::Ok();
 }
 
 }  // namespace
 
 void Ledger::Apply(const Event& event) {
-  std::visit(
-      [this](const auto& e) {
+  Status s = TryApply(event);
+  WL_CHECK_MSG(s.ok(), s.ToString());
+}
+
+Status Ledger::TryApply(const Event& event) {
+  return std::visit(
+      [this](const auto& e) -> Status {
         using T = std::decay_t<decltype(e)>;
         if constexpr (std::is_same_v<T, AccountOpened>) {
-          WL_CHECK_MSG(!state_.accounts.contains(e.account_id), "account opened twice: " + e.account_id);
-          WL_CHECK(!e.meters.empty());
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.opening_balance_minor);
+          WL_LEDGER_EXPECT_MSG(!state_.accounts.contains(e.account_id), "account opened twice: " + e.account_id);
+          WL_LEDGER_EXPECT(!e.meters.empty());
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.opening_balance_minor);
           Account a;
           a.id = e.account_id;
           a.customer_name = e.customer_name;
@@ -788,11 +809,12 @@ void Ledger::Apply(const Event& event) {
           a.limits = e.limits;
           a.opened_txn_id = e.txn_id;
           for (const std::string& m : e.meters) {
-            WL_CHECK_MSG(state_.meter_owner.emplace(m, e.account_id).second, "meter taken: " + m);
+            WL_LEDGER_EXPECT_MSG(state_.meter_owner.emplace(m, e.account_id).second, "meter taken: " + m);
           }
           state_.accounts.emplace(e.account_id, std::move(a));
-          ApplyPosting(e.posting);
-          Account& acc = MutableAccount(e.account_id);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
           if (e.opening_balance_minor != 0) {
             StatementEntry entry;
             entry.txn_id = e.txn_id;
@@ -803,53 +825,59 @@ void Ledger::Apply(const Event& event) {
             entry.reason = "opening balance from " + e.opening_balance_source;
             AddEntry(acc, std::move(entry));
           }
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kOpen, e.account_id, e.time_us, e.opening_balance_minor,
-                           e.operator_id, "", "", "", "", e.posting});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kOpen, e.account_id, e.time_us, e.opening_balance_minor,
+                           e.operator_id, "", "", "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, MeterAttached>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(!IsClosed(acc));
-          WL_CHECK_MSG(state_.meter_owner.emplace(e.meter_id, e.account_id).second, "meter taken: " + e.meter_id);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(!IsClosed(acc));
+          WL_LEDGER_EXPECT_MSG(state_.meter_owner.emplace(e.meter_id, e.account_id).second, "meter taken: " + e.meter_id);
           acc.meters.push_back(e.meter_id);
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kAttachMeter, e.account_id, e.time_us, 0, e.operator_id,
-                           "meter " + e.meter_id, "", "", "", {}});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kAttachMeter, e.account_id, e.time_us, 0, e.operator_id,
+                           "meter " + e.meter_id, "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, MeterDetached>) {
-          Account& acc = MutableAccount(e.account_id);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
           auto owner = state_.meter_owner.find(e.meter_id);
-          WL_CHECK(owner != state_.meter_owner.end() && owner->second == e.account_id);
+          WL_LEDGER_EXPECT(owner != state_.meter_owner.end() && owner->second == e.account_id);
           state_.meter_owner.erase(owner);
           auto it = std::find(acc.meters.begin(), acc.meters.end(), e.meter_id);
-          WL_CHECK(it != acc.meters.end());
+          WL_LEDGER_EXPECT(it != acc.meters.end());
           acc.meters.erase(it);
-          WL_CHECK(!acc.meters.empty());
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kDetachMeter, e.account_id, e.time_us, 0, e.operator_id,
-                           "meter " + e.meter_id, "", "", "", {}});
+          WL_LEDGER_EXPECT(!acc.meters.empty());
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kDetachMeter, e.account_id, e.time_us, 0, e.operator_id,
+                           "meter " + e.meter_id, "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, LimitsChanged>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(acc.limits == e.before);
-          WL_CHECK(!ValidateLimits(e.after).has_value());
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(acc.limits == e.before);
+          WL_LEDGER_EXPECT(!ValidateLimits(e.after).has_value());
           acc.limits = e.after;
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kSetLimits, e.account_id, e.time_us, 0, e.operator_id,
-                           "", "", "", "", {}});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kSetLimits, e.account_id, e.time_us, 0, e.operator_id,
+                           "", "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, AccountSuspended>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(acc.state == AccountState::kOpen);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(acc.state == AccountState::kOpen);
           acc.state = AccountState::kSuspended;
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kSuspend, e.account_id, e.time_us, 0, e.operator_id,
-                           e.reason, "", "", "", {}});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kSuspend, e.account_id, e.time_us, 0, e.operator_id,
+                           e.reason, "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, AccountResumed>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(acc.state == AccountState::kSuspended);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(acc.state == AccountState::kSuspended);
           acc.state = AccountState::kOpen;
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kResume, e.account_id, e.time_us, 0, e.operator_id,
-                           "", "", "", "", {}});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kResume, e.account_id, e.time_us, 0, e.operator_id,
+                           "", "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, OwnershipTransferred>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(!IsClosed(acc));
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(!IsClosed(acc));
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
           acc.customer_name = e.new_customer_name;
           acc.phones = e.new_phones;
-          ApplyPosting(e.posting);
-          if (e.settled) WL_CHECK(acc.balance_minor == 0);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          if (e.settled) WL_LEDGER_EXPECT(acc.balance_minor == 0);
           if (e.settlement_refund_minor != 0) {
             StatementEntry entry;
             entry.txn_id = e.txn_id;
@@ -861,25 +889,26 @@ void Ledger::Apply(const Event& event) {
             entry.method = std::string(PaymentMethodName(e.method));
             AddEntry(acc, std::move(entry));
           }
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
                            -e.settlement_refund_minor, e.operator_id,
                            "from " + e.old_customer_name + " to " + e.new_customer_name, "", "", "",
-                           e.posting});
+                           e.posting}));
         } else if constexpr (std::is_same_v<T, AccountClosed>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(!IsClosed(acc));
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
-          WL_CHECK(e.released_meters == acc.meters);
-          ApplyPosting(e.posting);
-          WL_CHECK(acc.balance_minor == -e.arrears_minor);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(!IsClosed(acc));
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
+          WL_LEDGER_EXPECT(e.released_meters == acc.meters);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_LEDGER_EXPECT(acc.balance_minor == -e.arrears_minor);
           for (const std::string& m : acc.meters) {
             auto owner = state_.meter_owner.find(m);
-            WL_CHECK(owner != state_.meter_owner.end() && owner->second == acc.id);
+            WL_LEDGER_EXPECT(owner != state_.meter_owner.end() && owner->second == acc.id);
             state_.meter_owner.erase(owner);
           }
           acc.meters.clear();
           acc.state = AccountState::kClosed;
-          RefreshClosedState(acc);
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           if (e.settlement_refund_minor != 0) {
             StatementEntry entry;
             entry.txn_id = e.txn_id;
@@ -891,16 +920,17 @@ void Ledger::Apply(const Event& event) {
             entry.method = std::string(PaymentMethodName(e.method));
             AddEntry(acc, std::move(entry));
           }
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kClose, e.account_id, e.time_us,
-                           -e.settlement_refund_minor, e.operator_id, e.reason, "", "", "", e.posting});
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kClose, e.account_id, e.time_us,
+                           -e.settlement_refund_minor, e.operator_id, e.reason, "", "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, ToppedUp>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(e.amount_minor > 0);
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
-          WL_CHECK_MSG(e.purchase_count == acc.purchase_count + 1, "purchase count out of sequence");
-          ApplyPosting(e.posting);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(e.amount_minor > 0);
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          WL_LEDGER_EXPECT_MSG(e.purchase_count == acc.purchase_count + 1, "purchase count out of sequence");
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           acc.purchase_count = e.purchase_count;
-          RefreshClosedState(acc);
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
           entry.txn_id = e.txn_id;
           entry.time_us = e.time_us;
@@ -911,16 +941,17 @@ void Ledger::Apply(const Event& event) {
           entry.idempotency_key = e.idempotency_key;
           entry.purchase_count = e.purchase_count;
           AddEntry(acc, std::move(entry));
-          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeTopUp(sink, e.account_id, e.amount_minor, e.method); });
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, "", e.idempotency_key, "", "", e.posting});
+          WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    [&](auto& sink) { DescribeTopUp(sink, e.account_id, e.amount_minor, e.method); }));
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, "", e.idempotency_key, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, Refunded>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(e.amount_minor > 0);
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
-          ApplyPosting(e.posting);
-          RefreshClosedState(acc);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(e.amount_minor > 0);
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
           entry.txn_id = e.txn_id;
           entry.time_us = e.time_us;
@@ -931,21 +962,22 @@ void Ledger::Apply(const Event& event) {
           entry.method = std::string(PaymentMethodName(e.method));
           entry.idempotency_key = e.idempotency_key;
           AddEntry(acc, std::move(entry));
-          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeRefund(sink, e.account_id, e.amount_minor, e.method); });
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
+          WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    [&](auto& sink) { DescribeRefund(sink, e.account_id, e.amount_minor, e.method); }));
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, Reversed>) {
-          Account& acc = MutableAccount(e.account_id);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
           auto orig = state_.txns.find(e.original_txn_id);
-          WL_CHECK_MSG(orig != state_.txns.end(), "reversal of unknown txn " + e.original_txn_id);
-          WL_CHECK(orig->second.reversed_by.empty() && orig->second.kind == e.original_kind);
-          WL_CHECK(orig->second.account_id == e.account_id);
-          WL_CHECK(e.amount_minor == -orig->second.amount_minor);
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          WL_LEDGER_EXPECT_MSG(orig != state_.txns.end(), "reversal of unknown txn " + e.original_txn_id);
+          WL_LEDGER_EXPECT(orig->second.reversed_by.empty() && orig->second.kind == e.original_kind);
+          WL_LEDGER_EXPECT(orig->second.account_id == e.account_id);
+          WL_LEDGER_EXPECT(e.amount_minor == -orig->second.amount_minor);
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.amount_minor);
           orig->second.reversed_by = e.txn_id;
-          ApplyPosting(e.posting);
-          RefreshClosedState(acc);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
           entry.txn_id = e.txn_id;
           entry.time_us = e.time_us;
@@ -956,16 +988,17 @@ void Ledger::Apply(const Event& event) {
           entry.idempotency_key = e.idempotency_key;
           entry.original_txn_id = e.original_txn_id;
           AddEntry(acc, std::move(entry));
-          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeReverse(sink, e.original_txn_id); });
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting});
+          WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    [&](auto& sink) { DescribeReverse(sink, e.original_txn_id); }));
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting}));
         } else if constexpr (std::is_same_v<T, Adjusted>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(e.amount_minor != 0);
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == e.amount_minor);
-          ApplyPosting(e.posting);
-          RefreshClosedState(acc);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(e.amount_minor != 0);
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.amount_minor);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
           entry.txn_id = e.txn_id;
           entry.time_us = e.time_us;
@@ -975,16 +1008,17 @@ void Ledger::Apply(const Event& event) {
           entry.reason = e.reason;
           entry.idempotency_key = e.idempotency_key;
           AddEntry(acc, std::move(entry));
-          RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeAdjust(sink, e.account_id, e.amount_minor); });
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting});
+          WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
+                    [&](auto& sink) { DescribeAdjust(sink, e.account_id, e.amount_minor); }));
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
+                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, Charged>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(e.amount_minor > 0);
-          WL_CHECK(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
-          ApplyPosting(e.posting);
-          RefreshClosedState(acc);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(e.amount_minor > 0);
+          WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
+          WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
+          WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
           entry.txn_id = e.txn_id;
           entry.time_us = e.time_us;
@@ -997,63 +1031,73 @@ void Ledger::Apply(const Event& event) {
           entry.tariff_version = e.tariff_version;
           entry.energy_wh = e.energy_wh;
           AddEntry(acc, std::move(entry));
-          RecordKey(state_.charges, e.charge_id, e.txn_id,
+          WL_RETURN_IF_ERROR(RecordKey(state_.charges, e.charge_id, e.txn_id,
                     [&](auto& sink) {
                       DescribeCharge(sink, e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
                                      e.reading_id, e.tariff_id, e.tariff_version);
-                    });
-          AddTxn(TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor,
-                           "", "", e.charge_id, "", "", e.posting});
+                    }));
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor,
+                           "", "", e.charge_id, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, LevelChanged>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(state_.txns.contains(e.txn_id));
-          WL_CHECK(Tracked(acc));
-          WL_CHECK_MSG(acc.level == e.from && e.from != e.to, "level change out of sequence");
-          WL_CHECK(acc.balance_minor == e.balance_minor);
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT(Tracked(acc));
+          WL_LEDGER_EXPECT_MSG(acc.level == e.from && e.from != e.to, "level change out of sequence");
+          WL_LEDGER_EXPECT(acc.balance_minor == e.balance_minor);
           acc.level = e.to;
         } else if constexpr (std::is_same_v<T, SupplyCutRequired>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(state_.txns.contains(e.txn_id));
-          WL_CHECK_MSG(!acc.supply_cut && acc.level == Level::kCutoff, "cut without crossing");
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT_MSG(!acc.supply_cut && acc.level == Level::kCutoff, "cut without crossing");
           acc.supply_cut = true;
         } else if constexpr (std::is_same_v<T, SupplyRestoreAllowed>) {
-          Account& acc = MutableAccount(e.account_id);
-          WL_CHECK(state_.txns.contains(e.txn_id));
-          WL_CHECK_MSG(acc.supply_cut && acc.level != Level::kCutoff, "restore without crossing");
+          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
+          Account& acc = *accp;
+          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT_MSG(acc.supply_cut && acc.level != Level::kCutoff, "restore without crossing");
           acc.supply_cut = false;
         } else {
           static_assert(sizeof(T) == 0, "event without an apply");
         }
+        return Status::Ok();
       },
       event);
 }
 
 void Ledger::ApplyAll(const std::vector<Event>& events) {
-  for (const Event& e : events) Apply(e);
+  Status s = TryApplyAll(events);
+  WL_CHECK_MSG(s.ok(), s.ToString());
+}
+
+Status Ledger::TryApplyAll(const std::vector<Event>& events) {
+  for (const Event& e : events) WL_RETURN_IF_ERROR(TryApply(e));
   // A decision touches one account (a handful of events), so a linear dedupe beats a set.
   std::string_view last;
   for (const Event& e : events) {
     std::string_view id = EventAccountId(e);
     if (id == last) continue;
     last = id;
-    CheckAccountInvariants(*FindAccount(id), /*with_history=*/false);
+    WL_RETURN_IF_ERROR(AccountInvariantsHold(*FindAccount(id), /*with_history=*/false));
   }
+  return Status::Ok();
 }
 
-void Ledger::CheckAccountInvariants(const Account& a, bool with_history) const {
+Status Ledger::AccountInvariantsHold(const Account& a, bool with_history) const {
   if (Tracked(a)) {
-    WL_CHECK_MSG(a.level == LevelFor(a.balance_minor, a.limits), "level of " + a.id + " is stale");
-    WL_CHECK_MSG(a.supply_cut == (a.level == Level::kCutoff), "cut flag of " + a.id + " is stale");
+    WL_LEDGER_EXPECT_MSG(a.level == LevelFor(a.balance_minor, a.limits), "level of " + a.id + " is stale");
+    WL_LEDGER_EXPECT_MSG(a.supply_cut == (a.level == Level::kCutoff), "cut flag of " + a.id + " is stale");
   }
   if (IsClosed(a)) {
-    WL_CHECK(a.meters.empty());
-    WL_CHECK(a.balance_minor <= 0);
-    WL_CHECK((a.state == AccountState::kClosedWithArrears) == (a.balance_minor < 0));
+    WL_LEDGER_EXPECT(a.meters.empty());
+    WL_LEDGER_EXPECT(a.balance_minor <= 0);
+    WL_LEDGER_EXPECT((a.state == AccountState::kClosedWithArrears) == (a.balance_minor < 0));
   } else {
-    WL_CHECK(!a.meters.empty());
+    WL_LEDGER_EXPECT(!a.meters.empty());
     for (const std::string& m : a.meters) {
       auto it = state_.meter_owner.find(m);
-      WL_CHECK(it != state_.meter_owner.end() && it->second == a.id);
+      WL_LEDGER_EXPECT(it != state_.meter_owner.end() && it->second == a.id);
     }
   }
   // O(history): only in the whole-state check. Per decision, Apply checks each top-up's count is
@@ -1061,16 +1105,18 @@ void Ledger::CheckAccountInvariants(const Account& a, bool with_history) const {
   if (with_history) {
     int64_t count = 0;
     for (const StatementEntry& e : a.entries) count += e.kind == TxnKind::kTopUp ? 1 : 0;
-    WL_CHECK(count == a.purchase_count);
+    WL_LEDGER_EXPECT(count == a.purchase_count);
   }
-  WL_CHECK(a.entries.empty() ? a.balance_minor == 0 : a.entries.back().balance_after_minor == a.balance_minor);
+  WL_LEDGER_EXPECT(a.entries.empty() ? a.balance_minor == 0 : a.entries.back().balance_after_minor == a.balance_minor);
+  return Status::Ok();
 }
 
 void Ledger::CheckInvariants() const {
   __int128 sum = 0;
   size_t meters = 0;
   for (const auto& [id, a] : state_.accounts) {
-    CheckAccountInvariants(a, /*with_history=*/true);
+    Status held = AccountInvariantsHold(a, /*with_history=*/true);
+    WL_CHECK_MSG(held.ok(), held.ToString());
     sum += a.balance_minor;
     meters += a.meters.size();
   }
@@ -1079,6 +1125,9 @@ void Ledger::CheckInvariants() const {
   WL_CHECK(state_.total_minor == 0);
   WL_CHECK(meters == state_.meter_owner.size());
 }
+
+#undef WL_LEDGER_EXPECT
+#undef WL_LEDGER_EXPECT_MSG
 
 // ---------------------------------------------------------------------------------------------
 // Canonical dump

@@ -6,7 +6,8 @@
 // entries), the system accounts' balances, every transaction by id, and the idempotency keys and
 // charge ids that already took effect.
 //
-// Invariants, checked with WL_CHECK on every Apply (release builds too):
+// Invariants, checked on every Apply (release builds too; a crash when live, a DataLoss status
+// from TryApply when replaying events read back from the log):
 //   * each posting's legs sum to zero and the sum of all balances is zero;
 //   * a meter belongs to at most one account that is not closed;
 //   * purchase counts grow by exactly one per top-up;
@@ -178,6 +179,12 @@ class Ledger {
   // Applies a decision's events and then checks the level invariants of the accounts touched.
   void ApplyAll(const std::vector<Event>& events);
 
+  // Apply and ApplyAll for events read back from the log: an event that does not fit the state
+  // (unknown account, out-of-sequence count, unbalanced posting...) is a DataLoss status naming
+  // what did not hold, instead of a crash. After an error the ledger is unusable: throw it away.
+  Status TryApply(const Event& event);
+  Status TryApplyAll(const std::vector<Event>& events);
+
   // Every invariant over the whole state, O(state). Crashes on a violation.
   void CheckInvariants() const;
 
@@ -212,12 +219,12 @@ class Ledger {
   Decision DecideAdjust(const Adjust& c) const;
   Decision DecideCharge(const Charge& c) const;
 
-  Account& MutableAccount(const std::string& id);
-  void ApplyPosting(const Posting& posting);
+  Result<Account*> MutableAccount(const std::string& id);
+  Status ApplyPosting(const Posting& posting);
   void AddEntry(Account& account, StatementEntry entry);
-  void AddTxn(TxnRecord record);
+  Status AddTxn(TxnRecord record);
   // with_history adds the checks that walk the account's whole history (the full check only).
-  void CheckAccountInvariants(const Account& account, bool with_history) const;
+  Status AccountInvariantsHold(const Account& account, bool with_history) const;
 
   LedgerConfig config_;
   LedgerState state_;

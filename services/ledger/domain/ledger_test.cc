@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -879,6 +880,69 @@ TEST(LedgerDeathTest, SecondCutWithoutRestoreCrashes) {
   l.Apply(LevelChanged{"E2", 2, "B1", Level::kNormal, Level::kCutoff, -5});
   l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}});
   EXPECT_DEATH(l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}}), "");
+}
+
+
+// Events read back from the log are input: one that cannot follow the state is an error that
+// says what did not hold, never a crash (the live path, Apply, still crashes on it).
+TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
+  auto opened = [] {
+    auto l = std::make_unique<Ledger>();
+    EXPECT_TRUE(l->TryApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
+                                              Limits{0, 0, 0, 0}, 0, "", {}},
+                                LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}})
+                    .ok());
+    return l;
+  };
+  const Posting forty{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}};
+  struct Case {
+    std::string name;
+    std::vector<Event> decision;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {"unknown account", {ToppedUp{"E2", 2, "op", "NOPE", "K", Y(40), PaymentMethod::kCash, 1, forty}},
+       "unknown account NOPE"},
+      {"purchase count skips", {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 3, forty}},
+       "purchase count out of sequence"},
+      {"unbalanced posting",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}}},
+       "legs do not sum to zero"},
+      {"unknown system account",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "nowhere", -Y(40)}}}}},
+       "unknown system account nowhere"},
+      {"level change from the wrong level",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+        LevelChanged{"E2", 2, "B1", Level::kCutoff, Level::kNormal, Y(40)}},
+       "level change out of sequence"},
+      {"stale level after the decision",
+       {Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+       "level of B1 is stale"},
+      {"reversal of an unknown txn",
+       {Reversed{"E2", 2, "op", "B1", "", "E9", TxnKind::kTopUp, -Y(40), "r",
+                 Posting{{Leg{false, "B1", -Y(40)}, Leg{true, "cash", Y(40)}}}}},
+       "reversal of unknown txn E9"},
+      {"account opened twice",
+       {AccountOpened{"E2", 2, "op", "B1", "x", {}, "", {"MC"}, "", Mode::kPrepaid, Limits{}, 0, "", {}}},
+       "account opened twice: B1"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto l = opened();
+    Status s = l->TryApplyAll(c.decision);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+    EXPECT_NE(s.message().find(c.says), std::string::npos) << s.ToString();
+  }
+}
+
+TEST(LedgerDeathTest, ImpossibleEventCrashesTheLivePath) {
+  Ledger l;
+  EXPECT_DEATH(l.ApplyAll({ToppedUp{"E2", 2, "op", "NOPE", "K", Y(40), PaymentMethod::kCash, 1,
+                                    Posting{{Leg{false, "NOPE", Y(40)}, Leg{true, "cash", -Y(40)}}}}}),
+               "unknown account NOPE");
 }
 
 }  // namespace
