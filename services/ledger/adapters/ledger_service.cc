@@ -375,9 +375,51 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
   WL_CHECK_MSG(out.error.ok(), out.error.ToString());
 }
 
-grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, const Build& build,
-                                   v1::MutationResponse* response) {
-  // Owned jointly by this RPC and the writer: the writer never touches *response, which gRPC
+void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build, MutationDone done) {
+  // `done` is shared by the command and its Reply: exactly one of them answers.
+  auto answer = std::make_shared<MutationDone>(std::move(done));
+  Status submitted = processor_->SubmitTo(p, [=, this, build = std::move(build)](
+                                                 uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
+    auto command = build(NextTxnId(p, ws), options_.clock->NowMicros());
+    if (!command.ok()) {
+      (*answer)(server::ToGrpc(command.status()), nullptr);
+      return nullptr;
+    }
+    eventlog::Causation cause;
+    cause.set_request_id(request_id.empty() ? NextTxnId(p, ws) : request_id);
+    auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
+    if (!out->error.ok()) {
+      (*answer)(server::ToGrpc(out->error), nullptr);
+      return nullptr;
+    }
+    return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
+      if (!commit.ok()) {
+        (*answer)(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "not recorded, retry with the same idempotency key: " + commit.message()),
+                  nullptr);
+        return;
+      }
+      if (out->decision.rejection) {
+        (*answer)(RejectionStatus(*out->decision.rejection), nullptr);
+        return;
+      }
+      v1::MutationResponse response;
+      response.set_txn_id(out->decision.txn_id);
+      response.set_duplicate(out->decision.duplicate);
+      std::string acct = account;
+      if (acct.empty()) {
+        if (const TxnRecord* t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
+      }
+      if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
+      (*answer)(grpc::Status::OK, &response);
+    };
+  });
+  if (!submitted.ok()) (*answer)(server::ToGrpc(submitted), nullptr);
+}
+
+grpc::Status LedgerService::AwaitMutation(const std::function<void(MutationDone)>& start,
+                                          v1::MutationResponse* response) {
+  // Owned jointly by this call and the writer: the writer never touches *response, which gRPC
   // frees once this function returned (possibly on the deadline, before the writer answered).
   struct Call {
     std::promise<grpc::Status> done;
@@ -385,41 +427,10 @@ grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, co
   };
   auto call = std::make_shared<Call>();
   auto future = call->done.get_future();
-  Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
-    auto command = build(NextTxnId(p, ws), options_.clock->NowMicros());
-    if (!command.ok()) {
-      call->done.set_value(server::ToGrpc(command.status()));
-      return nullptr;
-    }
-    eventlog::Causation cause;
-    cause.set_request_id(request_id.empty() ? NextTxnId(p, ws) : request_id);
-    auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
-    if (!out->error.ok()) {
-      call->done.set_value(server::ToGrpc(out->error));
-      return nullptr;
-    }
-    const std::string account = CommandAccount(*command);
-    return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
-      if (!commit.ok()) {
-        call->done.set_value(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                          "not recorded, retry with the same idempotency key: " + commit.message()));
-        return;
-      }
-      if (out->decision.rejection) {
-        call->done.set_value(RejectionStatus(*out->decision.rejection));
-        return;
-      }
-      call->response.set_txn_id(out->decision.txn_id);
-      call->response.set_duplicate(out->decision.duplicate);
-      std::string acct = account;
-      if (acct.empty()) {
-        if (const TxnRecord* t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
-      }
-      if (const Account* a = ledgers_[p]->FindAccount(acct)) *call->response.mutable_account() = ToProto(*a);
-      call->done.set_value(grpc::Status::OK);
-    };
+  start([call](grpc::Status status, v1::MutationResponse* r) {
+    if (r != nullptr) call->response = std::move(*r);
+    call->done.set_value(std::move(status));
   });
-  if (!submitted.ok()) return server::ToGrpc(submitted);
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
                         "the ledger did not answer in time; retry with the same idempotency key");
@@ -462,42 +473,53 @@ uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
 }  // namespace
 
 #define WL_LEDGER_MUTATION(Method, Request, Convert, KeyExpr)                                        \
+  void LedgerService::Method##Async(const v1::Request& req, MutationDone done) {                    \
+    if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);    \
+    MutateAsync(AccountPartition(req.account_id(), log_->partitions()), KeyExpr(req),                \
+                [r = req](std::string txn, int64_t now) -> Result<Command> {                         \
+                  WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                      \
+                  return Command(std::move(c));                                                      \
+                },                                                                                   \
+                std::move(done));                                                                    \
+  }                                                                                                  \
   grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req,                  \
                                      v1::MutationResponse* resp) {                                  \
-    if (req->ByteSizeLong() > kMaxInputBytes) return TooLarge(req->ByteSizeLong());                 \
-    const v1::Request r = *req;                                                                     \
-    return Mutate(AccountPartition(r.account_id(), log_->partitions()), KeyExpr,                    \
-                  [r](std::string txn, int64_t now) -> Result<Command> {                            \
-                    WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                   \
-                    return Command(std::move(c));                                                   \
-                  },                                                                                \
-                  resp);                                                                            \
+    return AwaitMutation([&](MutationDone done) { Method##Async(*req, std::move(done)); }, resp);   \
   }
 
-WL_LEDGER_MUTATION(OpenAccount, OpenAccountRequest, FromProto, "")
-WL_LEDGER_MUTATION(AttachMeter, MeterRequest, AttachFromProto, "")
-WL_LEDGER_MUTATION(DetachMeter, MeterRequest, DetachFromProto, "")
-WL_LEDGER_MUTATION(SetLimits, SetLimitsRequest, FromProto, "")
-WL_LEDGER_MUTATION(Suspend, SuspendRequest, FromProto, "")
-WL_LEDGER_MUTATION(Resume, ResumeRequest, FromProto, "")
-WL_LEDGER_MUTATION(TransferOwnership, TransferRequest, FromProto, "")
-WL_LEDGER_MUTATION(CloseAccount, CloseAccountRequest, FromProto, "")
-WL_LEDGER_MUTATION(TopUp, TopUpRequest, FromProto, r.idempotency_key())
-WL_LEDGER_MUTATION(Refund, RefundRequest, FromProto, r.idempotency_key())
-WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, r.idempotency_key())
+namespace {
+std::string NoKey(const google::protobuf::Message&) { return ""; }
+template <typename R>
+std::string IdempotencyKey(const R& r) { return r.idempotency_key(); }
+}  // namespace
+
+WL_LEDGER_MUTATION(OpenAccount, OpenAccountRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(AttachMeter, MeterRequest, AttachFromProto, NoKey)
+WL_LEDGER_MUTATION(DetachMeter, MeterRequest, DetachFromProto, NoKey)
+WL_LEDGER_MUTATION(SetLimits, SetLimitsRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(Suspend, SuspendRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(Resume, ResumeRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(TransferOwnership, TransferRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(CloseAccount, CloseAccountRequest, FromProto, NoKey)
+WL_LEDGER_MUTATION(TopUp, TopUpRequest, FromProto, IdempotencyKey)
+WL_LEDGER_MUTATION(Refund, RefundRequest, FromProto, IdempotencyKey)
+WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, IdempotencyKey)
 #undef WL_LEDGER_MUTATION
 
+void LedgerService::ReverseAsync(const v1::ReverseRequest& req, MutationDone done) {
+  if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);
+  auto p = PartitionOfTxn(req.original_txn_id());
+  if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);
+  MutateAsync(*p, req.idempotency_key(),
+              [r = req](std::string txn, int64_t now) -> Result<Command> {
+                WL_ASSIGN_OR_RETURN(auto c, FromProto(r, std::move(txn), now));
+                return Command(std::move(c));
+              },
+              std::move(done));
+}
+
 grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseRequest* req, v1::MutationResponse* resp) {
-  if (req->ByteSizeLong() > kMaxInputBytes) return TooLarge(req->ByteSizeLong());
-  auto p = PartitionOfTxn(req->original_txn_id());
-  if (!p.ok()) return server::ToGrpc(p.status());
-  const v1::ReverseRequest r = *req;
-  return Mutate(*p, r.idempotency_key(),
-                [r](std::string txn, int64_t now) -> Result<Command> {
-                  WL_ASSIGN_OR_RETURN(auto c, FromProto(r, std::move(txn), now));
-                  return Command(std::move(c));
-                },
-                resp);
+  return AwaitMutation([&](MutationDone done) { ReverseAsync(*req, std::move(done)); }, resp);
 }
 
 grpc::Status LedgerService::GetAccount(grpc::ServerContext*, const v1::GetAccountRequest* req, v1::Account* resp) {

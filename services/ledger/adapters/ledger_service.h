@@ -80,6 +80,26 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
+  // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
+  // caller's thread when the request was refused before it was queued. `response` is set (and
+  // may be moved from) only when the status is OK.
+  using MutationDone = std::function<void(grpc::Status status, v1::MutationResponse* response)>;
+
+  // Mutations without a waiting thread: as many may be in flight as the partitions' queues hold
+  // (a full queue answers RESOURCE_EXHAUSTED). The synchronous methods below wait on these.
+  void OpenAccountAsync(const v1::OpenAccountRequest& req, MutationDone done);
+  void AttachMeterAsync(const v1::MeterRequest& req, MutationDone done);
+  void DetachMeterAsync(const v1::MeterRequest& req, MutationDone done);
+  void SetLimitsAsync(const v1::SetLimitsRequest& req, MutationDone done);
+  void SuspendAsync(const v1::SuspendRequest& req, MutationDone done);
+  void ResumeAsync(const v1::ResumeRequest& req, MutationDone done);
+  void TransferOwnershipAsync(const v1::TransferRequest& req, MutationDone done);
+  void CloseAccountAsync(const v1::CloseAccountRequest& req, MutationDone done);
+  void TopUpAsync(const v1::TopUpRequest& req, MutationDone done);
+  void RefundAsync(const v1::RefundRequest& req, MutationDone done);
+  void ReverseAsync(const v1::ReverseRequest& req, MutationDone done);
+  void AdjustAsync(const v1::AdjustRequest& req, MutationDone done);
+
   // gRPC API (also called in-process by the fleet simulator with a null context).
   grpc::Status OpenAccount(grpc::ServerContext*, const v1::OpenAccountRequest*, v1::MutationResponse*) override;
   grpc::Status AttachMeter(grpc::ServerContext*, const v1::MeterRequest*, v1::MutationResponse*) override;
@@ -107,8 +127,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // rejection), updates the in-memory ledger and the materialised view.
   Outcome Execute(uint32_t partition, const Command& command, eventlog::WriteSet& ws,
                   const eventlog::Causation& causation, const std::string& actor);
-  grpc::Status Mutate(uint32_t partition, const std::string& request_id, const Build& build,
-                      v1::MutationResponse* response);
+  void MutateAsync(uint32_t partition, std::string request_id, Build build, MutationDone done);
+  // Starts a mutation with `start` and waits for its answer, at most options_.rpc_deadline.
+  grpc::Status AwaitMutation(const std::function<void(MutationDone)>& start, v1::MutationResponse* response);
   // Runs `fn` on the partition's writer thread (a read that needs the in-memory ledger), waits,
   // and moves its result into *out. `fn` fills a result owned by the call's shared state, never
   // *out itself, so a late answer after a deadline writes nothing the RPC has given up.

@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <set>
 #include <thread>
 
 #include "services/ledger/adapters/codec.h"
@@ -365,6 +368,62 @@ TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
   EXPECT_EQ(last.balance_after_minor(), 70'000);
   EXPECT_EQ(last.reading_id(), "R-C1");
   EXPECT_EQ(st.closing_balance_minor(), 70'000);
+}
+
+// Many top-ups in flight without a thread each: every one is answered exactly once, after its
+// commit, with its own txn; a request refused before it is queued is answered at once.
+TEST_F(LedgerServiceTest, AsyncMutationsAreEachAnsweredOnceAfterTheirCommit) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  ASSERT_TRUE(Open("A2", {"M2"}).ok());
+  constexpr int kCalls = 2000;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  std::set<std::string> txns;
+  std::vector<std::string> errors;
+  for (int i = 0; i < kCalls; ++i) {
+    v1::TopUpRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id(i % 2 ? "A1" : "A2");
+    r.set_idempotency_key("K" + std::to_string(i));
+    r.set_amount_minor(100);
+    r.set_method(v1::PAYMENT_METHOD_WECHAT);
+    svc_->TopUpAsync(r, [&, i](grpc::Status s, v1::MutationResponse* resp) {
+      std::lock_guard lock(mu);
+      if (!s.ok()) {
+        errors.push_back(std::to_string(i) + ": " + s.error_message());
+      } else {
+        txns.insert(resp->txn_id());
+        // The answer comes after the durable commit: the txn's event is in the log.
+        auto p = static_cast<uint32_t>(std::stoul(resp->txn_id().substr(7, 1)));
+        auto seq = std::stoull(resp->txn_id().substr(9));
+        if (svc_->log()->Head(p) < seq) errors.push_back(resp->txn_id() + " answered before it was appended");
+      }
+      answered++;
+      cv.notify_all();
+    });
+  }
+  std::unique_lock lock(mu);
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(30), [&] { return answered == kCalls; }));
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(txns.size(), static_cast<size_t>(kCalls));
+  lock.unlock();
+  v1::GetAccountRequest g;
+  g.set_account_id("A1");
+  v1::Account a;
+  ASSERT_TRUE(svc_->GetAccount(nullptr, &g, &a).ok());
+  EXPECT_EQ(a.balance_minor(), 100 * kCalls / 2);
+  EXPECT_EQ(a.purchase_count(), kCalls / 2);
+
+  // Refused before queueing (too large): answered on the caller's thread, before TopUpAsync returns.
+  v1::TopUpRequest big;
+  big.set_account_id("A1");
+  big.set_operator_id(std::string(20 << 10, 'x'));
+  bool refused = false;
+  svc_->TopUpAsync(big, [&](grpc::Status s, v1::MutationResponse* resp) {
+    refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT && resp == nullptr;
+  });
+  EXPECT_TRUE(refused);
 }
 
 }  // namespace
