@@ -11,13 +11,14 @@
 //            consumer positions of every writer ("ledger<billing#<p>") reach billing's heads;
 //            then revenue must have grown by exactly N charges. Each charge is one posting
 //            tenant -> revenue (revenue is kept per ledger partition).
-//   top-ups  --clients threads call LedgerService::TopUp in-process (null ServerContext; the
-//            call returns after the durable commit) with unique idempotency keys for --seconds,
-//            closed loop. Uniform accounts, or all on one account. Each is one posting
-//            cash -> tenant. Latency is the call's duration.
+//   top-ups  --drivers threads keep --clients calls of LedgerService::TopUpAsync in flight (the
+//            entry point under the gRPC callback server; the answer comes after the durable
+//            commit), with unique idempotency keys for --seconds, closed loop. Uniform accounts,
+//            or all on one account. Each is one posting cash -> tenant. Latency is the call's
+//            duration.
 //   paced    Top-ups at --paced-fraction (70%) of the measured uniform peak, open loop: each call
-//            has a scheduled start and its latency runs from that schedule (a call that starts
-//            late because its thread was still busy counts the wait), so p99 is honest.
+//            has a scheduled start and its latency runs from that schedule (a call issued late
+//            because all its driver's slots were busy counts the wait), so p99 is honest.
 //
 // PostgreSQL: loadtest/pg/pg_ledger.sh runs as a co-process (started first, so that the fork
 // happens before any thread exists). It starts a private postgresql-15 cluster in a temp dir with
@@ -84,7 +85,8 @@ struct Flags {
   size_t charges = 100'000;     // Per uniform charge run.
   size_t hot_charges = 30'000;  // Per hot charge run (see README: the hot account's cost grows with its history).
   double seconds = 3;           // Per top-up run (after a 0.3 s warm-up).
-  int clients = 64;
+  int clients = 1024;  // Top-up calls in flight at once (closed loop).
+  int drivers = 2;      // Threads issuing them.
   double paced_fraction = 0.7;
   double paced_seconds = 5;
   uint32_t partitions = 4;
@@ -328,11 +330,11 @@ class LedgerEnv {
     fs::remove_all(dir_, ec);
   }
 
-  // Opens --accounts prepaid accounts (one meter each, a large opening balance) from --clients
+  // Opens --accounts prepaid accounts (one meter each, a large opening balance) from up to 64
   // threads; returns the seconds it took.
   double OpenAccounts() {
     auto t0 = SteadyClock::now();
-    const uint32_t threads = static_cast<uint32_t>(std::max(1, flags_.clients));
+    const uint32_t threads = static_cast<uint32_t>(std::clamp(flags_.clients, 1, 64));
     std::vector<std::thread> pool;
     for (uint32_t t = 0; t < threads; ++t) {
       pool.emplace_back([this, t, threads] {
@@ -508,25 +510,35 @@ struct TopUpRun {
   double p99_ms() { return Percentile(latencies_us, 0.99) / 1000; }
 };
 
-// --clients threads calling TopUp for flags.seconds after a warm-up; closed loop when rate == 0,
-// else open loop at `rate` calls/s in total (latency from each call's scheduled start).
+// Top-ups for flags.seconds after a warm-up, through LedgerService::TopUpAsync: --drivers threads
+// each keep up to --clients / --drivers calls in flight (each call is a client waiting for its
+// answer, as gRPC clients of the callback server would be). Closed loop when rate == 0: a driver
+// issues a call whenever one of its slots is free. Open loop at `rate` calls/s in total
+// otherwise: call i is due at start + i / rate and its latency runs from that time, so a call
+// issued late (its driver waited for a free slot) counts the wait.
 TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds, double rate,
                    const std::string& key_prefix) {
   constexpr double kWarmupS = 0.3;
   TopUpRun run;
   run.offered_per_s = rate;
   const auto before = env.Totals();
-  const int clients = flags.clients;
+  const int drivers = std::min(flags.drivers, flags.clients);
   const auto start = SteadyClock::now() + std::chrono::milliseconds(50);  // All threads exist by then.
   const auto window_begin =
       start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(kWarmupS));
   const auto window_end =
       window_begin + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
-  std::mutex mu;
-  std::string first_error;
-  std::atomic<uint64_t> errors{0};
-  std::vector<std::vector<double>> lat(static_cast<size_t>(clients));
-  std::vector<uint64_t> completed(static_cast<size_t>(clients), 0), ok(static_cast<size_t>(clients), 0);
+  // One per driver; its callbacks run on the ledger's writer threads, hence the lock.
+  struct Driver {
+    std::mutex mu;
+    std::condition_variable freed;
+    int in_flight = 0;
+    uint64_t completed = 0, ok = 0, errors = 0;
+    std::string first_error;
+    std::vector<double> lat;
+  };
+  std::vector<std::unique_ptr<Driver>> ds;
+  for (int d = 0; d < drivers; ++d) ds.push_back(std::make_unique<Driver>());
   env.watch().Reset();
   double cpu0 = 0;
   std::thread cpu_probe([&] {
@@ -534,62 +546,72 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
     cpu0 = ProcessCpuSeconds();
   });
   std::vector<std::thread> pool;
-  for (int c = 0; c < clients; ++c) {
-    pool.emplace_back([&, c] {
-      std::mt19937_64 rng(static_cast<uint64_t>(c) * 7919 + std::hash<std::string>()(key_prefix));
+  for (int d = 0; d < drivers; ++d) {
+    pool.emplace_back([&, d] {
+      Driver& me = *ds[static_cast<size_t>(d)];
+      // Slots of this driver: an even share of --clients.
+      const int window = flags.clients / drivers + (d < flags.clients % drivers ? 1 : 0);
+      std::mt19937_64 rng(static_cast<uint64_t>(d) * 7919 + std::hash<std::string>()(key_prefix));
       v1::TopUpRequest r;
       r.set_operator_id("bench");
       r.set_amount_minor(kTopUpMinor);
       r.set_method(v1::PAYMENT_METHOD_CASH);
-      v1::MutationResponse resp;
-      const std::string key_base = key_prefix + "-" + std::to_string(c) + "-";
+      const std::string key_base = key_prefix + "-" + std::to_string(d) + "-";
       std::this_thread::sleep_until(start);
       for (uint64_t k = 0;; ++k) {
-        SteadyClock::time_point begin;
+        SteadyClock::time_point due;
         if (rate > 0) {
-          // Client c owns slots c, c + clients, c + 2 clients...: the merged stream is even.
-          begin = start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(
-                              static_cast<double>(c + k * static_cast<uint64_t>(clients)) / rate));
-          if (begin >= window_end) break;
-          std::this_thread::sleep_until(begin);
-        } else {
-          begin = SteadyClock::now();
-          if (begin >= window_end) break;
+          // Driver d owns calls d, d + drivers, d + 2 drivers...: the merged stream is even.
+          due = start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(
+                            static_cast<double>(static_cast<uint64_t>(d) + k * static_cast<uint64_t>(drivers)) / rate));
+          if (due >= window_end) break;
+          std::this_thread::sleep_until(due);
+        }
+        {
+          std::unique_lock lock(me.mu);
+          me.freed.wait(lock, [&] { return me.in_flight < window; });
+          me.in_flight++;
+        }
+        if (rate == 0) {
+          due = SteadyClock::now();
+          if (due >= window_end) {
+            std::lock_guard lock(me.mu);
+            me.in_flight--;
+            break;
+          }
         }
         r.set_account_id(AccountId(hot ? 0 : static_cast<uint32_t>(rng() % flags.accounts)));
         r.set_idempotency_key(key_base + std::to_string(k));
-        resp.Clear();
-        grpc::Status s = env.svc()->TopUp(nullptr, &r, &resp);
-        const auto end = SteadyClock::now();
-        if (!s.ok() || resp.duplicate()) {
-          if (errors.fetch_add(1) == 0) {
-            std::lock_guard lock(mu);
-            first_error = s.ok() ? "answered as a duplicate" : s.error_message();
+        env.svc()->TopUpAsync(r, [&me, due, window_begin, window_end](grpc::Status s, v1::MutationResponse* resp) {
+          const auto end = SteadyClock::now();
+          std::lock_guard lock(me.mu);
+          me.in_flight--;
+          me.freed.notify_one();
+          if (!s.ok() || resp->duplicate()) {
+            if (me.errors++ == 0) me.first_error = s.ok() ? "answered as a duplicate" : s.error_message();
+            return;
           }
-          continue;
-        }
-        ok[static_cast<size_t>(c)]++;
-        // Throughput: calls that completed in the window. Latency: calls that started (or were
-        // scheduled to start) in it.
-        if (end >= window_begin && end <= window_end) completed[static_cast<size_t>(c)]++;
-        if (begin >= window_begin) {
-          lat[static_cast<size_t>(c)].push_back(std::chrono::duration<double, std::micro>(end - begin).count());
-        }
+          me.ok++;
+          // Throughput: calls that completed in the window. Latency: calls that were due in it.
+          if (end >= window_begin && end <= window_end) me.completed++;
+          if (due >= window_begin) me.lat.push_back(std::chrono::duration<double, std::micro>(end - due).count());
+        });
       }
+      std::unique_lock lock(me.mu);
+      me.freed.wait(lock, [&] { return me.in_flight == 0; });
     });
   }
   cpu_probe.join();
   std::this_thread::sleep_until(window_end);
   const double cpu1 = ProcessCpuSeconds();
   for (auto& t : pool) t.join();
-  if (errors > 0) Die(std::to_string(errors.load()) + " top-ups failed; first: " + first_error);
   run.seconds = Seconds(window_end - window_begin);
   run.cpu_cores = (cpu1 - cpu0) / run.seconds;
-  for (int c = 0; c < clients; ++c) {
-    run.completed += completed[static_cast<size_t>(c)];
-    run.all_ok += ok[static_cast<size_t>(c)];
-    run.latencies_us.insert(run.latencies_us.end(), lat[static_cast<size_t>(c)].begin(),
-                            lat[static_cast<size_t>(c)].end());
+  for (const auto& d : ds) {
+    if (d->errors > 0) Die(std::to_string(d->errors) + " top-ups failed; first: " + d->first_error);
+    run.completed += d->completed;
+    run.all_ok += d->ok;
+    run.latencies_us.insert(run.latencies_us.end(), d->lat.begin(), d->lat.end());
   }
   run.commit = CommitFigures::From(env.watch());
   // Exactly once: cash went out by exactly the accepted top-ups.
@@ -680,7 +702,9 @@ int Main(int argc, char** argv) {
   app.add_option("--hot-charges", flags.hot_charges, "UsageCharged events per hot charge run")
       ->check(CLI::Range(1, 100'000'000));
   app.add_option("--seconds", flags.seconds, "timed seconds per top-up run")->check(CLI::PositiveNumber);
-  app.add_option("--clients", flags.clients, "top-up client threads")->check(CLI::Range(1, 4096));
+  app.add_option("--clients", flags.clients, "top-up calls in flight at once (each a waiting client)")
+      ->check(CLI::Range(1, 65536));
+  app.add_option("--drivers", flags.drivers, "threads issuing the top-up calls")->check(CLI::Range(1, 64));
   app.add_option("--paced-fraction", flags.paced_fraction, "paced top-ups at this fraction of the uniform peak")
       ->check(CLI::Range(0.01, 1.0));
   app.add_option("--paced-seconds", flags.paced_seconds, "timed seconds of the paced run (0: skip)")
