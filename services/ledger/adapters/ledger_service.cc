@@ -174,6 +174,68 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
 
 LedgerService::~LedgerService() { Stop(); }
 
+namespace {
+
+// The ledger's gRPC face, on gRPC's callback API. A mutation is handed to the partition's writer
+// with the RPC's reactor, and the writer finishes the reactor once the answer is durable: no
+// thread waits for a commit, so the number of requests in flight is bounded by the partition
+// queues (RESOURCE_EXHAUSTED beyond), not by a thread pool. gRPC keeps the request and response
+// alive until the reactor is finished, also when the client has given up (deadline or cancel).
+// Reads are quick (a state read, or one writer batch for statements and transactions) and are
+// answered inline.
+class LedgerGrpc final : public v1::LedgerService::CallbackService {
+ public:
+  explicit LedgerGrpc(LedgerService* ledger) : ledger_(ledger) {}
+
+#define WL_LEDGER_GRPC_MUTATION(Method, Request)                                                      \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,           \
+                                   v1::MutationResponse* resp) override {                             \
+    auto* reactor = ctx->DefaultReactor();                                                             \
+    ledger_->Method##Async(*req, [reactor, resp](grpc::Status status, v1::MutationResponse* answer) { \
+      if (status.ok()) *resp = std::move(*answer);                                                     \
+      reactor->Finish(status);                                                                         \
+    });                                                                                                \
+    return reactor;                                                                                    \
+  }
+  WL_LEDGER_GRPC_MUTATION(OpenAccount, OpenAccountRequest)
+  WL_LEDGER_GRPC_MUTATION(AttachMeter, MeterRequest)
+  WL_LEDGER_GRPC_MUTATION(DetachMeter, MeterRequest)
+  WL_LEDGER_GRPC_MUTATION(SetLimits, SetLimitsRequest)
+  WL_LEDGER_GRPC_MUTATION(Suspend, SuspendRequest)
+  WL_LEDGER_GRPC_MUTATION(Resume, ResumeRequest)
+  WL_LEDGER_GRPC_MUTATION(TransferOwnership, TransferRequest)
+  WL_LEDGER_GRPC_MUTATION(CloseAccount, CloseAccountRequest)
+  WL_LEDGER_GRPC_MUTATION(TopUp, TopUpRequest)
+  WL_LEDGER_GRPC_MUTATION(Refund, RefundRequest)
+  WL_LEDGER_GRPC_MUTATION(Reverse, ReverseRequest)
+  WL_LEDGER_GRPC_MUTATION(Adjust, AdjustRequest)
+#undef WL_LEDGER_GRPC_MUTATION
+
+#define WL_LEDGER_GRPC_READ(Method, Request, Response)                                            \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,       \
+                                   v1::Response* resp) override {                                 \
+    auto* reactor = ctx->DefaultReactor();                                                         \
+    reactor->Finish(ledger_->Method(nullptr, req, resp)); /* The reads do not use the context. */   \
+    return reactor;                                                                                \
+  }
+  WL_LEDGER_GRPC_READ(GetAccount, GetAccountRequest, Account)
+  WL_LEDGER_GRPC_READ(ListAccounts, ListAccountsRequest, ListAccountsResponse)
+  WL_LEDGER_GRPC_READ(GetStatement, GetStatementRequest, GetStatementResponse)
+  WL_LEDGER_GRPC_READ(GetTransaction, GetTransactionRequest, Transaction)
+  WL_LEDGER_GRPC_READ(GetTotals, LedgerTotalsRequest, LedgerTotalsResponse)
+#undef WL_LEDGER_GRPC_READ
+
+ private:
+  LedgerService* ledger_;
+};
+
+}  // namespace
+
+void LedgerService::Register(grpc::ServerBuilder& builder) {
+  grpc_ = std::make_unique<LedgerGrpc>(this);
+  builder.RegisterService(grpc_.get());
+}
+
 Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
 
 Status LedgerService::Start(bus::Bus* bus) {

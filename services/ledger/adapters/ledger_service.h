@@ -71,7 +71,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // server::Service
   std::string name() const override { return "ledger"; }
   eventlog::EventLog* log() override { return log_.get(); }
-  void Register(grpc::ServerBuilder& builder) override { builder.RegisterService(this); }
+  // Serves gRPC through the callback API (see LedgerGrpc), so that an RPC in flight holds no thread.
+  void Register(grpc::ServerBuilder& builder) override;
   Status Publish(bus::Bus* bus) override;
   Status Start(bus::Bus* bus) override;
   void Stop() override;
@@ -144,6 +145,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   std::vector<uint8_t> system_materialized_;      // Per partition, bytes (not bits): writer p only.
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
+  std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.
 };
 
 }  // namespace wattledger::ledger::adapters

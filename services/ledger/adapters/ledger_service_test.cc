@@ -4,6 +4,7 @@
 // recorded, cross-partition meter ownership, restart and replay).
 #include "services/ledger/adapters/ledger_service.h"
 
+#include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
 #include <condition_variable>
@@ -424,6 +425,65 @@ TEST_F(LedgerServiceTest, AsyncMutationsAreEachAnsweredOnceAfterTheirCommit) {
     refused = s.error_code() == grpc::StatusCode::INVALID_ARGUMENT && resp == nullptr;
   });
   EXPECT_TRUE(refused);
+}
+
+// Through gRPC's callback server: many RPCs in flight at once, each answered after its commit.
+TEST_F(LedgerServiceTest, GrpcTopUpsInFlightAreAnsweredThroughTheCallbackServer) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  svc_->Register(builder);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  auto stub = v1::LedgerService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  constexpr int kCalls = 600;
+  struct Call {
+    grpc::ClientContext ctx;
+    v1::TopUpRequest req;
+    v1::MutationResponse resp;
+  };
+  std::vector<std::unique_ptr<Call>> calls;
+  std::mutex mu;
+  std::condition_variable cv;
+  int answered = 0;
+  std::vector<std::string> errors;
+  std::set<std::string> txns;
+  for (int i = 0; i < kCalls; ++i) {
+    auto c = std::make_unique<Call>();
+    c->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+    c->req.set_operator_id("op1");
+    c->req.set_account_id("A1");
+    c->req.set_idempotency_key("G" + std::to_string(i));
+    c->req.set_amount_minor(100);
+    c->req.set_method(v1::PAYMENT_METHOD_ALIPAY);
+    Call* raw = c.get();
+    calls.push_back(std::move(c));
+    stub->async()->TopUp(&raw->ctx, &raw->req, &raw->resp, [&, raw](grpc::Status s) {
+      std::lock_guard lock(mu);
+      if (s.ok()) {
+        txns.insert(raw->resp.txn_id());
+      } else {
+        errors.push_back(s.error_message());
+      }
+      answered++;
+      cv.notify_all();
+    });
+  }
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return answered == kCalls; }));
+  }
+  EXPECT_TRUE(errors.empty()) << errors.front();
+  EXPECT_EQ(txns.size(), static_cast<size_t>(kCalls));
+  grpc::ClientContext ctx;
+  v1::GetAccountRequest g;
+  g.set_account_id("A1");
+  v1::Account a;
+  ASSERT_TRUE(stub->GetAccount(&ctx, g, &a).ok());
+  EXPECT_EQ(a.balance_minor(), 100 * kCalls);
+  server->Shutdown();
 }
 
 }  // namespace
