@@ -25,10 +25,22 @@ grpc::Status TooLarge(size_t bytes) {
                           std::to_string(kMaxInputBytes) + "; shorten names, reasons or lists");
 }
 
+constexpr const char* kCommandNames[] = {"open_account", "attach_meter", "detach_meter", "set_limits",
+                                        "suspend",      "resume",       "transfer",     "close_account",
+                                        "top_up",       "refund",       "reverse",      "adjust",
+                                        "charge"};
+static_assert(std::size(kCommandNames) == std::variant_size_v<Command>);
+
+enum CommandOutcome { kAccepted, kDuplicate, kRejected, kError, kOutcomes };
+constexpr const char* kOutcomeNames[] = {"accepted", "duplicate", "rejected", "error"};
+
 struct LedgerMetrics {
-  prometheus::Family<prometheus::Counter>& commands;  // {command, outcome}
+  // Every (command, outcome) counter is made once: a label lookup per command is a hash of a
+  // label map, which costs as much as deciding a charge.
+  prometheus::Counter* commands[std::size(kCommandNames)][kOutcomes];
   prometheus::Counter& cuts;
   prometheus::Counter& restores;
+  prometheus::Counter& Command(const ledger::Command& c, CommandOutcome o) { return *commands[c.index()][o]; }
   static LedgerMetrics& Get() {
     static LedgerMetrics* m = [] {
       auto& r = metrics::Registry();
@@ -36,20 +48,19 @@ struct LedgerMetrics {
                        .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected)").Register(r);
       auto& supply = prometheus::BuildCounter().Name("wattledger_ledger_supply_events_total")
                          .Help("Supply cut-required and restore-allowed events emitted").Register(r);
-      return new LedgerMetrics{cmds, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}})};
+      auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}})};
+      for (size_t c = 0; c < std::size(kCommandNames); ++c) {
+        for (int o = 0; o < kOutcomes; ++o) {
+          lm->commands[c][o] = &cmds.Add({{"command", kCommandNames[c]}, {"outcome", kOutcomeNames[o]}});
+        }
+      }
+      return lm;
     }();
     return *m;
   }
 };
 
-std::string CommandName(const Command& c) {
-  static constexpr const char* kNames[] = {"open_account", "attach_meter", "detach_meter", "set_limits",
-                                           "suspend",      "resume",       "transfer",     "close_account",
-                                           "top_up",       "refund",       "reverse",      "adjust",
-                                           "charge"};
-  static_assert(std::size(kNames) == std::variant_size_v<Command>);
-  return kNames[c.index()];
-}
+std::string CommandName(const Command& c) { return kCommandNames[c.index()]; }
 
 std::string CommandAccount(const Command& c) {
   return std::visit(
@@ -284,9 +295,9 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
                                               const eventlog::Causation& causation, const std::string& actor) {
   Ledger& ledger = *ledgers_[p];
   auto decided = ledger.Decide(command);
-  auto& counter = LedgerMetrics::Get().commands;
+  auto& metrics = LedgerMetrics::Get();
   if (!decided.ok()) {
-    counter.Add({{"command", CommandName(command)}, {"outcome", "error"}}).Increment();
+    metrics.Command(command, kError).Increment();
     return {decided.status(), {}};
   }
   Decision d = std::move(decided).value();
@@ -328,11 +339,11 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   };
 
   if (d.duplicate) {
-    counter.Add({{"command", CommandName(command)}, {"outcome", "duplicate"}}).Increment();
+    metrics.Command(command, kDuplicate).Increment();
     return {Status::Ok(), std::move(d)};
   }
   if (d.rejection) {
-    counter.Add({{"command", CommandName(command)}, {"outcome", "rejected"}}).Increment();
+    metrics.Command(command, kRejected).Increment();
     v1::CommandRejected r;
     r.set_txn_id(d.txn_id);
     r.set_operator_id(CommandOperator(command));
@@ -346,7 +357,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     return {Status::Ok(), std::move(d)};
   }
 
-  counter.Add({{"command", CommandName(command)}, {"outcome", "accepted"}}).Increment();
+  metrics.Command(command, kAccepted).Increment();
   ledger.ApplyAll(d.events);
   std::vector<std::string> touched;
   for (const auto& e : d.events) {
@@ -358,13 +369,13 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     }
     if (auto* dm = std::get_if<MeterDetached>(&e)) claims_.Release(dm->meter_id, dm->account_id);
     if (auto* cut = std::get_if<SupplyCutRequired>(&e)) {
-      LedgerMetrics::Get().cuts.Increment();
+      metrics.cuts.Increment();
       log::Info("supply cut required", {{"account", cut->account_id},
                                          {"balance", money::FormatYuan(cut->balance_minor)},
                                          {"cutoff_line", money::FormatYuan(cut->cutoff_line_minor)}});
     }
     if (auto* r = std::get_if<SupplyRestoreAllowed>(&e)) {
-      LedgerMetrics::Get().restores.Increment();
+      metrics.restores.Increment();
       log::Info("supply restore allowed", {{"account", r->account_id}, {"balance", money::FormatYuan(r->balance_minor)}});
     }
     if (auto* l = std::get_if<LevelChanged>(&e)) {
