@@ -481,7 +481,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
       response.set_duplicate(out->decision.duplicate);
       std::string acct = account;
       if (acct.empty()) {
-        if (const TxnRecord* t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
+        if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
       }
       if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
       (*answer)(grpc::Status::OK, &response);
@@ -657,8 +657,8 @@ grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTr
   if (!p.ok()) return server::ToGrpc(p.status());
   const std::string id = req->txn_id();
   std::function<grpc::Status(const Ledger&, v1::Transaction*)> fn = [id](const Ledger& ledger, v1::Transaction* out) {
-    const TxnRecord* t = ledger.FindTxn(id);
-    if (t == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
+    const std::optional<TxnRecord> t = ledger.FindTxn(id);
+    if (!t) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
     *out = ToProto(*t);
     return grpc::Status::OK;
   };

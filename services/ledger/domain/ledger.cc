@@ -280,9 +280,19 @@ const Account* Ledger::FindAccount(std::string_view id) const {
   return it == state_.accounts.end() ? nullptr : &it->second;
 }
 
-const TxnRecord* Ledger::FindTxn(std::string_view txn_id) const {
-  auto it = state_.txns.find(txn_id);
-  return it == state_.txns.end() ? nullptr : &it->second;
+std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
+  if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) return it->second;
+  auto it = state_.charge_txns.find(txn_id);
+  if (it == state_.charge_txns.end()) return std::nullopt;
+  // A charge's record is its statement entry seen as a transaction.
+  const Account& a = state_.accounts.at(it->second.account_id);
+  const StatementEntry& e = a.entries.at(it->second.entry);
+  return TxnRecord{e.txn_id, TxnKind::kCharge, a.id, e.time_us, e.amount_minor, "", "", e.charge_id, "", "",
+                   TwoLegs(a.id, e.amount_minor, sys::kRevenue)};
+}
+
+bool Ledger::TxnUsed(std::string_view txn_id) const {
+  return state_.txns.contains(txn_id) || state_.charge_txns.contains(txn_id);
 }
 
 int64_t Ledger::SystemBalance(std::string_view name) const {
@@ -307,7 +317,7 @@ Result<Statement> Ledger::GetStatement(std::string_view account_id, int64_t from
 Result<Decision> Ledger::Decide(const Command& command) const {
   const std::string& txn_id = std::visit([](const auto& c) -> const std::string& { return c.txn_id; }, command);
   if (txn_id.empty()) return InvalidArgument("command has no txn_id; the adapter must assign one");
-  if (state_.txns.contains(txn_id)) {
+  if (TxnUsed(txn_id)) {
     return Internal("txn id " + txn_id + " is already used by an earlier transaction; txn ids "
                     "must be unique");
   }
@@ -624,8 +634,8 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   }
   WL_LEDGER_REQUIRE_OPERATOR(c);
   if (c.reason.empty()) return Invalid(c.txn_id, "reason_required", "a reversal needs a reason");
-  const TxnRecord* orig = FindTxn(c.original_txn_id);
-  if (orig == nullptr) {
+  const std::optional<TxnRecord> orig = FindTxn(c.original_txn_id);
+  if (!orig) {
     return Reject(c.txn_id, StatusCode::kNotFound, "unknown_txn",
                   "transaction " + Quoted(c.original_txn_id) + " not found");
   }
@@ -759,7 +769,7 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
 }
 
 Status Ledger::AddTxn(TxnRecord record) {
-  WL_LEDGER_EXPECT_MSG(!state_.txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+  WL_LEDGER_EXPECT_MSG(!TxnUsed(record.txn_id), "txn id used twice: " + record.txn_id);
   std::string id = record.txn_id;
   state_.txns.emplace(std::move(id), std::move(record));
   return Status::Ok();
@@ -1036,12 +1046,14 @@ Status Ledger::TryApply(const Event& event) {
                       DescribeCharge(sink, e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
                                      e.reading_id, e.tariff_id, e.tariff_version);
                     }));
-          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor,
-                           "", "", e.charge_id, "", "", e.posting}));
+          // No TxnRecord of its own: FindTxn builds it from the statement entry, which holds
+          // everything it would (charges are the bulk of all transactions).
+          WL_LEDGER_EXPECT_MSG(!TxnUsed(e.txn_id), "txn id used twice: " + e.txn_id);
+          state_.charge_txns.emplace(e.txn_id, ChargeTxn{e.account_id, acc.entries.size() - 1});
         } else if constexpr (std::is_same_v<T, LevelChanged>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
-          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT(TxnUsed(e.txn_id));
           WL_LEDGER_EXPECT(Tracked(acc));
           WL_LEDGER_EXPECT_MSG(acc.level == e.from && e.from != e.to, "level change out of sequence");
           WL_LEDGER_EXPECT(acc.balance_minor == e.balance_minor);
@@ -1049,13 +1061,13 @@ Status Ledger::TryApply(const Event& event) {
         } else if constexpr (std::is_same_v<T, SupplyCutRequired>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
-          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT(TxnUsed(e.txn_id));
           WL_LEDGER_EXPECT_MSG(!acc.supply_cut && acc.level == Level::kCutoff, "cut without crossing");
           acc.supply_cut = true;
         } else if constexpr (std::is_same_v<T, SupplyRestoreAllowed>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
-          WL_LEDGER_EXPECT(state_.txns.contains(e.txn_id));
+          WL_LEDGER_EXPECT(TxnUsed(e.txn_id));
           WL_LEDGER_EXPECT_MSG(acc.supply_cut && acc.level != Level::kCutoff, "restore without crossing");
           acc.supply_cut = false;
         } else {
@@ -1251,6 +1263,12 @@ std::string Ledger::CanonicalDump() const {
     d.Field("orig", t.original_txn_id);
     d.Field("reversed_by", t.reversed_by);
     d.Posting(t.posting);
+    d.Line("");
+  }
+  for (const auto* kv : Sorted(state_.charge_txns)) {
+    d.Field("charge_txn", kv->first);
+    d.Field("account", kv->second.account_id);
+    d.Field("entry", static_cast<int64_t>(kv->second.entry));
     d.Line("");
   }
   for (const auto* kv : Sorted(state_.idempotency_keys)) {

@@ -119,11 +119,19 @@ struct StringHash {
 template <typename V>
 using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
 
+// Where a charge's transaction is: its statement entry (entries are append-only).
+struct ChargeTxn {
+  std::string account_id;
+  size_t entry = 0;
+  bool operator==(const ChargeTxn&) const = default;
+};
+
 struct LedgerState {
   StringMap<Account> accounts;
   std::map<std::string, int64_t, std::less<>> system_balances;  // Every sys::kAll name present.
   std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
-  StringMap<TxnRecord> txns;
+  StringMap<TxnRecord> txns;  // Every transaction but charges, which are in charge_txns.
+  StringMap<ChargeTxn> charge_txns;
   StringMap<KeyRecord> idempotency_keys;
   StringMap<KeyRecord> charges;
   int64_t total_minor = 0;  // Running sum of every balance; always 0.
@@ -191,7 +199,8 @@ class Ledger {
   const LedgerState& state() const { return state_; }
   const LedgerConfig& config() const { return config_; }
   const Account* FindAccount(std::string_view id) const;
-  const TxnRecord* FindTxn(std::string_view txn_id) const;
+  // A copy: a charge's record is built from its statement entry.
+  std::optional<TxnRecord> FindTxn(std::string_view txn_id) const;
   int64_t SystemBalance(std::string_view name) const;
   Result<Statement> GetStatement(std::string_view account_id, int64_t from_us, int64_t to_us) const;
 
@@ -219,6 +228,7 @@ class Ledger {
   Decision DecideAdjust(const Adjust& c) const;
   Decision DecideCharge(const Charge& c) const;
 
+  bool TxnUsed(std::string_view txn_id) const;
   Result<Account*> MutableAccount(const std::string& id);
   Status ApplyPosting(const Posting& posting);
   void AddEntry(Account& account, StatementEntry entry);

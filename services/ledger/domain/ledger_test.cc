@@ -421,8 +421,8 @@ TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(Acc("A1").purchase_count, 1);
   EXPECT_EQ(ledger_.SystemBalance("wechat"), -Y(100));
-  const TxnRecord* t = ledger_.FindTxn(c.txn_id);
-  ASSERT_NE(t, nullptr);
+  const std::optional<TxnRecord> t = ledger_.FindTxn(c.txn_id);
+  ASSERT_TRUE(t.has_value());
   EXPECT_EQ(t->kind, TxnKind::kTopUp);
   EXPECT_EQ(t->amount_minor, Y(100));
 }
@@ -683,6 +683,15 @@ TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
   EXPECT_EQ(e.reading_id, c.reading_id);
   EXPECT_EQ(e.tariff_version, 3);
   EXPECT_EQ(e.energy_wh, 1500);
+  // The charge is a transaction like any other, found by its id.
+  std::optional<TxnRecord> t = ledger_.FindTxn(c.txn_id);
+  ASSERT_TRUE(t.has_value());
+  EXPECT_EQ(*t, (TxnRecord{c.txn_id, TxnKind::kCharge, "A1", c.time_us, -Y(150), "", "", "C1", "", "",
+                           Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}}));
+  // Its id is taken: a later command may not reuse it.
+  TopUp reuse = TopUpCmd("A1", Y(1), "K9");
+  reuse.txn_id = c.txn_id;
+  EXPECT_EQ(ledger_.Decide(reuse).status().code(), StatusCode::kInternal);
 }
 
 TEST_F(LedgerTest, ChargesTakeEffectExactlyOncePerChargeId) {
