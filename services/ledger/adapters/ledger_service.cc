@@ -144,10 +144,15 @@ void MaterializeSystemLegs(uint32_t partition, const Ledger& ledger, const Posti
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
   std::vector<Event> decision;
-  std::string txn;
-  auto flush = [&] {
-    if (!decision.empty()) ledger->ApplyAll(decision);
+  std::string txn, first_event_id;
+  // The chain says the records are the ones written; whether they make sense is still checked:
+  // an event that does not fit the state is an error naming it, never a crash at start-up.
+  auto flush = [&]() -> Status {
+    if (decision.empty()) return Status::Ok();
+    Status s = ledger->TryApplyAll(decision);
     decision.clear();
+    if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
+    return Status::Ok();
   };
   Status bad;
   WL_RETURN_IF_ERROR(log.Scan(partition, 1, UINT64_MAX, [&](const eventlog::Envelope& env) {
@@ -158,14 +163,16 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
       return false;
     }
     if (EventTxnId(*event) != txn) {
-      flush();
+      bad = flush();
+      if (!bad.ok()) return false;
       txn = EventTxnId(*event);
+      first_event_id = env.event_id();
     }
     decision.push_back(std::move(event).value());
     return true;
   }));
   WL_RETURN_IF_ERROR(bad);
-  flush();
+  WL_RETURN_IF_ERROR(flush());
   ledger->CheckInvariants();
   return Status::Ok();
 }

@@ -486,5 +486,44 @@ TEST_F(LedgerServiceTest, GrpcTopUpsInFlightAreAnsweredThroughTheCallbackServer)
   server->Shutdown();
 }
 
+// A record in the log that the hash chain vouches for but that does not fit the state (here a
+// top-up of an account that was never opened) stops the start with an error naming it, rather
+// than a crash at start-up.
+TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
+  svc_->Stop();
+  svc_.reset();
+  std::string bad_id;
+  {
+    auto log = OpenLog("ledger", "ledger");
+    ToppedUp t{"ledger/0/1", 1, "op1", "NOBODY", "K1", 100, PaymentMethod::kCash, 1,
+               Posting{{Leg{false, "NOBODY", 100}, Leg{true, "cash", -100}}}};
+    Encoded enc = EncodeEvent(t);
+    eventlog::WriteSet ws;
+    eventlog::NewEvent ne;
+    ne.partition = 0;
+    ne.aggregate_key = "NOBODY";
+    ne.type = enc.type;
+    ne.payload = enc.payload;
+    ne.actor = "op1";
+    ne.causation.set_request_id("r1");
+    ws.Append(std::move(ne));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+    ASSERT_TRUE(log->Verify().ok());
+    Ledger ledger;
+    Status s = Rebuild(*log, 0, &ledger);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("ledger event ledger/0/1 (txn ledger/0/1)"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("unknown account NOBODY"), std::string::npos) << s.ToString();
+  }
+  LedgerOptions o;
+  o.clock = &clock_;
+  auto svc = std::make_unique<LedgerService>(OpenLog("ledger", "ledger"), o);
+  auto bus = bus::NewLocalBus();
+  ASSERT_TRUE(bus->Publish("billing", billing_.get()).ok());
+  ASSERT_TRUE(svc->Publish(bus.get()).ok());
+  Status started = svc->Start(bus.get());
+  EXPECT_EQ(started.code(), StatusCode::kDataLoss) << started.ToString();
+}
+
 }  // namespace
 }  // namespace wattledger::ledger::adapters
