@@ -77,7 +77,7 @@ Status Processor::Start() {
   return Status::Ok();
 }
 
-Status Processor::SubmitTo(uint32_t partition, Command command) {
+Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failure) {
   if (partition >= parts_.size()) return InvalidArgument("partition out of range");
   if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
   auto& part = *parts_[partition];
@@ -87,7 +87,7 @@ Status Processor::SubmitTo(uint32_t partition, Command command) {
       return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
     }
-    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0});
+    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0, std::move(on_failure)});
   }
   part.not_empty.notify_one();
   return Status::Ok();
@@ -109,12 +109,12 @@ void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) 
     for (auto& m : *batch) {
       const uint32_t p = handler_->Route(m, log_->partitions()) % log_->partitions();
       routed[m.envelope.partition()] = {m.envelope.seq(), m.offset};
-      if (!Enqueue(p, Input{nullptr, std::make_shared<bus::Message>(std::move(m)), nullptr, 0})) return;
+      if (!Enqueue(p, Input{nullptr, std::make_shared<bus::Message>(std::move(m)), nullptr, 0, nullptr})) return;
     }
     for (const auto& [sp, pos] : routed) {
       auto wm = std::make_shared<Watermark>(Watermark{topic, sp, pos});
       for (uint32_t p = 0; p < log_->partitions(); ++p) {
-        if (!Enqueue(p, Input{nullptr, nullptr, wm, 0})) return;
+        if (!Enqueue(p, Input{nullptr, nullptr, wm, 0, nullptr})) return;
       }
     }
   }
@@ -208,6 +208,9 @@ void Processor::WriterLoop(uint32_t p) {
         thrower = processed;
       }
     }
+    // A command that threw returned no Reply: its caller gets the failure through on_failure.
+    Failed thrown;
+    if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);
 
     std::vector<eventlog::Envelope> committed;
     if (failure.ok() && !ws.empty()) {
@@ -248,6 +251,7 @@ void Processor::WriterLoop(uint32_t p) {
       if (failure.ok()) events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
       r.reply(failure, events);
     }
+    if (thrown) thrown(failure);
   }
 }
 

@@ -109,7 +109,7 @@ TEST_F(ProcessorTest, RepliesAfterCommitWithTheCommandsEvents) {
       EXPECT_EQ(log->Head(events.empty() ? 0 : events[0].partition()), events.empty() ? 0u : events.back().seq());
       done.set_value({s, {events.begin(), events.end()}});
     };
-  }).ok());
+  }, nullptr).ok());
   auto [status, events] = done.get_future().get();
   EXPECT_TRUE(status.ok());
   ASSERT_EQ(events.size(), 2u);
@@ -187,14 +187,14 @@ TEST_F(ProcessorTest, FullQueueAnswersResourceExhausted) {
     return nullptr;
   };
   auto noop = [](uint32_t, eventlog::WriteSet&) -> Reply { return nullptr; };
-  ASSERT_TRUE(proc.SubmitTo(0, blocker).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, blocker, nullptr).ok());
   entered.wait();
-  ASSERT_TRUE(proc.SubmitTo(0, noop).ok());
-  ASSERT_TRUE(proc.SubmitTo(0, noop).ok());
-  Status full = proc.SubmitTo(0, noop);
+  ASSERT_TRUE(proc.SubmitTo(0, noop, nullptr).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, noop, nullptr).ok());
+  Status full = proc.SubmitTo(0, noop, nullptr);
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("retry with backoff"), std::string::npos);
-  EXPECT_TRUE(proc.SubmitTo(1, noop).ok()) << "other partitions are not affected";
+  EXPECT_TRUE(proc.SubmitTo(1, noop, nullptr).ok()) << "other partitions are not affected";
   release.count_down();
   proc.Stop();
 }
@@ -209,21 +209,29 @@ TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
     entered.count_down();
     release.wait();
     return nullptr;
-  }).ok());
+  }, nullptr).ok());
   entered.wait();
   // These three land in one batch: the first's effects are discarded with the failed batch, the
   // second throws, the third has not run and must run in a later batch.
-  std::promise<Status> first, third;
+  std::promise<Status> first, second, third;
+  auto unexpected = [](const Status& s) { ADD_FAILURE() << "on_failure despite a Reply: " << s.ToString(); };
   ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
     ws.PutState("count/first", "1");
     return [&](const Status& s, auto) { first.set_value(s); };
-  }).ok());
-  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet&) -> Reply { throw std::runtime_error("bad"); }).ok());
+  }, unexpected).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet&) -> Reply { throw std::runtime_error("bad"); },
+                            [&](const Status& s) { second.set_value(s); }).ok());
   ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
     ws.PutState("count/third", "1");
     return [&](const Status& s, auto) { third.set_value(s); };
-  }).ok());
+  }, unexpected).ok());
   release.count_down();
+  // The command that threw is answered at once, with what happened, not left to its deadline.
+  auto thrown = second.get_future();
+  ASSERT_EQ(thrown.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "no answer";
+  Status s2 = thrown.get();
+  EXPECT_EQ(s2.code(), StatusCode::kInternal);
+  EXPECT_EQ(s2.message(), "handler threw: bad");
   Status s1 = first.get_future().get();
   EXPECT_EQ(s1.code(), StatusCode::kInternal);
   EXPECT_FALSE(log->GetState("count/first")->has_value());

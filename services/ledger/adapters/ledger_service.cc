@@ -418,6 +418,10 @@ grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, co
       if (const Account* a = ledgers_[p]->FindAccount(acct)) *call->response.mutable_account() = ToProto(*a);
       call->done.set_value(grpc::Status::OK);
     };
+  }, [call](const Status& why) {
+    // The command threw and its batch was undone: nothing of it is recorded, and `why` says what
+    // threw (INTERNAL). Answered now rather than at the deadline.
+    call->done.set_value(server::ToGrpc(why));
   });
   if (!submitted.ok()) return server::ToGrpc(submitted);
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
@@ -445,7 +449,7 @@ grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(cons
                                        : grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                                       "the ledger could not commit; retry: " + commit.message()));
     };
-  });
+  }, [call](const Status& why) { call->done.set_value(server::ToGrpc(why)); });
   if (!submitted.ok()) return server::ToGrpc(submitted);
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time");

@@ -35,7 +35,12 @@ namespace wattledger::runtime {
 // Called after the commit with its status and the events this command appended (in order).
 using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
+// A command that answered its caller itself (say, a malformed request) returns nullptr.
 using Command = std::function<Reply(uint32_t partition, eventlog::WriteSet& ws)>;
+// Answers a command that never returned a Reply because its handler threw (INTERNAL, "handler
+// threw: ..."). Runs on the writer thread after the failed batch was undone, like the Replies of
+// the batch's other commands.
+using Failed = std::function<void(const Status& why)>;
 
 class Handler {
  public:
@@ -66,11 +71,13 @@ class Processor {
   // Subscribes to the topics and starts the writer and consumer threads.
   Status Start();
   // Queues a command for the partition that owns `key`. Never blocks: a full queue answers
-  // RESOURCE_EXHAUSTED so that callers back off.
-  Status Submit(std::string_view key, Command command) {
-    return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command));
+  // RESOURCE_EXHAUSTED so that callers back off. Once queued, a command is answered once: by its
+  // Reply after the commit, by itself (returning no Reply), or, if it threw, by `on_failure`.
+  // `on_failure` may be null only when nobody waits for the answer.
+  Status Submit(std::string_view key, Command command, Failed on_failure) {
+    return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command), std::move(on_failure));
   }
-  Status SubmitTo(uint32_t partition, Command command);
+  Status SubmitTo(uint32_t partition, Command command, Failed on_failure);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
 
@@ -93,6 +100,7 @@ class Processor {
     std::shared_ptr<bus::Message> message;  // or for consumed messages,
     std::shared_ptr<Watermark> watermark;   // or for watermarks.
     int failures = 0;                       // Batches this input was in that failed.
+    Failed on_failure;                      // Commands: their answer if they throw.
   };
   // A message that was in this many failed batches is set aside so it cannot block the partition.
   static constexpr int kMaxMessageFailures = 3;
