@@ -8,6 +8,34 @@
 
 namespace wattledger::runtime {
 
+namespace {
+
+// Whether a failed commit means the store itself is broken rather than this WriteSet refused.
+// EventLog::Commit refuses a bad WriteSet before writing anything (INVALID_ARGUMENT; a read-only
+// log FAILED_PRECONDITION); what RocksDB reports comes through FromRocks: an I/O error is
+// UNAVAILABLE, corruption DATA_LOSS, anything else INTERNAL.
+bool StoreBroken(const Status& commit) {
+  switch (commit.code()) {
+    case StatusCode::kUnavailable:
+    case StatusCode::kDataLoss:
+    case StatusCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status StoppedByStore(const std::string& service) {
+  return Unavailable(service + " is stopping after a store failure; retry after its restart");
+}
+
+}  // namespace
+
+void FailStop(const Status& why) {
+  WL_CHECK_MSG(why.ok(), "stopping so that a restart recovers the event log from its WAL: " + why.ToString());
+  std::abort();  // Reached only if called with OK; a stop was asked for all the same.
+}
+
 uint32_t PartitionForKey(std::string_view key, uint32_t partitions) {
   // FNV-1a: stable across processes and versions, unlike std::hash.
   uint64_t h = 1469598103934665603ull;
@@ -83,6 +111,8 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
   auto& part = *parts_[partition];
   {
     std::lock_guard lock(part.mu);
+    // Checked under the lock: AbandonQueue empties the queue under it after the flag is set.
+    if (store_broken_) return StoppedByStore(options_.name);
     if (part.queue.size() >= options_.queue_capacity) {
       return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
@@ -143,6 +173,10 @@ void Processor::WriterLoop(uint32_t p) {
   std::vector<Pending> replies;
   while (true) {
     batch.clear();
+    if (store_broken_) {  // Another writer's commit failed for good.
+      AbandonQueue(p, StoppedByStore(options_.name));
+      return;
+    }
     {
       std::unique_lock lock(part.mu);
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
@@ -217,6 +251,22 @@ void Processor::WriterLoop(uint32_t p) {
       auto result = log_->Commit(std::move(ws));
       if (result.ok()) {
         committed = std::move(result).value();
+      } else if (StoreBroken(result.status())) {
+        // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes
+        // is no better: answer this batch's commands (nothing of it is stored), then stop. Its
+        // messages come again from the stored positions after the restart.
+        errors.Increment();
+        log::Error("event log failed a commit; stopping the process", {{"service", options_.name},
+                                                                        {"partition", std::to_string(p)},
+                                                                        {"error", result.status().ToString()}});
+        const Status unavailable =
+            Unavailable(options_.name + " could not record this and is stopping: " + result.status().message());
+        for (auto& r : replies) {
+          if (r.reply) r.reply(unavailable, {});
+        }
+        if (!store_broken_.exchange(true)) options_.on_fatal(result.status());
+        AbandonQueue(p, unavailable);
+        return;
       } else {
         failure = result.status();
       }
@@ -252,6 +302,19 @@ void Processor::WriterLoop(uint32_t p) {
       r.reply(failure, events);
     }
     if (thrown) thrown(failure);
+  }
+}
+
+void Processor::AbandonQueue(uint32_t p, const Status& why) {
+  auto& part = *parts_[p];
+  std::deque<Input> left;
+  {
+    std::lock_guard lock(part.mu);
+    left.swap(part.queue);
+  }
+  part.not_full.notify_all();
+  for (auto& in : left) {
+    if (in.command && in.on_failure) in.on_failure(why);
   }
 }
 

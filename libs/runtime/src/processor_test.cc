@@ -1,7 +1,10 @@
 #include "wattledger/runtime/processor.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <csignal>
+#include <filesystem>
 #include <future>
 #include <latch>
 #include <stdexcept>
@@ -42,6 +45,39 @@ class CountingHandler : public Handler {
   eventlog::EventLog* log_;
   std::vector<std::map<std::string, int64_t>> counts_;
 };
+
+// While alive, every write of this process that would extend a file past `bytes` fails with
+// EFBIG, as writes to a full disk fail: a real I/O error from the file system, underneath RocksDB.
+// (RLIMIT_FSIZE; SIGXFSZ is ignored so that the write returns the error instead of killing us.)
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes) {
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    EXPECT_EQ(getrlimit(RLIMIT_FSIZE, &old_), 0);
+    rlimit limit = old_;
+    limit.rlim_cur = bytes;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+  }
+  ~FileSizeLimit() {
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &old_), 0);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit old_{};
+  void (*old_handler_)(int) = nullptr;
+};
+
+// The size of the largest file under `dir` that is (or is not) a RocksDB write-ahead log.
+uint64_t LargestFileBytes(const std::string& dir, bool wal) {
+  uint64_t bytes = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file() && (f.path().extension() == ".log") == wal) {
+      bytes = std::max<uint64_t>(bytes, f.file_size());
+    }
+  }
+  return bytes;
+}
 
 class ProcessorTest : public ::testing::Test {
  protected:
@@ -252,6 +288,66 @@ TEST_F(ProcessorTest, MessagesOfAFailedBatchAreRetriedAndPoisonIsSetAside) {
   WaitTotal(log.get(), 60);
   proc.Stop();
   EXPECT_GE(h.reloads, 3);
+}
+
+TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
+  auto log = Open("svc", "svc");
+  Produce(30);  // Before the disk fills: only the consumer's own log fails below.
+  CountingHandler h(log.get());
+  ProcessorOptions o{"svc", {"src"}};
+  std::promise<Status> fatal;
+  std::atomic<int> fatal_calls{0};
+  o.on_fatal = [&](const Status& why) {
+    if (fatal_calls++ == 0) fatal.set_value(why);
+  };
+  Processor proc(o, log.get(), bus_.get(), &h);
+  // Make the consumer's WAL by far the largest file of the test, so that the limit below fails
+  // writes to it and to no other file (RocksDB asserts that its info LOG never fails twice).
+  eventlog::WriteSet padding;
+  padding.PutState("padding", std::string(4 << 20, 'p'));
+  ASSERT_TRUE(log->Commit(std::move(padding)).ok());
+  const uint64_t wal_bytes = LargestFileBytes(dir_.Sub("svc"), /*wal=*/true);
+  ASSERT_GT(wal_bytes, LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20));
+  // Queued before the start, so it is in a batch that fails, whichever fails first.
+  std::promise<Status> answer;
+  ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    ws.PutState("count/cmd", "1");
+    return [&](const Status& s, auto) { answer.set_value(s); };
+  }, [&](const Status& s) { answer.set_value(s); }).ok());
+  {
+    // The WAL can grow by nothing: the first commit of the consumed messages fails with an I/O
+    // error, as on a full or failing disk, and RocksDB refuses writes from then on.
+    FileSizeLimit disk_full(wal_bytes);
+    ASSERT_TRUE(proc.Start().ok());
+    if (fatal.get_future().wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      // The writers retry forever and Stop() would never return: end here, not at the timeout.
+      ADD_FAILURE() << "a broken store must stop the process, not be retried";
+      std::filesystem::remove_all(dir_.path());
+      std::_Exit(1);
+    }
+  }
+  auto got = answer.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(got.get().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(proc.SubmitTo(0, [](uint32_t, eventlog::WriteSet&) -> Reply { return nullptr; }, nullptr).code(),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(h.reloads, 0) << "state was reloaded from a broken store to retry";
+  proc.Stop();
+  EXPECT_EQ(fatal_calls, 1);
+  // The restarted process finds the store as of its last good write, and consumes again.
+  log.reset();
+  log = Open("svc", "svc");
+  EXPECT_EQ(Total(log.get()), 0);
+  CountingHandler again(log.get());
+  Processor restarted({"svc", {"src"}}, log.get(), bus_.get(), &again);
+  ASSERT_TRUE(restarted.Start().ok());
+  WaitTotal(log.get(), 30);
+  restarted.Stop();
+}
+
+TEST(FailStopDeathTest, LogsWhyAndAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // RocksDB's thread pool outlives other tests.
+  EXPECT_DEATH(FailStop(Unavailable("commit to event log: IO error: disk on fire")), "disk on fire");
 }
 
 }  // namespace

@@ -419,8 +419,8 @@ grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, co
       call->done.set_value(grpc::Status::OK);
     };
   }, [call](const Status& why) {
-    // The command threw and its batch was undone: nothing of it is recorded, and `why` says what
-    // threw (INTERNAL). Answered now rather than at the deadline.
+    // The command threw (INTERNAL, its batch undone) or never ran because the store broke
+    // (UNAVAILABLE): nothing of it is recorded. Answered now rather than at the deadline.
     call->done.set_value(server::ToGrpc(why));
   });
   if (!submitted.ok()) return server::ToGrpc(submitted);

@@ -37,9 +37,9 @@ using Reply = std::function<void(const Status& commit, std::span<const eventlog:
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
 // A command that answered its caller itself (say, a malformed request) returns nullptr.
 using Command = std::function<Reply(uint32_t partition, eventlog::WriteSet& ws)>;
-// Answers a command that never returned a Reply because its handler threw (INTERNAL, "handler
-// threw: ..."). Runs on the writer thread after the failed batch was undone, like the Replies of
-// the batch's other commands.
+// Answers a command that never returned a Reply: its handler threw (INTERNAL, "handler threw:
+// ..."; run after the failed batch was undone, like the Replies of the batch's other commands),
+// or it never ran because the store broke (UNAVAILABLE). Runs on a writer thread.
 using Failed = std::function<void(const Status& why)>;
 
 class Handler {
@@ -54,11 +54,21 @@ class Handler {
   virtual Status Reload(uint32_t partition) = 0;
 };
 
+// The default ProcessorOptions::on_fatal: logs `why` as a failed check and aborts the process.
+[[noreturn]] void FailStop(const Status& why);
+
 struct ProcessorOptions {
   std::string name;                 // Service name: metrics label and position keys.
   std::vector<std::string> topics;  // Topics to consume.
   size_t queue_capacity = 16'384;   // Per partition; RPCs beyond it get RESOURCE_EXHAUSTED.
   size_t max_batch = 2'048;         // Inputs per commit at most.
+  // Called once, on a writer thread, after the event log failed a commit because the store itself
+  // is broken (an I/O error or corruption) and the batch's commands were answered UNAVAILABLE.
+  // RocksDB refuses every write after a failed WAL write, so retrying in place could only spin;
+  // a new process recovers the store from its WAL at open. Hence the default aborts and the
+  // orchestrator restarts the process. A test may pass one that returns: the processor then
+  // writes nothing more, answers queued commands UNAVAILABLE and refuses new ones.
+  std::function<void(const Status& why)> on_fatal = FailStop;
 };
 
 uint32_t PartitionForKey(std::string_view key, uint32_t partitions);
@@ -72,7 +82,8 @@ class Processor {
   Status Start();
   // Queues a command for the partition that owns `key`. Never blocks: a full queue answers
   // RESOURCE_EXHAUSTED so that callers back off. Once queued, a command is answered once: by its
-  // Reply after the commit, by itself (returning no Reply), or, if it threw, by `on_failure`.
+  // Reply after the commit, by itself (returning no Reply), or by `on_failure` if it threw or
+  // never ran.
   // `on_failure` may be null only when nobody waits for the answer.
   Status Submit(std::string_view key, Command command, Failed on_failure) {
     return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command), std::move(on_failure));
@@ -115,6 +126,9 @@ class Processor {
 
   Status LoadApplied(uint32_t p);
   void WriterLoop(uint32_t p);
+  // Once the store is broken: answers partition p's queued commands `why` and drops its other
+  // inputs (consumed messages come again from the stored positions after the restart).
+  void AbandonQueue(uint32_t p, const Status& why);
   void ConsumerLoop(const std::string& topic, bus::Consumer* consumer);
   // Queues `in` on partition p, waiting for room (consumers are back-pressured, never dropped).
   bool Enqueue(uint32_t p, Input in);
@@ -129,6 +143,7 @@ class Processor {
   std::vector<std::thread> consumer_threads_;
   std::atomic<bool> stop_consuming_{false};
   std::atomic<bool> stop_writing_{false};
+  std::atomic<bool> store_broken_{false};  // A commit failed for good: nothing is written again.
   bool started_ = false;
 };
 
