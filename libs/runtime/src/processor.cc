@@ -224,11 +224,14 @@ void Processor::WriterLoop(uint32_t p) {
         if (sp >= positions.size()) positions.resize(sp + 1);
         if (m.envelope.seq() <= positions[sp].seq) continue;  // Applied before a restart.
         if (in.failures >= kMaxMessageFailures) {
-          // Poison: it failed every batch it was in. Record it as passed over, loudly, so the
-          // partition can go on; the event stays in its source log for an operator to replay.
+          // Poison: it failed every batch it was in. Pass over it, loudly, so the partition can go
+          // on; the handler records that in the same commit as the position (unless that threw
+          // too: the bound), and the event stays in its source log for an operator to replay.
           metrics::KernelMetrics().rejected_inputs.Add({{"where", options_.name + "/poison"}}).Increment();
           log::Error("message set aside after repeated failures",
-                     {{"service", options_.name}, {"event_id", m.envelope.event_id()}});
+                     {{"service", options_.name}, {"event_id", m.envelope.event_id()},
+                      {"error", in.last_failure.ToString()}});
+          if (in.failures == kMaxMessageFailures) handler_->OnPoison(p, m, in.last_failure, ws);
         } else {
           handler_->OnMessage(p, m, ws);
         }
@@ -287,7 +290,10 @@ void Processor::WriterLoop(uint32_t p) {
       for (size_t i = 0; i < batch.size(); ++i) {
         auto& in = batch[i];
         if (in.message || in.watermark || i >= processed) {
-          if (i == thrower) in.failures++;  // A failed write is not the input's fault.
+          if (i == thrower) {  // A failed write is not the input's fault.
+            in.failures++;
+            in.last_failure = failure;
+          }
           again.push_back(std::move(in));
         }
       }

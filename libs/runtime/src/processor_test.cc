@@ -29,6 +29,16 @@ class CountingHandler : public Handler {
     ws.PutState("count/" + m.envelope.aggregate_key(), std::to_string(c));
   }
 
+  // Records the poison in state "poison/<event id>" = why, as a service records a rejection.
+  void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
+    if (poison_throws) throw std::runtime_error("cannot record it either");
+    {
+      std::lock_guard lock(mu);
+      poisoned.push_back(m.envelope.event_id());
+    }
+    ws.PutState("poison/" + m.envelope.event_id(), why.ToString());
+  }
+
   Status Reload(uint32_t p) override {
     reloads++;
     counts_[p].clear();
@@ -39,7 +49,10 @@ class CountingHandler : public Handler {
     });
   }
 
-  int reloads = 0;
+  std::atomic<int> reloads = 0;
+  bool poison_throws = false;
+  std::mutex mu;
+  std::vector<std::string> poisoned;  // Event ids passed to OnPoison.
 
  private:
   eventlog::EventLog* log_;
@@ -277,17 +290,41 @@ TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
   proc.Stop();
 }
 
-TEST_F(ProcessorTest, MessagesOfAFailedBatchAreRetriedAndPoisonIsSetAside) {
+TEST_F(ProcessorTest, MessagesOfAFailedBatchAreRetriedAndPoisonIsSetAsideOnTheRecord) {
   auto log = Open("svc", "svc");
   Produce(30);
-  Produce(1, "throw");
+  Produce(1, "throw");  // src/0/11
   Produce(30);
   CountingHandler h(log.get());
   Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
   ASSERT_TRUE(proc.Start().ok());
   WaitTotal(log.get(), 60);
+  // The handler recorded the poison, with why, in the commit that passed over it.
+  auto recorded = [&] { return log->GetState("poison/src/0/11")->value_or(""); };
+  for (int i = 0; i < 3000 && recorded().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(recorded(), "INTERNAL: handler threw: boom");
   proc.Stop();
+  EXPECT_EQ(h.poisoned, std::vector<std::string>{"src/0/11"});
   EXPECT_GE(h.reloads, 3);
+  const uint32_t writer = PartitionForKey("k0", kParts);  // Produce(1, ...) keys its event "k0".
+  auto pos = log->GetPosition("svc<src#" + std::to_string(writer), 0);
+  ASSERT_TRUE(pos.ok() && pos->has_value());
+  EXPECT_GE((*pos)->seq, 11u) << "the position passes over the poison";
+}
+
+TEST_F(ProcessorTest, PoisonWhoseRecordingThrowsIsStillPassedOver) {
+  auto log = Open("svc", "svc");
+  Produce(30);
+  Produce(1, "throw");
+  Produce(30);
+  CountingHandler h(log.get());
+  h.poison_throws = true;
+  Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  WaitTotal(log.get(), 60);
+  proc.Stop();
+  EXPECT_EQ(h.reloads, 4) << "three failures of OnMessage and one of OnPoison, then no more";
+  EXPECT_FALSE(log->GetState("poison/src/0/11")->has_value());
 }
 
 TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {

@@ -83,6 +83,39 @@ grpc::Status RejectionStatus(const Rejection& r) {
   return grpc::Status(static_cast<grpc::StatusCode>(r.code), r.rule + ": " + r.message);
 }
 
+eventlog::Causation UsageCause(const bus::Message& m) {
+  eventlog::Causation cause;
+  cause.set_source_topic(m.topic);
+  cause.set_source_partition(m.envelope.partition());
+  cause.set_source_seq(m.envelope.seq());
+  return cause;
+}
+
+// Bad input from the bus: records that usage `m` was refused under `rule`, with what could be read
+// of it, and changes nothing else. Ids and message are bounded so that the record stays small.
+void RejectUsage(uint32_t p, const bus::Message& m, billing::v1::UsageCharged usage, std::string txn,
+                 const std::string& rule, const Status& why, eventlog::WriteSet& ws) {
+  if (usage.account_id().size() > 256) usage.clear_account_id();
+  if (usage.charge_id().size() > 256) usage.clear_charge_id();
+  v1::CommandRejected r;
+  r.set_txn_id(std::move(txn));
+  r.set_account_id(usage.account_id());
+  r.set_command("charge");
+  r.set_idempotency_key(usage.charge_id());
+  r.set_rule(rule);
+  r.set_code(static_cast<int32_t>(why.code()));
+  r.set_message(why.message().substr(0, 1024));
+  eventlog::NewEvent ne;
+  ne.partition = p;
+  ne.aggregate_key = usage.account_id();
+  ne.type = std::string(kRejectedType);
+  ne.payload = r.SerializeAsString();
+  ne.actor = "billing";
+  ne.causation = UsageCause(m);
+  ws.Append(std::move(ne));
+  log::Warn("usage charge refused", {{"event_id", m.envelope.event_id()}, {"rule", rule}, {"error", why.ToString()}});
+}
+
 }  // namespace
 
 // ---- MeterClaims ----
@@ -334,10 +367,6 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
   static const std::string kUsageType = billing::v1::UsageCharged::descriptor()->full_name();
   if (m.envelope.type() != kUsageType) return;  // Other billing events are not the ledger's.
   billing::v1::UsageCharged usage;
-  eventlog::Causation cause;
-  cause.set_source_topic(m.topic);
-  cause.set_source_partition(m.envelope.partition());
-  cause.set_source_seq(m.envelope.seq());
   const std::string txn = NextTxnId(p, ws);
   Result<Charge> charge =
       m.envelope.payload().size() > kMaxInputBytes
@@ -346,33 +375,24 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
       : usage.ParseFromString(m.envelope.payload())
           ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
           : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
-  if (!charge.ok() && usage.account_id().size() > 256) usage.clear_account_id();  // Bounded record.
-  if (!charge.ok() && usage.charge_id().size() > 256) usage.clear_charge_id();
   if (!charge.ok()) {
-    // Bad input from the bus: record that it was refused, change nothing else.
     metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
-    v1::CommandRejected r;
-    r.set_txn_id(txn);
-    r.set_account_id(usage.account_id());
-    r.set_command("charge");
-    r.set_idempotency_key(usage.charge_id());
-    r.set_rule("invalid_usage");
-    r.set_code(static_cast<int32_t>(charge.status().code()));
-    r.set_message(charge.status().message());
-    eventlog::NewEvent ne;
-    ne.partition = p;
-    ne.aggregate_key = usage.account_id();
-    ne.type = std::string(kRejectedType);
-    ne.payload = r.SerializeAsString();
-    ne.actor = "billing";
-    ne.causation = cause;
-    ws.Append(std::move(ne));
-    log::Warn("usage charge refused", {{"event_id", m.envelope.event_id()}, {"error", charge.status().ToString()}});
+    RejectUsage(p, m, std::move(usage), txn, "invalid_usage", charge.status(), ws);
     return;
   }
-  Outcome out = Execute(p, *charge, ws, cause, "billing");
+  Outcome out = Execute(p, *charge, ws, UsageCause(m), "billing");
   // Decide only fails when this adapter broke its contract (txn id reuse): never silently.
   WL_CHECK_MSG(out.error.ok(), out.error.ToString());
+}
+
+void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) {
+  // The runtime set the message aside after it failed every batch it was in: put that on the
+  // record, as for usage that does not parse, so that operators find it in the log.
+  billing::v1::UsageCharged usage;
+  if (m.envelope.payload().size() > kMaxInputBytes || !usage.ParseFromString(m.envelope.payload())) {
+    usage.Clear();  // Name no account rather than a half-parsed one.
+  }
+  RejectUsage(p, m, std::move(usage), NextTxnId(p, ws), "poison_input", why, ws);
 }
 
 grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, const Build& build,

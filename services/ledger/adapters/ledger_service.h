@@ -78,6 +78,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
 
   // runtime::Handler
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
+  // Records the usage event as CommandRejected, rule "poison_input".
+  void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
   // gRPC API (also called in-process by the fleet simulator with a null context).

@@ -142,6 +142,15 @@ class LedgerServiceTest : public ::testing::Test {
     return all;
   }
 
+  std::vector<v1::CommandRejected> Rejections() {
+    std::vector<v1::CommandRejected> out;
+    for (const auto& e : LedgerEvents()) {
+      if (e.type() != kRejectedType) continue;
+      out.emplace_back().ParseFromString(e.payload());
+    }
+    return out;
+  }
+
   int Count(const std::string& type_suffix) {
     int n = 0;
     for (const auto& e : LedgerEvents()) n += e.type().ends_with(type_suffix);
@@ -268,6 +277,61 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   WaitConsumed();
   EXPECT_EQ(Get("A1").balance_minor(), 39'000);
   EXPECT_EQ(Count("Charged"), 4);
+}
+
+// Runs the ledger's handler, except that consuming usage with charge id "POISON" throws, as a
+// handler that hits a bug on one input does.
+class PoisonOnce : public runtime::Handler {
+ public:
+  explicit PoisonOnce(LedgerService* svc) : svc_(svc) {}
+  uint32_t Route(const bus::Message& m, uint32_t partitions) override { return svc_->Route(m, partitions); }
+  void OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) override {
+    billing::v1::UsageCharged u;
+    if (u.ParseFromString(m.envelope.payload()) && u.charge_id() == "POISON") throw std::runtime_error("bug");
+    svc_->OnMessage(p, m, ws);
+  }
+  void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
+    svc_->OnPoison(p, m, why, ws);
+  }
+  Status Reload(uint32_t p) override { return svc_->Reload(p); }
+
+ private:
+  LedgerService* svc_;
+};
+
+TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  // The ledger's handler, in a processor of its own whose handler throws on one usage event.
+  svc_->Stop();
+  PoisonOnce handler(svc_.get());
+  runtime::ProcessorOptions po;
+  po.name = "ledger";
+  po.topics = {kBillingTopic};
+  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  Usage("C1", "A1", 1'000);
+  Usage("POISON", "A1", 2'000);
+  Usage("C2", "A1", 3'000);
+  WaitConsumed();
+  proc.Stop();
+  // The partition went on past it, and the log says which input was set aside and why.
+  EXPECT_EQ(Get("A1").balance_minor(), 100'000 - 1'000 - 3'000);
+  EXPECT_EQ(Count("Charged"), 2);
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "poison_input");
+  EXPECT_EQ(rejected[0].account_id(), "A1");
+  EXPECT_EQ(rejected[0].idempotency_key(), "POISON");
+  EXPECT_EQ(rejected[0].code(), static_cast<int32_t>(StatusCode::kInternal));
+  EXPECT_EQ(rejected[0].message(), "handler threw: bug");
+  EXPECT_TRUE(rejected[0].txn_id().starts_with("ledger/")) << rejected[0].txn_id();
+  for (const auto& e : LedgerEvents()) {
+    if (e.type() == kRejectedType) {
+      EXPECT_EQ(e.causation().source_topic(), kBillingTopic);
+    }
+  }
 }
 
 TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {

@@ -50,6 +50,12 @@ class Handler {
   // Applies one new consumed message. Bad input must be answered with a rejected event (or
   // skipped with a log line), never a crash.
   virtual void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) = 0;
+  // `message` was in kMaxMessageFailures failed batches (`why` is the last failure) and is set
+  // aside instead of applied, so that it cannot block its partition. Put that on the record in ws
+  // (a rejected event, say) so that operators find it in the log: ws commits with the position
+  // that passes over the message. If this throws too, the message is passed over unrecorded.
+  virtual void OnPoison(uint32_t partition, const bus::Message& message, const Status& why,
+                        eventlog::WriteSet& ws) {}
   // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
   virtual Status Reload(uint32_t partition) = 0;
 };
@@ -112,6 +118,7 @@ class Processor {
     std::shared_ptr<Watermark> watermark;   // or for watermarks.
     int failures = 0;                       // Batches this input was in that failed.
     Failed on_failure;                      // Commands: their answer if they throw.
+    Status last_failure = Status::Ok();     // Why the last batch it made fail failed.
   };
   // A message that was in this many failed batches is set aside so it cannot block the partition.
   static constexpr int kMaxMessageFailures = 3;
