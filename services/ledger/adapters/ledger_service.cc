@@ -197,6 +197,10 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
 struct LedgerService::Outcome {
   Status error;  // The adapter could not even decide (bad request shape, internal).
   Decision decision;
+  // (meter, account) claims the decision gives up. They are released only once it is durable:
+  // released earlier, another partition could take the meter and commit while this commit
+  // fails, and Reload would then restore this partition's claim (one meter, two owners).
+  std::vector<std::pair<std::string, std::string>> released_claims = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -320,14 +324,15 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   counter.Add({{"command", CommandName(command)}, {"outcome", "accepted"}}).Increment();
   ledger.ApplyAll(d.events);
   std::vector<std::string> touched;
+  std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
     Encoded enc = EncodeEvent(e);
     new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload));
     if (touched.empty() || touched.back() != EventAccountId(e)) touched.push_back(EventAccountId(e));
     if (auto* c = std::get_if<AccountClosed>(&e)) {
-      for (const auto& m : c->released_meters) claims_.Release(m, c->account_id);
+      for (const auto& m : c->released_meters) released.emplace_back(m, c->account_id);
     }
-    if (auto* dm = std::get_if<MeterDetached>(&e)) claims_.Release(dm->meter_id, dm->account_id);
+    if (auto* dm = std::get_if<MeterDetached>(&e)) released.emplace_back(dm->meter_id, dm->account_id);
     if (auto* cut = std::get_if<SupplyCutRequired>(&e)) {
       LedgerMetrics::Get().cuts.Increment();
       log::Info("supply cut required", {{"account", cut->account_id},
@@ -360,7 +365,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
       }, e);
     }
   }
-  return {Status::Ok(), std::move(d)};
+  return {Status::Ok(), std::move(d), std::move(released)};
 }
 
 void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) {
@@ -383,6 +388,8 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
   Outcome out = Execute(p, *charge, ws, UsageCause(m), "billing");
   // Decide only fails when this adapter broke its contract (txn id reuse): never silently.
   WL_CHECK_MSG(out.error.ok(), out.error.ToString());
+  // A message has no reply to release claims after its commit; a charge never gives one up.
+  WL_CHECK(out.released_claims.empty());
 }
 
 void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) {
@@ -421,10 +428,14 @@ grpc::Status LedgerService::Mutate(uint32_t p, const std::string& request_id, co
     const std::string account = CommandAccount(*command);
     return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
+        // Reload has restored this partition's claims from the store, the released ones too.
         call->done.set_value(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                           "not recorded, retry with the same idempotency key: " + commit.message()));
         return;
       }
+      // Durable now: other accounts may take the meters. Before the answer, so that a caller who
+      // attaches a meter after detaching it finds it free.
+      for (const auto& [meter, account] : out->released_claims) claims_.Release(meter, account);
       if (out->decision.rejection) {
         call->done.set_value(RejectionStatus(*out->decision.rejection));
         return;

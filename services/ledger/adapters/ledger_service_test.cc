@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <future>
 #include <thread>
 
 #include "services/ledger/adapters/codec.h"
@@ -349,6 +350,87 @@ TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
   ASSERT_TRUE(Open(b, {"M2"}).ok());
   Restart();
   EXPECT_EQ(Open("A999", {"M1"}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// A detach (or close) frees its meters for other partitions only once it is durable. Here the
+// detach's batch fails after the detach was decided, while another partition attaches the meter:
+// that attach must be refused, or the failed batch's reload would give the meter two owners.
+TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable) {
+  const std::string a = "A1";
+  const uint32_t p = runtime::PartitionForKey(a, kParts);
+  std::string c;
+  for (int i = 2; c.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != p) c = id;
+  }
+  const uint32_t q = runtime::PartitionForKey(c, kParts);
+  ASSERT_TRUE(Open(a, {"M1", "M3"}).ok());  // Not its last meter: a may detach M1.
+  ASSERT_TRUE(Open(c, {"M2"}).ok());
+  // From here on an RPC only queues its command (no time to wait for the answer); the test reads
+  // the effects from the log, so a call may also be made from a writer thread.
+  Restart(std::chrono::milliseconds(0));
+  auto meter_request = [](const std::string& account) {
+    v1::MeterRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id(account);
+    r.set_meter_id("M1");
+    return r;
+  };
+  runtime::Processor* writers = svc_->processor();
+  std::promise<void> decided, attached;
+  auto attached_future = attached.get_future();
+  // On p's writer: queue the detach and behind it (so in the same batch) a command that waits
+  // while the detach is decided but not committed, then throws, which fails the whole batch.
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    v1::MeterRequest detach = meter_request(a);
+    v1::MutationResponse ignored;
+    EXPECT_EQ(svc_->DetachMeter(nullptr, &detach, &ignored).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      decided.set_value();
+      EXPECT_EQ(attached_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+      throw std::runtime_error("the batch of the detach fails");
+    }, nullptr).ok());
+    return nullptr;
+  }, nullptr).ok());
+  ASSERT_EQ(decided.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  // Meanwhile partition q attaches M1 to c; its writer records the outcome either way.
+  const uint64_t q_head = svc_->log()->Head(q);
+  v1::MeterRequest attach = meter_request(c);
+  v1::MutationResponse ignored;
+  svc_->AttachMeter(nullptr, &attach, &ignored);  // Its answer may or may not come in time.
+  for (int i = 0; i < 3000 && svc_->log()->Head(q) == q_head; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(svc_->log()->Head(q), q_head);
+  attached.set_value();
+  // A command behind the failed batch on p's writer is answered once that batch is undone.
+  std::promise<Status> undone;
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    return [&](const Status& s, auto) { undone.set_value(s); };
+  }, nullptr).ok());
+  ASSERT_EQ(undone.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+
+  // Durable state, which every restart rebuilds: M1 still belongs to a, and to a alone.
+  auto owners = [&] {
+    std::vector<std::string> who;
+    for (const auto& id : {a, c}) {
+      const v1::Account account = Get(id);
+      for (const auto& m : account.meters()) {
+        if (m == "M1") who.push_back(id);
+      }
+    }
+    return who;
+  };
+  EXPECT_EQ(owners(), std::vector<std::string>{a});
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "meter_owned");
+  // Once the detach is durable the meter is free for c.
+  Restart();
+  v1::MeterRequest detach = meter_request(a);
+  EXPECT_TRUE(svc_->DetachMeter(nullptr, &detach, &ignored).ok());
+  EXPECT_TRUE(svc_->AttachMeter(nullptr, &attach, &ignored).ok());
+  EXPECT_EQ(owners(), std::vector<std::string>{c});
 }
 
 TEST_F(LedgerServiceTest, TotalsAreZeroAndReplayEqualsLive) {
