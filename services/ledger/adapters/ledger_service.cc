@@ -83,6 +83,11 @@ grpc::Status RejectionStatus(const Rejection& r) {
   return grpc::Status(static_cast<grpc::StatusCode>(r.code), r.rule + ": " + r.message);
 }
 
+const std::string& UsageType() {
+  static const std::string kType = billing::v1::UsageCharged::descriptor()->full_name();
+  return kType;
+}
+
 eventlog::Causation UsageCause(const bus::Message& m) {
   eventlog::Causation cause;
   cause.set_source_topic(m.topic);
@@ -368,9 +373,19 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   return {Status::Ok(), std::move(d), std::move(released)};
 }
 
+uint32_t LedgerService::Route(const bus::Message& m, uint32_t partitions) {
+  // Usage is charged where its account lives, whatever key billing published it under.
+  billing::v1::UsageCharged usage;
+  if (m.envelope.type() == UsageType() && m.envelope.payload().size() <= kMaxInputBytes &&
+      usage.ParseFromString(m.envelope.payload())) {
+    return runtime::PartitionForKey(usage.account_id(), partitions);
+  }
+  // Unreadable usage names no account; any partition records its rejection.
+  return Handler::Route(m, partitions);
+}
+
 void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) {
-  static const std::string kUsageType = billing::v1::UsageCharged::descriptor()->full_name();
-  if (m.envelope.type() != kUsageType) return;  // Other billing events are not the ledger's.
+  if (m.envelope.type() != UsageType()) return;  // Other billing events are not the ledger's.
   billing::v1::UsageCharged usage;
   const std::string txn = NextTxnId(p, ws);
   Result<Charge> charge =

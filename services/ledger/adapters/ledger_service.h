@@ -79,6 +79,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void Stop() override;
 
   // runtime::Handler
+  // Usage goes to the partition of its payload's account_id, not of the envelope's key.
+  uint32_t Route(const bus::Message& message, uint32_t partitions) override;
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   // Records the usage event as CommandRejected, rule "poison_input".
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;

@@ -280,6 +280,35 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   EXPECT_EQ(Count("Charged"), 4);
 }
 
+TEST_F(LedgerServiceTest, UsageIsChargedInThePartitionOfItsAccountWhateverItsKey) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  // Published under a key that lives in another partition than A1.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    std::string k = "meter-" + std::to_string(i);
+    if (runtime::PartitionForKey(k, kParts) != runtime::PartitionForKey("A1", kParts)) key = k;
+  }
+  billing::v1::UsageCharged u;
+  u.set_charge_id("C1");
+  u.set_account_id("A1");
+  u.set_amount_minor(30'000);
+  u.set_energy_wh(1000);
+  u.set_meter_id("M1");
+  u.set_reading_id("R1");
+  u.set_tariff_id("T1");
+  u.set_tariff_version(1);
+  UsageRaw(key, u.SerializeAsString());
+  UsageRaw(key, "\xff\xfe not a protobuf");  // Names no account: recorded wherever it lands.
+  WaitConsumed();
+  EXPECT_EQ(Get("A1").balance_minor(), 70'000);
+  EXPECT_EQ(Count("Charged"), 1);
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "invalid_usage");
+}
+
 // Runs the ledger's handler, except that consuming usage with charge id "POISON" throws, as a
 // handler that hits a bug on one input does.
 class PoisonOnce : public runtime::Handler {
