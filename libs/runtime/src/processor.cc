@@ -8,6 +8,34 @@
 
 namespace wattledger::runtime {
 
+namespace {
+
+// Whether a failed commit means the store itself is broken rather than this WriteSet refused.
+// EventLog::Commit refuses a bad WriteSet before writing anything (INVALID_ARGUMENT; a read-only
+// log FAILED_PRECONDITION); what RocksDB reports comes through FromRocks: an I/O error is
+// UNAVAILABLE, corruption DATA_LOSS, anything else INTERNAL.
+bool StoreBroken(const Status& commit) {
+  switch (commit.code()) {
+    case StatusCode::kUnavailable:
+    case StatusCode::kDataLoss:
+    case StatusCode::kInternal:
+      return true;
+    default:
+      return false;
+  }
+}
+
+Status StoppedByStore(const std::string& service) {
+  return Unavailable(service + " is stopping after a store failure; retry after its restart");
+}
+
+}  // namespace
+
+void FailStop(const Status& why) {
+  WL_CHECK_MSG(why.ok(), "stopping so that a restart recovers the event log from its WAL: " + why.ToString());
+  std::abort();  // Reached only if called with OK; a stop was asked for all the same.
+}
+
 uint32_t PartitionForKey(std::string_view key, uint32_t partitions) {
   // FNV-1a: stable across processes and versions, unlike std::hash.
   uint64_t h = 1469598103934665603ull;
@@ -77,17 +105,19 @@ Status Processor::Start() {
   return Status::Ok();
 }
 
-Status Processor::SubmitTo(uint32_t partition, Command command) {
+Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failure) {
   if (partition >= parts_.size()) return InvalidArgument("partition out of range");
   if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
   auto& part = *parts_[partition];
   {
     std::lock_guard lock(part.mu);
+    // Checked under the lock: AbandonQueue empties the queue under it after the flag is set.
+    if (store_broken_) return StoppedByStore(options_.name);
     if (part.queue.size() >= options_.queue_capacity) {
       return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
     }
-    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0});
+    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0, std::move(on_failure)});
   }
   part.not_empty.notify_one();
   return Status::Ok();
@@ -109,12 +139,12 @@ void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) 
     for (auto& m : *batch) {
       const uint32_t p = handler_->Route(m, log_->partitions()) % log_->partitions();
       routed[m.envelope.partition()] = {m.envelope.seq(), m.offset};
-      if (!Enqueue(p, Input{nullptr, std::make_shared<bus::Message>(std::move(m)), nullptr, 0})) return;
+      if (!Enqueue(p, Input{nullptr, std::make_shared<bus::Message>(std::move(m)), nullptr, 0, nullptr})) return;
     }
     for (const auto& [sp, pos] : routed) {
       auto wm = std::make_shared<Watermark>(Watermark{topic, sp, pos});
       for (uint32_t p = 0; p < log_->partitions(); ++p) {
-        if (!Enqueue(p, Input{nullptr, nullptr, wm, 0})) return;
+        if (!Enqueue(p, Input{nullptr, nullptr, wm, 0, nullptr})) return;
       }
     }
   }
@@ -143,6 +173,10 @@ void Processor::WriterLoop(uint32_t p) {
   std::vector<Pending> replies;
   while (true) {
     batch.clear();
+    if (store_broken_) {  // Another writer's commit failed for good.
+      AbandonQueue(p, StoppedByStore(options_.name));
+      return;
+    }
     {
       std::unique_lock lock(part.mu);
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
@@ -190,11 +224,14 @@ void Processor::WriterLoop(uint32_t p) {
         if (sp >= positions.size()) positions.resize(sp + 1);
         if (m.envelope.seq() <= positions[sp].seq) continue;  // Applied before a restart.
         if (in.failures >= kMaxMessageFailures) {
-          // Poison: it failed every batch it was in. Record it as passed over, loudly, so the
-          // partition can go on; the event stays in its source log for an operator to replay.
+          // Poison: it failed every batch it was in. Pass over it, loudly, so the partition can go
+          // on; the handler records that in the same commit as the position (unless that threw
+          // too: the bound), and the event stays in its source log for an operator to replay.
           metrics::KernelMetrics().rejected_inputs.Add({{"where", options_.name + "/poison"}}).Increment();
           log::Error("message set aside after repeated failures",
-                     {{"service", options_.name}, {"event_id", m.envelope.event_id()}});
+                     {{"service", options_.name}, {"event_id", m.envelope.event_id()},
+                      {"error", in.last_failure.ToString()}});
+          if (in.failures == kMaxMessageFailures) handler_->OnPoison(p, m, in.last_failure, ws);
         } else {
           handler_->OnMessage(p, m, ws);
         }
@@ -208,12 +245,31 @@ void Processor::WriterLoop(uint32_t p) {
         thrower = processed;
       }
     }
+    // A command that threw returned no Reply: its caller gets the failure through on_failure.
+    Failed thrown;
+    if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);
 
     std::vector<eventlog::Envelope> committed;
     if (failure.ok() && !ws.empty()) {
       auto result = log_->Commit(std::move(ws));
       if (result.ok()) {
         committed = std::move(result).value();
+      } else if (StoreBroken(result.status())) {
+        // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes
+        // is no better: answer this batch's commands (nothing of it is stored), then stop. Its
+        // messages come again from the stored positions after the restart.
+        errors.Increment();
+        log::Error("event log failed a commit; stopping the process", {{"service", options_.name},
+                                                                        {"partition", std::to_string(p)},
+                                                                        {"error", result.status().ToString()}});
+        const Status unavailable =
+            Unavailable(options_.name + " could not record this and is stopping: " + result.status().message());
+        for (auto& r : replies) {
+          if (r.reply) r.reply(unavailable, {});
+        }
+        if (!store_broken_.exchange(true)) options_.on_fatal(result.status());
+        AbandonQueue(p, unavailable);
+        return;
       } else {
         failure = result.status();
       }
@@ -234,7 +290,10 @@ void Processor::WriterLoop(uint32_t p) {
       for (size_t i = 0; i < batch.size(); ++i) {
         auto& in = batch[i];
         if (in.message || in.watermark || i >= processed) {
-          if (i == thrower) in.failures++;  // A failed write is not the input's fault.
+          if (i == thrower) {  // A failed write is not the input's fault.
+            in.failures++;
+            in.last_failure = failure;
+          }
           again.push_back(std::move(in));
         }
       }
@@ -248,6 +307,20 @@ void Processor::WriterLoop(uint32_t p) {
       if (failure.ok()) events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
       r.reply(failure, events);
     }
+    if (thrown) thrown(failure);
+  }
+}
+
+void Processor::AbandonQueue(uint32_t p, const Status& why) {
+  auto& part = *parts_[p];
+  std::deque<Input> left;
+  {
+    std::lock_guard lock(part.mu);
+    left.swap(part.queue);
+  }
+  part.not_full.notify_all();
+  for (auto& in : left) {
+    if (in.command && in.on_failure) in.on_failure(why);
   }
 }
 

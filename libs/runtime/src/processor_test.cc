@@ -1,7 +1,10 @@
 #include "wattledger/runtime/processor.h"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 
+#include <csignal>
+#include <filesystem>
 #include <future>
 #include <latch>
 #include <stdexcept>
@@ -26,6 +29,16 @@ class CountingHandler : public Handler {
     ws.PutState("count/" + m.envelope.aggregate_key(), std::to_string(c));
   }
 
+  // Records the poison in state "poison/<event id>" = why, as a service records a rejection.
+  void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
+    if (poison_throws) throw std::runtime_error("cannot record it either");
+    {
+      std::lock_guard lock(mu);
+      poisoned.push_back(m.envelope.event_id());
+    }
+    ws.PutState("poison/" + m.envelope.event_id(), why.ToString());
+  }
+
   Status Reload(uint32_t p) override {
     reloads++;
     counts_[p].clear();
@@ -36,12 +49,48 @@ class CountingHandler : public Handler {
     });
   }
 
-  int reloads = 0;
+  std::atomic<int> reloads = 0;
+  bool poison_throws = false;
+  std::mutex mu;
+  std::vector<std::string> poisoned;  // Event ids passed to OnPoison.
 
  private:
   eventlog::EventLog* log_;
   std::vector<std::map<std::string, int64_t>> counts_;
 };
+
+// While alive, every write of this process that would extend a file past `bytes` fails with
+// EFBIG, as writes to a full disk fail: a real I/O error from the file system, underneath RocksDB.
+// (RLIMIT_FSIZE; SIGXFSZ is ignored so that the write returns the error instead of killing us.)
+class FileSizeLimit {
+ public:
+  explicit FileSizeLimit(uint64_t bytes) {
+    old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+    EXPECT_EQ(getrlimit(RLIMIT_FSIZE, &old_), 0);
+    rlimit limit = old_;
+    limit.rlim_cur = bytes;
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &limit), 0);
+  }
+  ~FileSizeLimit() {
+    EXPECT_EQ(setrlimit(RLIMIT_FSIZE, &old_), 0);
+    std::signal(SIGXFSZ, old_handler_);
+  }
+
+ private:
+  rlimit old_{};
+  void (*old_handler_)(int) = nullptr;
+};
+
+// The size of the largest file under `dir` that is (or is not) a RocksDB write-ahead log.
+uint64_t LargestFileBytes(const std::string& dir, bool wal) {
+  uint64_t bytes = 0;
+  for (const auto& f : std::filesystem::recursive_directory_iterator(dir)) {
+    if (f.is_regular_file() && (f.path().extension() == ".log") == wal) {
+      bytes = std::max<uint64_t>(bytes, f.file_size());
+    }
+  }
+  return bytes;
+}
 
 class ProcessorTest : public ::testing::Test {
  protected:
@@ -109,7 +158,7 @@ TEST_F(ProcessorTest, RepliesAfterCommitWithTheCommandsEvents) {
       EXPECT_EQ(log->Head(events.empty() ? 0 : events[0].partition()), events.empty() ? 0u : events.back().seq());
       done.set_value({s, {events.begin(), events.end()}});
     };
-  }).ok());
+  }, nullptr).ok());
   auto [status, events] = done.get_future().get();
   EXPECT_TRUE(status.ok());
   ASSERT_EQ(events.size(), 2u);
@@ -187,14 +236,14 @@ TEST_F(ProcessorTest, FullQueueAnswersResourceExhausted) {
     return nullptr;
   };
   auto noop = [](uint32_t, eventlog::WriteSet&) -> Reply { return nullptr; };
-  ASSERT_TRUE(proc.SubmitTo(0, blocker).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, blocker, nullptr).ok());
   entered.wait();
-  ASSERT_TRUE(proc.SubmitTo(0, noop).ok());
-  ASSERT_TRUE(proc.SubmitTo(0, noop).ok());
-  Status full = proc.SubmitTo(0, noop);
+  ASSERT_TRUE(proc.SubmitTo(0, noop, nullptr).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, noop, nullptr).ok());
+  Status full = proc.SubmitTo(0, noop, nullptr);
   EXPECT_EQ(full.code(), StatusCode::kResourceExhausted);
   EXPECT_NE(full.message().find("retry with backoff"), std::string::npos);
-  EXPECT_TRUE(proc.SubmitTo(1, noop).ok()) << "other partitions are not affected";
+  EXPECT_TRUE(proc.SubmitTo(1, noop, nullptr).ok()) << "other partitions are not affected";
   release.count_down();
   proc.Stop();
 }
@@ -209,21 +258,29 @@ TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
     entered.count_down();
     release.wait();
     return nullptr;
-  }).ok());
+  }, nullptr).ok());
   entered.wait();
   // These three land in one batch: the first's effects are discarded with the failed batch, the
   // second throws, the third has not run and must run in a later batch.
-  std::promise<Status> first, third;
+  std::promise<Status> first, second, third;
+  auto unexpected = [](const Status& s) { ADD_FAILURE() << "on_failure despite a Reply: " << s.ToString(); };
   ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
     ws.PutState("count/first", "1");
     return [&](const Status& s, auto) { first.set_value(s); };
-  }).ok());
-  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet&) -> Reply { throw std::runtime_error("bad"); }).ok());
+  }, unexpected).ok());
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet&) -> Reply { throw std::runtime_error("bad"); },
+                            [&](const Status& s) { second.set_value(s); }).ok());
   ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
     ws.PutState("count/third", "1");
     return [&](const Status& s, auto) { third.set_value(s); };
-  }).ok());
+  }, unexpected).ok());
   release.count_down();
+  // The command that threw is answered at once, with what happened, not left to its deadline.
+  auto thrown = second.get_future();
+  ASSERT_EQ(thrown.wait_for(std::chrono::seconds(10)), std::future_status::ready) << "no answer";
+  Status s2 = thrown.get();
+  EXPECT_EQ(s2.code(), StatusCode::kInternal);
+  EXPECT_EQ(s2.message(), "handler threw: bad");
   Status s1 = first.get_future().get();
   EXPECT_EQ(s1.code(), StatusCode::kInternal);
   EXPECT_FALSE(log->GetState("count/first")->has_value());
@@ -233,17 +290,101 @@ TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
   proc.Stop();
 }
 
-TEST_F(ProcessorTest, MessagesOfAFailedBatchAreRetriedAndPoisonIsSetAside) {
+TEST_F(ProcessorTest, MessagesOfAFailedBatchAreRetriedAndPoisonIsSetAsideOnTheRecord) {
   auto log = Open("svc", "svc");
   Produce(30);
-  Produce(1, "throw");
+  Produce(1, "throw");  // src/0/11
   Produce(30);
   CountingHandler h(log.get());
   Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
   ASSERT_TRUE(proc.Start().ok());
   WaitTotal(log.get(), 60);
+  // The handler recorded the poison, with why, in the commit that passed over it.
+  auto recorded = [&] { return log->GetState("poison/src/0/11")->value_or(""); };
+  for (int i = 0; i < 3000 && recorded().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(recorded(), "INTERNAL: handler threw: boom");
   proc.Stop();
+  EXPECT_EQ(h.poisoned, std::vector<std::string>{"src/0/11"});
   EXPECT_GE(h.reloads, 3);
+  const uint32_t writer = PartitionForKey("k0", kParts);  // Produce(1, ...) keys its event "k0".
+  auto pos = log->GetPosition("svc<src#" + std::to_string(writer), 0);
+  ASSERT_TRUE(pos.ok() && pos->has_value());
+  EXPECT_GE((*pos)->seq, 11u) << "the position passes over the poison";
+}
+
+TEST_F(ProcessorTest, PoisonWhoseRecordingThrowsIsStillPassedOver) {
+  auto log = Open("svc", "svc");
+  Produce(30);
+  Produce(1, "throw");
+  Produce(30);
+  CountingHandler h(log.get());
+  h.poison_throws = true;
+  Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  WaitTotal(log.get(), 60);
+  proc.Stop();
+  EXPECT_EQ(h.reloads, 4) << "three failures of OnMessage and one of OnPoison, then no more";
+  EXPECT_FALSE(log->GetState("poison/src/0/11")->has_value());
+}
+
+TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
+  auto log = Open("svc", "svc");
+  Produce(30);  // Before the disk fills: only the consumer's own log fails below.
+  CountingHandler h(log.get());
+  ProcessorOptions o{"svc", {"src"}};
+  std::promise<Status> fatal;
+  std::atomic<int> fatal_calls{0};
+  o.on_fatal = [&](const Status& why) {
+    if (fatal_calls++ == 0) fatal.set_value(why);
+  };
+  Processor proc(o, log.get(), bus_.get(), &h);
+  // Make the consumer's WAL by far the largest file of the test, so that the limit below fails
+  // writes to it and to no other file (RocksDB asserts that its info LOG never fails twice).
+  eventlog::WriteSet padding;
+  padding.PutState("padding", std::string(4 << 20, 'p'));
+  ASSERT_TRUE(log->Commit(std::move(padding)).ok());
+  const uint64_t wal_bytes = LargestFileBytes(dir_.Sub("svc"), /*wal=*/true);
+  ASSERT_GT(wal_bytes, LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20));
+  // Queued before the start, so it is in a batch that fails, whichever fails first.
+  std::promise<Status> answer;
+  ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    ws.PutState("count/cmd", "1");
+    return [&](const Status& s, auto) { answer.set_value(s); };
+  }, [&](const Status& s) { answer.set_value(s); }).ok());
+  {
+    // The WAL can grow by nothing: the first commit of the consumed messages fails with an I/O
+    // error, as on a full or failing disk, and RocksDB refuses writes from then on.
+    FileSizeLimit disk_full(wal_bytes);
+    ASSERT_TRUE(proc.Start().ok());
+    if (fatal.get_future().wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      // The writers retry forever and Stop() would never return: end here, not at the timeout.
+      ADD_FAILURE() << "a broken store must stop the process, not be retried";
+      std::filesystem::remove_all(dir_.path());
+      std::_Exit(1);
+    }
+  }
+  auto got = answer.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(got.get().code(), StatusCode::kUnavailable);
+  EXPECT_EQ(proc.SubmitTo(0, [](uint32_t, eventlog::WriteSet&) -> Reply { return nullptr; }, nullptr).code(),
+            StatusCode::kUnavailable);
+  EXPECT_EQ(h.reloads, 0) << "state was reloaded from a broken store to retry";
+  proc.Stop();
+  EXPECT_EQ(fatal_calls, 1);
+  // The restarted process finds the store as of its last good write, and consumes again.
+  log.reset();
+  log = Open("svc", "svc");
+  EXPECT_EQ(Total(log.get()), 0);
+  CountingHandler again(log.get());
+  Processor restarted({"svc", {"src"}}, log.get(), bus_.get(), &again);
+  ASSERT_TRUE(restarted.Start().ok());
+  WaitTotal(log.get(), 30);
+  restarted.Stop();
+}
+
+TEST(FailStopDeathTest, LogsWhyAndAborts) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // RocksDB's thread pool outlives other tests.
+  EXPECT_DEATH(FailStop(Unavailable("commit to event log: IO error: disk on fire")), "disk on fire");
 }
 
 }  // namespace

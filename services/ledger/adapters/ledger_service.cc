@@ -94,6 +94,44 @@ grpc::Status RejectionStatus(const Rejection& r) {
   return grpc::Status(static_cast<grpc::StatusCode>(r.code), r.rule + ": " + r.message);
 }
 
+const std::string& UsageType() {
+  static const std::string kType = billing::v1::UsageCharged::descriptor()->full_name();
+  return kType;
+}
+
+eventlog::Causation UsageCause(const bus::Message& m) {
+  eventlog::Causation cause;
+  cause.set_source_topic(m.topic);
+  cause.set_source_partition(m.envelope.partition());
+  cause.set_source_seq(m.envelope.seq());
+  return cause;
+}
+
+// Bad input from the bus: records that usage `m` was refused under `rule`, with what could be read
+// of it, and changes nothing else. Ids and message are bounded so that the record stays small.
+void RejectUsage(uint32_t p, const bus::Message& m, billing::v1::UsageCharged usage, std::string txn,
+                 const std::string& rule, const Status& why, eventlog::WriteSet& ws) {
+  if (usage.account_id().size() > 256) usage.clear_account_id();
+  if (usage.charge_id().size() > 256) usage.clear_charge_id();
+  v1::CommandRejected r;
+  r.set_txn_id(std::move(txn));
+  r.set_account_id(usage.account_id());
+  r.set_command("charge");
+  r.set_idempotency_key(usage.charge_id());
+  r.set_rule(rule);
+  r.set_code(static_cast<int32_t>(why.code()));
+  r.set_message(why.message().substr(0, 1024));
+  eventlog::NewEvent ne;
+  ne.partition = p;
+  ne.aggregate_key = usage.account_id();
+  ne.type = std::string(kRejectedType);
+  ne.payload = r.SerializeAsString();
+  ne.actor = "billing";
+  ne.causation = UsageCause(m);
+  ws.Append(std::move(ne));
+  log::Warn("usage charge refused", {{"event_id", m.envelope.event_id()}, {"rule", rule}, {"error", why.ToString()}});
+}
+
 }  // namespace
 
 // ---- MeterClaims ----
@@ -182,6 +220,10 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
 struct LedgerService::Outcome {
   Status error;  // The adapter could not even decide (bad request shape, internal).
   Decision decision;
+  // (meter, account) claims the decision gives up. They are released only once it is durable:
+  // released earlier, another partition could take the meter and commit while this commit
+  // fails, and Reload would then restore this partition's claim (one meter, two owners).
+  std::vector<std::pair<std::string, std::string>> released_claims = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -367,14 +409,15 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   metrics.Command(command, kAccepted).Increment();
   ledger.ApplyAll(d.events);
   std::vector<std::string> touched;
+  std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
     Encoded enc = EncodeEvent(e);
     new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload));
     if (touched.empty() || touched.back() != EventAccountId(e)) touched.push_back(EventAccountId(e));
     if (auto* c = std::get_if<AccountClosed>(&e)) {
-      for (const auto& m : c->released_meters) claims_.Release(m, c->account_id);
+      for (const auto& m : c->released_meters) released.emplace_back(m, c->account_id);
     }
-    if (auto* dm = std::get_if<MeterDetached>(&e)) claims_.Release(dm->meter_id, dm->account_id);
+    if (auto* dm = std::get_if<MeterDetached>(&e)) released.emplace_back(dm->meter_id, dm->account_id);
     if (auto* cut = std::get_if<SupplyCutRequired>(&e)) {
       metrics.cuts.Increment();
       log::Info("supply cut required", {{"account", cut->account_id},
@@ -407,17 +450,23 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
       }, e);
     }
   }
-  return {Status::Ok(), std::move(d)};
+  return {Status::Ok(), std::move(d), std::move(released)};
+}
+
+uint32_t LedgerService::Route(const bus::Message& m, uint32_t partitions) {
+  // Usage is charged where its account lives, whatever key billing published it under.
+  billing::v1::UsageCharged usage;
+  if (m.envelope.type() == UsageType() && m.envelope.payload().size() <= kMaxInputBytes &&
+      usage.ParseFromString(m.envelope.payload())) {
+    return runtime::PartitionForKey(usage.account_id(), partitions);
+  }
+  // Unreadable usage names no account; any partition records its rejection.
+  return Handler::Route(m, partitions);
 }
 
 void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) {
-  static const std::string kUsageType = billing::v1::UsageCharged::descriptor()->full_name();
-  if (m.envelope.type() != kUsageType) return;  // Other billing events are not the ledger's.
+  if (m.envelope.type() != UsageType()) return;  // Other billing events are not the ledger's.
   billing::v1::UsageCharged usage;
-  eventlog::Causation cause;
-  cause.set_source_topic(m.topic);
-  cause.set_source_partition(m.envelope.partition());
-  cause.set_source_seq(m.envelope.seq());
   const std::string txn = NextTxnId(p, ws);
   Result<Charge> charge =
       m.envelope.payload().size() > kMaxInputBytes
@@ -426,33 +475,26 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
       : usage.ParseFromString(m.envelope.payload())
           ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
           : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
-  if (!charge.ok() && usage.account_id().size() > 256) usage.clear_account_id();  // Bounded record.
-  if (!charge.ok() && usage.charge_id().size() > 256) usage.clear_charge_id();
   if (!charge.ok()) {
-    // Bad input from the bus: record that it was refused, change nothing else.
     metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
-    v1::CommandRejected r;
-    r.set_txn_id(txn);
-    r.set_account_id(usage.account_id());
-    r.set_command("charge");
-    r.set_idempotency_key(usage.charge_id());
-    r.set_rule("invalid_usage");
-    r.set_code(static_cast<int32_t>(charge.status().code()));
-    r.set_message(charge.status().message());
-    eventlog::NewEvent ne;
-    ne.partition = p;
-    ne.aggregate_key = usage.account_id();
-    ne.type = std::string(kRejectedType);
-    ne.payload = r.SerializeAsString();
-    ne.actor = "billing";
-    ne.causation = cause;
-    ws.Append(std::move(ne));
-    log::Warn("usage charge refused", {{"event_id", m.envelope.event_id()}, {"error", charge.status().ToString()}});
+    RejectUsage(p, m, std::move(usage), txn, "invalid_usage", charge.status(), ws);
     return;
   }
-  Outcome out = Execute(p, *charge, ws, cause, "billing");
+  Outcome out = Execute(p, *charge, ws, UsageCause(m), "billing");
   // Decide only fails when this adapter broke its contract (txn id reuse): never silently.
   WL_CHECK_MSG(out.error.ok(), out.error.ToString());
+  // A message has no reply to release claims after its commit; a charge never gives one up.
+  WL_CHECK(out.released_claims.empty());
+}
+
+void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) {
+  // The runtime set the message aside after it failed every batch it was in: put that on the
+  // record, as for usage that does not parse, so that operators find it in the log.
+  billing::v1::UsageCharged usage;
+  if (m.envelope.payload().size() > kMaxInputBytes || !usage.ParseFromString(m.envelope.payload())) {
+    usage.Clear();  // Name no account rather than a half-parsed one.
+  }
+  RejectUsage(p, m, std::move(usage), NextTxnId(p, ws), "poison_input", why, ws);
 }
 
 void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build, MutationDone done) {
@@ -474,11 +516,15 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
     }
     return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
+        // Reload has restored this partition's claims from the store, the released ones too.
         (*answer)(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "not recorded, retry with the same idempotency key: " + commit.message()),
                   nullptr);
         return;
       }
+      // Durable now: other accounts may take the meters. Before the answer, so that a caller who
+      // attaches a meter after detaching it finds it free.
+      for (const auto& [meter, owner] : out->released_claims) claims_.Release(meter, owner);
       if (out->decision.rejection) {
         (*answer)(RejectionStatus(*out->decision.rejection), nullptr);
         return;
@@ -493,6 +539,10 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
       if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
       (*answer)(grpc::Status::OK, &response);
     };
+  }, [answer](const Status& why) {
+    // The command threw (INTERNAL, its batch undone) or never ran because the store broke
+    // (UNAVAILABLE): nothing of it is recorded. Answered now rather than at the deadline.
+    (*answer)(server::ToGrpc(why), nullptr);
   });
   if (!submitted.ok()) (*answer)(server::ToGrpc(submitted), nullptr);
 }
@@ -536,7 +586,7 @@ grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(cons
                                        : grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                                       "the ledger could not commit; retry: " + commit.message()));
     };
-  });
+  }, [call](const Status& why) { call->done.set_value(server::ToGrpc(why)); });
   if (!submitted.ok()) return server::ToGrpc(submitted);
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
     return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time");

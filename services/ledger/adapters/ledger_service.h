@@ -9,7 +9,9 @@
 // need no history read it without touching the writers, and replay compares its digest.
 //
 // Meters: a meter belongs to at most one account across all partitions. The domain checks this
-// within a partition; MeterClaims checks it across partitions.
+// within a partition; MeterClaims checks it across partitions. A claim is taken when a decision
+// is made (refused if another account holds it) and given up only once the decision that
+// releases it is durable, so that no failed commit can leave a meter with two owners.
 //
 // Thread safety: gRPC handlers run on gRPC's threads and hand work to the partition writers;
 // domain state is only touched by its partition's writer thread.
@@ -78,7 +80,11 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void Stop() override;
 
   // runtime::Handler
+  // Usage goes to the partition of its payload's account_id, not of the envelope's key.
+  uint32_t Route(const bus::Message& message, uint32_t partitions) override;
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
+  // Records the usage event as CommandRejected, rule "poison_input".
+  void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
   // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
@@ -100,6 +106,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void RefundAsync(const v1::RefundRequest& req, MutationDone done);
   void ReverseAsync(const v1::ReverseRequest& req, MutationDone done);
   void AdjustAsync(const v1::AdjustRequest& req, MutationDone done);
+
+  // The writers, for tests that need to place work between a service's commands.
+  runtime::Processor* processor() const { return processor_.get(); }
 
   // gRPC API (also called in-process by the fleet simulator with a null context).
   grpc::Status OpenAccount(grpc::ServerContext*, const v1::OpenAccountRequest*, v1::MutationResponse*) override;

@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -146,6 +147,15 @@ class LedgerServiceTest : public ::testing::Test {
     return all;
   }
 
+  std::vector<v1::CommandRejected> Rejections() {
+    std::vector<v1::CommandRejected> out;
+    for (const auto& e : LedgerEvents()) {
+      if (e.type() != kRejectedType) continue;
+      out.emplace_back().ParseFromString(e.payload());
+    }
+    return out;
+  }
+
   int Count(const std::string& type_suffix) {
     int n = 0;
     for (const auto& e : LedgerEvents()) n += e.type().ends_with(type_suffix);
@@ -274,6 +284,90 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   EXPECT_EQ(Count("Charged"), 4);
 }
 
+TEST_F(LedgerServiceTest, UsageIsChargedInThePartitionOfItsAccountWhateverItsKey) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  // Published under a key that lives in another partition than A1.
+  std::string key;
+  for (int i = 0; key.empty(); ++i) {
+    std::string k = "meter-" + std::to_string(i);
+    if (runtime::PartitionForKey(k, kParts) != runtime::PartitionForKey("A1", kParts)) key = k;
+  }
+  billing::v1::UsageCharged u;
+  u.set_charge_id("C1");
+  u.set_account_id("A1");
+  u.set_amount_minor(30'000);
+  u.set_energy_wh(1000);
+  u.set_meter_id("M1");
+  u.set_reading_id("R1");
+  u.set_tariff_id("T1");
+  u.set_tariff_version(1);
+  UsageRaw(key, u.SerializeAsString());
+  UsageRaw(key, "\xff\xfe not a protobuf");  // Names no account: recorded wherever it lands.
+  WaitConsumed();
+  EXPECT_EQ(Get("A1").balance_minor(), 70'000);
+  EXPECT_EQ(Count("Charged"), 1);
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "invalid_usage");
+}
+
+// Runs the ledger's handler, except that consuming usage with charge id "POISON" throws, as a
+// handler that hits a bug on one input does.
+class PoisonOnce : public runtime::Handler {
+ public:
+  explicit PoisonOnce(LedgerService* svc) : svc_(svc) {}
+  uint32_t Route(const bus::Message& m, uint32_t partitions) override { return svc_->Route(m, partitions); }
+  void OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) override {
+    billing::v1::UsageCharged u;
+    if (u.ParseFromString(m.envelope.payload()) && u.charge_id() == "POISON") throw std::runtime_error("bug");
+    svc_->OnMessage(p, m, ws);
+  }
+  void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
+    svc_->OnPoison(p, m, why, ws);
+  }
+  Status Reload(uint32_t p) override { return svc_->Reload(p); }
+
+ private:
+  LedgerService* svc_;
+};
+
+TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  // The ledger's handler, in a processor of its own whose handler throws on one usage event.
+  svc_->Stop();
+  PoisonOnce handler(svc_.get());
+  runtime::ProcessorOptions po;
+  po.name = "ledger";
+  po.topics = {kBillingTopic};
+  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  Usage("C1", "A1", 1'000);
+  Usage("POISON", "A1", 2'000);
+  Usage("C2", "A1", 3'000);
+  WaitConsumed();
+  proc.Stop();
+  // The partition went on past it, and the log says which input was set aside and why.
+  EXPECT_EQ(Get("A1").balance_minor(), 100'000 - 1'000 - 3'000);
+  EXPECT_EQ(Count("Charged"), 2);
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "poison_input");
+  EXPECT_EQ(rejected[0].account_id(), "A1");
+  EXPECT_EQ(rejected[0].idempotency_key(), "POISON");
+  EXPECT_EQ(rejected[0].code(), static_cast<int32_t>(StatusCode::kInternal));
+  EXPECT_EQ(rejected[0].message(), "handler threw: bug");
+  EXPECT_TRUE(rejected[0].txn_id().starts_with("ledger/")) << rejected[0].txn_id();
+  for (const auto& e : LedgerEvents()) {
+    if (e.type() == kRejectedType) {
+      EXPECT_EQ(e.causation().source_topic(), kBillingTopic);
+    }
+  }
+}
+
 TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
   // Find two account ids in different partitions.
   std::string a = "A1", b;
@@ -289,6 +383,87 @@ TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
   ASSERT_TRUE(Open(b, {"M2"}).ok());
   Restart();
   EXPECT_EQ(Open("A999", {"M1"}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+// A detach (or close) frees its meters for other partitions only once it is durable. Here the
+// detach's batch fails after the detach was decided, while another partition attaches the meter:
+// that attach must be refused, or the failed batch's reload would give the meter two owners.
+TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable) {
+  const std::string a = "A1";
+  const uint32_t p = runtime::PartitionForKey(a, kParts);
+  std::string c;
+  for (int i = 2; c.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != p) c = id;
+  }
+  const uint32_t q = runtime::PartitionForKey(c, kParts);
+  ASSERT_TRUE(Open(a, {"M1", "M3"}).ok());  // Not its last meter: a may detach M1.
+  ASSERT_TRUE(Open(c, {"M2"}).ok());
+  // From here on an RPC only queues its command (no time to wait for the answer); the test reads
+  // the effects from the log, so a call may also be made from a writer thread.
+  Restart(std::chrono::milliseconds(0));
+  auto meter_request = [](const std::string& account) {
+    v1::MeterRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id(account);
+    r.set_meter_id("M1");
+    return r;
+  };
+  runtime::Processor* writers = svc_->processor();
+  std::promise<void> decided, attached;
+  auto attached_future = attached.get_future();
+  // On p's writer: queue the detach and behind it (so in the same batch) a command that waits
+  // while the detach is decided but not committed, then throws, which fails the whole batch.
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    v1::MeterRequest detach = meter_request(a);
+    v1::MutationResponse ignored;
+    EXPECT_EQ(svc_->DetachMeter(nullptr, &detach, &ignored).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      decided.set_value();
+      EXPECT_EQ(attached_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+      throw std::runtime_error("the batch of the detach fails");
+    }, nullptr).ok());
+    return nullptr;
+  }, nullptr).ok());
+  ASSERT_EQ(decided.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  // Meanwhile partition q attaches M1 to c; its writer records the outcome either way.
+  const uint64_t q_head = svc_->log()->Head(q);
+  v1::MeterRequest attach = meter_request(c);
+  v1::MutationResponse ignored;
+  svc_->AttachMeter(nullptr, &attach, &ignored);  // Its answer may or may not come in time.
+  for (int i = 0; i < 3000 && svc_->log()->Head(q) == q_head; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_GT(svc_->log()->Head(q), q_head);
+  attached.set_value();
+  // A command behind the failed batch on p's writer is answered once that batch is undone.
+  std::promise<Status> undone;
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    return [&](const Status& s, auto) { undone.set_value(s); };
+  }, nullptr).ok());
+  ASSERT_EQ(undone.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+
+  // Durable state, which every restart rebuilds: M1 still belongs to a, and to a alone.
+  auto owners = [&] {
+    std::vector<std::string> who;
+    for (const auto& id : {a, c}) {
+      const v1::Account account = Get(id);
+      for (const auto& m : account.meters()) {
+        if (m == "M1") who.push_back(id);
+      }
+    }
+    return who;
+  };
+  EXPECT_EQ(owners(), std::vector<std::string>{a});
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "meter_owned");
+  // Once the detach is durable the meter is free for c.
+  Restart();
+  v1::MeterRequest detach = meter_request(a);
+  EXPECT_TRUE(svc_->DetachMeter(nullptr, &detach, &ignored).ok());
+  EXPECT_TRUE(svc_->AttachMeter(nullptr, &attach, &ignored).ok());
+  EXPECT_EQ(owners(), std::vector<std::string>{c});
 }
 
 TEST_F(LedgerServiceTest, TotalsAreZeroAndReplayEqualsLive) {

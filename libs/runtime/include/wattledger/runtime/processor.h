@@ -35,7 +35,12 @@ namespace wattledger::runtime {
 // Called after the commit with its status and the events this command appended (in order).
 using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
+// A command that answered its caller itself (say, a malformed request) returns nullptr.
 using Command = std::function<Reply(uint32_t partition, eventlog::WriteSet& ws)>;
+// Answers a command that never returned a Reply: its handler threw (INTERNAL, "handler threw:
+// ..."; run after the failed batch was undone, like the Replies of the batch's other commands),
+// or it never ran because the store broke (UNAVAILABLE). Runs on a writer thread.
+using Failed = std::function<void(const Status& why)>;
 
 class Handler {
  public:
@@ -45,15 +50,31 @@ class Handler {
   // Applies one new consumed message. Bad input must be answered with a rejected event (or
   // skipped with a log line), never a crash.
   virtual void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) = 0;
+  // `message` was in kMaxMessageFailures failed batches (`why` is the last failure) and is set
+  // aside instead of applied, so that it cannot block its partition. Put that on the record in ws
+  // (a rejected event, say) so that operators find it in the log: ws commits with the position
+  // that passes over the message. If this throws too, the message is passed over unrecorded.
+  virtual void OnPoison(uint32_t partition, const bus::Message& message, const Status& why,
+                        eventlog::WriteSet& ws) {}
   // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
   virtual Status Reload(uint32_t partition) = 0;
 };
+
+// The default ProcessorOptions::on_fatal: logs `why` as a failed check and aborts the process.
+[[noreturn]] void FailStop(const Status& why);
 
 struct ProcessorOptions {
   std::string name;                 // Service name: metrics label and position keys.
   std::vector<std::string> topics;  // Topics to consume.
   size_t queue_capacity = 16'384;   // Per partition; RPCs beyond it get RESOURCE_EXHAUSTED.
   size_t max_batch = 2'048;         // Inputs per commit at most.
+  // Called once, on a writer thread, after the event log failed a commit because the store itself
+  // is broken (an I/O error or corruption) and the batch's commands were answered UNAVAILABLE.
+  // RocksDB refuses every write after a failed WAL write, so retrying in place could only spin;
+  // a new process recovers the store from its WAL at open. Hence the default aborts and the
+  // orchestrator restarts the process. A test may pass one that returns: the processor then
+  // writes nothing more, answers queued commands UNAVAILABLE and refuses new ones.
+  std::function<void(const Status& why)> on_fatal = FailStop;
 };
 
 uint32_t PartitionForKey(std::string_view key, uint32_t partitions);
@@ -66,11 +87,14 @@ class Processor {
   // Subscribes to the topics and starts the writer and consumer threads.
   Status Start();
   // Queues a command for the partition that owns `key`. Never blocks: a full queue answers
-  // RESOURCE_EXHAUSTED so that callers back off.
-  Status Submit(std::string_view key, Command command) {
-    return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command));
+  // RESOURCE_EXHAUSTED so that callers back off. Once queued, a command is answered once: by its
+  // Reply after the commit, by itself (returning no Reply), or by `on_failure` if it threw or
+  // never ran.
+  // `on_failure` may be null only when nobody waits for the answer.
+  Status Submit(std::string_view key, Command command, Failed on_failure) {
+    return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command), std::move(on_failure));
   }
-  Status SubmitTo(uint32_t partition, Command command);
+  Status SubmitTo(uint32_t partition, Command command, Failed on_failure);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
 
@@ -93,6 +117,8 @@ class Processor {
     std::shared_ptr<bus::Message> message;  // or for consumed messages,
     std::shared_ptr<Watermark> watermark;   // or for watermarks.
     int failures = 0;                       // Batches this input was in that failed.
+    Failed on_failure;                      // Commands: their answer if they throw.
+    Status last_failure = Status::Ok();     // Why the last batch it made fail failed.
   };
   // A message that was in this many failed batches is set aside so it cannot block the partition.
   static constexpr int kMaxMessageFailures = 3;
@@ -107,6 +133,9 @@ class Processor {
 
   Status LoadApplied(uint32_t p);
   void WriterLoop(uint32_t p);
+  // Once the store is broken: answers partition p's queued commands `why` and drops its other
+  // inputs (consumed messages come again from the stored positions after the restart).
+  void AbandonQueue(uint32_t p, const Status& why);
   void ConsumerLoop(const std::string& topic, bus::Consumer* consumer);
   // Queues `in` on partition p, waiting for room (consumers are back-pressured, never dropped).
   bool Enqueue(uint32_t p, Input in);
@@ -121,6 +150,7 @@ class Processor {
   std::vector<std::thread> consumer_threads_;
   std::atomic<bool> stop_consuming_{false};
   std::atomic<bool> stop_writing_{false};
+  std::atomic<bool> store_broken_{false};  // A commit failed for good: nothing is written again.
   bool started_ = false;
 };
 
