@@ -245,6 +245,15 @@ void Processor::WriterLoop(uint32_t p) {
         thrower = processed;
       }
     }
+    if (failure.ok()) {
+      try {
+        handler_->BeforeCommit(p, ws);
+      } catch (const std::exception& e) {
+        WL_CHECK_MSG(false, std::string("BeforeCommit threw: ") + e.what());
+      } catch (...) {
+        WL_CHECK_MSG(false, "BeforeCommit threw a non-standard exception");
+      }
+    }
     // A command that threw returned no Reply: its caller gets the failure through on_failure.
     Failed thrown;
     if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);

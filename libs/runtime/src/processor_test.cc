@@ -387,5 +387,38 @@ TEST(FailStopDeathTest, LogsWhyAndAborts) {
   EXPECT_DEATH(FailStop(Unavailable("commit to event log: IO error: disk on fire")), "disk on fire");
 }
 
+// BeforeCommit runs once per committed batch, after its inputs and inside its commit, and never
+// for a batch that is undone.
+TEST_F(ProcessorTest, BeforeCommitRunsOncePerCommittedBatchInsideItsCommit) {
+  class BatchHandler : public CountingHandler {
+   public:
+    using CountingHandler::CountingHandler;
+    void BeforeCommit(uint32_t p, eventlog::WriteSet& ws) override {
+      calls++;
+      ws.PutState("before/" + std::to_string(p), std::to_string(calls.load()));
+    }
+    std::atomic<int> calls = 0;
+  };
+  auto log = Open("svc", "svc");
+  BatchHandler h(log.get());
+  Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  Produce(30);
+  WaitTotal(log.get(), 30);
+  Produce(1, "throw");  // Fails three batches, then is set aside.
+  for (int i = 0; i < 3000 && h.poisoned.empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  proc.Stop();
+  ASSERT_EQ(h.poisoned.size(), 1u);
+  EXPECT_EQ(h.reloads.load(), 3);
+  // Every batch writes state (counts, positions), so each committed batch is one commit.
+  EXPECT_EQ(static_cast<uint64_t>(h.calls.load()), log->stats().commits);
+  int stored = 0;
+  ASSERT_TRUE(log->ScanState("before/", [&](std::string_view, std::string_view) {
+    stored++;
+    return true;
+  }).ok());
+  EXPECT_GT(stored, 0);
+}
+
 }  // namespace
 }  // namespace wattledger::runtime

@@ -172,12 +172,10 @@ void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::Write
   }
 }
 
-void MaterializeSystemLegs(uint32_t partition, const Ledger& ledger, const Posting& posting, eventlog::WriteSet& ws) {
-  for (const auto& leg : posting.legs) {
-    if (!leg.system) continue;
-    ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + leg.account,
-                std::to_string(ledger.SystemBalance(leg.account)));
-  }
+void MaterializeSystemAccount(uint32_t partition, const Ledger& ledger, const std::string& name,
+                              eventlog::WriteSet& ws) {
+  ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name,
+              std::to_string(ledger.SystemBalance(name)));
 }
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
@@ -230,6 +228,7 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
   system_materialized_.assign(log_->partitions(), 0);
+  dirty_.resize(log_->partitions());
 }
 
 LedgerService::~LedgerService() { Stop(); }
@@ -311,11 +310,26 @@ void LedgerService::Stop() {
   if (processor_) processor_->Stop();
 }
 
+void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
+  Dirty& dirty = dirty_[p];
+  const Ledger& ledger = *ledgers_[p];
+  for (const std::string& id : dirty.accounts) {
+    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
+  }
+  if (dirty.all_system) {
+    MaterializeSystem(p, ledger, ws);
+  } else {
+    for (const std::string& name : dirty.system) MaterializeSystemAccount(p, ledger, name, ws);
+  }
+  dirty = Dirty{};
+}
+
 Status LedgerService::Reload(uint32_t partition) {
   auto fresh = std::make_unique<Ledger>(options_.config);
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get()));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   system_materialized_[partition] = fresh->state().txns.empty() ? 0 : 1;
+  dirty_[partition] = Dirty{};  // What the undone batch touched is as stored again.
   ledgers_[partition] = std::move(fresh);
   return Status::Ok();
 }
@@ -435,18 +449,22 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
                                    {"balance", money::FormatYuan(l->balance_minor)}});
     }
   }
-  for (const auto& id : touched) {
-    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
-  }
+  // The views of what moved are written once per batch, in BeforeCommit.
+  Dirty& dirty = dirty_[p];
+  for (auto& id : touched) dirty.accounts.insert(std::move(id));
   // A partition's first posting materialises every system account (replay writes them all for a
   // partition with postings); later ones only the accounts their legs moved.
   if (!system_materialized_[p]) {
-    MaterializeSystem(p, ledger, ws);
+    dirty.all_system = true;
     system_materialized_[p] = 1;
   } else {
     for (const auto& e : d.events) {
       std::visit([&](const auto& ev) {
-        if constexpr (requires { ev.posting; }) MaterializeSystemLegs(p, ledger, ev.posting, ws);
+        if constexpr (requires { ev.posting; }) {
+          for (const Leg& leg : ev.posting.legs) {
+            if (leg.system) dirty.system.insert(leg.account);
+          }
+        }
       }, e);
     }
   }

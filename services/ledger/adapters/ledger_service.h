@@ -20,6 +20,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
+#include <unordered_set>
 #include <string>
 #include <vector>
 
@@ -85,6 +87,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   // Records the usage event as CommandRejected, rule "poison_input".
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
+  // Writes the views of the accounts and system accounts the batch moved, once each.
+  void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
   // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
@@ -152,6 +156,13 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   LedgerOptions options_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
   std::vector<uint8_t> system_materialized_;      // Per partition, bytes (not bits): writer p only.
+  // What the current batch of each partition moved, for BeforeCommit. Writer p only.
+  struct Dirty {
+    std::unordered_set<std::string> accounts;
+    std::set<std::string> system;
+    bool all_system = false;
+  };
+  std::vector<Dirty> dirty_;
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.

@@ -56,6 +56,11 @@ class Handler {
   // that passes over the message. If this throws too, the message is passed over unrecorded.
   virtual void OnPoison(uint32_t partition, const bus::Message& message, const Status& why,
                         eventlog::WriteSet& ws) {}
+  // Once per batch, after every input ran and before the commit: where a handler writes what the
+  // batch changed once (the view of each entity it touched) rather than once per input. Not
+  // called for a batch that is undone. Must not throw: the process stops if it does, since the
+  // handler's state and the batch would no longer match.
+  virtual void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) {}
   // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
   virtual Status Reload(uint32_t partition) = 0;
 };
