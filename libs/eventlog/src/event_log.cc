@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <numeric>
 
 #include "wattledger/base/check.h"
 #include "wattledger/eventlog/rocks_status.h"
@@ -24,6 +25,8 @@ namespace {
 constexpr char kShapeKey[] = "shape";
 constexpr char kPosPrefix[] = "pos/";
 constexpr char kIdemPrefix[] = "idem/";
+// Commit writes the meta column family's idempotency keys before its positions: key order.
+static_assert(std::string_view(kIdemPrefix) < std::string_view(kPosPrefix));
 
 void PutBigEndian32(std::string* out, uint32_t v) {
   for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -45,11 +48,33 @@ std::string PositionKey(std::string_view consumer, uint32_t source_partition) {
   return key;
 }
 
-std::string EncodePosition(const Position& pos) {
-  std::string out;
-  PutBigEndian64(&out, pos.seq);
-  PutBigEndian64(&out, static_cast<uint64_t>(pos.offset));
-  return out;
+constexpr size_t kPositionBytes = 16;
+
+// Into a buffer: 16 bytes do not fit std::string's inline storage.
+void EncodePosition(const Position& pos, char (&out)[kPositionBytes]) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(pos.seq >> (8 * (7 - i)));
+  const auto offset = static_cast<uint64_t>(pos.offset);
+  for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<char>(offset >> (8 * (7 - i)));
+}
+
+// The indices of the last op of each distinct key in `ops`, in key order. Sorting by (key, call
+// index) puts the calls for one key next to each other in call order, so the last of each run
+// is the write that wins; the others never reach the WriteBatch.
+template <typename Op>
+std::vector<size_t> LastWriteOfEachKey(const std::vector<Op>& ops) {
+  std::vector<size_t> order(ops.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int c = ops[a].key.compare(ops[b].key);
+    return c < 0 || (c == 0 && a < b);
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i + 1 < order.size() && ops[order[i]].key == ops[order[i + 1]].key) continue;
+    order[kept++] = order[i];
+  }
+  order.resize(kept);
+  return order;
 }
 
 // Fetched once: EVP_DigestInit_ex(EVP_sha256()) looks the implementation up again on every call.
@@ -355,15 +380,26 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
   std::stable_sort(order.begin(), order.end(),
                    [&](uint32_t a, uint32_t b) { return out[a].partition() < out[b].partition(); });
   for (uint32_t i : order) batch.Put(events_, EventKey(out[i].partition(), out[i].seq()), values[i]);
-  for (const auto& op : ws.state_) {
+  // State and meta: the last write of each key only, in key order (see WriteSet).
+  for (size_t i : LastWriteOfEachKey(ws.state_)) {
+    const auto& op = ws.state_[i];
     if (op.erase) {
       batch.Delete(state_, op.key);
     } else {
       batch.Put(state_, op.key, op.value);
     }
   }
-  for (const auto& op : ws.positions_) batch.Put(meta_, op.key, EncodePosition(op.pos));
-  for (const auto& [k, v] : ws.idempotency_) batch.Put(meta_, std::string(kIdemPrefix) + k, v);
+  for (size_t i : LastWriteOfEachKey(ws.idempotency_)) {
+    const auto& op = ws.idempotency_[i];
+    const rocksdb::Slice key_parts[] = {kIdemPrefix, op.key};
+    const rocksdb::Slice value(op.value);
+    batch.Put(meta_, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value, 1));
+  }
+  for (size_t i : LastWriteOfEachKey(ws.positions_)) {
+    char value[kPositionBytes];
+    EncodePosition(ws.positions_[i].pos, value);
+    batch.Put(meta_, ws.positions_[i].key, rocksdb::Slice(value, sizeof value));
+  }
 
   rocksdb::WriteOptions wo;
   wo.sync = options_.fsync == FsyncPolicy::kEveryCommit;

@@ -4,6 +4,8 @@
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <gtest/gtest.h>
 #include <rocksdb/db.h>
+#include <rocksdb/transaction_log.h>
+#include <rocksdb/write_batch.h>
 
 #include <thread>
 
@@ -21,6 +23,52 @@ NewEvent Ev(uint32_t partition, std::string key, std::string payload = "p") {
   e.actor = "tester";
   e.causation.set_request_id("req-" + e.aggregate_key);
   return e;
+}
+
+// One operation of a WriteBatch as RocksDB logged it.
+struct LoggedOp {
+  uint32_t cf;  // 0 meta (default), 1 events, 2 state: the order the log creates them in.
+  bool erase;
+  std::string key;
+  bool operator==(const LoggedOp&) const = default;
+};
+void PrintTo(const LoggedOp& op, std::ostream* os) {
+  *os << "{cf " << op.cf << (op.erase ? " delete " : " put ") << HexEncode(op.key) << "}";
+}
+
+// The operations of the last WriteBatch in the write-ahead log of the (closed) log at `path`,
+// in batch order. Opened without flushing the recovered WAL, so that the WAL stays readable.
+std::vector<LoggedOp> LastLoggedBatch(const std::string& path) {
+  struct Recorder : rocksdb::WriteBatch::Handler {
+    std::vector<LoggedOp> ops;
+    rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
+      ops.push_back({cf, false, key.ToString()});
+      return rocksdb::Status::OK();
+    }
+    rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
+      ops.push_back({cf, true, key.ToString()});
+      return rocksdb::Status::OK();
+    }
+  };
+  rocksdb::Options o;
+  o.avoid_flush_during_recovery = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+      {rocksdb::kDefaultColumnFamilyName, {}}, {"events", {}}, {"state", {}}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  EXPECT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+  if (db == nullptr) return {};
+  std::unique_ptr<rocksdb::TransactionLogIterator> it;
+  EXPECT_TRUE(db->GetUpdatesSince(0, &it).ok());
+  Recorder last;
+  for (; it != nullptr && it->Valid(); it->Next()) {
+    last.ops.clear();
+    EXPECT_TRUE(it->GetBatch().writeBatchPtr->Iterate(&last).ok());
+  }
+  it.reset();
+  for (auto* h : handles) EXPECT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  delete db;
+  return last.ops;
 }
 
 class EventLogTest : public ::testing::Test {
@@ -77,6 +125,76 @@ TEST_F(EventLogTest, StateAndPositionsAndIdempotencyCommitWithEvents) {
   del.DeleteState("acct/A1");
   ASSERT_TRUE(log->Commit(std::move(del)).ok());
   EXPECT_FALSE(log->GetState("acct/A1")->has_value());
+}
+
+TEST_F(EventLogTest, LastWriteOfAKeyInAWriteSetWinsInCallOrder) {
+  auto log = OpenLog();
+  WriteSet before;
+  before.PutState("put-after-delete", "old");
+  before.PutState("delete-after-put", "old");
+  before.SetPosition("c", 1, Position{5, 50});
+  ASSERT_TRUE(log->Commit(std::move(before)).ok());
+
+  WriteSet ws;
+  ws.PutState("a", "1");
+  ws.PutState("a", "2");
+  ws.DeleteState("put-after-delete");
+  ws.PutState("put-after-delete", "new");
+  ws.PutState("delete-after-put", "new");
+  ws.DeleteState("delete-after-put");
+  ws.PutState("put-delete-put", "1");
+  ws.DeleteState("put-delete-put");
+  ws.PutState("put-delete-put", "3");
+  ws.SetPosition("c", 1, Position{9, 90});
+  ws.SetPosition("c", 2, Position{7, 70});
+  ws.SetPosition("c", 1, Position{8, 80});  // Last, not highest: the caller decides.
+  ws.PutIdempotency("K", "first");
+  ws.PutIdempotency("K", "second");
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+
+  EXPECT_EQ(log->GetState("a")->value_or("absent"), "2");
+  EXPECT_EQ(log->GetState("put-after-delete")->value_or("absent"), "new");
+  EXPECT_EQ(log->GetState("delete-after-put")->value_or("absent"), "absent");
+  EXPECT_EQ(log->GetState("put-delete-put")->value_or("absent"), "3");
+  EXPECT_EQ(log->GetPosition("c", 1)->value(), (Position{8, 80}));
+  EXPECT_EQ(log->GetPosition("c", 2)->value(), (Position{7, 70}));
+  EXPECT_EQ(log->GetIdempotency("K")->value(), "second");
+}
+
+// The batch itself: events, then each state and meta key once, in key order, whatever the order
+// of the calls.
+TEST_F(EventLogTest, CommitWritesEachKeyOnceInKeyOrder) {
+  {
+    auto log = OpenLog(2);
+    WriteSet ws;
+    ws.Append(Ev(1, "x"));
+    ws.PutState("acct/b", "1");
+    ws.SetPosition("svc", 3, Position{1, -1});
+    ws.Append(Ev(0, "y"));
+    ws.PutState("sys/0/revenue", "1");
+    ws.PutState("acct/a", "1");
+    ws.SetPosition("svc", 0, Position{1, -1});
+    ws.PutIdempotency("K2", "v");
+    ws.Append(Ev(1, "z"));
+    ws.DeleteState("acct/b");
+    ws.PutState("sys/0/revenue", "2");
+    ws.SetPosition("svc", 3, Position{2, -1});
+    ws.PutIdempotency("K1", "v");
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  }
+  auto pos = [](uint32_t sp) {
+    std::string key = "pos/svc";
+    key.push_back('\0');
+    key.append({'\0', '\0', '\0', static_cast<char>(sp)});
+    return key;
+  };
+  const std::vector<LoggedOp> want = {
+      {1, false, EventKey(0, 1)}, {1, false, EventKey(1, 1)}, {1, false, EventKey(1, 2)},
+      {2, false, "acct/a"},       {2, true, "acct/b"},        {2, false, "sys/0/revenue"},
+      {0, false, "idem/K1"},      {0, false, "idem/K2"},      {0, false, pos(0)},
+      {0, false, pos(3)},
+  };
+  EXPECT_EQ(LastLoggedBatch(dir_.Sub("log")), want);
 }
 
 TEST_F(EventLogTest, InvalidWriteSetIsRejectedWholeAndWritesNothing) {

@@ -8,7 +8,9 @@
 //
 // The one guarantee everything else stands on: Commit() writes a WriteSet (new events, the state
 // changes they imply, the input positions consumed and the idempotency keys used) as ONE RocksDB
-// WriteBatch. Either all of it is in the database or none of it is. With FsyncPolicy::kEveryCommit
+// WriteBatch. Either all of it is in the database or none of it is. The batch holds each key once
+// (the last write of it in the WriteSet) and each column family's keys in key order, so that
+// every memtable insert starts next to the previous one. With FsyncPolicy::kEveryCommit
 // the WAL is fsynced before Commit returns, so whatever a caller acknowledges after Commit
 // survives kill -9 and power loss. With kNone it survives a process crash but not power loss.
 //
@@ -85,6 +87,14 @@ struct NewEvent {
 };
 
 // WriteSet collects everything one commit writes. Not thread-safe; owned by one writer.
+//
+// Within one WriteSet the last write of a key wins, in call order: of the PutState and
+// DeleteState calls for one key only the last is written (a Put after a Delete puts, a Delete
+// after a Put deletes), and likewise for SetPosition of one (consumer, source partition) and
+// PutIdempotency of one key. That leaves the database exactly as writing every call in order
+// would, without the memtable inserts of the overwritten ones: a service that materialises its
+// state per input (the ledger: the account, a system account and the consumer position for each
+// posting) rewrites the same keys many times in one batch.
 class WriteSet {
  public:
   void Append(NewEvent event) { events_.push_back(std::move(event)); }
@@ -112,10 +122,14 @@ class WriteSet {
     std::string key;
     Position pos;
   };
+  struct IdemOp {
+    std::string key, value;
+  };
+  // Every call in order; Commit keeps the last write of each key.
   std::vector<NewEvent> events_;
   std::vector<StateOp> state_;
   std::vector<PosOp> positions_;
-  std::vector<std::pair<std::string, std::string>> idempotency_;
+  std::vector<IdemOp> idempotency_;
 };
 
 struct VerifyReport {
