@@ -94,10 +94,16 @@ class Sha256 {
   void Reset() { WL_CHECK(EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) == 1); }
   void Update(std::string_view data) { WL_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1); }
   std::string Final() {
-    unsigned char out[EVP_MAX_MD_SIZE];
+    std::string out;
+    Final(&out);
+    return out;
+  }
+  // Into *out, replacing its contents: no allocation when it has the room.
+  void Final(std::string* out) {
+    unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    WL_CHECK(EVP_DigestFinal_ex(ctx_, out, &len) == 1);
-    return std::string(reinterpret_cast<char*>(out), len);
+    WL_CHECK(EVP_DigestFinal_ex(ctx_, md, &len) == 1);
+    out->assign(reinterpret_cast<char*>(md), len);
   }
 
  private:
@@ -170,6 +176,7 @@ void WriteSet::Clear() {
   state_.clear();
   positions_.clear();
   idempotency_.clear();
+  return_envelopes_ = false;
 }
 
 std::string EventLog::ComputeHash(const Envelope& envelope) {
@@ -287,7 +294,7 @@ Status EventLog::Init() {
   return Status::Ok();
 }
 
-Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
+Result<CommitResult> EventLog::Commit(WriteSet ws) {
   if (options_.read_only) return FailedPrecondition("event log " + options_.path + " is open read-only");
   if (ws.events_.size() > kMaxEventsPerCommit) {
     return InvalidArgument("commit carries " + std::to_string(ws.events_.size()) +
@@ -309,16 +316,21 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
   }
 
   auto start = std::chrono::steady_clock::now();
-  std::vector<Envelope> out;
-  out.reserve(ws.events_.size());
-  size_t reserve = 0;
-  for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
-  rocksdb::WriteBatch batch(reserve);
+  const size_t n = ws.events_.size();
+  // The events go into the batch in key order (partition, seq): the memtable skiplist then
+  // inserts each key right after the previous one instead of searching from the top for every
+  // event. Each partition's events keep their append order, which is the order their seqs and
+  // chain are made in, so one pass in this order does both.
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return ws.events_[a].partition < ws.events_[b].partition;
+  });
   // Lock the partitions this commit appends to, in ascending order (no deadlock between commits).
   std::vector<uint32_t> touched;
-  for (const auto& e : ws.events_) touched.push_back(e.partition);
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (uint32_t i : order) {
+    if (touched.empty() || touched.back() != ws.events_[i].partition) touched.push_back(ws.events_[i].partition);
+  }
   std::vector<std::unique_lock<std::mutex>> partition_locks;
   partition_locks.reserve(touched.size());
   for (uint32_t p : touched) partition_locks.emplace_back(*partition_mu_[p]);
@@ -334,52 +346,58 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
     for (uint32_t p : touched) tips[p] = last_hash_[p];
     observer = observer_;
   }
+  CommitResult result;
+  result.events = n;
+  result.partitions.reserve(touched.size());
+  for (uint32_t p : touched) result.partitions.push_back({p, heads[p] + 1, 0, {}});
+  if (ws.return_envelopes_) result.envelopes.resize(n);
+
+  size_t reserve = 0;
+  for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
+  for (const auto& op : ws.state_) reserve += op.key.size() + op.value.size() + 16;
+  rocksdb::WriteBatch batch(reserve);
+  // Envelope and buffers for one event at a time, reused: their strings keep their capacity, so
+  // an event costs no allocation unless its envelope is returned.
+  Envelope scratch;
+  std::string record;
   Sha256 sha;
-  std::vector<std::string> values(ws.events_.size());
-  for (size_t i = 0; i < ws.events_.size(); ++i) {
-    auto& e = ws.events_[i];
-    Envelope env;
+  for (uint32_t i : order) {
+    NewEvent& e = ws.events_[i];
+    Envelope& env = ws.return_envelopes_ ? result.envelopes[i] : scratch;
     const uint64_t seq = ++heads[e.partition];
-    std::string id;
-    id.reserve(options_.name.size() + 32);
-    id.append(options_.name);
-    id.push_back('/');
-    AppendDecimal(&id, e.partition);
-    id.push_back('/');
-    AppendDecimal(&id, seq);
-    env.set_event_id(std::move(id));
+    std::string* id = env.mutable_event_id();
+    id->clear();
+    id->append(options_.name);
+    id->push_back('/');
+    AppendDecimal(id, e.partition);
+    id->push_back('/');
+    AppendDecimal(id, seq);
     env.set_partition(e.partition);
     env.set_seq(seq);
+    // Moved, not copied: the NewEvent is ours and is not read again.
     env.set_aggregate_key(std::move(e.aggregate_key));
     env.set_type(std::move(e.type));
     env.set_occurred_at_us(e.occurred_at_us != 0 ? e.occurred_at_us : now_us);
     env.set_recorded_at_us(now_us);
     env.set_actor(std::move(e.actor));
-    *env.mutable_causation() = std::move(e.causation);
+    env.mutable_causation()->Swap(&e.causation);
     env.set_payload(std::move(e.payload));
     env.set_prev_hash(tips[e.partition]);
+    env.clear_hash();
     // One serialisation: hash = SHA-256(prev_hash || canonical bytes without hash), exactly what
     // ComputeHash computes, and the stored value is those bytes with the hash field appended.
-    std::string& value = values[i];
-    SerializeCanonicalTo(env, &value);
+    SerializeCanonicalTo(env, &record);
     sha.Reset();
     sha.Update(env.prev_hash());
-    sha.Update(value);
-    std::string hash = sha.Final();
-    value.push_back(kHashFieldTag);
-    value.push_back(static_cast<char>(kHashBytes));
-    value.append(hash);
-    tips[e.partition] = hash;
-    env.set_hash(std::move(hash));
-    out.push_back(std::move(env));
+    sha.Update(record);
+    std::string& tip = tips[e.partition];
+    sha.Final(&tip);
+    record.push_back(kHashFieldTag);
+    record.push_back(static_cast<char>(kHashBytes));
+    record.append(tip);
+    if (ws.return_envelopes_) env.set_hash(tip);
+    batch.Put(events_, EventKey(e.partition, seq), record);
   }
-  // Into the batch in key order (partition, seq): the memtable skiplist then inserts each key
-  // right after the previous one instead of searching from the top for every event.
-  std::vector<uint32_t> order(out.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return out[a].partition() < out[b].partition(); });
-  for (uint32_t i : order) batch.Put(events_, EventKey(out[i].partition(), out[i].seq()), values[i]);
   // State and meta: the last write of each key only, in key order (see WriteSet).
   for (size_t i : LastWriteOfEachKey(ws.state_)) {
     const auto& op = ws.state_[i];
@@ -410,18 +428,22 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
       // We held p since reading its head: it moved only by what we appended.
       WL_CHECK(heads[p] > heads_[p]);
       heads_[p] = heads[p];
-      last_hash_[p] = std::move(tips[p]);
+      last_hash_[p] = tips[p];
     }
     stats_.commits++;
-    stats_.events += out.size();
+    stats_.events += n;
   }
   partition_locks.clear();
   appended_.notify_all();
   if (observer.on_commit) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-    observer.on_commit(out.size(), us.count());
+    observer.on_commit(n, us.count());
   }
-  return out;
+  for (auto& a : result.partitions) {
+    a.last_seq = heads[a.partition];
+    a.last_hash = std::move(tips[a.partition]);
+  }
+  return result;
 }
 
 uint64_t EventLog::Head(uint32_t partition) const {

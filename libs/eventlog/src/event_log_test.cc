@@ -93,18 +93,62 @@ TEST_F(EventLogTest, CommitAssignsGapFreeSequencesPerPartition) {
   ws.Append(Ev(0, "a"));
   ws.Append(Ev(1, "b"));
   ws.Append(Ev(0, "c"));
-  auto out = log->Commit(std::move(ws));
-  ASSERT_TRUE(out.ok()) << out.status().ToString();
-  ASSERT_EQ(out->size(), 3u);
-  EXPECT_EQ((*out)[0].seq(), 1u);
-  EXPECT_EQ((*out)[1].seq(), 1u);
-  EXPECT_EQ((*out)[2].seq(), 2u);
-  EXPECT_EQ((*out)[2].event_id(), "test/0/2");
-  EXPECT_EQ((*out)[2].prev_hash(), (*out)[0].hash());
-  EXPECT_EQ((*out)[0].prev_hash(), std::string(kHashBytes, '\0'));
+  ws.ReturnEnvelopes();
+  auto result = log->Commit(std::move(ws));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  const auto& out = result->envelopes;
+  ASSERT_EQ(out.size(), 3u);
+  EXPECT_EQ(out[0].seq(), 1u);
+  EXPECT_EQ(out[1].seq(), 1u);
+  EXPECT_EQ(out[2].seq(), 2u);
+  EXPECT_EQ(out[2].event_id(), "test/0/2");
+  EXPECT_EQ(out[0].aggregate_key(), "a");
+  EXPECT_EQ(out[1].aggregate_key(), "b");
+  EXPECT_EQ(out[2].prev_hash(), out[0].hash());
+  EXPECT_EQ(out[0].prev_hash(), std::string(kHashBytes, '\0'));
   EXPECT_EQ(log->Head(0), 2u);
   EXPECT_EQ(log->Head(1), 1u);
   EXPECT_EQ(log->Head(2), 0u);
+}
+
+// Without ReturnEnvelopes a commit returns no envelopes, only where each partition's chain ends.
+TEST_F(EventLogTest, CommitResultGivesSeqRangesAndChainTipsPerPartition) {
+  auto log = OpenLog();
+  WriteSet first;
+  first.Append(Ev(2, "a"));
+  ASSERT_TRUE(log->Commit(std::move(first)).ok());
+  WriteSet ws;
+  ws.Append(Ev(2, "b"));
+  ws.Append(Ev(0, "c"));
+  ws.Append(Ev(2, "d"));
+  ws.PutState("k", "v");
+  auto result = log->Commit(std::move(ws));
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+  EXPECT_EQ(result->events, 3u);
+  EXPECT_TRUE(result->envelopes.empty());
+  ASSERT_EQ(result->partitions.size(), 2u);
+  const Appended& p0 = result->partitions[0];
+  const Appended& p2 = result->partitions[1];
+  EXPECT_EQ(p0.partition, 0u);
+  EXPECT_EQ(p0.first_seq, 1u);
+  EXPECT_EQ(p0.last_seq, 1u);
+  EXPECT_EQ(p2.partition, 2u);
+  EXPECT_EQ(p2.first_seq, 2u);
+  EXPECT_EQ(p2.last_seq, 3u);
+  auto stored = log->Read(2, 1, 10);
+  ASSERT_TRUE(stored.ok());
+  ASSERT_EQ(stored->size(), 3u);
+  EXPECT_EQ((*stored)[1].aggregate_key(), "b");
+  EXPECT_EQ((*stored)[2].aggregate_key(), "d");
+  EXPECT_EQ(p2.last_hash, (*stored)[2].hash());
+  EXPECT_EQ(p0.last_hash, log->Read(0, 1, 1)->at(0).hash());
+
+  WriteSet state_only;
+  state_only.PutState("k", "w");
+  auto none = log->Commit(std::move(state_only));
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->events, 0u);
+  EXPECT_TRUE(none->partitions.empty());
 }
 
 TEST_F(EventLogTest, StateAndPositionsAndIdempotencyCommitWithEvents) {
@@ -230,17 +274,18 @@ TEST_F(EventLogTest, ReopenRecoversHeadsAndContinuesTheChain) {
       ws.Append(Ev(1, "k" + std::to_string(i)));
       auto out = log->Commit(std::move(ws));
       ASSERT_TRUE(out.ok());
-      tip = out->back().hash();
+      tip = out->partitions.at(0).last_hash;
     }
   }
   auto log = OpenLog();
   EXPECT_EQ(log->Head(1), 5u);
   WriteSet ws;
   ws.Append(Ev(1, "after"));
+  ws.ReturnEnvelopes();
   auto out = log->Commit(std::move(ws));
   ASSERT_TRUE(out.ok());
-  EXPECT_EQ(out->front().seq(), 6u);
-  EXPECT_EQ(out->front().prev_hash(), tip);
+  EXPECT_EQ(out->envelopes.at(0).seq(), 6u);
+  EXPECT_EQ(out->envelopes.at(0).prev_hash(), tip);
   auto report = log->Verify();
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << report->problem;
@@ -354,9 +399,10 @@ TEST_F(EventLogTest, StoredValueIsCanonicalAndHashIsComputeHash) {
     for (int c = 0; c < 3; ++c) {
       WriteSet ws;
       for (int i = 0; i < 10; ++i) ws.Append(Ev((i * 7 + c) % 3, "k" + std::to_string(i), std::string(50 + i, 'x')));
+      ws.ReturnEnvelopes();
       auto out = log->Commit(std::move(ws));
       ASSERT_TRUE(out.ok());
-      for (auto& e : *out) {
+      for (auto& e : out->envelopes) {
         EXPECT_EQ(EventLog::ComputeHash(e), e.hash());
         committed.push_back(e);
       }

@@ -108,6 +108,9 @@ class WriteSet {
   void PutIdempotency(std::string key, std::string value) {
     idempotency_.push_back({std::move(key), std::move(value)});
   }
+  // Asks Commit to return the appended envelopes in CommitResult::envelopes. Without it Commit
+  // builds none: they cost allocations per event that most writers would only throw away.
+  void ReturnEnvelopes() { return_envelopes_ = true; }
   bool empty() const { return events_.empty() && state_.empty() && positions_.empty() && idempotency_.empty(); }
   size_t event_count() const { return events_.size(); }
   void Clear();
@@ -130,6 +133,26 @@ class WriteSet {
   std::vector<StateOp> state_;
   std::vector<PosOp> positions_;
   std::vector<IdemOp> idempotency_;
+  bool return_envelopes_ = false;
+};
+
+// What one commit appended to one partition.
+struct Appended {
+  uint32_t partition = 0;
+  // The commit's events of this partition got seqs first_seq..last_seq, in the order they were
+  // appended.
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  std::string last_hash;  // Hash of the event at last_seq: the partition's chain tip.
+};
+
+// What Commit returns: by default where each partition's chain now ends, not the events.
+struct CommitResult {
+  size_t events = 0;                 // Events appended.
+  std::vector<Appended> partitions;  // One per partition appended to, in ascending order.
+  // Only if the WriteSet asked with ReturnEnvelopes(), else empty: the appended envelopes with
+  // seq and hash filled in, in the order they were appended.
+  std::vector<Envelope> envelopes;
 };
 
 struct VerifyReport {
@@ -159,10 +182,10 @@ class EventLog {
   const std::string& name() const { return options_.name; }
   uint32_t partitions() const { return options_.partitions; }
 
-  // Commits `ws` atomically; returns the appended envelopes with seq and hash filled in, in the
-  // order they were appended. An invalid WriteSet (bad partition, oversized payload, event with
+  // Commits `ws` atomically and returns what it appended (see CommitResult; the envelopes only
+  // if `ws` asked for them). An invalid WriteSet (bad partition, oversized payload, event with
   // no causation) is rejected whole with INVALID_ARGUMENT and nothing is written.
-  Result<std::vector<Envelope>> Commit(WriteSet ws);
+  Result<CommitResult> Commit(WriteSet ws);
 
   // Last committed seq of a partition; 0 when it is empty.
   uint64_t Head(uint32_t partition) const;
