@@ -1,6 +1,7 @@
 #include "wattledger/eventlog/event_log.h"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/evp.h>
 #include <rocksdb/cache.h>
@@ -146,6 +147,23 @@ bool HasCausation(const Causation& c) {
   return !c.request_id().empty() || !c.source_topic().empty();
 }
 
+// Envelope's text fields are proto3 strings, which protobuf serialises whatever they hold but
+// refuses to parse unless they are UTF-8: a stored event with other bytes there could never be
+// read back. This is the check protobuf's parser makes.
+bool IsUtf8(std::string_view s) {
+  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+}
+
+// The name of the first text field of `e` that is not UTF-8, or nullptr.
+const char* NonUtf8Field(const NewEvent& e) {
+  if (!IsUtf8(e.aggregate_key)) return "aggregate_key";
+  if (!IsUtf8(e.type)) return "type";
+  if (!IsUtf8(e.actor)) return "actor";
+  if (!IsUtf8(e.causation.source_topic())) return "causation.source_topic";
+  if (!IsUtf8(e.causation.request_id())) return "causation.request_id";
+  return nullptr;
+}
+
 }  // namespace
 
 std::string EventKey(uint32_t partition, uint64_t seq) {
@@ -204,6 +222,8 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(const Options& options) {
                            std::to_string(options.partitions));
   }
   if (options.clock == nullptr) return InvalidArgument("event log clock is null");
+  // The name starts every event id, a proto3 string.
+  if (!IsUtf8(options.name)) return InvalidArgument("event log name is not valid UTF-8");
   std::unique_ptr<EventLog> log(new EventLog(options));
   WL_RETURN_IF_ERROR(log->Init());
   return log;
@@ -309,6 +329,11 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
     if (e.payload.size() > kMaxPayloadBytes) {
       return InvalidArgument("event payload of " + std::to_string(e.payload.size()) +
                              " bytes exceeds " + std::to_string(kMaxPayloadBytes));
+    }
+    // Before the type goes into a message.
+    if (const char* field = NonUtf8Field(e)) {
+      return InvalidArgument(std::string("event field ") + field +
+                             " is not valid UTF-8; text fields must be, bytes belong in the payload");
     }
     if (!HasCausation(e.causation)) {
       return InvalidArgument("event " + e.type + " has no causation (source position or request id)");

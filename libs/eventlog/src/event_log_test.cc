@@ -7,6 +7,7 @@
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
+#include <functional>
 #include <thread>
 
 #include "wattledger/testing/temp_dir.h"
@@ -263,6 +264,46 @@ TEST_F(EventLogTest, InvalidWriteSetIsRejectedWholeAndWritesNothing) {
   big.Append(Ev(0, "big", std::string(kMaxPayloadBytes + 1, 'x')));
   EXPECT_EQ(log->Commit(std::move(big)).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(log->Head(0), 0u);
+}
+
+// Envelope's text fields are proto3 strings: protobuf writes invalid UTF-8 (with a log line) but
+// refuses to parse it, so such an event would be stored and then never read back, and a log
+// whose last record does not parse cannot even be opened.
+TEST_F(EventLogTest, TextFieldsThatAreNotUtf8AreRejected) {
+  auto log = OpenLog(1);
+  const std::string bad("\xff\xfe", 2);
+  const std::vector<std::pair<std::string, std::function<void(NewEvent&)>>> cases = {
+      {"aggregate_key", [&](NewEvent& e) { e.aggregate_key = bad; }},
+      {"type", [&](NewEvent& e) { e.type = "t" + bad; }},
+      {"actor", [&](NewEvent& e) { e.actor = bad; }},
+      {"causation.request_id", [&](NewEvent& e) { e.causation.set_request_id(bad); }},
+      {"causation.source_topic", [&](NewEvent& e) { e.causation.set_source_topic(bad); }},
+  };
+  for (const auto& [field, spoil] : cases) {
+    WriteSet ws;
+    ws.Append(Ev(0, "fine"));
+    NewEvent e = Ev(0, "k");
+    spoil(e);
+    ws.Append(std::move(e));
+    ws.PutState("k", "v");
+    auto out = log->Commit(std::move(ws));
+    EXPECT_EQ(out.status().code(), StatusCode::kInvalidArgument) << field;
+    EXPECT_NE(out.status().message().find(field), std::string::npos) << out.status().message();
+  }
+  EXPECT_EQ(log->Head(0), 0u);
+  EXPECT_FALSE(log->GetState("k")->has_value());
+
+  // Non-ASCII text is fine, and payloads are bytes.
+  WriteSet ws;
+  NewEvent e = Ev(0, "сч\xc3\xabt-€", bad);
+  e.actor = "opérateur";
+  ws.Append(std::move(e));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  auto read = log->Read(0, 1, 1);
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  ASSERT_EQ(read->size(), 1u);
+  EXPECT_EQ((*read)[0].payload(), bad);
+  EXPECT_EQ((*read)[0].actor(), "opérateur");
 }
 
 TEST_F(EventLogTest, ReopenRecoversHeadsAndContinuesTheChain) {

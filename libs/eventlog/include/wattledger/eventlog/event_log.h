@@ -78,9 +78,10 @@ struct Position {
 
 struct NewEvent {
   uint32_t partition = 0;
+  // Text: aggregate_key, type, actor and the causation's strings must be UTF-8 (proto3 strings).
   std::string aggregate_key;
   std::string type;
-  std::string payload;
+  std::string payload;  // Bytes.
   std::string actor;
   int64_t occurred_at_us = 0;  // 0 means "now" by the log's clock.
   Causation causation;
@@ -184,7 +185,8 @@ class EventLog {
 
   // Commits `ws` atomically and returns what it appended (see CommitResult; the envelopes only
   // if `ws` asked for them). An invalid WriteSet (bad partition, oversized payload, event with
-  // no causation) is rejected whole with INVALID_ARGUMENT and nothing is written.
+  // no causation, a text field that is not UTF-8) is rejected whole with INVALID_ARGUMENT and
+  // nothing is written.
   Result<CommitResult> Commit(WriteSet ws);
 
   // Last committed seq of a partition; 0 when it is empty.
