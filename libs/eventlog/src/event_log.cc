@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
 #include <numeric>
 
 #include "wattledger/base/check.h"
@@ -121,21 +122,77 @@ std::string SerializeCanonical(const Envelope& e) {
   return out;
 }
 
-// The canonical bytes of `e` into *out (replacing its contents), sized once, no stream growth.
-void SerializeCanonicalTo(const Envelope& e, std::string* out) {
-  const size_t n = e.ByteSizeLong();
-  out->resize(n);
-  google::protobuf::io::ArrayOutputStream raw(out->data(), static_cast<int>(n));
-  google::protobuf::io::CodedOutputStream coded(&raw);
-  coded.SetSerializationDeterministic(true);
-  e.SerializeWithCachedSizes(&coded);
-  WL_CHECK(!coded.HadError());
+// Writers of the canonical form into a buffer with room: each returns where it stopped.
+char* PutVarint(char* p, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *p++ = static_cast<char>(v | 0x80);
+  *p++ = static_cast<char>(v);
+  return p;
+}
+// Fields as proto3 writes them: one at its default (0, empty) is left out.
+constexpr uint32_t kWireVarint = 0;
+constexpr uint32_t kWireLengthDelimited = 2;
+char* PutVarintField(char* p, uint32_t field, uint64_t v) {
+  if (v == 0) return p;
+  p = PutVarint(p, field << 3 | kWireVarint);
+  return PutVarint(p, v);
+}
+char* PutBytesField(char* p, uint32_t field, std::string_view v) {
+  if (v.empty()) return p;
+  p = PutVarint(p, field << 3 | kWireLengthDelimited);
+  p = PutVarint(p, v.size());
+  std::memcpy(p, v.data(), v.size());
+  return p + v.size();
+}
+
+// What Commit adds to a NewEvent to make its Envelope.
+struct Assigned {
+  std::string_view event_id;
+  uint64_t seq;
+  int64_t occurred_at_us;
+  int64_t recorded_at_us;
+  std::string_view prev_hash;
+};
+
+// Writes at the start of *buf, which it grows but never shrinks, the canonical bytes (hash
+// field excluded) of the Envelope that `e` and `a` make, and returns their length; `spare`
+// bytes after them are left free for the caller. Written straight from `e`, Commit builds no
+// Envelope, sets no field and walks none for its size, and a reused buffer costs no allocation.
+// The bytes are what deterministic serialisation of that Envelope gives: fields in number
+// order, defaults left out. A field added to envelope.proto must be added here
+// (EventLogTest.EnvelopeHasTheFieldsCommitWrites fails until it is); Verify checks stored
+// records against protobuf's own serialisation.
+size_t SerializeCanonicalTo(const NewEvent& e, const Assigned& a, size_t spare, std::string* buf) {
+  const size_t causation_bytes = e.causation.ByteSizeLong();
+  // At most a 1-byte tag and a 10-byte varint per field, plus the bytes of each.
+  const size_t bound = 12 * 11 + a.event_id.size() + e.aggregate_key.size() + e.type.size() + e.actor.size() +
+                       causation_bytes + e.payload.size() + a.prev_hash.size() + spare;
+  if (buf->size() < bound) buf->resize(bound);
+  char* const begin = buf->data();
+  char* p = begin;
+  p = PutBytesField(p, Envelope::kEventIdFieldNumber, a.event_id);
+  p = PutVarintField(p, Envelope::kPartitionFieldNumber, e.partition);
+  p = PutVarintField(p, Envelope::kSeqFieldNumber, a.seq);
+  p = PutBytesField(p, Envelope::kAggregateKeyFieldNumber, e.aggregate_key);
+  p = PutBytesField(p, Envelope::kTypeFieldNumber, e.type);
+  // int64 as protobuf writes it: the two's complement as a varint, 10 bytes when negative.
+  p = PutVarintField(p, Envelope::kOccurredAtUsFieldNumber, static_cast<uint64_t>(a.occurred_at_us));
+  p = PutVarintField(p, Envelope::kRecordedAtUsFieldNumber, static_cast<uint64_t>(a.recorded_at_us));
+  p = PutBytesField(p, Envelope::kActorFieldNumber, e.actor);
+  // A message field is written when present, even empty; an event always has a causation.
+  // Protobuf writes this one, unknown fields and all.
+  p = PutVarint(p, Envelope::kCausationFieldNumber << 3 | kWireLengthDelimited);
+  p = PutVarint(p, causation_bytes);
+  p = reinterpret_cast<char*>(e.causation.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p)));
+  p = PutBytesField(p, Envelope::kPayloadFieldNumber, e.payload);
+  p = PutBytesField(p, Envelope::kPrevHashFieldNumber, a.prev_hash);
+  return static_cast<size_t>(p - begin);
 }
 
 // hash (field 12, bytes) is the envelope's highest field, so canonical(envelope with hash) is
 // canonical(envelope without hash) followed by this field: tag, length, 32 bytes.
 static_assert(Envelope::kHashFieldNumber == 12);
 constexpr char kHashFieldTag = (12 << 3) | 2;
+constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 
 void AppendDecimal(std::string* out, uint64_t v) {
   char buf[20];
@@ -381,47 +438,48 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
   for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
   for (const auto& op : ws.state_) reserve += op.key.size() + op.value.size() + 16;
   rocksdb::WriteBatch batch(reserve);
-  // Envelope and buffers for one event at a time, reused: their strings keep their capacity, so
-  // an event costs no allocation unless its envelope is returned.
-  Envelope scratch;
-  std::string record;
+  // Buffers for one event at a time, reused: they keep their capacity, so an event costs no
+  // allocation unless its envelope is returned.
+  std::string id, record, tip;
   Sha256 sha;
   for (uint32_t i : order) {
     NewEvent& e = ws.events_[i];
-    Envelope& env = ws.return_envelopes_ ? result.envelopes[i] : scratch;
     const uint64_t seq = ++heads[e.partition];
-    std::string* id = env.mutable_event_id();
-    id->clear();
-    id->append(options_.name);
-    id->push_back('/');
-    AppendDecimal(id, e.partition);
-    id->push_back('/');
-    AppendDecimal(id, seq);
-    env.set_partition(e.partition);
-    env.set_seq(seq);
-    // Moved, not copied: the NewEvent is ours and is not read again.
-    env.set_aggregate_key(std::move(e.aggregate_key));
-    env.set_type(std::move(e.type));
-    env.set_occurred_at_us(e.occurred_at_us != 0 ? e.occurred_at_us : now_us);
-    env.set_recorded_at_us(now_us);
-    env.set_actor(std::move(e.actor));
-    env.mutable_causation()->Swap(&e.causation);
-    env.set_payload(std::move(e.payload));
-    env.set_prev_hash(tips[e.partition]);
-    env.clear_hash();
+    id.clear();
+    id.append(options_.name);
+    id.push_back('/');
+    AppendDecimal(&id, e.partition);
+    id.push_back('/');
+    AppendDecimal(&id, seq);
+    const Assigned a{id, seq, e.occurred_at_us != 0 ? e.occurred_at_us : now_us, now_us, tips[e.partition]};
     // One serialisation: hash = SHA-256(prev_hash || canonical bytes without hash), exactly what
     // ComputeHash computes, and the stored value is those bytes with the hash field appended.
-    SerializeCanonicalTo(env, &record);
+    const size_t n = SerializeCanonicalTo(e, a, kHashFieldBytes, &record);
     sha.Reset();
-    sha.Update(env.prev_hash());
-    sha.Update(record);
-    std::string& tip = tips[e.partition];
+    sha.Update(a.prev_hash);
+    sha.Update(std::string_view(record.data(), n));
     sha.Final(&tip);
-    record.push_back(kHashFieldTag);
-    record.push_back(static_cast<char>(kHashBytes));
-    record.append(tip);
-    if (ws.return_envelopes_) env.set_hash(tip);
-    batch.Put(events_, EventKey(e.partition, seq), record);
+    record[n] = kHashFieldTag;
+    record[n + 1] = static_cast<char>(kHashBytes);
+    std::memcpy(&record[n + 2], tip.data(), kHashBytes);
+    batch.Put(events_, EventKey(e.partition, seq), rocksdb::Slice(record.data(), n + kHashFieldBytes));
+    if (ws.return_envelopes_) {
+      // Moved, not copied: the NewEvent is ours and is not read again.
+      Envelope& env = result.envelopes[i];
+      env.set_event_id(id);
+      env.set_partition(e.partition);
+      env.set_seq(seq);
+      env.set_aggregate_key(std::move(e.aggregate_key));
+      env.set_type(std::move(e.type));
+      env.set_occurred_at_us(a.occurred_at_us);
+      env.set_recorded_at_us(a.recorded_at_us);
+      env.set_actor(std::move(e.actor));
+      *env.mutable_causation() = std::move(e.causation);
+      env.set_payload(std::move(e.payload));
+      env.set_prev_hash(a.prev_hash.data(), a.prev_hash.size());
+      env.set_hash(tip);
+    }
+    tips[e.partition].swap(tip);
   }
   // State and meta: the last write of each key only, in key order (see WriteSet).
   for (size_t i : LastWriteOfEachKey(ws.state_)) {
