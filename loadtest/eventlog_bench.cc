@@ -8,6 +8,10 @@
 //           WriteBatch of B puts of the same 12-byte (partition, seq) keys, in key order, and
 //           values as large as our envelopes, with WriteOptions::sync = true. Same batch, same
 //           bytes, same durability: the raw side is the physical limit.
+//           --state adds, per event, what the ledger writes per posting: the account's state, a
+//           system account's state and the consumer position, most of them overwritten within
+//           the commit. The raw side then also puts each distinct key once, with its last value,
+//           in key order (worked out before the timed write): what reaches the database.
 //   replay  Reading every event of an N-event log back through EventLog::Read (in chunks, all
 //           partitions), against a raw iterator over the same "events" column family of the same
 //           files that parses each value into an Envelope. One thread, so events/s on one core.
@@ -31,6 +35,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -58,6 +63,8 @@ struct Flags {
   uint32_t partitions = 8;
   bool raw_key_order = true;  // Raw append batch in key order; false: in arrival order.
   bool fsync = true;  // --no-fsync: kNone vs sync=false, to see the CPU cost without the disk.
+  bool state = false;       // Ledger-like state writes with every event.
+  size_t state_bytes = 120;  // Size of the account state value.
   size_t replay_events = 1'000'000;
   int replay_rounds = 3;
   size_t chunk = 1000;  // Events per EventLog::Read call.
@@ -151,24 +158,43 @@ std::vector<std::string> MakePool(size_t count, size_t size, uint64_t seed) {
   return pool;
 }
 
+std::string AggregateKey(uint64_t n) {
+  char key[32];
+  std::snprintf(key, sizeof key, "acct-%08" PRIu64, (n * 2654435761u) % 100'000'000);
+  return key;
+}
+
+// The state writes that go with event n under --state, as the ledger makes them per posting: the
+// account's state (unique per event here), the partition's revenue account (8 keys) and the
+// consumer position of one of 4 source partitions. Only the last write of a key in a commit
+// reaches the database.
+constexpr uint32_t kStateSourcePartitions = 4;
+std::string AccountStateKey(uint64_t n) { return "acct/" + AggregateKey(n); }
+std::string SystemStateKey(uint32_t partition) { return "sys/" + std::to_string(partition) + "/revenue"; }
+Position PositionOf(uint64_t n) { return Position{n + 1, static_cast<int64_t>(n)}; }
+
 class EventSource {
  public:
-  explicit EventSource(const Flags& flags) : flags_(flags), payloads_(MakePool(1024, flags.payload, 42)) {}
+  explicit EventSource(const Flags& flags)
+      : flags_(flags), payloads_(MakePool(1024, flags.payload, 42)), states_(MakePool(1024, flags.state_bytes, 43)) {}
 
   WriteSet Next(size_t events) {
     WriteSet ws;
     for (size_t i = 0; i < events; ++i, ++n_) {
       NewEvent e;
       e.partition = static_cast<uint32_t>(n_ % flags_.partitions);
-      char key[32];
-      std::snprintf(key, sizeof key, "acct-%08" PRIu64, (n_ * 2654435761u) % 100'000'000);
-      e.aggregate_key = key;
+      e.aggregate_key = AggregateKey(n_);
       e.type = "wattledger.ledger.v1.ChargePosted";
       e.payload = payloads_[n_ % payloads_.size()];
       e.actor = "billing";
       e.causation.set_source_topic("billing");
       e.causation.set_source_partition(static_cast<uint32_t>(n_ % 16));
       e.causation.set_source_seq(n_ + 1);
+      if (flags_.state) {
+        ws.PutState(AccountStateKey(n_), states_[n_ % states_.size()]);
+        ws.PutState(SystemStateKey(e.partition), std::to_string(n_));
+        ws.SetPosition("bench<billing", static_cast<uint32_t>(n_ % kStateSourcePartitions), PositionOf(n_));
+      }
       ws.Append(std::move(e));
     }
     return ws;
@@ -177,8 +203,29 @@ class EventSource {
  private:
   const Flags& flags_;
   std::vector<std::string> payloads_;
+  std::vector<std::string> states_;
   uint64_t n_ = 0;
 };
+
+// What the state writes of events [first, first + count) leave in the database: each distinct
+// key once with its last value, in key order, per column family. The raw side puts exactly these.
+struct FinalState {
+  std::map<std::string, std::string> state, meta;
+};
+FinalState FinalStateOf(const Flags& flags, const std::vector<std::string>& states, uint64_t first, size_t count) {
+  FinalState out;
+  for (uint64_t n = first; n < first + count; ++n) {
+    out.state[AccountStateKey(n)] = states[n % states.size()];
+    out.state[SystemStateKey(static_cast<uint32_t>(n % flags.partitions))] = std::to_string(n);
+    // The log's position record: "pos/" consumer NUL source-partition (4 B) -> seq, offset (16 B).
+    std::string key = "pos/bench<billing";
+    key.push_back('\0');
+    const uint32_t sp = static_cast<uint32_t>(n % kStateSourcePartitions);
+    key.append({'\0', '\0', '\0', static_cast<char>(sp)});
+    out.meta[key] = std::string(16, '\0');  // Seq and offset; only the size matters here.
+  }
+  return out;
+}
 
 std::unique_ptr<EventLog> OpenLog(const std::string& path, const Flags& flags, FsyncPolicy fsync) {
   Options o;
@@ -227,22 +274,29 @@ AppendResult RunAppend(const Flags& flags, const TempDir& tmp) {
 
   // Warm-up commit; it also tells us how large our envelopes are, which the raw side mirrors.
   {
-    auto out = log->Commit(source.Next(flags.batch));
+    WriteSet ws = source.Next(flags.batch);
+    ws.ReturnEnvelopes();
+    auto out = log->Commit(std::move(ws));
     Check(out.status(), "warm-up commit");
     size_t bytes = 0;
-    for (const auto& e : *out) bytes += e.ByteSizeLong();
-    res.envelope_bytes = bytes / out->size();
+    for (const auto& e : out->envelopes) bytes += e.ByteSizeLong();
+    res.envelope_bytes = bytes / out->envelopes.size();
   }
   const auto values = MakePool(1024, res.envelope_bytes, 7);
+  const auto states = MakePool(1024, flags.state_bytes, 43);
   rocksdb::WriteOptions raw_wo;
   raw_wo.sync = flags.fsync;
   std::vector<uint64_t> raw_seq(flags.partitions, 0);
   uint64_t raw_n = 0;
+  // With --state, the state the next raw commit leaves, worked out before its timed write.
+  auto raw_state = [&] {
+    return flags.state ? FinalStateOf(flags, states, raw_n, flags.batch) : FinalState{};
+  };
   // The batch holds the same (partition, seq) keys our side appends: event i of the run goes to
   // partition i % partitions. In key order (the default) the memtable inserts are sequential,
   // which is the cheapest way RocksDB can take them; --raw-order interleaved puts them in the
   // order the events arrive instead.
-  auto raw_commit = [&] {
+  auto raw_commit = [&](const FinalState& state) {
     rocksdb::WriteBatch batch;
     char key[12];
     auto put = [&](uint32_t p) {
@@ -260,17 +314,20 @@ AppendResult RunAppend(const Flags& flags, const TempDir& tmp) {
     } else {
       for (uint64_t i = first; i < first + flags.batch; ++i) put(static_cast<uint32_t>(i % flags.partitions));
     }
+    for (const auto& [k, v] : state.state) Check(batch.Put(raw.handles[2], k, v), "raw state put");
+    for (const auto& [k, v] : state.meta) Check(batch.Put(raw.handles[0], k, v), "raw meta put");
     Check(raw.db->Write(raw_wo, &batch), "raw write");
   };
-  raw_commit();  // Warm-up.
+  raw_commit(raw_state());  // Warm-up.
 
   const double per_round = flags.seconds / flags.rounds;
   for (int round = 0; round < flags.rounds; ++round) {
     // Raw side: building the WriteBatch is part of its write path, as it is inside Commit.
     Side r;
     while (r.seconds < per_round) {
+      const FinalState state = raw_state();
       auto t0 = Clock::now();
-      raw_commit();
+      raw_commit(state);
       double s = Seconds(Clock::now() - t0);
       r.seconds += s;
       r.commits++;
@@ -287,7 +344,7 @@ AppendResult RunAppend(const Flags& flags, const TempDir& tmp) {
       Check(out.status(), "commit");
       o.seconds += s;
       o.commits++;
-      o.events += out->size();
+      o.events += out->events;
       res.ours.latencies_us.push_back(s * 1e6);
     }
     const double ratio = o.events_per_s() / r.events_per_s();
@@ -432,6 +489,11 @@ int Main(int argc, char** argv) {
   bool no_fsync = false;
   app.add_flag("--no-fsync", no_fsync,
                "append: FsyncPolicy::kNone vs sync=false (CPU cost only; not the goal measurement)");
+  app.add_flag("--state", flags.state,
+               "append: with each event also the ledger's per-posting writes (account state, system account "
+               "state, consumer position); raw puts the distinct keys once");
+  app.add_option("--state-bytes", flags.state_bytes, "append --state: bytes of the account state value")
+      ->check(CLI::Range(1, 1 << 20));
   app.add_option("--replay-events", flags.replay_events, "replay: events in the log")
       ->check(CLI::Range(1, 1'000'000'000));
   app.add_option("--replay-rounds", flags.replay_rounds, "replay: interleaved rounds per side")
@@ -459,10 +521,11 @@ int Main(int argc, char** argv) {
   double append_ratio = 0;
   if (do_append) {
     std::printf("append: batch %zu events, payload %zu B, %u partitions, %s, raw puts in %s order, "
-                "%d rounds x %.2f s per side\n",
+                "%d rounds x %.2f s per side%s\n",
                 flags.batch, flags.payload, flags.partitions,
                 flags.fsync ? "fsync every commit (kEveryCommit / sync=true)" : "NO fsync (kNone / sync=false)",
-                flags.raw_key_order ? "key" : "arrival", flags.rounds, flags.seconds / flags.rounds);
+                flags.raw_key_order ? "key" : "arrival", flags.rounds, flags.seconds / flags.rounds,
+                flags.state ? ", with ledger-like state writes (3 per event)" : "");
     std::fflush(stdout);
     a = RunAppend(flags, tmp);
     append_ratio = a.ours.events_per_s() / a.raw.events_per_s();
@@ -521,6 +584,7 @@ int Main(int argc, char** argv) {
     add("append_envelope_bytes", static_cast<double>(a.envelope_bytes), "%.0f");
     add_bool("append_fsync", flags.fsync);
     add_bool("append_raw_key_order", flags.raw_key_order);
+    add_bool("append_state", flags.state);
   }
   if (do_replay) {
     add("replay_events_per_s", r.ours_per_s());
@@ -530,8 +594,9 @@ int Main(int argc, char** argv) {
   }
   add("append_goal_ratio", kAppendGoalRatio, "%.1f");
   add("replay_goal_events_per_s", kReplayGoalEventsPerS, "%.0f");
-  // A goal counts as met only when it was measured, and the append goal only with fsync on.
-  add_bool("append_goal_met", do_append && flags.fsync && append_ratio >= kAppendGoalRatio);
+  // A goal counts as met only when it was measured, and the append goal only with fsync on and
+  // the events alone (--state is a diagnostic of the ledger's write pattern).
+  add_bool("append_goal_met", do_append && flags.fsync && !flags.state && append_ratio >= kAppendGoalRatio);
   add_bool("replay_goal_met", do_replay && r.ours_per_s() >= kReplayGoalEventsPerS);
   add("cpus", static_cast<double>(sysconf(_SC_NPROCESSORS_ONLN)), "%.0f");
   add("loadavg_start", load_before, "%.2f");

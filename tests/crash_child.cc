@@ -97,13 +97,14 @@ int Run(int argc, char** argv) {
     ws.PutState("total", std::to_string(total));
     ws.PutState("batches", std::to_string(batch));
     ws.PutIdempotency("batch-" + std::to_string(batch), std::to_string(n));
+    ws.ReturnEnvelopes();  // Every event is acknowledged with its hash.
     auto committed = log->Commit(std::move(ws));
     if (!committed.ok()) {
       std::fprintf(stderr, "crash_child: commit: %s\n", committed.status().ToString().c_str());
       return 4;
     }
     // Acknowledge only now: the commit is durable.
-    for (const auto& e : *committed) {
+    for (const auto& e : committed->envelopes) {
       std::printf("ack %" PRIu32 " %" PRIu64 " %s\n", e.partition(), e.seq(), eventlog::HexEncode(e.hash()).c_str());
     }
     std::printf("batch %" PRIu64 " %d\n", batch, n);

@@ -1,6 +1,7 @@
 #include "wattledger/eventlog/event_log.h"
 
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/evp.h>
 #include <rocksdb/cache.h>
@@ -14,6 +15,8 @@
 #include <algorithm>
 #include <charconv>
 #include <chrono>
+#include <cstring>
+#include <numeric>
 
 #include "wattledger/base/check.h"
 #include "wattledger/eventlog/rocks_status.h"
@@ -24,6 +27,8 @@ namespace {
 constexpr char kShapeKey[] = "shape";
 constexpr char kPosPrefix[] = "pos/";
 constexpr char kIdemPrefix[] = "idem/";
+// Commit writes the meta column family's idempotency keys before its positions: key order.
+static_assert(std::string_view(kIdemPrefix) < std::string_view(kPosPrefix));
 
 void PutBigEndian32(std::string* out, uint32_t v) {
   for (int i = 3; i >= 0; --i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
@@ -45,11 +50,33 @@ std::string PositionKey(std::string_view consumer, uint32_t source_partition) {
   return key;
 }
 
-std::string EncodePosition(const Position& pos) {
-  std::string out;
-  PutBigEndian64(&out, pos.seq);
-  PutBigEndian64(&out, static_cast<uint64_t>(pos.offset));
-  return out;
+constexpr size_t kPositionBytes = 16;
+
+// Into a buffer: 16 bytes do not fit std::string's inline storage.
+void EncodePosition(const Position& pos, char (&out)[kPositionBytes]) {
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>(pos.seq >> (8 * (7 - i)));
+  const auto offset = static_cast<uint64_t>(pos.offset);
+  for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<char>(offset >> (8 * (7 - i)));
+}
+
+// The indices of the last op of each distinct key in `ops`, in key order. Sorting by (key, call
+// index) puts the calls for one key next to each other in call order, so the last of each run
+// is the write that wins; the others never reach the WriteBatch.
+template <typename Op>
+std::vector<size_t> LastWriteOfEachKey(const std::vector<Op>& ops) {
+  std::vector<size_t> order(ops.size());
+  std::iota(order.begin(), order.end(), size_t{0});
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    const int c = ops[a].key.compare(ops[b].key);
+    return c < 0 || (c == 0 && a < b);
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i + 1 < order.size() && ops[order[i]].key == ops[order[i + 1]].key) continue;
+    order[kept++] = order[i];
+  }
+  order.resize(kept);
+  return order;
 }
 
 // Fetched once: EVP_DigestInit_ex(EVP_sha256()) looks the implementation up again on every call.
@@ -69,10 +96,16 @@ class Sha256 {
   void Reset() { WL_CHECK(EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) == 1); }
   void Update(std::string_view data) { WL_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1); }
   std::string Final() {
-    unsigned char out[EVP_MAX_MD_SIZE];
+    std::string out;
+    Final(&out);
+    return out;
+  }
+  // Into *out, replacing its contents: no allocation when it has the room.
+  void Final(std::string* out) {
+    unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    WL_CHECK(EVP_DigestFinal_ex(ctx_, out, &len) == 1);
-    return std::string(reinterpret_cast<char*>(out), len);
+    WL_CHECK(EVP_DigestFinal_ex(ctx_, md, &len) == 1);
+    out->assign(reinterpret_cast<char*>(md), len);
   }
 
  private:
@@ -89,21 +122,77 @@ std::string SerializeCanonical(const Envelope& e) {
   return out;
 }
 
-// The canonical bytes of `e` into *out (replacing its contents), sized once, no stream growth.
-void SerializeCanonicalTo(const Envelope& e, std::string* out) {
-  const size_t n = e.ByteSizeLong();
-  out->resize(n);
-  google::protobuf::io::ArrayOutputStream raw(out->data(), static_cast<int>(n));
-  google::protobuf::io::CodedOutputStream coded(&raw);
-  coded.SetSerializationDeterministic(true);
-  e.SerializeWithCachedSizes(&coded);
-  WL_CHECK(!coded.HadError());
+// Writers of the canonical form into a buffer with room: each returns where it stopped.
+char* PutVarint(char* p, uint64_t v) {
+  for (; v >= 0x80; v >>= 7) *p++ = static_cast<char>(v | 0x80);
+  *p++ = static_cast<char>(v);
+  return p;
+}
+// Fields as proto3 writes them: one at its default (0, empty) is left out.
+constexpr uint32_t kWireVarint = 0;
+constexpr uint32_t kWireLengthDelimited = 2;
+char* PutVarintField(char* p, uint32_t field, uint64_t v) {
+  if (v == 0) return p;
+  p = PutVarint(p, field << 3 | kWireVarint);
+  return PutVarint(p, v);
+}
+char* PutBytesField(char* p, uint32_t field, std::string_view v) {
+  if (v.empty()) return p;
+  p = PutVarint(p, field << 3 | kWireLengthDelimited);
+  p = PutVarint(p, v.size());
+  std::memcpy(p, v.data(), v.size());
+  return p + v.size();
+}
+
+// What Commit adds to a NewEvent to make its Envelope.
+struct Assigned {
+  std::string_view event_id;
+  uint64_t seq;
+  int64_t occurred_at_us;
+  int64_t recorded_at_us;
+  std::string_view prev_hash;
+};
+
+// Writes at the start of *buf, which it grows but never shrinks, the canonical bytes (hash
+// field excluded) of the Envelope that `e` and `a` make, and returns their length; `spare`
+// bytes after them are left free for the caller. Written straight from `e`, Commit builds no
+// Envelope, sets no field and walks none for its size, and a reused buffer costs no allocation.
+// The bytes are what deterministic serialisation of that Envelope gives: fields in number
+// order, defaults left out. A field added to envelope.proto must be added here
+// (EventLogTest.EnvelopeHasTheFieldsCommitWrites fails until it is); Verify checks stored
+// records against protobuf's own serialisation.
+size_t SerializeCanonicalTo(const NewEvent& e, const Assigned& a, size_t spare, std::string* buf) {
+  const size_t causation_bytes = e.causation.ByteSizeLong();
+  // At most a 1-byte tag and a 10-byte varint per field, plus the bytes of each.
+  const size_t bound = 12 * 11 + a.event_id.size() + e.aggregate_key.size() + e.type.size() + e.actor.size() +
+                       causation_bytes + e.payload.size() + a.prev_hash.size() + spare;
+  if (buf->size() < bound) buf->resize(bound);
+  char* const begin = buf->data();
+  char* p = begin;
+  p = PutBytesField(p, Envelope::kEventIdFieldNumber, a.event_id);
+  p = PutVarintField(p, Envelope::kPartitionFieldNumber, e.partition);
+  p = PutVarintField(p, Envelope::kSeqFieldNumber, a.seq);
+  p = PutBytesField(p, Envelope::kAggregateKeyFieldNumber, e.aggregate_key);
+  p = PutBytesField(p, Envelope::kTypeFieldNumber, e.type);
+  // int64 as protobuf writes it: the two's complement as a varint, 10 bytes when negative.
+  p = PutVarintField(p, Envelope::kOccurredAtUsFieldNumber, static_cast<uint64_t>(a.occurred_at_us));
+  p = PutVarintField(p, Envelope::kRecordedAtUsFieldNumber, static_cast<uint64_t>(a.recorded_at_us));
+  p = PutBytesField(p, Envelope::kActorFieldNumber, e.actor);
+  // A message field is written when present, even empty; an event always has a causation.
+  // Protobuf writes this one, unknown fields and all.
+  p = PutVarint(p, Envelope::kCausationFieldNumber << 3 | kWireLengthDelimited);
+  p = PutVarint(p, causation_bytes);
+  p = reinterpret_cast<char*>(e.causation.SerializeWithCachedSizesToArray(reinterpret_cast<uint8_t*>(p)));
+  p = PutBytesField(p, Envelope::kPayloadFieldNumber, e.payload);
+  p = PutBytesField(p, Envelope::kPrevHashFieldNumber, a.prev_hash);
+  return static_cast<size_t>(p - begin);
 }
 
 // hash (field 12, bytes) is the envelope's highest field, so canonical(envelope with hash) is
 // canonical(envelope without hash) followed by this field: tag, length, 32 bytes.
 static_assert(Envelope::kHashFieldNumber == 12);
 constexpr char kHashFieldTag = (12 << 3) | 2;
+constexpr size_t kHashFieldBytes = 2 + kHashBytes;
 
 void AppendDecimal(std::string* out, uint64_t v) {
   char buf[20];
@@ -113,6 +202,23 @@ void AppendDecimal(std::string* out, uint64_t v) {
 
 bool HasCausation(const Causation& c) {
   return !c.request_id().empty() || !c.source_topic().empty();
+}
+
+// Envelope's text fields are proto3 strings, which protobuf serialises whatever they hold but
+// refuses to parse unless they are UTF-8: a stored event with other bytes there could never be
+// read back. This is the check protobuf's parser makes.
+bool IsUtf8(std::string_view s) {
+  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+}
+
+// The name of the first text field of `e` that is not UTF-8, or nullptr.
+const char* NonUtf8Field(const NewEvent& e) {
+  if (!IsUtf8(e.aggregate_key)) return "aggregate_key";
+  if (!IsUtf8(e.type)) return "type";
+  if (!IsUtf8(e.actor)) return "actor";
+  if (!IsUtf8(e.causation.source_topic())) return "causation.source_topic";
+  if (!IsUtf8(e.causation.request_id())) return "causation.request_id";
+  return nullptr;
 }
 
 }  // namespace
@@ -145,6 +251,7 @@ void WriteSet::Clear() {
   state_.clear();
   positions_.clear();
   idempotency_.clear();
+  return_envelopes_ = false;
 }
 
 std::string EventLog::ComputeHash(const Envelope& envelope) {
@@ -172,6 +279,8 @@ Result<std::unique_ptr<EventLog>> EventLog::Open(const Options& options) {
                            std::to_string(options.partitions));
   }
   if (options.clock == nullptr) return InvalidArgument("event log clock is null");
+  // The name starts every event id, a proto3 string.
+  if (!IsUtf8(options.name)) return InvalidArgument("event log name is not valid UTF-8");
   std::unique_ptr<EventLog> log(new EventLog(options));
   WL_RETURN_IF_ERROR(log->Init());
   return log;
@@ -262,7 +371,7 @@ Status EventLog::Init() {
   return Status::Ok();
 }
 
-Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
+Result<CommitResult> EventLog::Commit(WriteSet ws) {
   if (options_.read_only) return FailedPrecondition("event log " + options_.path + " is open read-only");
   if (ws.events_.size() > kMaxEventsPerCommit) {
     return InvalidArgument("commit carries " + std::to_string(ws.events_.size()) +
@@ -278,22 +387,32 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
       return InvalidArgument("event payload of " + std::to_string(e.payload.size()) +
                              " bytes exceeds " + std::to_string(kMaxPayloadBytes));
     }
+    // Before the type goes into a message.
+    if (const char* field = NonUtf8Field(e)) {
+      return InvalidArgument(std::string("event field ") + field +
+                             " is not valid UTF-8; text fields must be, bytes belong in the payload");
+    }
     if (!HasCausation(e.causation)) {
       return InvalidArgument("event " + e.type + " has no causation (source position or request id)");
     }
   }
 
   auto start = std::chrono::steady_clock::now();
-  std::vector<Envelope> out;
-  out.reserve(ws.events_.size());
-  size_t reserve = 0;
-  for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
-  rocksdb::WriteBatch batch(reserve);
+  const size_t n = ws.events_.size();
+  // The events go into the batch in key order (partition, seq): the memtable skiplist then
+  // inserts each key right after the previous one instead of searching from the top for every
+  // event. Each partition's events keep their append order, which is the order their seqs and
+  // chain are made in, so one pass in this order does both.
+  std::vector<uint32_t> order(n);
+  std::iota(order.begin(), order.end(), 0u);
+  std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+    return ws.events_[a].partition < ws.events_[b].partition;
+  });
   // Lock the partitions this commit appends to, in ascending order (no deadlock between commits).
   std::vector<uint32_t> touched;
-  for (const auto& e : ws.events_) touched.push_back(e.partition);
-  std::sort(touched.begin(), touched.end());
-  touched.erase(std::unique(touched.begin(), touched.end()), touched.end());
+  for (uint32_t i : order) {
+    if (touched.empty() || touched.back() != ws.events_[i].partition) touched.push_back(ws.events_[i].partition);
+  }
   std::vector<std::unique_lock<std::mutex>> partition_locks;
   partition_locks.reserve(touched.size());
   for (uint32_t p : touched) partition_locks.emplace_back(*partition_mu_[p]);
@@ -309,61 +428,79 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
     for (uint32_t p : touched) tips[p] = last_hash_[p];
     observer = observer_;
   }
+  CommitResult result;
+  result.events = n;
+  result.partitions.reserve(touched.size());
+  for (uint32_t p : touched) result.partitions.push_back({p, heads[p] + 1, 0, {}});
+  if (ws.return_envelopes_) result.envelopes.resize(n);
+
+  size_t reserve = 0;
+  for (const auto& e : ws.events_) reserve += e.payload.size() + 256;
+  for (const auto& op : ws.state_) reserve += op.key.size() + op.value.size() + 16;
+  rocksdb::WriteBatch batch(reserve);
+  // Buffers for one event at a time, reused: they keep their capacity, so an event costs no
+  // allocation unless its envelope is returned.
+  std::string id, record, tip;
   Sha256 sha;
-  std::vector<std::string> values(ws.events_.size());
-  for (size_t i = 0; i < ws.events_.size(); ++i) {
-    auto& e = ws.events_[i];
-    Envelope env;
+  for (uint32_t i : order) {
+    NewEvent& e = ws.events_[i];
     const uint64_t seq = ++heads[e.partition];
-    std::string id;
-    id.reserve(options_.name.size() + 32);
+    id.clear();
     id.append(options_.name);
     id.push_back('/');
     AppendDecimal(&id, e.partition);
     id.push_back('/');
     AppendDecimal(&id, seq);
-    env.set_event_id(std::move(id));
-    env.set_partition(e.partition);
-    env.set_seq(seq);
-    env.set_aggregate_key(std::move(e.aggregate_key));
-    env.set_type(std::move(e.type));
-    env.set_occurred_at_us(e.occurred_at_us != 0 ? e.occurred_at_us : now_us);
-    env.set_recorded_at_us(now_us);
-    env.set_actor(std::move(e.actor));
-    *env.mutable_causation() = std::move(e.causation);
-    env.set_payload(std::move(e.payload));
-    env.set_prev_hash(tips[e.partition]);
+    const Assigned a{id, seq, e.occurred_at_us != 0 ? e.occurred_at_us : now_us, now_us, tips[e.partition]};
     // One serialisation: hash = SHA-256(prev_hash || canonical bytes without hash), exactly what
     // ComputeHash computes, and the stored value is those bytes with the hash field appended.
-    std::string& value = values[i];
-    SerializeCanonicalTo(env, &value);
+    const size_t n = SerializeCanonicalTo(e, a, kHashFieldBytes, &record);
     sha.Reset();
-    sha.Update(env.prev_hash());
-    sha.Update(value);
-    std::string hash = sha.Final();
-    value.push_back(kHashFieldTag);
-    value.push_back(static_cast<char>(kHashBytes));
-    value.append(hash);
-    tips[e.partition] = hash;
-    env.set_hash(std::move(hash));
-    out.push_back(std::move(env));
+    sha.Update(a.prev_hash);
+    sha.Update(std::string_view(record.data(), n));
+    sha.Final(&tip);
+    record[n] = kHashFieldTag;
+    record[n + 1] = static_cast<char>(kHashBytes);
+    std::memcpy(&record[n + 2], tip.data(), kHashBytes);
+    batch.Put(events_, EventKey(e.partition, seq), rocksdb::Slice(record.data(), n + kHashFieldBytes));
+    if (ws.return_envelopes_) {
+      // Moved, not copied: the NewEvent is ours and is not read again.
+      Envelope& env = result.envelopes[i];
+      env.set_event_id(id);
+      env.set_partition(e.partition);
+      env.set_seq(seq);
+      env.set_aggregate_key(std::move(e.aggregate_key));
+      env.set_type(std::move(e.type));
+      env.set_occurred_at_us(a.occurred_at_us);
+      env.set_recorded_at_us(a.recorded_at_us);
+      env.set_actor(std::move(e.actor));
+      *env.mutable_causation() = std::move(e.causation);
+      env.set_payload(std::move(e.payload));
+      env.set_prev_hash(a.prev_hash.data(), a.prev_hash.size());
+      env.set_hash(tip);
+    }
+    tips[e.partition].swap(tip);
   }
-  // Into the batch in key order (partition, seq): the memtable skiplist then inserts each key
-  // right after the previous one instead of searching from the top for every event.
-  std::vector<uint32_t> order(out.size());
-  for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(),
-                   [&](uint32_t a, uint32_t b) { return out[a].partition() < out[b].partition(); });
-  for (uint32_t i : order) batch.Put(events_, EventKey(out[i].partition(), out[i].seq()), values[i]);
-  for (const auto& op : ws.state_) {
+  // State and meta: the last write of each key only, in key order (see WriteSet).
+  for (size_t i : LastWriteOfEachKey(ws.state_)) {
+    const auto& op = ws.state_[i];
     if (op.erase) {
       batch.Delete(state_, op.key);
     } else {
       batch.Put(state_, op.key, op.value);
     }
   }
-  for (const auto& op : ws.positions_) batch.Put(meta_, op.key, EncodePosition(op.pos));
-  for (const auto& [k, v] : ws.idempotency_) batch.Put(meta_, std::string(kIdemPrefix) + k, v);
+  for (size_t i : LastWriteOfEachKey(ws.idempotency_)) {
+    const auto& op = ws.idempotency_[i];
+    const rocksdb::Slice key_parts[] = {kIdemPrefix, op.key};
+    const rocksdb::Slice value(op.value);
+    batch.Put(meta_, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value, 1));
+  }
+  for (size_t i : LastWriteOfEachKey(ws.positions_)) {
+    char value[kPositionBytes];
+    EncodePosition(ws.positions_[i].pos, value);
+    batch.Put(meta_, ws.positions_[i].key, rocksdb::Slice(value, sizeof value));
+  }
 
   rocksdb::WriteOptions wo;
   wo.sync = options_.fsync == FsyncPolicy::kEveryCommit;
@@ -374,18 +511,22 @@ Result<std::vector<Envelope>> EventLog::Commit(WriteSet ws) {
       // We held p since reading its head: it moved only by what we appended.
       WL_CHECK(heads[p] > heads_[p]);
       heads_[p] = heads[p];
-      last_hash_[p] = std::move(tips[p]);
+      last_hash_[p] = tips[p];
     }
     stats_.commits++;
-    stats_.events += out.size();
+    stats_.events += n;
   }
   partition_locks.clear();
   appended_.notify_all();
   if (observer.on_commit) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-    observer.on_commit(out.size(), us.count());
+    observer.on_commit(n, us.count());
   }
-  return out;
+  for (auto& a : result.partitions) {
+    a.last_seq = heads[a.partition];
+    a.last_hash = std::move(tips[a.partition]);
+  }
+  return result;
 }
 
 uint64_t EventLog::Head(uint32_t partition) const {

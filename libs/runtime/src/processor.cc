@@ -262,7 +262,7 @@ void Processor::WriterLoop(uint32_t p) {
     if (failure.ok() && !ws.empty()) {
       auto result = log_->Commit(std::move(ws));
       if (result.ok()) {
-        committed = std::move(result).value();
+        committed = std::move(result->envelopes);
       } else if (StoreBroken(result.status())) {
         // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes
         // is no better: answer this batch's commands (nothing of it is stored), then stop. Its
@@ -313,7 +313,10 @@ void Processor::WriterLoop(uint32_t p) {
     for (auto& r : replies) {
       if (!r.reply) continue;
       std::span<const eventlog::Envelope> events;
-      if (failure.ok()) events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
+      // Empty unless a command asked for the envelopes (WriteSet::ReturnEnvelopes).
+      if (failure.ok() && r.end <= committed.size()) {
+        events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
+      }
       r.reply(failure, events);
     }
     if (thrown) thrown(failure);

@@ -153,6 +153,7 @@ TEST_F(ProcessorTest, RepliesAfterCommitWithTheCommandsEvents) {
     e.causation.set_request_id("K1");
     ws.Append(e);
     ws.Append(e);
+    ws.ReturnEnvelopes();
     return [&](const Status& s, std::span<const eventlog::Envelope> events) {
       // The reply runs only after the write is in the store.
       EXPECT_EQ(log->Head(events.empty() ? 0 : events[0].partition()), events.empty() ? 0u : events.back().seq());
@@ -163,6 +164,27 @@ TEST_F(ProcessorTest, RepliesAfterCommitWithTheCommandsEvents) {
   EXPECT_TRUE(status.ok());
   ASSERT_EQ(events.size(), 2u);
   EXPECT_EQ(events[1].seq(), 2u);
+  proc.Stop();
+}
+
+TEST_F(ProcessorTest, RepliesCarryNoEventsUnlessACommandAskedForThem) {
+  auto log = Open("svc", "svc");
+  CountingHandler h(log.get());
+  Processor proc({"svc", {}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  std::promise<std::pair<Status, size_t>> done;
+  ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.type = "cmd";
+    e.causation.set_request_id("K2");
+    ws.Append(e);
+    return [&](const Status& s, std::span<const eventlog::Envelope> events) { done.set_value({s, events.size()}); };
+  }, nullptr).ok());
+  auto [status, events] = done.get_future().get();
+  EXPECT_TRUE(status.ok());
+  EXPECT_EQ(events, 0u);
+  EXPECT_EQ(log->Head(1), 1u);  // Committed all the same.
   proc.Stop();
 }
 

@@ -8,7 +8,9 @@
 //
 // The one guarantee everything else stands on: Commit() writes a WriteSet (new events, the state
 // changes they imply, the input positions consumed and the idempotency keys used) as ONE RocksDB
-// WriteBatch. Either all of it is in the database or none of it is. With FsyncPolicy::kEveryCommit
+// WriteBatch. Either all of it is in the database or none of it is. The batch holds each key once
+// (the last write of it in the WriteSet) and each column family's keys in key order, so that
+// every memtable insert starts next to the previous one. With FsyncPolicy::kEveryCommit
 // the WAL is fsynced before Commit returns, so whatever a caller acknowledges after Commit
 // survives kill -9 and power loss. With kNone it survives a process crash but not power loss.
 //
@@ -76,15 +78,24 @@ struct Position {
 
 struct NewEvent {
   uint32_t partition = 0;
+  // Text: aggregate_key, type, actor and the causation's strings must be UTF-8 (proto3 strings).
   std::string aggregate_key;
   std::string type;
-  std::string payload;
+  std::string payload;  // Bytes.
   std::string actor;
   int64_t occurred_at_us = 0;  // 0 means "now" by the log's clock.
   Causation causation;
 };
 
 // WriteSet collects everything one commit writes. Not thread-safe; owned by one writer.
+//
+// Within one WriteSet the last write of a key wins, in call order: of the PutState and
+// DeleteState calls for one key only the last is written (a Put after a Delete puts, a Delete
+// after a Put deletes), and likewise for SetPosition of one (consumer, source partition) and
+// PutIdempotency of one key. That leaves the database exactly as writing every call in order
+// would, without the memtable inserts of the overwritten ones: a service that materialises its
+// state per input (the ledger: the account, a system account and the consumer position for each
+// posting) rewrites the same keys many times in one batch.
 class WriteSet {
  public:
   void Append(NewEvent event) { events_.push_back(std::move(event)); }
@@ -98,6 +109,9 @@ class WriteSet {
   void PutIdempotency(std::string key, std::string value) {
     idempotency_.push_back({std::move(key), std::move(value)});
   }
+  // Asks Commit to return the appended envelopes in CommitResult::envelopes. Without it Commit
+  // builds none: they cost allocations per event that most writers would only throw away.
+  void ReturnEnvelopes() { return_envelopes_ = true; }
   bool empty() const { return events_.empty() && state_.empty() && positions_.empty() && idempotency_.empty(); }
   size_t event_count() const { return events_.size(); }
   void Clear();
@@ -112,10 +126,34 @@ class WriteSet {
     std::string key;
     Position pos;
   };
+  struct IdemOp {
+    std::string key, value;
+  };
+  // Every call in order; Commit keeps the last write of each key.
   std::vector<NewEvent> events_;
   std::vector<StateOp> state_;
   std::vector<PosOp> positions_;
-  std::vector<std::pair<std::string, std::string>> idempotency_;
+  std::vector<IdemOp> idempotency_;
+  bool return_envelopes_ = false;
+};
+
+// What one commit appended to one partition.
+struct Appended {
+  uint32_t partition = 0;
+  // The commit's events of this partition got seqs first_seq..last_seq, in the order they were
+  // appended.
+  uint64_t first_seq = 0;
+  uint64_t last_seq = 0;
+  std::string last_hash;  // Hash of the event at last_seq: the partition's chain tip.
+};
+
+// What Commit returns: by default where each partition's chain now ends, not the events.
+struct CommitResult {
+  size_t events = 0;                 // Events appended.
+  std::vector<Appended> partitions;  // One per partition appended to, in ascending order.
+  // Only if the WriteSet asked with ReturnEnvelopes(), else empty: the appended envelopes with
+  // seq and hash filled in, in the order they were appended.
+  std::vector<Envelope> envelopes;
 };
 
 struct VerifyReport {
@@ -145,10 +183,11 @@ class EventLog {
   const std::string& name() const { return options_.name; }
   uint32_t partitions() const { return options_.partitions; }
 
-  // Commits `ws` atomically; returns the appended envelopes with seq and hash filled in, in the
-  // order they were appended. An invalid WriteSet (bad partition, oversized payload, event with
-  // no causation) is rejected whole with INVALID_ARGUMENT and nothing is written.
-  Result<std::vector<Envelope>> Commit(WriteSet ws);
+  // Commits `ws` atomically and returns what it appended (see CommitResult; the envelopes only
+  // if `ws` asked for them). An invalid WriteSet (bad partition, oversized payload, event with
+  // no causation, a text field that is not UTF-8) is rejected whole with INVALID_ARGUMENT and
+  // nothing is written.
+  Result<CommitResult> Commit(WriteSet ws);
 
   // Last committed seq of a partition; 0 when it is empty.
   uint64_t Head(uint32_t partition) const;

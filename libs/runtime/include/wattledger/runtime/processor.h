@@ -32,7 +32,9 @@
 
 namespace wattledger::runtime {
 
-// Called after the commit with its status and the events this command appended (in order).
+// Called after the commit with its status and the events this command appended (in order). The
+// events are there only if a command of the batch called ws.ReturnEnvelopes(): a command whose
+// reply reads them must ask, the others (most) pay nothing for them.
 using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
 // A command that answered its caller itself (say, a malformed request) returns nullptr.
