@@ -1,5 +1,8 @@
 #include "services/ledger/adapters/codec.h"
 
+#include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/wire_format_lite.h>
+
 #include <algorithm>
 #include <cstddef>
 #include <limits>
@@ -521,6 +524,32 @@ Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string t
   return Charge{std::move(txn_id), time_us,      u.charge_id(), u.account_id(),
                 u.amount_minor(),  u.energy_wh(), u.meter_id(),  u.reading_id(),
                 u.tariff_id(),     u.tariff_version()};
+}
+
+std::optional<std::string_view> UsageAccountIdOf(std::string_view payload) {
+  using google::protobuf::internal::WireFormatLite;
+  constexpr int kAccountIdField = billing::v1::UsageCharged::kAccountIdFieldNumber;
+  google::protobuf::io::CodedInputStream in(reinterpret_cast<const uint8_t*>(payload.data()),
+                                           static_cast<int>(payload.size()));
+  std::optional<std::string_view> account;
+  while (uint32_t tag = in.ReadTag()) {
+    if (WireFormatLite::GetTagFieldNumber(tag) == kAccountIdField &&
+        WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
+      uint32_t size = 0;
+      const void* data = nullptr;
+      int available = 0;
+      if (!in.ReadVarint32(&size) || !in.GetDirectBufferPointer(&data, &available) ||
+          static_cast<uint32_t>(available) < size) {
+        return std::nullopt;
+      }
+      account = std::string_view(static_cast<const char*>(data), size);
+      if (!in.Skip(static_cast<int>(size))) return std::nullopt;
+    } else if (!WireFormatLite::SkipField(&in, tag)) {
+      return std::nullopt;
+    }
+  }
+  if (!in.ConsumedEntireMessage() || in.CurrentPosition() != static_cast<int>(payload.size())) return std::nullopt;
+  return account.value_or(std::string_view());
 }
 
 }  // namespace wattledger::ledger::adapters

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -82,5 +83,11 @@ Result<Adjust> FromProto(const v1::AdjustRequest& r, std::string txn_id, int64_t
 // and energy_wh >= 0: billing is another service, so its output is input here.
 Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string txn_id,
                                int64_t time_us);
+
+// The account_id of a serialised UsageCharged, read off the wire without parsing the rest: the
+// consumer routes every charge by it, and the writer parses the payload fully anyway. Agrees with
+// ParseFromString wherever that succeeds (the last occurrence wins). nullopt when the payload is
+// not well-formed wire format; "" when it has no account_id.
+std::optional<std::string_view> UsageAccountIdOf(std::string_view payload);
 
 }  // namespace wattledger::ledger::adapters

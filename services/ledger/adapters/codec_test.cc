@@ -257,6 +257,55 @@ TEST(EventCodec, RandomBytesNeverCrash) {
   EXPECT_GT(rejected, 1000);
 }
 
+// The consumer routes by UsageAccountIdOf; it must name the account a full parse would.
+TEST(UsageCodec, AccountIdOffTheWireAgreesWithTheParser) {
+  billing::v1::UsageCharged u;
+  u.set_charge_id("C-1");
+  u.set_account_id("账户-0042");
+  u.set_amount_minor(12'345);
+  u.set_energy_wh(900);
+  u.set_meter_id("M-7");
+  u.set_reading_id("R-9");
+  u.set_tariff_id("T1");
+  u.set_tariff_version(3);
+  u.set_occurred_at_us(1'700'000'000'000'000);
+  const std::string base = u.SerializeAsString();
+  EXPECT_EQ(UsageAccountIdOf(base), std::optional<std::string_view>("账户-0042"));
+  EXPECT_EQ(UsageAccountIdOf(""), std::optional<std::string_view>(""));
+  // A second occurrence of the field wins, as in a parse.
+  billing::v1::UsageCharged other;
+  other.set_account_id("B-2");
+  EXPECT_EQ(UsageAccountIdOf(base + other.SerializeAsString()), std::optional<std::string_view>("B-2"));
+
+  google::protobuf::LogHandler* old = google::protobuf::SetLogHandler(&DiscardLog);
+  std::mt19937_64 rng(20261121);
+  int parsed = 0;
+  for (int i = 0; i < 200'000; ++i) {
+    std::string payload = base;
+    switch (rng() % 3) {
+      case 0:
+        for (int k = 1 + static_cast<int>(rng() % 3); k > 0; --k) payload[rng() % payload.size()] = static_cast<char>(rng());
+        break;
+      case 1:
+        payload = payload.substr(0, rng() % (payload.size() + 1));
+        break;
+      default:
+        payload.resize(rng() % 48);
+        for (char& c : payload) c = static_cast<char>(rng());
+        break;
+    }
+    billing::v1::UsageCharged full;
+    std::optional<std::string_view> fast = UsageAccountIdOf(payload);
+    if (full.ParseFromString(payload)) {
+      ++parsed;
+      ASSERT_TRUE(fast.has_value()) << "wire scan refused what the parser took";
+      ASSERT_EQ(*fast, full.account_id());
+    }
+  }
+  google::protobuf::SetLogHandler(old);
+  EXPECT_GT(parsed, 1000);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Enums and views
 

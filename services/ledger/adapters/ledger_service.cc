@@ -473,10 +473,8 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
 
 uint32_t LedgerService::Route(const bus::Message& m, uint32_t partitions) {
   // Usage is charged where its account lives, whatever key billing published it under.
-  billing::v1::UsageCharged usage;
-  if (m.envelope.type() == UsageType() && m.envelope.payload().size() <= kMaxInputBytes &&
-      usage.ParseFromString(m.envelope.payload())) {
-    return runtime::PartitionForKey(usage.account_id(), partitions);
+  if (m.envelope.type() == UsageType() && m.envelope.payload().size() <= kMaxInputBytes) {
+    if (auto account = UsageAccountIdOf(m.envelope.payload())) return runtime::PartitionForKey(*account, partitions);
   }
   // Unreadable usage names no account; any partition records its rejection.
   return Handler::Route(m, partitions);
