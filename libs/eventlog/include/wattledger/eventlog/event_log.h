@@ -225,6 +225,11 @@ class EventLog {
   static std::string ComputeHash(const Envelope& envelope);
 
  private:
+  // The loop of Read and Scan: parses each event of the range into *slot() and checks its place
+  // in the chain, then calls accept(event) until it returns false.
+  template <typename Slot, typename Accept>
+  Status ScanInto(uint32_t partition, uint64_t from_seq, size_t max, Slot slot, Accept accept) const;
+
   explicit EventLog(const Options& options);
   Status Init();
 
