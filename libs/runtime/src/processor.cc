@@ -1,5 +1,6 @@
 #include "wattledger/runtime/processor.h"
 
+#include <algorithm>
 #include <exception>
 
 #include "wattledger/base/check.h"
@@ -171,6 +172,14 @@ void Processor::WriterLoop(uint32_t p) {
     size_t begin, end;
   };
   std::vector<Pending> replies;
+  // After the log refused a batch for what its inputs wrote (no handler threw, so nothing tells
+  // which input is at fault), its messages and watermarks go back to the front of the queue as
+  // `suspects`, taken at most `suspect_batch` at a time: halved after each refusal, doubled after
+  // each commit. The input at fault ends up alone in a refused batch and is blamed for it, as
+  // one that throws is, so that it becomes poison instead of blocking the partition; a batch that
+  // was refused only for its size commits in smaller parts and nobody is blamed.
+  size_t suspects = 0;
+  size_t suspect_batch = options_.max_batch;
   while (true) {
     batch.clear();
     if (store_broken_) {  // Another writer's commit failed for good.
@@ -185,7 +194,8 @@ void Processor::WriterLoop(uint32_t p) {
         if (stop_writing_) break;
         continue;
       }
-      while (!part.queue.empty() && batch.size() < options_.max_batch) {
+      const size_t limit = suspects > 0 ? std::min(suspects, suspect_batch) : options_.max_batch;
+      while (!part.queue.empty() && batch.size() < limit) {
         batch.push_back(std::move(part.queue.front()));
         part.queue.pop_front();
       }
@@ -259,11 +269,17 @@ void Processor::WriterLoop(uint32_t p) {
     if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);
 
     std::vector<eventlog::Envelope> committed;
+    bool refused = false;  // The log refused the WriteSet (INVALID_ARGUMENT, FAILED_PRECONDITION).
     if (failure.ok() && !ws.empty()) {
       auto result = log_->Commit(std::move(ws));
+      // A lone input that cannot be blamed any more (a watermark, or a message passed over
+      // unrecorded) wrote nothing but its position: a log that refuses that refuses every commit
+      // (a read-only log), which no retry and no input can change.
+      const bool blameless = batch.size() == 1 && (batch[0].watermark != nullptr ||
+                                                   (batch[0].message && batch[0].failures > kMaxMessageFailures));
       if (result.ok()) {
         committed = std::move(result->envelopes);
-      } else if (StoreBroken(result.status())) {
+      } else if (StoreBroken(result.status()) || blameless) {
         // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes
         // is no better: answer this batch's commands (nothing of it is stored), then stop. Its
         // messages come again from the stored positions after the restart.
@@ -281,10 +297,17 @@ void Processor::WriterLoop(uint32_t p) {
         return;
       } else {
         failure = result.status();
+        refused = true;
       }
     }
+    // While suspects are left, the batch holds only suspects (see `limit`).
+    const size_t taken_suspects = suspects > 0 ? batch.size() : 0;
     if (failure.ok()) {
       part.applied = std::move(applied);
+      if (taken_suspects > 0) {
+        suspects -= taken_suspects;
+        suspect_batch = suspects > 0 ? std::min(suspect_batch * 2, options_.max_batch) : options_.max_batch;
+      }
     } else {
       errors.Increment();
       log::Error("batch failed; reloading partition state from the store",
@@ -294,17 +317,24 @@ void Processor::WriterLoop(uint32_t p) {
       WL_CHECK_MSG(reload.ok(), reload.ToString());
       // Nothing of this batch is stored. Messages must be applied later (the consumer will not
       // deliver them again), and commands that never ran must still run; both go back to the
-      // front of the queue in their order. Commands that ran are answered with the failure.
+      // front of the queue in their order. Commands that ran are answered with the failure (a
+      // refusal too: they may have answered their callers already, so they never run twice).
+      // Blamed is the input whose handler threw, or the one input of a batch the log refused.
+      const size_t blamed = refused && batch.size() == 1 ? 0 : thrower;
       std::deque<Input> again;
       for (size_t i = 0; i < batch.size(); ++i) {
         auto& in = batch[i];
         if (in.message || in.watermark || i >= processed) {
-          if (i == thrower) {  // A failed write is not the input's fault.
+          if (i == blamed) {
             in.failures++;
             in.last_failure = failure;
           }
           again.push_back(std::move(in));
         }
+      }
+      if (refused) {
+        if (taken_suspects == 0) suspects = again.size();  // Else the same ones are back in front.
+        suspect_batch = std::max<size_t>(1, batch.size() / 2);
       }
       std::lock_guard lock(part.mu);
       part.queue.insert(part.queue.begin(), std::make_move_iterator(again.begin()),

@@ -349,6 +349,141 @@ TEST_F(ProcessorTest, PoisonWhoseRecordingThrowsIsStillPassedOver) {
   EXPECT_FALSE(log->GetState("poison/src/0/11")->has_value());
 }
 
+// Counts like CountingHandler, but for the message with payload "refused" also appends an event
+// whose aggregate key is not UTF-8, which EventLog::Commit refuses with the whole batch. Nothing
+// throws: only the log's answer tells that input apart.
+class RefusedEffectsHandler : public CountingHandler {
+ public:
+  RefusedEffectsHandler(eventlog::EventLog* log, int messages) : CountingHandler(log), messages_(messages) {}
+  void OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) override {
+    CountingHandler::OnMessage(p, m, ws);
+    if (m.envelope.payload() != "refused") return;
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.aggregate_key = "k\xff\xfe";
+    e.type = "t";
+    e.causation.set_request_id("r");
+    ws.Append(std::move(e));
+  }
+  uint32_t Route(const bus::Message& m, uint32_t partitions) override {
+    if (++routed_ == messages_) all_routed.set_value();
+    return Handler::Route(m, partitions);
+  }
+  std::promise<void> all_routed;  // Set once the consumer routed `messages` messages.
+
+ private:
+  const int messages_;
+  std::atomic<int> routed_ = 0;
+};
+
+TEST_F(ProcessorTest, TheInputWhoseEffectsTheLogRefusesIsBlamedAndTheRestApplyOnce) {
+  auto log = Open("svc", "svc");
+  Produce(30);
+  Produce(1, "refused");  // src/0/11, key "k0".
+  Produce(30);
+  RefusedEffectsHandler h(log.get(), 61);
+  Processor proc({"svc", {"src"}}, log.get(), bus_.get(), &h);
+  // Holds the writer of "k0" until every message is routed, so that the refused one is first
+  // applied in a batch with others (messages of "k0" follow it) and has to be found in it.
+  const uint32_t writer = PartitionForKey("k0", kParts);
+  auto routed = h.all_routed.get_future();
+  ASSERT_TRUE(proc.SubmitTo(writer, [&](uint32_t, eventlog::WriteSet&) -> Reply {
+    EXPECT_EQ(routed.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    return nullptr;
+  }, nullptr).ok());
+  ASSERT_TRUE(proc.Start().ok());
+  auto recorded = [&] { return log->GetState("poison/src/0/11")->value_or(""); };
+  for (int i = 0; i < 3000 && (recorded().empty() || Total(log.get()) < 60); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  if (recorded().empty()) {
+    // The writer retries the refused batch forever and Stop() would never return: end here.
+    ADD_FAILURE() << "a batch the log refuses must not be retried forever";
+    std::filesystem::remove_all(dir_.path());
+    std::_Exit(1);
+  }
+  proc.Stop();
+  // Every other message is applied exactly once, the refused one not at all, and it is on the
+  // record with the log's reason.
+  EXPECT_EQ(Total(log.get()), 60);
+  EXPECT_EQ(h.poisoned, std::vector<std::string>{"src/0/11"});
+  EXPECT_EQ(recorded(),
+            "INVALID_ARGUMENT: event field aggregate_key is not valid UTF-8; text fields must be, bytes belong "
+            "in the payload");
+  for (uint32_t p = 0; p < kParts; ++p) EXPECT_EQ(log->Head(p), 0u) << "no refused event was stored";
+  auto pos = log->GetPosition("svc<src#" + std::to_string(writer), 0);
+  ASSERT_TRUE(pos.ok() && pos->has_value());
+  EXPECT_GE((*pos)->seq, 11u) << "the position passes over the refused message";
+  // Refused: at least one batch with others, then the message alone three times. The search
+  // halves the batch each time, so it takes a handful of refusals, not one per input.
+  EXPECT_GE(h.reloads, 4);
+  EXPECT_LE(h.reloads, 20);
+}
+
+// A log that refuses every commit (here: read-only) leaves no input to blame once the inputs are
+// set aside: that stops the process, as a broken store does, instead of spinning.
+TEST_F(ProcessorTest, ALogThatRefusesEvenPositionsStopsTheProcess) {
+  Open("svc", "svc").reset();  // Created, then opened read-only below.
+  eventlog::Options ro;
+  ro.path = dir_.Sub("svc");
+  ro.read_only = true;
+  ro.partitions = 0;
+  auto log = std::move(eventlog::EventLog::Open(ro)).value();
+  Produce(3);
+  CountingHandler h(log.get());
+  ProcessorOptions o{"svc", {"src"}};
+  std::promise<Status> fatal;
+  std::atomic<int> fatal_calls{0};
+  o.on_fatal = [&](const Status& why) {
+    if (fatal_calls++ == 0) fatal.set_value(why);
+  };
+  Processor proc(o, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  auto got = fatal.get_future();
+  if (got.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+    ADD_FAILURE() << "a log that refuses every commit must stop the process, not be retried";
+    std::filesystem::remove_all(dir_.path());
+    std::_Exit(1);
+  }
+  EXPECT_EQ(got.get().code(), StatusCode::kFailedPrecondition);
+  proc.Stop();
+  EXPECT_EQ(fatal_calls, 1);
+}
+
+TEST_F(ProcessorTest, ACommandWhoseEffectsTheLogRefusesIsAnsweredWithTheRefusal) {
+  auto log = Open("svc", "svc");
+  CountingHandler h(log.get());
+  Processor proc({"svc", {}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  std::atomic<int> runs{0};
+  std::promise<Status> answer;
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
+    runs++;
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.type = "cmd";
+    e.payload = std::string(eventlog::kMaxPayloadBytes + 1, 'x');
+    e.causation.set_request_id("K1");
+    ws.Append(std::move(e));
+    return [&](const Status& s, auto) { answer.set_value(s); };
+  }, [](const Status& s) { ADD_FAILURE() << "on_failure despite a Reply: " << s.ToString(); }).ok());
+  auto got = answer.get_future();
+  ASSERT_EQ(got.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  Status s = got.get();
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("exceeds"), std::string::npos) << s.ToString();
+  // The partition goes on: the next command commits.
+  std::promise<Status> next;
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    ws.PutState("count/next", "1");
+    return [&](const Status& s, auto) { next.set_value(s); };
+  }, nullptr).ok());
+  EXPECT_TRUE(next.get_future().get().ok());
+  proc.Stop();
+  EXPECT_EQ(runs, 1) << "a refused command is answered, not run again";
+  EXPECT_EQ(log->Head(0), 0u);
+}
+
 TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   auto log = Open("svc", "svc");
   Produce(30);  // Before the disk fills: only the consumer's own log fails below.

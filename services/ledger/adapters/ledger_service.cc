@@ -3,6 +3,8 @@
 #include <charconv>
 #include <future>
 
+#include <google/protobuf/stubs/common.h>
+
 #include "services/ledger/adapters/codec.h"
 #include "wattledger/base/check.h"
 #include "wattledger/base/log.h"
@@ -107,23 +109,52 @@ eventlog::Causation UsageCause(const bus::Message& m) {
   return cause;
 }
 
+// What a rejection copies from outside (ids from a usage payload, a failure's message) must be
+// UTF-8: protobuf serialises a proto3 string whatever it holds but refuses to parse one that is
+// not, so the record could never be read, and EventLog::Commit refuses such an aggregate key with
+// the whole batch. A payload that failed to parse for that reason still holds the bytes it read
+// of the bad field. This is the check protobuf's parser and the log make.
+bool IsUtf8(std::string_view s) {
+  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+}
+
+// `id` if it may be recorded, else "": one that is too long or not UTF-8 is dropped rather than
+// mended, since a mended id could name another account or charge.
+std::string RecordableId(const std::string& id) { return id.size() <= 256 && IsUtf8(id) ? id : ""; }
+
+// At most `max_bytes` of `text`, with '?' for each byte that belongs to no UTF-8 character (also
+// those of a character the bound cuts): a reason stays readable, and bounded, whatever it says.
+std::string RecordableText(std::string_view text, size_t max_bytes) {
+  text = text.substr(0, max_bytes);
+  std::string out;
+  out.reserve(text.size());
+  while (!text.empty()) {
+    const auto valid = static_cast<size_t>(google::protobuf::internal::UTF8SpnStructurallyValid(text));
+    out.append(text.substr(0, valid));
+    if (valid == text.size()) break;
+    out.push_back('?');
+    text.remove_prefix(valid + 1);
+  }
+  return out;
+}
+
 // Bad input from the bus: records that usage `m` was refused under `rule`, with what could be read
-// of it, and changes nothing else. Ids and message are bounded so that the record stays small.
-void RejectUsage(uint32_t p, const bus::Message& m, billing::v1::UsageCharged usage, std::string txn,
+// of it, and changes nothing else. Ids and message are bounded so that the record stays small,
+// and UTF-8 so that it can be stored and read back.
+void RejectUsage(uint32_t p, const bus::Message& m, const billing::v1::UsageCharged& usage, std::string txn,
                  const std::string& rule, const Status& why, eventlog::WriteSet& ws) {
-  if (usage.account_id().size() > 256) usage.clear_account_id();
-  if (usage.charge_id().size() > 256) usage.clear_charge_id();
+  const std::string account = RecordableId(usage.account_id());
   v1::CommandRejected r;
   r.set_txn_id(std::move(txn));
-  r.set_account_id(usage.account_id());
+  r.set_account_id(account);
   r.set_command("charge");
-  r.set_idempotency_key(usage.charge_id());
+  r.set_idempotency_key(RecordableId(usage.charge_id()));
   r.set_rule(rule);
   r.set_code(static_cast<int32_t>(why.code()));
-  r.set_message(why.message().substr(0, 1024));
+  r.set_message(RecordableText(why.message(), 1024));
   eventlog::NewEvent ne;
   ne.partition = p;
-  ne.aggregate_key = usage.account_id();
+  ne.aggregate_key = account;
   ne.type = std::string(kRejectedType);
   ne.payload = r.SerializeAsString();
   ne.actor = "billing";
@@ -493,7 +524,7 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
           : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
   if (!charge.ok()) {
     metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
-    RejectUsage(p, m, std::move(usage), txn, "invalid_usage", charge.status(), ws);
+    RejectUsage(p, m, usage, txn, "invalid_usage", charge.status(), ws);
     return;
   }
   Outcome out = Execute(p, *charge, ws, UsageCause(m), "billing");
@@ -510,7 +541,7 @@ void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& wh
   if (m.envelope.payload().size() > kMaxInputBytes || !usage.ParseFromString(m.envelope.payload())) {
     usage.Clear();  // Name no account rather than a half-parsed one.
   }
-  RejectUsage(p, m, std::move(usage), NextTxnId(p, ws), "poison_input", why, ws);
+  RejectUsage(p, m, usage, NextTxnId(p, ws), "poison_input", why, ws);
 }
 
 void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build, MutationDone done) {

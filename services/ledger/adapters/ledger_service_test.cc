@@ -151,7 +151,7 @@ class LedgerServiceTest : public ::testing::Test {
     std::vector<v1::CommandRejected> out;
     for (const auto& e : LedgerEvents()) {
       if (e.type() != kRejectedType) continue;
-      out.emplace_back().ParseFromString(e.payload());
+      EXPECT_TRUE(out.emplace_back().ParseFromString(e.payload())) << e.event_id() << " does not read back";
     }
     return out;
   }
@@ -313,15 +313,65 @@ TEST_F(LedgerServiceTest, UsageIsChargedInThePartitionOfItsAccountWhateverItsKey
   EXPECT_EQ(rejected[0].rule(), "invalid_usage");
 }
 
+// `bytes` with its one occurrence of `from` overwritten by `to` (as long): how a test makes the
+// payload of a producer that puts bytes protobuf's own setters would never serialise.
+std::string Patch(std::string bytes, std::string_view from, std::string_view to) {
+  EXPECT_EQ(from.size(), to.size());
+  const size_t at = bytes.find(from);
+  EXPECT_NE(at, std::string::npos);
+  EXPECT_EQ(bytes.find(from, at + 1), std::string::npos);
+  if (at != std::string::npos) bytes.replace(at, from.size(), to);
+  return bytes;
+}
+
+TEST_F(LedgerServiceTest, UsageWithIdsThatAreNotUtf8IsRecordedAsInvalidAndTheNextCharges) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  billing::v1::UsageCharged u;
+  u.set_charge_id("C-bad-account");
+  u.set_account_id("A1@@");
+  u.set_amount_minor(1'000);
+  u.set_energy_wh(1000);
+  u.set_meter_id("M1");
+  // Protobuf refuses to parse these payloads, but keeps the bytes it read of the bad field.
+  // An account id cut inside a character (the first byte of 张 alone), then a charge id with a
+  // byte that starts no character.
+  UsageRaw("A1", Patch(u.SerializeAsString(), "A1@@", "A1@\xe5"));
+  u.set_charge_id("C-bad-@");
+  u.set_account_id("A1");
+  UsageRaw("A1", Patch(u.SerializeAsString(), "C-bad-@", "C-bad-\xff"));
+  Usage("C2", "A1", 3'000);
+  WaitConsumed();
+  EXPECT_EQ(Get("A1").balance_minor(), 100'000 - 3'000);
+  EXPECT_EQ(Count("Charged"), 1);
+  // Recorded as refused usage, as any usage that does not parse is, without the bytes: not set
+  // aside as poison after failed batches.
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 2u);
+  for (const auto& x : rejected) {
+    EXPECT_EQ(x.rule(), "invalid_usage");
+    EXPECT_EQ(x.code(), static_cast<int32_t>(StatusCode::kInvalidArgument));
+    EXPECT_EQ(x.account_id(), "");
+  }
+  EXPECT_EQ(rejected[0].idempotency_key(), "C-bad-account");
+  EXPECT_EQ(rejected[1].idempotency_key(), "");
+  for (const auto& e : LedgerEvents()) {
+    if (e.type() == kRejectedType) {
+      EXPECT_EQ(e.aggregate_key(), "");
+    }
+  }
+}
+
 // Runs the ledger's handler, except that consuming usage with charge id "POISON" throws, as a
 // handler that hits a bug on one input does.
 class PoisonOnce : public runtime::Handler {
  public:
-  explicit PoisonOnce(LedgerService* svc) : svc_(svc) {}
+  explicit PoisonOnce(LedgerService* svc, std::string what = "bug") : svc_(svc), what_(std::move(what)) {}
   uint32_t Route(const bus::Message& m, uint32_t partitions) override { return svc_->Route(m, partitions); }
   void OnMessage(uint32_t p, const bus::Message& m, eventlog::WriteSet& ws) override {
     billing::v1::UsageCharged u;
-    if (u.ParseFromString(m.envelope.payload()) && u.charge_id() == "POISON") throw std::runtime_error("bug");
+    if (u.ParseFromString(m.envelope.payload()) && u.charge_id() == "POISON") throw std::runtime_error(what_);
     svc_->OnMessage(p, m, ws);
   }
   void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
@@ -332,6 +382,7 @@ class PoisonOnce : public runtime::Handler {
 
  private:
   LedgerService* svc_;
+  const std::string what_;
 };
 
 TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison) {
@@ -367,6 +418,36 @@ TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison)
       EXPECT_EQ(e.causation().source_topic(), kBillingTopic);
     }
   }
+}
+
+TEST_F(LedgerServiceTest, PoisonIsRecordedReadablyWhateverTheFailureSays) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  svc_->Stop();
+  // The failure's text is not all UTF-8, and the record's bound of 1,024 bytes falls inside a
+  // character: "handler threw: bug: \xff" is 21 bytes, each 张 three.
+  std::string what = "bug: \xff";
+  for (int i = 0; i < 400; ++i) what += "张";
+  PoisonOnce handler(svc_.get(), what);
+  runtime::ProcessorOptions po;
+  po.name = "ledger";
+  po.topics = {kBillingTopic};
+  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  Usage("POISON", "A1", 2'000);
+  WaitConsumed();
+  proc.Stop();
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "poison_input");
+  std::string want = "handler threw: bug: ?";
+  for (int i = 0; i < 334; ++i) want += "张";
+  want += "?";
+  // Compared without printing a kilobyte of 张 on failure.
+  EXPECT_TRUE(rejected[0].message() == want) << "got " << rejected[0].message().size() << " bytes: "
+                                             << rejected[0].message().substr(0, 24) << "...";
+  EXPECT_EQ(rejected[0].message().size(), 1024u);
 }
 
 TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {

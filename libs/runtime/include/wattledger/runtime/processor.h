@@ -34,7 +34,9 @@ namespace wattledger::runtime {
 
 // Called after the commit with its status and the events this command appended (in order). The
 // events are there only if a command of the batch called ws.ReturnEnvelopes(): a command whose
-// reply reads them must ask, the others (most) pay nothing for them.
+// reply reads them must ask, the others (most) pay nothing for them. If the log refused the
+// batch for what an input of it wrote (INVALID_ARGUMENT, e.g. a text field that is not UTF-8),
+// the status is that refusal: the command is not run again, since it may have answered already.
 using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
 // A command that answered its caller itself (say, a malformed request) returns nullptr.
@@ -52,7 +54,8 @@ class Handler {
   // Applies one new consumed message. Bad input must be answered with a rejected event (or
   // skipped with a log line), never a crash.
   virtual void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) = 0;
-  // `message` was in kMaxMessageFailures failed batches (`why` is the last failure) and is set
+  // `message` was blamed for kMaxMessageFailures failed batches (`why` is the last failure): its
+  // handler threw, or the log refused what it wrote when it was committed alone. It is set
   // aside instead of applied, so that it cannot block its partition. Put that on the record in ws
   // (a rejected event, say) so that operators find it in the log: ws commits with the position
   // that passes over the message. If this throws too, the message is passed over unrecorded.
@@ -76,7 +79,9 @@ struct ProcessorOptions {
   size_t queue_capacity = 16'384;   // Per partition; RPCs beyond it get RESOURCE_EXHAUSTED.
   size_t max_batch = 2'048;         // Inputs per commit at most.
   // Called once, on a writer thread, after the event log failed a commit because the store itself
-  // is broken (an I/O error or corruption) and the batch's commands were answered UNAVAILABLE.
+  // is broken (an I/O error or corruption), or refused one that held nothing any input could be
+  // blamed for (only a consumed position: a read-only log), and the batch's commands were
+  // answered UNAVAILABLE.
   // RocksDB refuses every write after a failed WAL write, so retrying in place could only spin;
   // a new process recovers the store from its WAL at open. Hence the default aborts and the
   // orchestrator restarts the process. A test may pass one that returns: the processor then
@@ -123,11 +128,11 @@ class Processor {
     Command command;                        // Set for commands,
     std::shared_ptr<bus::Message> message;  // or for consumed messages,
     std::shared_ptr<Watermark> watermark;   // or for watermarks.
-    int failures = 0;                       // Batches this input was in that failed.
+    int failures = 0;                       // Failed batches this input was blamed for.
     Failed on_failure;                      // Commands: their answer if they throw.
     Status last_failure = Status::Ok();     // Why the last batch it made fail failed.
   };
-  // A message that was in this many failed batches is set aside so it cannot block the partition.
+  // A message blamed for this many failed batches is set aside so it cannot block the partition.
   static constexpr int kMaxMessageFailures = 3;
   struct Partition {
     std::mutex mu;
