@@ -110,6 +110,7 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
   if (partition >= parts_.size()) return InvalidArgument("partition out of range");
   if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
   auto& part = *parts_[partition];
+  bool was_empty = false;
   {
     std::lock_guard lock(part.mu);
     // Checked under the lock: AbandonQueue empties the queue under it after the flag is set.
@@ -118,9 +119,12 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
       return ResourceExhausted(options_.name + " partition " + std::to_string(partition) + " has " +
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
     }
+    was_empty = part.queue.empty();
     part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0, std::move(on_failure)});
   }
-  part.not_empty.notify_one();
+  // The writer sleeps only on an empty queue (and checks it under the lock first), so only the
+  // first input needs to wake it: a wake-up per input is a futex call per request.
+  if (was_empty) part.not_empty.notify_one();
   return Status::Ok();
 }
 
@@ -156,9 +160,10 @@ bool Processor::Enqueue(uint32_t p, Input in) {
   std::unique_lock lock(part.mu);
   part.not_full.wait(lock, [&] { return part.queue.size() < options_.queue_capacity || stop_consuming_; });
   if (stop_consuming_) return false;
+  const bool was_empty = part.queue.empty();
   part.queue.push_back(std::move(in));
   lock.unlock();
-  part.not_empty.notify_one();
+  if (was_empty) part.not_empty.notify_one();  // As in SubmitTo.
   return true;
 }
 

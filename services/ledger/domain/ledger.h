@@ -233,8 +233,9 @@ class Ledger {
   Status ApplyPosting(const Posting& posting);
   void AddEntry(Account& account, StatementEntry entry);
   Status AddTxn(TxnRecord record);
-  // with_history adds the checks that walk the account's whole history (the full check only).
-  Status AccountInvariantsHold(const Account& account, bool with_history) const;
+  // with_history adds the checks that walk the account's whole history (the full check only);
+  // with_meters the walk over its meters' owners.
+  Status AccountInvariantsHold(const Account& account, bool with_history, bool with_meters) const;
 
   LedgerConfig config_;
   LedgerState state_;
