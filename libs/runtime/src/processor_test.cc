@@ -92,6 +92,19 @@ uint64_t LargestFileBytes(const std::string& dir, bool wal) {
   return bytes;
 }
 
+// Stands in for the process-stopping default of ProcessorOptions::on_fatal: records the first
+// reason and how often it was asked to stop.
+struct FatalCatcher {
+  explicit FatalCatcher(ProcessorOptions& o) {
+    o.on_fatal = [this](const Status& why) {
+      if (calls++ == 0) first.set_value(why);
+    };
+  }
+  std::future<Status> get_future() { return first.get_future(); }
+  std::promise<Status> first;
+  std::atomic<int> calls{0};
+};
+
 class ProcessorTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -432,11 +445,7 @@ TEST_F(ProcessorTest, ALogThatRefusesEvenPositionsStopsTheProcess) {
   Produce(3);
   CountingHandler h(log.get());
   ProcessorOptions o{"svc", {"src"}};
-  std::promise<Status> fatal;
-  std::atomic<int> fatal_calls{0};
-  o.on_fatal = [&](const Status& why) {
-    if (fatal_calls++ == 0) fatal.set_value(why);
-  };
+  FatalCatcher fatal(o);
   Processor proc(o, log.get(), bus_.get(), &h);
   ASSERT_TRUE(proc.Start().ok());
   auto got = fatal.get_future();
@@ -447,7 +456,7 @@ TEST_F(ProcessorTest, ALogThatRefusesEvenPositionsStopsTheProcess) {
   }
   EXPECT_EQ(got.get().code(), StatusCode::kFailedPrecondition);
   proc.Stop();
-  EXPECT_EQ(fatal_calls, 1);
+  EXPECT_EQ(fatal.calls, 1);
 }
 
 TEST_F(ProcessorTest, ACommandWhoseEffectsTheLogRefusesIsAnsweredWithTheRefusal) {
@@ -489,11 +498,7 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   Produce(30);  // Before the disk fills: only the consumer's own log fails below.
   CountingHandler h(log.get());
   ProcessorOptions o{"svc", {"src"}};
-  std::promise<Status> fatal;
-  std::atomic<int> fatal_calls{0};
-  o.on_fatal = [&](const Status& why) {
-    if (fatal_calls++ == 0) fatal.set_value(why);
-  };
+  FatalCatcher fatal(o);
   Processor proc(o, log.get(), bus_.get(), &h);
   // Make the consumer's WAL by far the largest file of the test, so that the limit below fails
   // writes to it and to no other file (RocksDB asserts that its info LOG never fails twice).
@@ -527,7 +532,7 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
             StatusCode::kUnavailable);
   EXPECT_EQ(h.reloads, 0) << "state was reloaded from a broken store to retry";
   proc.Stop();
-  EXPECT_EQ(fatal_calls, 1);
+  EXPECT_EQ(fatal.calls, 1);
   // The restarted process finds the store as of its last good write, and consumes again.
   log.reset();
   log = Open("svc", "svc");

@@ -142,16 +142,10 @@ class FingerprintText {
   std::string out_;
 };
 
+// Top-ups and refunds: cash moving through a payment channel.
 template <typename Sink>
-void DescribeTopUp(Sink& s, std::string_view account, int64_t amount, PaymentMethod m) {
-  s.Kind("top-up");
-  s.Field("account", account);
-  s.Money("amount", amount);
-  s.Field("method", PaymentMethodName(m));
-}
-template <typename Sink>
-void DescribeRefund(Sink& s, std::string_view account, int64_t amount, PaymentMethod m) {
-  s.Kind("refund");
+void DescribePayment(Sink& s, std::string_view kind, std::string_view account, int64_t amount, PaymentMethod m) {
+  s.Kind(kind);
   s.Field("account", account);
   s.Money("amount", amount);
   s.Field("method", PaymentMethodName(m));
@@ -552,7 +546,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
   if (c.idempotency_key.empty()) {
     return Invalid(c.txn_id, "idempotency_key_required", "a top-up needs an idempotency key");
   }
-  auto fp = [&](auto& sink) { DescribeTopUp(sink, c.account_id, c.amount_minor, c.method); };
+  auto fp = [&](auto& sink) { DescribePayment(sink, "top-up", c.account_id, c.amount_minor, c.method); };
   if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
     return *std::move(d);
   }
@@ -599,7 +593,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
   if (c.idempotency_key.empty()) {
     return Invalid(c.txn_id, "idempotency_key_required", "a refund needs an idempotency key");
   }
-  auto fp = [&](auto& sink) { DescribeRefund(sink, c.account_id, c.amount_minor, c.method); };
+  auto fp = [&](auto& sink) { DescribePayment(sink, "refund", c.account_id, c.amount_minor, c.method); };
   if (auto d = CheckKey(state_.idempotency_keys, "idempotency key", c.idempotency_key, fp, c.txn_id)) {
     return *std::move(d);
   }
@@ -952,7 +946,7 @@ Status Ledger::TryApply(const Event& event) {
           entry.purchase_count = e.purchase_count;
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeTopUp(sink, e.account_id, e.amount_minor, e.method); }));
+                    [&](auto& sink) { DescribePayment(sink, "top-up", e.account_id, e.amount_minor, e.method); }));
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
                            e.operator_id, "", e.idempotency_key, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, Refunded>) {
@@ -973,7 +967,7 @@ Status Ledger::TryApply(const Event& event) {
           entry.idempotency_key = e.idempotency_key;
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
-                    [&](auto& sink) { DescribeRefund(sink, e.account_id, e.amount_minor, e.method); }));
+                    [&](auto& sink) { DescribePayment(sink, "refund", e.account_id, e.amount_minor, e.method); }));
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
                            e.operator_id, e.reason, e.idempotency_key, "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, Reversed>) {
