@@ -564,8 +564,14 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
     return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
-        (*answer)(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                               "not recorded, retry with the same idempotency key: " + commit.message()),
+        // The log refusing what this command wrote is the request's fault: a retry would be
+        // refused again. Anything else is the store's, and a retry may well succeed.
+        (*answer)(commit.code() == StatusCode::kInvalidArgument
+                      ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                                     "not recorded, the event log refused it: " + commit.message() +
+                                         "; correct the request")
+                      : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                     "not recorded, retry with the same idempotency key: " + commit.message()),
                   nullptr);
         return;
       }

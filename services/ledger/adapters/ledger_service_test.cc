@@ -784,5 +784,24 @@ TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
   EXPECT_EQ(started.code(), StatusCode::kDataLoss) << started.ToString();
 }
 
+// In-process callers skip gRPC's UTF-8 check. A request whose text the event log refuses is
+// answered INVALID_ARGUMENT (retrying cannot help), records nothing, and the partition goes on.
+TEST_F(LedgerServiceTest, ARequestTheLogRefusesIsAnsweredInvalidArgumentNotRetry) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::TopUpRequest r;
+  r.set_operator_id("op\xff");  // Becomes the event's actor: not UTF-8.
+  r.set_account_id("A1");
+  r.set_idempotency_key("K-bad");
+  r.set_amount_minor(100);
+  r.set_method(v1::PAYMENT_METHOD_CASH);
+  v1::MutationResponse resp;
+  grpc::Status s = svc_->TopUp(nullptr, &r, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("correct the request"), std::string::npos) << s.error_message();
+  EXPECT_EQ(Get("A1").balance_minor(), 0);
+  ASSERT_TRUE(TopUp("A1", 100, "K-good", &resp).ok());
+  EXPECT_EQ(Get("A1").balance_minor(), 100);
+}
+
 }  // namespace
 }  // namespace wattledger::ledger::adapters
