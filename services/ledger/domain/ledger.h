@@ -30,6 +30,7 @@
 #include "services/ledger/domain/commands.h"
 #include "services/ledger/domain/events.h"
 #include "services/ledger/domain/types.h"
+#include "wattledger/base/sharded_map.h"
 #include "wattledger/base/status.h"
 
 namespace wattledger::ledger {
@@ -111,13 +112,11 @@ struct KeyRecord {
 };
 
 // Hash maps with lookup by string_view. Every command looks up its account and key several times,
-// so the per-lookup cost matters; ordered output (CanonicalDump) sorts the keys itself.
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
-};
+// so the per-lookup cost matters; ordered output (CanonicalDump) sorts the keys itself. Sharded,
+// so that growing a map of millions of keys never stalls the partition's writer (see
+// sharded_map.h).
 template <typename V>
-using StringMap = std::unordered_map<std::string, V, StringHash, std::equal_to<>>;
+using StringMap = ShardedStringMap<V>;
 
 // Where a charge's transaction is: its statement entry (entries are append-only).
 struct ChargeTxn {

@@ -1,0 +1,88 @@
+#include "wattledger/base/sharded_map.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <string>
+
+namespace wattledger {
+namespace {
+
+using Map = ShardedStringMap<int>;
+
+TEST(ShardedStringMapTest, BehavesLikeAMapUnderRandomOperations) {
+  std::mt19937_64 rng(7);
+  Map m;
+  std::map<std::string, int> ref;
+  for (int i = 0; i < 20000; ++i) {
+    const std::string key = "k" + std::to_string(rng() % 3000);
+    switch (rng() % 4) {
+      case 0:
+      case 1: {
+        auto [it, inserted] = m.emplace(key, i);
+        auto [rit, rinserted] = ref.emplace(key, i);
+        ASSERT_EQ(inserted, rinserted) << key;
+        ASSERT_EQ(it->first, key);
+        ASSERT_EQ(it->second, rit->second);
+        break;
+      }
+      case 2:
+        ASSERT_EQ(m.erase(key), ref.erase(key)) << key;
+        break;
+      case 3: {
+        auto it = m.find(key);
+        ASSERT_EQ(it != m.end(), ref.contains(key)) << key;
+        ASSERT_EQ(m.contains(key), ref.contains(key));
+        if (it != m.end()) {
+          ASSERT_EQ(it->second, ref.at(key));
+          it->second += 1;  // Found entries are writable in place.
+          ref[key] += 1;
+          ASSERT_EQ(m.at(key), ref.at(key));
+        } else {
+          ASSERT_THROW(m.at(key), std::out_of_range);
+        }
+        break;
+      }
+    }
+  }
+  ASSERT_EQ(m.size(), ref.size());
+  // Iteration visits every entry once.
+  std::map<std::string, int> seen;
+  for (const auto& [k, v] : m) ASSERT_TRUE(seen.emplace(k, v).second) << k;
+  EXPECT_EQ(seen, ref);
+}
+
+TEST(ShardedStringMapTest, EmptyMapIteratesNothingAndFindsNothing) {
+  const Map m;
+  EXPECT_TRUE(m.empty());
+  EXPECT_EQ(m.begin(), m.end());
+  EXPECT_EQ(m.find("x"), m.end());
+  EXPECT_FALSE(m.contains(""));
+}
+
+TEST(ShardedStringMapTest, EqualityIgnoresInsertionOrder) {
+  Map a, b;
+  for (int i = 0; i < 1000; ++i) a.emplace("k" + std::to_string(i), i);
+  for (int i = 999; i >= 0; --i) b.emplace("k" + std::to_string(i), i);
+  EXPECT_EQ(a, b);
+  b.at("k500") = -1;
+  EXPECT_NE(a, b);
+  b.at("k500") = 500;
+  b.erase("k1");
+  EXPECT_NE(a, b);
+}
+
+TEST(ShardedStringMapTest, KeysSpreadOverShards) {
+  // The growth pause is bounded only if keys of one shape (as ids are) spread over the shards.
+  std::map<size_t, int> per_shard;
+  constexpr int kKeys = 256 * 200;
+  for (int i = 0; i < kKeys; ++i) per_shard[Map::ShardOf("ledger/0/" + std::to_string(i))]++;
+  EXPECT_EQ(per_shard.size(), 256u);
+  for (const auto& [shard, n] : per_shard) {
+    EXPECT_LT(n, 2 * kKeys / 256) << "shard " << shard;  // No shard holds twice its share.
+  }
+}
+
+}  // namespace
+}  // namespace wattledger
