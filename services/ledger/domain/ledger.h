@@ -31,6 +31,7 @@
 #include "services/ledger/domain/events.h"
 #include "services/ledger/domain/types.h"
 #include "wattledger/base/sharded_map.h"
+#include "wattledger/base/stable_vector.h"
 #include "wattledger/base/status.h"
 
 namespace wattledger::ledger {
@@ -81,7 +82,7 @@ struct Account {
   Level level = Level::kNormal;
   bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
   std::string opened_txn_id;
-  std::vector<StatementEntry> entries;
+  StableVector<StatementEntry> entries;  // Append-only; never moved, so growing never stalls.
   bool operator==(const Account&) const = default;
 };
 
@@ -165,7 +166,7 @@ struct Statement {
 };
 
 // Entries of `all` (in log order) with from_us <= time_us < to_us, with the balances around them.
-Statement BuildStatement(std::string account_id, const std::vector<StatementEntry>& all,
+Statement BuildStatement(std::string account_id, const StableVector<StatementEntry>& all,
                          int64_t from_us, int64_t to_us);
 
 class Ledger {
