@@ -45,6 +45,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -101,6 +102,7 @@ struct Flags {
   std::vector<std::string> dists = {"uniform", "hot"};
   std::string dir;
   bool keep = false;
+  std::string latency_log;
 };
 
 
@@ -536,6 +538,7 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
     uint64_t completed = 0, ok = 0, errors = 0;
     std::string first_error;
     std::vector<double> lat;
+    std::vector<double> start;  // Of each latency: when it was due, in µs from window_begin.
   };
   std::vector<std::unique_ptr<Driver>> ds;
   for (int d = 0; d < drivers; ++d) ds.push_back(std::make_unique<Driver>());
@@ -594,7 +597,10 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
           me.ok++;
           // Throughput: calls that completed in the window. Latency: calls that were due in it.
           if (end >= window_begin && end <= window_end) me.completed++;
-          if (due >= window_begin) me.lat.push_back(std::chrono::duration<double, std::micro>(end - due).count());
+          if (due >= window_begin) {
+            me.lat.push_back(std::chrono::duration<double, std::micro>(end - due).count());
+            me.start.push_back(std::chrono::duration<double, std::micro>(due - window_begin).count());
+          }
         });
       }
       std::unique_lock lock(me.mu);
@@ -614,6 +620,17 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
     run.latencies_us.insert(run.latencies_us.end(), d->lat.begin(), d->lat.end());
   }
   run.commit = CommitFigures::From(env.watch());
+  if (rate > 0 && !flags.latency_log.empty()) {
+    // For finding when the slow calls were: group by start, or line up with a profile taken
+    // with `perf record -k CLOCK_MONOTONIC` (steady_clock is CLOCK_MONOTONIC here).
+    std::ofstream out(flags.latency_log);
+    out << "# window_begin_monotonic_s " << std::fixed
+        << std::chrono::duration<double>(window_begin.time_since_epoch()).count() << "\n";
+    for (const auto& d : ds) {
+      for (size_t i = 0; i < d->lat.size(); ++i) out << d->start[i] << ' ' << d->lat[i] << '\n';
+    }
+    if (!out) Die("cannot write --latency-log " + flags.latency_log);
+  }
   // Exactly once: cash went out by exactly the accepted top-ups.
   auto cash = [](const v1::LedgerTotalsResponse& t) {
     auto it = t.system_minor().find("cash");
@@ -727,6 +744,8 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"uniform", "hot"}));
   app.add_option("--dir", flags.dir, "parent of the data dirs (default $TMPDIR or /tmp)");
   app.add_flag("--keep", flags.keep, "keep the data dir");
+  app.add_option("--latency-log", flags.latency_log,
+                 "write each paced call as 'start_us latency_us' (start from the window's begin) to this file");
   CLI11_PARSE(app, argc, argv);
   flags.fsync = fsync == "commit";
   flags.pg = !no_pg;
