@@ -5,6 +5,7 @@
 #include <map>
 #include <random>
 #include <string>
+#include <type_traits>
 
 namespace wattledger {
 namespace {
@@ -59,6 +60,15 @@ TEST(ShardedStringMapTest, EmptyMapIteratesNothingAndFindsNothing) {
   EXPECT_EQ(m.begin(), m.end());
   EXPECT_EQ(m.find("x"), m.end());
   EXPECT_FALSE(m.contains(""));
+}
+
+TEST(ShardedStringMapTest, MutableIteratorsConvertToConstOnly) {
+  static_assert(std::is_convertible_v<Map::iterator, Map::const_iterator>);
+  static_assert(!std::is_convertible_v<Map::const_iterator, Map::iterator>);
+  Map m;
+  m.emplace("a", 1);
+  Map::const_iterator it = m.find("a");
+  EXPECT_EQ(it->second, 1);
 }
 
 TEST(ShardedStringMapTest, EqualityIgnoresInsertionOrder) {

@@ -35,6 +35,29 @@ TEST(StableVectorTest, ElementsNeverMoveWhileAppending) {
   for (size_t i = 0; i < where.size(); ++i) ASSERT_EQ(&v[i], where[i]) << i;
 }
 
+TEST(StableVectorTest, CopiesAreWholeAndKeepTheGuarantee) {
+  StableVector<std::string> v;
+  for (int i = 0; i < 10; ++i) v.push_back(std::string(40, static_cast<char>('a' + i)));  // Chunk 1 part full.
+  StableVector<std::string> copy = v;
+  EXPECT_EQ(copy, v);
+  const std::string* last = &copy.back();
+  copy.push_back(std::string(40, 'z'));  // Into the copy's partly filled chunk.
+  EXPECT_EQ(&copy[9], last) << "appending to a copy moved its elements";
+  EXPECT_EQ(v.size(), 10u);
+
+  StableVector<std::string> moved = std::move(copy);
+  EXPECT_EQ(moved.size(), 11u);
+  EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): the moved-from state is defined.
+  copy.push_back("again");
+  EXPECT_EQ(copy.size(), 1u);
+  EXPECT_EQ(copy[0], "again");
+  copy = v;
+  EXPECT_EQ(copy, v);
+  StableVector<std::string>& self = copy;
+  copy = std::move(self);  // Self-move leaves it whole.
+  EXPECT_EQ(copy, v);
+}
+
 TEST(StableVectorTest, EqualityIsElementwise) {
   StableVector<int> a{1, 2, 3, 4, 5}, b{1, 2, 3, 4, 5}, c{1, 2, 3, 4}, d{1, 2, 3, 4, 6};
   EXPECT_EQ(a, b);

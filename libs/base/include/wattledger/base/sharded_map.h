@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 
@@ -48,6 +49,7 @@ class ShardedStringMap {
     Iter(ShardsT* shards, size_t shard, InnerIt it) : shards_(shards), shard_(shard), it_(it) { SkipEmpty(); }
     // iterator → const_iterator.
     template <typename S2, typename I2, typename V2>
+      requires(std::is_const_v<ShardsT> && !std::is_const_v<S2>)
     Iter(const Iter<S2, I2, V2>& o) : shards_(o.shards_), shard_(o.shard_), it_(o.it_) {}  // NOLINT
 
     reference operator*() const { return *it_; }
@@ -136,8 +138,11 @@ class ShardedStringMap {
   static size_t ShardOf(std::string_view key) {
     // The top bits: the inner map takes the hash modulo its (prime) bucket count.
     constexpr unsigned kBits = std::countr_zero(kShards);
-    if constexpr (kBits == 0) return 0;
-    return static_cast<size_t>(TransparentStringHash{}(key) >> (sizeof(size_t) * 8 - kBits));
+    if constexpr (kBits == 0) {
+      return 0;
+    } else {
+      return static_cast<size_t>(TransparentStringHash{}(key) >> (sizeof(size_t) * 8 - kBits));
+    }
   }
 
  private:

@@ -68,6 +68,31 @@ class StableVector {
   StableVector(std::initializer_list<T> items) {
     for (const T& t : items) push_back(t);
   }
+  // A copied std::vector gets capacity == size; each chunk of the copy is reserved in full again,
+  // so that appending to the copy does not move its elements either.
+  StableVector(const StableVector& other) : size_(other.size_) {
+    chunks_.reserve(other.chunks_.size());
+    for (size_t k = 0; k < other.chunks_.size(); ++k) {
+      chunks_.emplace_back();
+      chunks_.back().reserve(size_t{1} << (k + kFirstBits));
+      chunks_.back().insert(chunks_.back().end(), other.chunks_[k].begin(), other.chunks_[k].end());
+    }
+  }
+  StableVector(StableVector&& other) noexcept
+      : chunks_(std::move(other.chunks_)), size_(std::exchange(other.size_, 0)) {
+    other.chunks_.clear();
+  }
+  StableVector& operator=(const StableVector& other) {
+    if (this != &other) *this = StableVector(other);
+    return *this;
+  }
+  StableVector& operator=(StableVector&& other) noexcept {
+    if (this == &other) return *this;
+    chunks_ = std::move(other.chunks_);
+    other.chunks_.clear();
+    size_ = std::exchange(other.size_, 0);
+    return *this;
+  }
 
   void push_back(T value) {
     const size_t chunk = ChunkOf(size_);
@@ -93,7 +118,13 @@ class StableVector {
   const_iterator begin() const { return {this, 0}; }
   const_iterator end() const { return {this, size_}; }
 
-  friend bool operator==(const StableVector& a, const StableVector& b) { return a.chunks_ == b.chunks_; }
+  friend bool operator==(const StableVector& a, const StableVector& b) {
+    if (a.size_ != b.size_) return false;
+    for (size_t i = 0; i < a.size_; ++i) {
+      if (!(a[i] == b[i])) return false;
+    }
+    return true;
+  }
 
  private:
   [[noreturn]] T& OutOfRange(size_t i) const {
