@@ -431,8 +431,8 @@ struct ChargeRun {
 ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
   ChargeRun run;
   run.charges = hot ? flags.hot_charges : flags.charges;
+  const auto before = env.Totals();  // Answered by the writers: before they stop.
   env.svc()->Stop();
-  const auto before = env.Totals();
 
   auto t0 = SteadyClock::now();
   std::mt19937_64 rng(1000 + static_cast<uint64_t>(round) * 2 + (hot ? 1 : 0));

@@ -16,6 +16,8 @@ struct LedgerFlags {
   std::string default_alarm1 = "20";
   std::string default_alarm2 = "10";
   std::string default_hoarding_cap = "0";
+  size_t view_flush_accounts = adapters::LedgerOptions().view_flush_accounts;
+  int64_t view_flush_interval_ms = adapters::LedgerOptions().view_flush_interval.count();
 };
 
 Result<LedgerConfig> ToConfig(const LedgerFlags& f) {
@@ -36,7 +38,8 @@ Result<LedgerConfig> ToConfig(const LedgerFlags& f) {
   return c;
 }
 
-// Rebuilds every partition of a ledger log into a fresh store and compares the state digests.
+// Rebuilds every partition of a ledger log into a fresh store and compares the state digests
+// (adapters::ReplayViews), and verifies the hash chain.
 int Replay(const std::string& data_dir, bool verify, bool json) {
   eventlog::Options o;
   o.path = data_dir + "/ledger";
@@ -61,41 +64,27 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
     return 1;
   }
   nlohmann::json out;
-  uint64_t accounts = 0;
   auto start = std::chrono::steady_clock::now();
-  for (uint32_t p = 0; p < (*live)->partitions(); ++p) {
-    Ledger ledger;
-    Status s = adapters::Rebuild(**live, p, &ledger);
-    if (!s.ok()) {
-      std::cerr << "wattledger ledger replay: partition " << p << ": " << s.ToString() << "\n";
-      return 1;
-    }
-    eventlog::WriteSet ws;
-    for (const auto& [id, account] : ledger.state().accounts) {
-      adapters::MaterializeAccount(account, ws);
-      accounts++;
-    }
-    if (!ledger.state().txns.empty()) adapters::MaterializeSystem(p, ledger, ws);
-    if (auto c = (*fresh)->Commit(std::move(ws)); !c.ok()) {
-      std::cerr << "wattledger ledger replay: " << c.status().ToString() << "\n";
-      return 1;
-    }
-  }
-  auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
-  auto rebuilt = (*fresh)->StateDigest();
-  auto current = (*live)->StateDigest();
-  auto chain = (*live)->Verify();
-  std::filesystem::remove_all(tmp);
-  if (!rebuilt.ok() || !current.ok() || !chain.ok()) {
-    std::cerr << "wattledger ledger replay: cannot compute digests\n";
+  auto replayed = adapters::ReplayViews(**live, fresh->get());
+  if (!replayed.ok()) {
+    std::filesystem::remove_all(tmp);
+    std::cerr << "wattledger ledger replay: " << replayed.status().ToString() << "\n";
     return 1;
   }
-  const bool equal = *rebuilt == *current;
-  out["accounts"] = accounts;
+  auto elapsed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
+  auto chain = (*live)->Verify();
+  std::filesystem::remove_all(tmp);
+  if (!chain.ok()) {
+    std::cerr << "wattledger ledger replay: cannot verify the chain: " << chain.status().ToString() << "\n";
+    return 1;
+  }
+  const bool equal = replayed->replayed_digest == replayed->live_digest;
+  out["accounts"] = replayed->accounts;
   out["events"] = chain->events_checked;
   out["replay_ms"] = elapsed_ms;
-  out["live_digest"] = *current;
-  out["replayed_digest"] = *rebuilt;
+  out["live_digest"] = replayed->live_digest;
+  out["replayed_digest"] = replayed->replayed_digest;
+  out["view_heads"] = replayed->view_heads;
   out["digests_equal"] = equal;
   out["chain_ok"] = chain->ok;
   if (!chain->ok) out["chain_problem"] = chain->problem;
@@ -103,9 +92,10 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
     std::cout << out.dump() << "\n";
   } else {
     std::cout << "events      " << chain->events_checked << " (chain " << (chain->ok ? "ok" : "BROKEN: " + chain->problem) << ")\n"
-              << "accounts    " << accounts << "\n"
-              << "live        " << *current << "\n"
-              << "replayed    " << *rebuilt << "\n"
+              << "accounts    " << replayed->accounts << "\n"
+              << "compared at " << out["view_heads"].dump() << " (each partition's view head)\n"
+              << "live        " << replayed->live_digest << "\n"
+              << "replayed    " << replayed->replayed_digest << "\n"
               << (equal ? "replay equals live\n" : "REPLAY DIFFERS FROM LIVE\n");
   }
   if (!verify) return 0;
@@ -129,11 +119,19 @@ services::ServiceFactory LedgerFactory() {
         ->envname("WL_LEDGER_DEFAULT_ALARM2")->capture_default_str();
     app->add_option("--default-hoarding-cap", flags->default_hoarding_cap, "Default hoarding cap, yuan (0: none)")
         ->envname("WL_LEDGER_DEFAULT_HOARDING_CAP")->capture_default_str();
+    app->add_option("--view-flush-accounts", flags->view_flush_accounts,
+                    "Write the account views a partition owes once this many are owed (bounds that batch)")
+        ->envname("WL_LEDGER_VIEW_FLUSH_ACCOUNTS")->check(CLI::Range(size_t{1}, size_t{1'000'000}))->capture_default_str();
+    app->add_option("--view-flush-interval-ms", flags->view_flush_interval_ms,
+                    "...or once this many ms passed since they were last written")
+        ->envname("WL_LEDGER_VIEW_FLUSH_INTERVAL_MS")->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))->capture_default_str();
     return [flags](const server::ServerFlags& sf) -> Result<std::unique_ptr<server::Service>> {
       WL_ASSIGN_OR_RETURN(auto config, ToConfig(*flags));
       WL_ASSIGN_OR_RETURN(auto log, server::OpenServiceLog(sf, "ledger"));
       adapters::LedgerOptions o;
       o.config = config;
+      o.view_flush_accounts = flags->view_flush_accounts;
+      o.view_flush_interval = std::chrono::milliseconds(flags->view_flush_interval_ms);
       return std::unique_ptr<server::Service>(new adapters::LedgerService(std::move(log), o));
     };
   };

@@ -605,10 +605,11 @@ Result<std::optional<std::string>> EventLog::GetState(std::string_view key) cons
   return std::optional<std::string>(std::move(value));
 }
 
-Status EventLog::ScanState(std::string_view prefix,
-                           const std::function<bool(std::string_view, std::string_view)>& fn) const {
+Status EventLog::ScanState(std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& fn,
+                           std::string_view from) const {
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
-  for (it->Seek(rocksdb::Slice(prefix.data(), prefix.size())); it->Valid(); it->Next()) {
+  const std::string_view start = std::max(prefix, from);
+  for (it->Seek(rocksdb::Slice(start.data(), start.size())); it->Valid(); it->Next()) {
     auto key = it->key().ToStringView();
     if (!key.starts_with(prefix)) break;
     if (!fn(key, it->value().ToStringView())) break;
@@ -674,11 +675,12 @@ Result<VerifyReport> EventLog::Verify() const {
   return report;
 }
 
-Result<std::string> EventLog::StateDigest() const {
+Result<std::string> EventLog::StateDigest(const std::function<void(std::string_view, std::string_view)>& visit) const {
   Sha256 sha;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), state_));
   std::string len;
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (visit) visit(it->key().ToStringView(), it->value().ToStringView());
     len.clear();
     PutBigEndian64(&len, it->key().size());
     PutBigEndian64(&len, it->value().size());

@@ -603,6 +603,32 @@ TEST_F(EventLogTest, StateDigestDependsOnlyOnState) {
   EXPECT_NE(*(*log2)->StateDigest(), *d1);
 }
 
+TEST_F(EventLogTest, ScanStateStartsAtFromAndDigestShowsWhatItDigests) {
+  auto log = OpenLog();
+  WriteSet ws;
+  for (const char* k : {"a/1", "a/2", "a/3", "b/1"}) ws.PutState(k, std::string("v") + k);
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  auto keys = [&](std::string_view prefix, std::string_view from) {
+    std::vector<std::string> out;
+    EXPECT_TRUE(log->ScanState(prefix, [&](std::string_view k, std::string_view) {
+      out.emplace_back(k);
+      return true;
+    }, from).ok());
+    return out;
+  };
+  EXPECT_EQ(keys("a/", ""), (std::vector<std::string>{"a/1", "a/2", "a/3"}));
+  EXPECT_EQ(keys("a/", std::string("a/1") + '\0'), (std::vector<std::string>{"a/2", "a/3"}));
+  EXPECT_EQ(keys("a/", "a/3"), (std::vector<std::string>{"a/3"}));
+  EXPECT_EQ(keys("a/", "a/4"), std::vector<std::string>{});
+  EXPECT_EQ(keys("b/", "a/9"), std::vector<std::string>{"b/1"});  // A `from` before the prefix.
+  std::vector<std::pair<std::string, std::string>> seen;
+  auto digest = log->StateDigest([&](std::string_view k, std::string_view v) { seen.emplace_back(k, v); });
+  ASSERT_TRUE(digest.ok());
+  EXPECT_EQ(*digest, *log->StateDigest());
+  ASSERT_EQ(seen.size(), 4u);
+  EXPECT_EQ(seen[3], (std::pair<std::string, std::string>{"b/1", "vb/1"}));
+}
+
 TEST_F(EventLogTest, WaitForAppendWakesOnCommit) {
   auto log = OpenLog();
   EXPECT_FALSE(log->WaitForAppend(0, 0, std::chrono::milliseconds(1)));

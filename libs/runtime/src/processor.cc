@@ -128,6 +128,24 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
   return Status::Ok();
 }
 
+void Processor::FinishWriter(uint32_t p) {
+  eventlog::WriteSet ws;
+  try {
+    handler_->BeforeStop(p, ws);
+  } catch (const std::exception& e) {
+    WL_CHECK_MSG(false, std::string("BeforeStop threw: ") + e.what());
+  } catch (...) {
+    WL_CHECK_MSG(false, "BeforeStop threw a non-standard exception");
+  }
+  if (ws.empty()) return;
+  auto result = log_->Commit(std::move(ws));
+  if (!result.ok()) {
+    log::Error("the last commit at stop failed", {{"service", options_.name},
+                                                   {"partition", std::to_string(p)},
+                                                   {"error", result.status().ToString()}});
+  }
+}
+
 void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) {
   auto& lag = metrics::KernelMetrics().consumer_lag.Add({{"topic", topic}, {"consumer", options_.name}});
   auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/consume/" + topic}});
@@ -196,8 +214,10 @@ void Processor::WriterLoop(uint32_t p) {
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
                               [&] { return !part.queue.empty() || stop_writing_; });
       if (part.queue.empty()) {
-        if (stop_writing_) break;
-        continue;
+        if (!stop_writing_) continue;
+        lock.unlock();
+        FinishWriter(p);
+        break;
       }
       const size_t limit = suspects > 0 ? std::min(suspects, suspect_batch) : options_.max_batch;
       while (!part.queue.empty() && batch.size() < limit) {

@@ -544,6 +544,30 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   restarted.Stop();
 }
 
+TEST_F(ProcessorTest, EachWriterCommitsWhatItOwesWhenStopped) {
+  class Deferring : public CountingHandler {
+   public:
+    using CountingHandler::CountingHandler;
+    void BeforeStop(uint32_t p, eventlog::WriteSet& ws) override {
+      if (p != 1) ws.PutState("stopped/" + std::to_string(p), "yes");  // Partition 1 owes nothing.
+    }
+  };
+  auto sink = Open("sink", "sink");
+  Deferring handler(sink.get());
+  ProcessorOptions o;
+  o.name = "sink";
+  o.topics = {"src"};
+  Processor proc(o, sink.get(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  EXPECT_FALSE(sink->GetState("stopped/0")->has_value());
+  const uint64_t commits = sink->CommitCount();
+  proc.Stop();
+  EXPECT_EQ(sink->CommitCount(), commits + 2);  // An empty WriteSet is not committed.
+  EXPECT_EQ(**sink->GetState("stopped/0"), "yes");
+  EXPECT_FALSE(sink->GetState("stopped/1")->has_value());
+  EXPECT_EQ(**sink->GetState("stopped/2"), "yes");
+}
+
 TEST(FailStopDeathTest, LogsWhyAndAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // RocksDB's thread pool outlives other tests.
   EXPECT_DEATH(FailStop(Unavailable("commit to event log: IO error: disk on fire")), "disk on fire");

@@ -1,6 +1,7 @@
 #include "services/ledger/adapters/ledger_service.h"
 
 #include <charconv>
+#include <condition_variable>
 #include <future>
 
 #include <google/protobuf/stubs/common.h>
@@ -17,6 +18,7 @@ namespace {
 
 constexpr char kAccountPrefix[] = "acct/";
 constexpr char kSystemPrefix[] = "sys/";
+constexpr char kViewHeadPrefix[] = "view/";
 
 // Requests and usage events larger than this are refused before anything is decided or recorded.
 constexpr size_t kMaxInputBytes = 16 << 10;
@@ -42,6 +44,8 @@ struct LedgerMetrics {
   prometheus::Counter* commands[std::size(kCommandNames)][kOutcomes];
   prometheus::Counter& cuts;
   prometheus::Counter& restores;
+  prometheus::Counter& view_checkpoints;
+  prometheus::Counter& views_written;
   prometheus::Counter& Command(const ledger::Command& c, CommandOutcome o) { return *commands[c.index()][o]; }
   static LedgerMetrics& Get() {
     static LedgerMetrics* m = [] {
@@ -50,7 +54,12 @@ struct LedgerMetrics {
                        .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected)").Register(r);
       auto& supply = prometheus::BuildCounter().Name("wattledger_ledger_supply_events_total")
                          .Help("Supply cut-required and restore-allowed events emitted").Register(r);
-      auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}})};
+      auto& checkpoints = prometheus::BuildCounter().Name("wattledger_ledger_view_checkpoints_total")
+                              .Help("Times a partition wrote the views of the accounts it moved").Register(r);
+      auto& views = prometheus::BuildCounter().Name("wattledger_ledger_views_written_total")
+                        .Help("Account views written by those checkpoints").Register(r);
+      auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}}),
+                                   checkpoints.Add({}), views.Add({})};
       for (size_t c = 0; c < std::size(kCommandNames); ++c) {
         for (int o = 0; o < kOutcomes; ++o) {
           lm->commands[c][o] = &cmds.Add({{"command", kCommandNames[c]}, {"outcome", kOutcomeNames[o]}});
@@ -198,18 +207,38 @@ void MaterializeAccount(const Account& account, eventlog::WriteSet& ws) {
 }
 
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
+  if (ledger.state().txns.empty()) return;  // No posting yet: every balance is still zero.
   for (const auto& [name, balance] : ledger.state().system_balances) {
     ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
   }
 }
 
-void MaterializeSystemAccount(uint32_t partition, const Ledger& ledger, const std::string& name,
-                              eventlog::WriteSet& ws) {
-  ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name,
-              std::to_string(ledger.SystemBalance(name)));
+std::string ViewHeadKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
+
+void MaterializeViewHead(uint32_t partition, uint64_t seq, eventlog::WriteSet& ws) {
+  ws.PutState(ViewHeadKey(partition), std::to_string(seq));
 }
 
-Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger) {
+Result<uint64_t> ParseViewHead(uint32_t partition, std::string_view value) {
+  uint64_t seq = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seq);
+  if (ec != std::errc() || end != value.data() + value.size()) {
+    return DataLoss("stored " + ViewHeadKey(partition) + " '" + std::string(value) + "' is not a sequence number");
+  }
+  return seq;
+}
+
+Result<std::optional<uint64_t>> ViewHead(const eventlog::EventLog& log, uint32_t partition) {
+  WL_ASSIGN_OR_RETURN(auto value, log.GetState(ViewHeadKey(partition)));
+  if (!value) return std::optional<uint64_t>();
+  WL_ASSIGN_OR_RETURN(uint64_t seq, ParseViewHead(partition, *value));
+  return std::optional<uint64_t>(seq);
+}
+
+Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq, uint64_t to_seq,
+               std::unordered_set<std::string>* touched) {
+  if (to_seq < from_seq) return Status::Ok();
+  const size_t max = to_seq == UINT64_MAX ? SIZE_MAX : static_cast<size_t>(to_seq - from_seq + 1);
   std::vector<Event> decision;
   std::string txn, first_event_id;
   // The chain says the records are the ones written; whether they make sense is still checked:
@@ -217,12 +246,15 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
   auto flush = [&]() -> Status {
     if (decision.empty()) return Status::Ok();
     Status s = ledger->TryApplyAll(decision);
+    if (touched != nullptr) {
+      for (const Event& e : decision) touched->insert(EventAccountId(e));
+    }
     decision.clear();
     if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
     return Status::Ok();
   };
   Status bad;
-  WL_RETURN_IF_ERROR(log.Scan(partition, 1, UINT64_MAX, [&](const eventlog::Envelope& env) {
+  WL_RETURN_IF_ERROR(log.Scan(partition, from_seq, max, [&](const eventlog::Envelope& env) {
     if (!IsLedgerEventType(env.type())) return true;  // Rejections change no state.
     auto event = DecodeEvent(env.type(), env.payload());
     if (!event.ok()) {
@@ -240,8 +272,44 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
   }));
   WL_RETURN_IF_ERROR(bad);
   WL_RETURN_IF_ERROR(flush());
-  ledger->CheckInvariants();
+  if (to_seq == UINT64_MAX) ledger->CheckInvariants();  // O(state): once, at the end of the log.
   return Status::Ok();
+}
+
+Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh) {
+  const uint32_t partitions = live.partitions();
+  if (fresh->partitions() != partitions) return InvalidArgument("replay needs a store of as many partitions as the log");
+  ReplayReport report;
+  std::vector<std::optional<uint64_t>> view_heads(partitions);
+  Status bad_head;
+  WL_ASSIGN_OR_RETURN(report.live_digest, live.StateDigest([&](std::string_view key, std::string_view value) {
+    if (!key.starts_with(kViewHeadPrefix) || !bad_head.ok()) return;
+    for (uint32_t p = 0; p < partitions; ++p) {
+      if (key != ViewHeadKey(p)) continue;
+      auto seq = ParseViewHead(p, value);
+      if (seq.ok()) view_heads[p] = *seq;
+      else bad_head = seq.status();
+    }
+  }));
+  WL_RETURN_IF_ERROR(bad_head);
+  for (uint32_t p = 0; p < partitions; ++p) {
+    // A partition without a view head has written no views since they became checkpoints: its
+    // views, if any, are as of its head.
+    const uint64_t checkpoint = view_heads[p].value_or(live.Head(p));
+    Ledger ledger;
+    eventlog::WriteSet ws;
+    auto in_partition = [p](const Status& s) { return Status(s.code(), "partition " + std::to_string(p) + ": " + s.message()); };
+    if (Status s = Rebuild(live, p, &ledger, 1, checkpoint); !s.ok()) return in_partition(s);
+    for (const auto& [id, account] : ledger.state().accounts) MaterializeAccount(account, ws);
+    report.accounts += ledger.state().accounts.size();
+    MaterializeSystem(p, ledger, ws);
+    if (view_heads[p]) MaterializeViewHead(p, *view_heads[p], ws);
+    if (Status s = Rebuild(live, p, &ledger, checkpoint + 1, UINT64_MAX); !s.ok()) return in_partition(s);
+    WL_RETURN_IF_ERROR(fresh->Commit(std::move(ws)).status());
+    report.view_heads.push_back(checkpoint);
+  }
+  WL_ASSIGN_OR_RETURN(report.replayed_digest, fresh->StateDigest());
+  return report;
 }
 
 // ---- LedgerService ----
@@ -258,7 +326,6 @@ struct LedgerService::Outcome {
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
-  system_materialized_.assign(log_->partitions(), 0);
   dirty_.resize(log_->partitions());
 }
 
@@ -342,25 +409,42 @@ void LedgerService::Stop() {
 }
 
 void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
+  const Dirty& dirty = dirty_[p];
+  const bool due = dirty.opened || dirty.accounts.size() >= options_.view_flush_accounts ||
+                   (!dirty.accounts.empty() && std::chrono::steady_clock::now() - dirty.since >= options_.view_flush_interval);
+  if (due) FlushViews(p, ws);
+}
+
+void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) {
+  // The last checkpoint, so that a clean restart owes nothing.
+  FlushViews(p, ws);
+}
+
+void LedgerService::FlushViews(uint32_t p, eventlog::WriteSet& ws) {
   Dirty& dirty = dirty_[p];
   const Ledger& ledger = *ledgers_[p];
   for (const std::string& id : dirty.accounts) {
     if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
   }
-  if (dirty.all_system) {
-    MaterializeSystem(p, ledger, ws);
-  } else {
-    for (const std::string& name : dirty.system) MaterializeSystemAccount(p, ledger, name, ws);
-  }
+  MaterializeSystem(p, ledger, ws);
+  // Only this partition's writer appends to it: the batch's last event will have this seq.
+  MaterializeViewHead(p, log_->Head(p) + ws.event_count(), ws);
+  auto& metrics = LedgerMetrics::Get();
+  metrics.view_checkpoints.Increment();
+  metrics.views_written.Increment(static_cast<double>(dirty.accounts.size()));
   dirty = Dirty{};
 }
 
 Status LedgerService::Reload(uint32_t partition) {
+  // The views in the store are as of the view head; what the log holds after it is owed.
+  WL_ASSIGN_OR_RETURN(std::optional<uint64_t> view_head, ViewHead(*log_, partition));
+  const uint64_t checkpoint = view_head.value_or(log_->Head(partition));
   auto fresh = std::make_unique<Ledger>(options_.config);
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get()));
+  Dirty owed;
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, checkpoint));
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), checkpoint + 1, UINT64_MAX, &owed.accounts));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
-  system_materialized_[partition] = fresh->state().txns.empty() ? 0 : 1;
-  dirty_[partition] = Dirty{};  // What the undone batch touched is as stored again.
+  dirty_[partition] = std::move(owed);  // What an undone batch touched is as stored again.
   ledgers_[partition] = std::move(fresh);
   return Status::Ok();
 }
@@ -480,25 +564,11 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
                                    {"balance", money::FormatYuan(l->balance_minor)}});
     }
   }
-  // The views of what moved are written once per batch, in BeforeCommit.
+  // The views of what moved are written at the next checkpoint (BeforeCommit); that of a new
+  // account with this batch, so that the view lists every account there is.
   Dirty& dirty = dirty_[p];
   for (auto& id : touched) dirty.accounts.insert(std::move(id));
-  // A partition's first posting materialises every system account (replay writes them all for a
-  // partition with postings); later ones only the accounts their legs moved.
-  if (!system_materialized_[p]) {
-    dirty.all_system = true;
-    system_materialized_[p] = 1;
-  } else {
-    for (const auto& e : d.events) {
-      std::visit([&](const auto& ev) {
-        if constexpr (requires { ev.posting; }) {
-          for (const Leg& leg : ev.posting.legs) {
-            if (leg.system) dirty.system.insert(leg.account);
-          }
-        }
-      }, e);
-    }
-  }
+  if (std::holds_alternative<ledger::OpenAccount>(command)) dirty.opened = true;
   return {Status::Ok(), std::move(d), std::move(released)};
 }
 
@@ -624,28 +694,58 @@ grpc::Status LedgerService::AwaitMutation(const std::function<void(MutationDone)
 }
 
 template <typename Resp>
-grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out) {
+grpc::Status LedgerService::OnWriters(const std::vector<uint32_t>& partitions,
+                                      std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,
+                                      std::vector<Resp>* out) {
+  if (!processor_) return {grpc::StatusCode::UNAVAILABLE, "the ledger is not started"};
+  // Owned jointly by this call and the writers: they fill `results`, never *out, so that a late
+  // answer after the deadline writes nothing the caller has given up.
   struct Call {
-    std::promise<grpc::Status> done;
-    Resp result;
+    std::mutex mu;
+    std::condition_variable done;
+    size_t pending = 0;
+    std::vector<grpc::Status> statuses;
+    std::vector<Resp> results;
   };
   auto call = std::make_shared<Call>();
-  auto future = call->done.get_future();
-  Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    grpc::Status status = fn(*ledgers_[p], &call->result);
-    // What was read may include effects of this batch: answer only once they are durable.
-    return [call, status](const Status& commit, std::span<const eventlog::Envelope>) {
-      call->done.set_value(commit.ok() ? status
-                                       : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                      "the ledger could not commit; retry: " + commit.message()));
-    };
-  }, [call](const Status& why) { call->done.set_value(server::ToGrpc(why)); });
-  if (!submitted.ok()) return server::ToGrpc(submitted);
-  if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time");
+  call->pending = partitions.size();
+  call->statuses.resize(partitions.size());
+  call->results.resize(partitions.size());
+  auto finish = [call](size_t i, grpc::Status status) {
+    std::lock_guard lock(call->mu);
+    call->statuses[i] = std::move(status);
+    if (--call->pending == 0) call->done.notify_all();
+  };
+  for (size_t i = 0; i < partitions.size(); ++i) {
+    const uint32_t p = partitions[i];
+    Status submitted = processor_->SubmitTo(p, [=, this](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      grpc::Status status = fn(p, *ledgers_[p], &call->results[i]);
+      // What was read may include effects of this batch: answer only once they are durable.
+      return [finish, i, status](const Status& commit, std::span<const eventlog::Envelope>) {
+        finish(i, commit.ok() ? status
+                              : grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                             "the ledger could not commit; retry: " + commit.message()));
+      };
+    }, [finish, i](const Status& why) { finish(i, server::ToGrpc(why)); });
+    if (!submitted.ok()) finish(i, server::ToGrpc(submitted));
   }
-  grpc::Status status = future.get();
-  if (status.ok()) *out = std::move(call->result);
+  std::unique_lock lock(call->mu);
+  if (!call->done.wait_for(lock, options_.rpc_deadline, [&] { return call->pending == 0; })) {
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time; retry");
+  }
+  for (const grpc::Status& status : call->statuses) {
+    if (!status.ok()) return status;
+  }
+  *out = std::move(call->results);
+  return grpc::Status::OK;
+}
+
+template <typename Resp>
+grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out) {
+  std::vector<Resp> results;
+  grpc::Status status = OnWriters<Resp>(
+      {p}, [fn = std::move(fn)](uint32_t, const Ledger& ledger, Resp* r) { return fn(ledger, r); }, &results);
+  if (status.ok()) *out = std::move(results.front());
   return status;
 }
 
@@ -707,13 +807,17 @@ grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseReque
 
 grpc::Status LedgerService::GetAccount(grpc::ServerContext*, const v1::GetAccountRequest* req, v1::Account* resp) {
   if (req->account_id().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"};
-  auto value = log_->GetState(kAccountPrefix + req->account_id());
-  if (!value.ok()) return server::ToGrpc(value.status());
-  if (!value->has_value()) {
-    return {grpc::StatusCode::NOT_FOUND, "account " + req->account_id() + " does not exist; list accounts with `wlctl account list`"};
-  }
-  if (!resp->ParseFromString(**value)) return {grpc::StatusCode::DATA_LOSS, "stored account view does not parse"};
-  return grpc::Status::OK;
+  const std::string id = req->account_id();
+  std::function<grpc::Status(const Ledger&, v1::Account*)> fn = [id](const Ledger& ledger, v1::Account* out) {
+    const Account* a = ledger.FindAccount(id);
+    if (a == nullptr) {
+      return grpc::Status(grpc::StatusCode::NOT_FOUND,
+                          "account " + id + " does not exist; list accounts with `wlctl account list`");
+    }
+    *out = ToProto(*a);
+    return grpc::Status::OK;
+  };
+  return OnWriter(AccountPartition(id, log_->partitions()), fn, resp);
 }
 
 grpc::Status LedgerService::ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest* req,
@@ -721,23 +825,52 @@ grpc::Status LedgerService::ListAccounts(grpc::ServerContext*, const v1::ListAcc
   if (req->page_size() < 0 || req->page_size() > 1000) {
     return {grpc::StatusCode::INVALID_ARGUMENT, "page_size must be 0..1000"};
   }
-  const int limit = req->page_size() == 0 ? 100 : req->page_size();
-  const std::string after = req->page_token().empty() ? "" : kAccountPrefix + req->page_token();
-  Status bad_record;
-  Status s = log_->ScanState(kAccountPrefix, [&](std::string_view key, std::string_view value) {
-    if (!after.empty() && key <= after) return true;
-    if (resp->accounts_size() == limit) {
-      resp->set_next_page_token(resp->accounts(limit - 1).account_id());
+  const size_t limit = req->page_size() == 0 ? 100 : static_cast<size_t>(req->page_size());
+  // The ids come in order from the view (every account is in it from the batch that opened it);
+  // what is said of each comes from its partition's writer, as for GetAccount.
+  std::vector<std::string> ids;
+  bool more = false;
+  std::string from;
+  if (!req->page_token().empty()) from = kAccountPrefix + req->page_token() + '\0';  // The first id after it.
+  Status s = log_->ScanState(kAccountPrefix, [&](std::string_view key, std::string_view) {
+    if (ids.size() == limit) {
+      more = true;
       return false;
     }
-    if (!resp->add_accounts()->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-      bad_record = DataLoss("stored account view " + std::string(key) + " does not parse");
-      return false;
-    }
+    ids.emplace_back(key.substr(sizeof(kAccountPrefix) - 1));
     return true;
-  });
+  }, from);
   if (!s.ok()) return server::ToGrpc(s);
-  return server::ToGrpc(bad_record);
+
+  std::vector<uint32_t> partitions;
+  // Shared with the writers, which may still run after a deadline sent this call away.
+  auto wanted = std::make_shared<std::vector<std::vector<std::string>>>(log_->partitions());
+  for (const std::string& id : ids) {
+    const uint32_t p = AccountPartition(id, log_->partitions());
+    if ((*wanted)[p].empty()) partitions.push_back(p);
+    (*wanted)[p].push_back(id);
+  }
+  std::vector<v1::ListAccountsResponse> found;
+  grpc::Status status = OnWriters<v1::ListAccountsResponse>(
+      partitions, [wanted](uint32_t p, const Ledger& ledger, v1::ListAccountsResponse* out) {
+        for (const std::string& id : (*wanted)[p]) {
+          const Account* a = ledger.FindAccount(id);
+          if (a == nullptr) {
+            return grpc::Status(grpc::StatusCode::DATA_LOSS,
+                                "the view lists account " + id + " but the ledger does not hold it");
+          }
+          *out->add_accounts() = ToProto(*a);
+        }
+        return grpc::Status::OK;
+      }, &found);
+  if (!status.ok()) return status;
+  std::map<std::string, v1::Account*, std::less<>> by_id;
+  for (auto& part : found) {
+    for (auto& a : *part.mutable_accounts()) by_id[a.account_id()] = &a;
+  }
+  for (const std::string& id : ids) *resp->add_accounts() = std::move(*by_id.at(id));
+  if (more) resp->set_next_page_token(ids.back());
+  return grpc::Status::OK;
 }
 
 grpc::Status LedgerService::GetStatement(grpc::ServerContext*, const v1::GetStatementRequest* req,
@@ -777,33 +910,28 @@ grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTr
 
 grpc::Status LedgerService::GetTotals(grpc::ServerContext*, const v1::LedgerTotalsRequest*,
                                       v1::LedgerTotalsResponse* resp) {
-  // One iterator is one snapshot: the totals are consistent across partitions.
+  // Each partition's postings balance within it, so the sum over partitions read one after the
+  // other is zero like each of them.
+  std::vector<uint32_t> all(log_->partitions());
+  for (uint32_t p = 0; p < all.size(); ++p) all[p] = p;
+  std::vector<v1::LedgerTotalsResponse> parts;
+  grpc::Status status = OnWriters<v1::LedgerTotalsResponse>(
+      all, [](uint32_t, const Ledger& ledger, v1::LedgerTotalsResponse* out) {
+        out->set_tenant_total_minor(ledger.state().tenant_total_minor);
+        out->set_accounts(static_cast<int64_t>(ledger.state().accounts.size()));
+        for (const auto& [name, balance] : ledger.state().system_balances) (*out->mutable_system_minor())[name] = balance;
+        return grpc::Status::OK;
+      }, &parts);
+  if (!status.ok()) return status;
   int64_t tenants = 0, accounts = 0, system = 0;
-  Status bad;
-  Status s = log_->ScanState("", [&](std::string_view key, std::string_view value) {
-    if (key.starts_with(kAccountPrefix)) {
-      v1::Account a;
-      if (!a.ParseFromArray(value.data(), static_cast<int>(value.size()))) {
-        bad = DataLoss("stored account view does not parse");
-        return false;
-      }
-      tenants += a.balance_minor();
-      accounts++;
-    } else if (key.starts_with(kSystemPrefix)) {
-      std::string_view rest = key.substr(sizeof(kSystemPrefix) - 1);
-      std::string name(rest.substr(rest.find('/') + 1));
-      int64_t v = 0;
-      if (std::from_chars(value.data(), value.data() + value.size(), v).ec != std::errc()) {
-        bad = DataLoss("stored system balance " + std::string(key) + " is not a number");
-        return false;
-      }
-      (*resp->mutable_system_minor())[name] += v;
-      system += v;
+  for (const auto& part : parts) {
+    tenants += part.tenant_total_minor();
+    accounts += part.accounts();
+    for (const auto& [name, balance] : part.system_minor()) {
+      (*resp->mutable_system_minor())[name] += balance;
+      system += balance;
     }
-    return true;
-  });
-  if (!s.ok()) return server::ToGrpc(s);
-  if (!bad.ok()) return server::ToGrpc(bad);
+  }
   resp->set_tenant_total_minor(tenants);
   resp->set_accounts(accounts);
   resp->set_total_minor(tenants + system);

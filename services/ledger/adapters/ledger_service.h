@@ -4,9 +4,18 @@
 // event it appended ("ledger/<partition>/<seq>"), so a reversal finds its partition from it.
 //
 // State: the domain Ledger of each partition lives in memory and is rebuilt at start by folding
-// that partition's events (the log is the truth). Every commit also writes a materialised view of
-// the accounts and system accounts it touched into the log's state column family: queries that
-// need no history read it without touching the writers, and replay compares its digest.
+// that partition's events (the log is the truth). Every query is answered from it, on the
+// partition's writer, once the batch the query ran in is durable: a reader sees every
+// acknowledged write and nothing that could still be undone.
+//
+// Views: the log's state column family holds a materialised view of every account and system
+// account ("acct/<id>", "sys/<partition>/<name>"), as of the event recorded in
+// "view/<partition>". It is written as a checkpoint, not per commit: the accounts a partition's
+// batches moved are remembered and their views written together, by the batch that opens an
+// account (so that the view lists every account: ListAccounts pages through it), once
+// view_flush_accounts accounts are waiting, once view_flush_interval has passed, and on Stop.
+// A posting therefore costs no view write of its own. `wattledger ledger replay --verify` folds
+// each partition up to its "view/<partition>" event and compares the digests.
 //
 // Meters: a meter belongs to at most one account across all partitions. The domain checks this
 // within a partition; MeterClaims checks it across partitions. A claim is taken when a decision
@@ -17,12 +26,13 @@
 // domain state is only touched by its partition's writer thread.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <set>
-#include <unordered_set>
+#include <optional>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "services/ledger/domain/ledger.h"
@@ -42,6 +52,10 @@ struct LedgerOptions {
   Clock* clock = SystemClock::Default();
   // How long an RPC waits for its partition's writer before answering DEADLINE_EXCEEDED.
   std::chrono::milliseconds rpc_deadline{30'000};
+  // When a partition writes the views of the accounts it moved (see the file comment): once this
+  // many are waiting (bounds the batch that writes them), or this long after the last write.
+  size_t view_flush_accounts = 4'096;
+  std::chrono::milliseconds view_flush_interval{1'000};
 };
 
 // Which account owns each meter, over every partition. Thread-safe.
@@ -59,13 +73,40 @@ class MeterClaims {
   std::map<std::string, std::pair<std::string, uint32_t>> owner_;
 };
 
-// Builds the state-CF view of a ledger partition's accounts; the same code serves live commits
-// and replay, so equal ledgers give equal digests.
+// Builds the state-CF view of a ledger partition's accounts; the same code serves the live
+// checkpoints and replay, so equal ledgers give equal digests.
 void MaterializeAccount(const Account& account, eventlog::WriteSet& ws);
+// The system accounts of a partition that has any transaction (none for one without).
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws);
+// "The views of `partition` are as of its event `seq`."
+void MaterializeViewHead(uint32_t partition, uint64_t seq, eventlog::WriteSet& ws);
+// The state key of that record, and its value in `log`: nullopt if the partition never wrote one
+// (its views, if any, are then as of its head: logs written before views were checkpoints).
+std::string ViewHeadKey(uint32_t partition);
+Result<std::optional<uint64_t>> ViewHead(const eventlog::EventLog& log, uint32_t partition);
+Result<uint64_t> ParseViewHead(uint32_t partition, std::string_view value);
 
-// Folds the events of one log partition into `ledger` (in order, a decision at a time).
-Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger);
+// Folds the events of one log partition with from_seq <= seq <= to_seq into `ledger` (in order,
+// a decision at a time), which must hold the state before from_seq. If `touched` is given, the
+// accounts the folded events moved are added to it. A fold to the end (to_seq UINT64_MAX) ends
+// with the ledger's whole-state invariant check.
+Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq = 1,
+               uint64_t to_seq = UINT64_MAX, std::unordered_set<std::string>* touched = nullptr);
+
+// What ReplayViews found.
+struct ReplayReport {
+  std::string live_digest;      // Of `live`'s state column family,
+  std::string replayed_digest;  // and of what the fold wrote: equal when the views are right.
+  std::vector<uint64_t> view_heads;  // Per partition, the event the views were compared at.
+  uint64_t accounts = 0;             // Accounts materialised.
+};
+
+// Audit replay: folds each partition of `live` up to its view head, materialises that into the
+// empty `fresh` (same partitions), and folds the rest of the partition, which checks that every
+// later event fits the state too. The view heads are read from the snapshot the live digest is
+// taken of, and the events up to them never change, so a writer that goes on meanwhile changes
+// nothing that is compared. An event that does not fit is DATA_LOSS naming it.
+Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh);
 
 class LedgerService final : public server::Service, public runtime::Handler, public v1::LedgerService::Service {
  public:
@@ -87,8 +128,10 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   // Records the usage event as CommandRejected, rule "poison_input".
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
-  // Writes the views of the accounts and system accounts the batch moved, once each.
+  // Writes the views of the accounts moved since the last checkpoint, when one is due.
   void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
+  // Writes every view still owed: a clean stop leaves the views as of the log's head.
+  void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
   // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
@@ -149,18 +192,25 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // *out itself, so a late answer after a deadline writes nothing the RPC has given up.
   template <typename Resp>
   grpc::Status OnWriter(uint32_t partition, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out);
+  // OnWriter on several partitions at once (each answers after its own batch): (*out)[i] is the
+  // result of partitions[i]. The first error wins.
+  template <typename Resp>
+  grpc::Status OnWriters(const std::vector<uint32_t>& partitions,
+                         std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn, std::vector<Resp>* out);
+  // Writes the views of every account partition p moved since its last checkpoint, its system
+  // accounts and its view head. Writer p only.
+  void FlushViews(uint32_t partition, eventlog::WriteSet& ws);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
   Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
 
   std::unique_ptr<eventlog::EventLog> log_;
   LedgerOptions options_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
-  std::vector<uint8_t> system_materialized_;      // Per partition, bytes (not bits): writer p only.
-  // What the current batch of each partition moved, for BeforeCommit. Writer p only.
+  // What each partition moved since its views were last written. Writer p only.
   struct Dirty {
     std::unordered_set<std::string> accounts;
-    std::set<std::string> system;
-    bool all_system = false;
+    bool opened = false;  // An account was opened: its view must be written with this batch.
+    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
   };
   std::vector<Dirty> dirty_;
   MeterClaims claims_;

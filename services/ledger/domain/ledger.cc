@@ -748,6 +748,8 @@ Status Ledger::ApplyPosting(const Posting& posting) {
     } else {
       WL_ASSIGN_OR_RETURN(Account * account, MutableAccount(leg.account));
       balance = &account->balance_minor;
+      WL_LEDGER_EXPECT_MSG(!money::AddOverflows(state_.tenant_total_minor, leg.delta_minor, &state_.tenant_total_minor),
+                           "tenant total overflow");
     }
     WL_LEDGER_EXPECT_MSG(!money::AddOverflows(*balance, leg.delta_minor, balance), "balance overflow");
     WL_LEDGER_EXPECT_MSG(!money::AddOverflows(state_.total_minor, leg.delta_minor, &state_.total_minor),
@@ -1138,6 +1140,9 @@ void Ledger::CheckInvariants() const {
   for (const auto& [name, balance] : state_.system_balances) sum += balance;
   WL_CHECK_MSG(sum == 0, "the sum of all balances is not zero");
   WL_CHECK(state_.total_minor == 0);
+  __int128 tenants = 0;
+  for (const auto& [id, a] : state_.accounts) tenants += a.balance_minor;
+  WL_CHECK_MSG(tenants == state_.tenant_total_minor, "the running tenant total is not the sum of the accounts");
   WL_CHECK(meters == state_.meter_owner.size());
 }
 
@@ -1201,6 +1206,7 @@ std::vector<const typename Map::value_type*> Sorted(const Map& m) {
 std::string Ledger::CanonicalDump() const {
   Dumper d;
   d.Field("total", state_.total_minor);
+  d.Field("tenant_total", state_.tenant_total_minor);
   d.Line("");
   for (const auto& [name, balance] : state_.system_balances) {
     d.Field("system", name);

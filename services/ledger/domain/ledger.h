@@ -134,7 +134,8 @@ struct LedgerState {
   StringMap<ChargeTxn> charge_txns;
   StringMap<KeyRecord> idempotency_keys;
   StringMap<KeyRecord> charges;
-  int64_t total_minor = 0;  // Running sum of every balance; always 0.
+  int64_t total_minor = 0;         // Running sum of every balance; always 0.
+  int64_t tenant_total_minor = 0;  // Running sum of the tenant accounts' balances.
   bool operator==(const LedgerState&) const = default;
 };
 

@@ -206,9 +206,9 @@ class EventLog {
 
   Result<std::optional<std::string>> GetState(std::string_view key) const;
   // Calls fn(key, value) for each state key starting with prefix, in key order, until fn
-  // returns false.
-  Status ScanState(std::string_view prefix,
-                   const std::function<bool(std::string_view, std::string_view)>& fn) const;
+  // returns false; from the first key >= `from` when it is given (a page after the last).
+  Status ScanState(std::string_view prefix, const std::function<bool(std::string_view, std::string_view)>& fn,
+                   std::string_view from = {}) const;
   Result<std::optional<std::string>> GetIdempotency(std::string_view key) const;
   Result<std::optional<Position>> GetPosition(std::string_view consumer, uint32_t source_partition) const;
 
@@ -216,7 +216,9 @@ class EventLog {
   // predecessor. Reads the log as stored; decides nothing from the in-memory heads.
   Result<VerifyReport> Verify() const;
   // Hex SHA-256 over the state column family in key order: equal digests mean equal state.
-  Result<std::string> StateDigest() const;
+  // `visit`, if given, sees every key and value digested: what a caller reads there is of the
+  // same snapshot as the digest.
+  Result<std::string> StateDigest(const std::function<void(std::string_view, std::string_view)>& visit = nullptr) const;
 
   void SetObserver(CommitObserver observer);
   CommitStats stats() const;

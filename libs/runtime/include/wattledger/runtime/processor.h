@@ -66,6 +66,11 @@ class Handler {
   // called for a batch that is undone. Must not throw: the process stops if it does, since the
   // handler's state and the batch would no longer match.
   virtual void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) {}
+  // Once per partition when the processor stops, after the last batch (no input comes after it):
+  // where a handler that defers writes (a checkpoint of its views) writes what it still owes. ws
+  // is committed if not empty; a failure is logged, since nothing is left to answer. Must not
+  // throw, like BeforeCommit. Not called once the store broke.
+  virtual void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) {}
   // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
   virtual Status Reload(uint32_t partition) = 0;
 };
@@ -145,6 +150,8 @@ class Processor {
 
   Status LoadApplied(uint32_t p);
   void WriterLoop(uint32_t p);
+  // The end of WriterLoop once it is told to stop and its queue is empty: Handler::BeforeStop.
+  void FinishWriter(uint32_t p);
   // Once the store is broken: answers partition p's queued commands `why` and drops its other
   // inputs (consumed messages come again from the stored positions after the restart).
   void AbandonQueue(uint32_t p, const Status& why);
