@@ -85,6 +85,7 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
   out["live_digest"] = replayed->live_digest;
   out["replayed_digest"] = replayed->replayed_digest;
   out["view_heads"] = replayed->view_heads;
+  out["heads"] = chain->heads;
   out["digests_equal"] = equal;
   out["chain_ok"] = chain->ok;
   if (!chain->ok) out["chain_problem"] = chain->problem;
