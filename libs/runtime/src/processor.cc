@@ -185,7 +185,14 @@ bool Processor::Enqueue(uint32_t p, Input in) {
   return true;
 }
 
+namespace {
+thread_local bool on_writer_thread = false;
+}  // namespace
+
+bool Processor::OnWriterThread() { return on_writer_thread; }
+
 void Processor::WriterLoop(uint32_t p) {
+  on_writer_thread = true;
   auto& part = *parts_[p];
   auto& depth = metrics::KernelMetrics().queue_depth.Add({{"service", options_.name}, {"partition", std::to_string(p)}});
   auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/writer"}});
@@ -329,6 +336,7 @@ void Processor::WriterLoop(uint32_t p) {
     const size_t taken_suspects = suspects > 0 ? batch.size() : 0;
     if (failure.ok()) {
       part.applied = std::move(applied);
+      handler_->AfterCommit(p);
       if (taken_suspects > 0) {
         suspects -= taken_suspects;
         suspect_batch = suspects > 0 ? std::min(suspect_batch * 2, options_.max_batch) : options_.max_batch;

@@ -202,21 +202,33 @@ std::string MeterClaims::OwnerOf(const std::string& meter) const {
 
 // ---- Materialised view and rebuild ----
 
-void MaterializeAccount(const Account& account, eventlog::WriteSet& ws) {
-  ws.PutState(kAccountPrefix + account.id, ToProto(account).SerializeAsString());
+void MaterializeAccount(const v1::Account& account, eventlog::WriteSet& ws) {
+  ws.PutState(kAccountPrefix + account.account_id(), account.SerializeAsString());
 }
+
+void MaterializeAccount(const Account& account, eventlog::WriteSet& ws) { MaterializeAccount(ToProto(account), ws); }
+
+namespace {
+void MaterializeSystemAccount(uint32_t partition, const std::string& name, int64_t balance, eventlog::WriteSet& ws) {
+  ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
+}
+}  // namespace
 
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
   if (ledger.state().txns.empty()) return;  // No posting yet: every balance is still zero.
-  for (const auto& [name, balance] : ledger.state().system_balances) {
-    ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
-  }
+  for (const auto& [name, balance] : ledger.state().system_balances) MaterializeSystemAccount(partition, name, balance, ws);
 }
 
 std::string ViewHeadKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
 
 void MaterializeViewHead(uint32_t partition, uint64_t seq, eventlog::WriteSet& ws) {
   ws.PutState(ViewHeadKey(partition), std::to_string(seq));
+}
+
+Status CheckViewHead(const eventlog::EventLog& log, uint32_t partition, uint64_t seq) {
+  if (seq <= log.Head(partition)) return Status::Ok();
+  return DataLoss("stored " + ViewHeadKey(partition) + " names event " + std::to_string(seq) + " but the partition ends at " +
+                  std::to_string(log.Head(partition)) + ": the views are of events the log does not hold");
 }
 
 Result<uint64_t> ParseViewHead(uint32_t partition, std::string_view value) {
@@ -232,6 +244,7 @@ Result<std::optional<uint64_t>> ViewHead(const eventlog::EventLog& log, uint32_t
   WL_ASSIGN_OR_RETURN(auto value, log.GetState(ViewHeadKey(partition)));
   if (!value) return std::optional<uint64_t>();
   WL_ASSIGN_OR_RETURN(uint64_t seq, ParseViewHead(partition, *value));
+  WL_RETURN_IF_ERROR(CheckViewHead(log, partition, seq));
   return std::optional<uint64_t>(seq);
 }
 
@@ -296,6 +309,7 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
     // A partition without a view head has written no views since they became checkpoints: its
     // views, if any, are as of its head.
     const uint64_t checkpoint = view_heads[p].value_or(live.Head(p));
+    if (view_heads[p]) WL_RETURN_IF_ERROR(CheckViewHead(live, p, *view_heads[p]));
     Ledger ledger;
     eventlog::WriteSet ws;
     auto in_partition = [p](const Status& s) { return Status(s.code(), "partition " + std::to_string(p) + ": " + s.message()); };
@@ -327,6 +341,8 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
   dirty_.resize(log_->partitions());
+  staged_.resize(log_->partitions());
+  views_in_flight_.assign(log_->partitions(), 0);
 }
 
 LedgerService::~LedgerService() { Stop(); }
@@ -396,7 +412,18 @@ void LedgerService::Register(grpc::ServerBuilder& builder) {
 Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
 
 Status LedgerService::Start(bus::Bus* bus) {
+  views_stop_ = false;
+  views_thread_ = std::thread([this] { ViewWriterLoop(); });
   for (uint32_t p = 0; p < log_->partitions(); ++p) WL_RETURN_IF_ERROR(Reload(p));
+  // A partition without a view head has views as of its head (a log written before views were
+  // checkpoints, or one never written to): say so before anything moves, or a crash after the
+  // first postings would leave views that no head describes.
+  eventlog::WriteSet heads;
+  for (uint32_t p = 0; p < log_->partitions(); ++p) {
+    WL_ASSIGN_OR_RETURN(std::optional<uint64_t> head, ViewHead(*log_, p));
+    if (!head) MaterializeViewHead(p, log_->Head(p), heads);
+  }
+  if (!heads.empty()) WL_RETURN_IF_ERROR(log_->Commit(std::move(heads)).status());
   runtime::ProcessorOptions po;
   po.name = "ledger";
   po.topics = options_.topics;
@@ -405,37 +432,119 @@ Status LedgerService::Start(bus::Bus* bus) {
 }
 
 void LedgerService::Stop() {
-  if (processor_) processor_->Stop();
+  if (processor_) processor_->Stop();  // Each writer's BeforeStop writes what it still owes.
+  StopViewWriter();
 }
+
+// ---- Views: checkpoints of the accounts each partition moved ----
 
 void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
   const Dirty& dirty = dirty_[p];
-  const bool due = dirty.opened || dirty.accounts.size() >= options_.view_flush_accounts ||
+  // Only this partition's writer appends to it: the batch's last event will have this seq.
+  const uint64_t seq = log_->Head(p) + ws.event_count();
+  if (dirty.opened) {
+    // The views must list a new account by the time its open is answered: they are written with
+    // this batch, after every checkpoint handed over before.
+    WaitViewsLanded(p);
+    WriteCheckpoint(TakeCheckpoint(p, seq), ws);
+    return;
+  }
+  const bool due = dirty.accounts.size() >= options_.view_flush_accounts ||
                    (!dirty.accounts.empty() && std::chrono::steady_clock::now() - dirty.since >= options_.view_flush_interval);
-  if (due) FlushViews(p, ws);
+  // Taken now, as of the end of this batch; written by the view writer once the batch is durable.
+  WL_CHECK(!staged_[p].has_value());
+  if (due) staged_[p] = TakeCheckpoint(p, seq);
+}
+
+void LedgerService::AfterCommit(uint32_t p) {
+  if (!staged_[p]) return;
+  {
+    std::lock_guard lock(views_mu_);
+    views_in_flight_[p]++;
+    views_queue_.push_back(std::move(*staged_[p]));
+  }
+  staged_[p].reset();
+  views_cv_.notify_all();
 }
 
 void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) {
   // The last checkpoint, so that a clean restart owes nothing.
-  FlushViews(p, ws);
+  WaitViewsLanded(p);
+  WriteCheckpoint(TakeCheckpoint(p, log_->Head(p) + ws.event_count()), ws);
 }
 
-void LedgerService::FlushViews(uint32_t p, eventlog::WriteSet& ws) {
+LedgerService::Checkpoint LedgerService::TakeCheckpoint(uint32_t p, uint64_t seq) {
   Dirty& dirty = dirty_[p];
   const Ledger& ledger = *ledgers_[p];
+  Checkpoint c;
+  c.partition = p;
+  c.seq = seq;
+  c.accounts.reserve(dirty.accounts.size());
   for (const std::string& id : dirty.accounts) {
-    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, ws);
+    if (const Account* a = ledger.FindAccount(id)) c.accounts.push_back(ToProto(*a));
   }
-  MaterializeSystem(p, ledger, ws);
-  // Only this partition's writer appends to it: the batch's last event will have this seq.
-  MaterializeViewHead(p, log_->Head(p) + ws.event_count(), ws);
+  if (!ledger.state().txns.empty()) {  // As MaterializeSystem: none before the first posting.
+    for (const auto& [name, balance] : ledger.state().system_balances) c.system.emplace_back(name, balance);
+  }
   auto& metrics = LedgerMetrics::Get();
   metrics.view_checkpoints.Increment();
-  metrics.views_written.Increment(static_cast<double>(dirty.accounts.size()));
+  metrics.views_written.Increment(static_cast<double>(c.accounts.size()));
   dirty = Dirty{};
+  return c;
+}
+
+void LedgerService::WriteCheckpoint(const Checkpoint& c, eventlog::WriteSet& ws) {
+  for (const v1::Account& a : c.accounts) MaterializeAccount(a, ws);
+  for (const auto& [name, balance] : c.system) MaterializeSystemAccount(c.partition, name, balance, ws);
+  MaterializeViewHead(c.partition, c.seq, ws);
+}
+
+void LedgerService::WaitViewsLanded(uint32_t p) {
+  std::unique_lock lock(views_mu_);
+  views_cv_.wait(lock, [&] { return views_in_flight_[p] == 0; });
+}
+
+void LedgerService::ViewWriterLoop() {
+  while (true) {
+    Checkpoint c;
+    {
+      std::unique_lock lock(views_mu_);
+      views_cv_.wait(lock, [&] { return views_stop_ || !views_queue_.empty(); });
+      if (views_queue_.empty()) return;  // Stopping, and everything handed over is written.
+      c = std::move(views_queue_.front());
+      views_queue_.pop_front();
+    }
+    eventlog::WriteSet ws;
+    WriteCheckpoint(c, ws);
+    auto committed = log_->Commit(std::move(ws));
+    // The writers' next commit would fail as well (a store that failed a write refuses the rest);
+    // carrying on would leave the views behind what the partition believes it wrote.
+    if (!committed.ok()) {
+      runtime::FailStop(Status(committed.status().code(), "ledger views of partition " + std::to_string(c.partition) +
+                                                              " could not be written: " + committed.status().message()));
+    }
+    {
+      std::lock_guard lock(views_mu_);
+      views_in_flight_[c.partition]--;
+    }
+    views_cv_.notify_all();
+  }
+}
+
+void LedgerService::StopViewWriter() {
+  {
+    std::lock_guard lock(views_mu_);
+    views_stop_ = true;
+  }
+  views_cv_.notify_all();
+  if (views_thread_.joinable()) views_thread_.join();
 }
 
 Status LedgerService::Reload(uint32_t partition) {
+  // A checkpoint taken in the failed batch goes with it; those handed over before are awaited,
+  // so that the view head read below is the last one.
+  staged_[partition].reset();
+  WaitViewsLanded(partition);
   // The views in the store are as of the view head; what the log holds after it is owed.
   WL_ASSIGN_OR_RETURN(std::optional<uint64_t> view_head, ViewHead(*log_, partition));
   const uint64_t checkpoint = view_head.value_or(log_->Head(partition));
@@ -698,6 +807,10 @@ grpc::Status LedgerService::OnWriters(const std::vector<uint32_t>& partitions,
                                       std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,
                                       std::vector<Resp>* out) {
   if (!processor_) return {grpc::StatusCode::UNAVAILABLE, "the ledger is not started"};
+  if (runtime::Processor::OnWriterThread()) {
+    // A writer (say, in a MutationDone) that waited for a writer's answer could wait for itself.
+    return {grpc::StatusCode::FAILED_PRECONDITION, "a ledger query cannot be made from a writer thread"};
+  }
   // Owned jointly by this call and the writers: they fill `results`, never *out, so that a late
   // answer after the deadline writes nothing the caller has given up.
   struct Call {
@@ -923,18 +1036,27 @@ grpc::Status LedgerService::GetTotals(grpc::ServerContext*, const v1::LedgerTota
         return grpc::Status::OK;
       }, &parts);
   if (!status.ok()) return status;
-  int64_t tenants = 0, accounts = 0, system = 0;
+  // Each partition's sums fit in int64 (the domain refuses what would not); theirs may not.
+  __int128 tenants = 0, accounts = 0, system = 0;
+  std::map<std::string, __int128> by_name;
   for (const auto& part : parts) {
     tenants += part.tenant_total_minor();
     accounts += part.accounts();
     for (const auto& [name, balance] : part.system_minor()) {
-      (*resp->mutable_system_minor())[name] += balance;
+      by_name[name] += balance;
       system += balance;
     }
   }
-  resp->set_tenant_total_minor(tenants);
-  resp->set_accounts(accounts);
-  resp->set_total_minor(tenants + system);
+  auto fits = [](__int128 v) { return v >= INT64_MIN && v <= INT64_MAX; };
+  bool all_fit = fits(tenants) && fits(system);
+  for (const auto& [name, sum] : by_name) all_fit = all_fit && fits(sum);
+  if (!all_fit) {
+    return {grpc::StatusCode::OUT_OF_RANGE, "the totals over all partitions do not fit in 64 bits; read them per account"};
+  }
+  for (const auto& [name, sum] : by_name) (*resp->mutable_system_minor())[name] = static_cast<int64_t>(sum);
+  resp->set_tenant_total_minor(static_cast<int64_t>(tenants));
+  resp->set_accounts(static_cast<int64_t>(accounts));
+  resp->set_total_minor(static_cast<int64_t>(tenants + system));
   return grpc::Status::OK;
 }
 

@@ -27,11 +27,14 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_set>
 #include <vector>
 
@@ -76,6 +79,7 @@ class MeterClaims {
 // Builds the state-CF view of a ledger partition's accounts; the same code serves the live
 // checkpoints and replay, so equal ledgers give equal digests.
 void MaterializeAccount(const Account& account, eventlog::WriteSet& ws);
+void MaterializeAccount(const v1::Account& account, eventlog::WriteSet& ws);
 // The system accounts of a partition that has any transaction (none for one without).
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws);
 // "The views of `partition` are as of its event `seq`."
@@ -130,13 +134,16 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
   // Writes the views of the accounts moved since the last checkpoint, when one is due.
   void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
+  // Hands the checkpoint BeforeCommit staged, now that its batch is durable, to the view writer.
+  void AfterCommit(uint32_t partition) override;
   // Writes every view still owed: a clean stop leaves the views as of the log's head.
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
   // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
   // caller's thread when the request was refused before it was queued. `response` is set (and
-  // may be moved from) only when the status is OK.
+  // may be moved from) only when the status is OK. It must not query the ledger (a query waits for a
+  // writer, and this runs on one): such a query is answered FAILED_PRECONDITION.
   using MutationDone = std::function<void(grpc::Status status, v1::MutationResponse* response)>;
 
   // Mutations without a waiting thread: as many may be in flight as the partitions' queues hold
@@ -197,9 +204,22 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   template <typename Resp>
   grpc::Status OnWriters(const std::vector<uint32_t>& partitions,
                          std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn, std::vector<Resp>* out);
-  // Writes the views of every account partition p moved since its last checkpoint, its system
-  // accounts and its view head. Writer p only.
-  void FlushViews(uint32_t partition, eventlog::WriteSet& ws);
+  // The views partition p owes, as of its event `seq` (the end of the current batch): the
+  // accounts it moved since its last checkpoint and its system accounts. Clears what it owes.
+  // Writer p only.
+  struct Checkpoint {
+    uint32_t partition = 0;
+    uint64_t seq = 0;
+    std::vector<v1::Account> accounts;
+    std::vector<std::pair<std::string, int64_t>> system;  // Empty while it has no transaction.
+  };
+  Checkpoint TakeCheckpoint(uint32_t partition, uint64_t seq);
+  static void WriteCheckpoint(const Checkpoint& checkpoint, eventlog::WriteSet& ws);
+  // Waits until the view writer has committed every checkpoint of partition p handed to it: a
+  // partition's checkpoints land in order, whoever writes them.
+  void WaitViewsLanded(uint32_t partition);
+  void ViewWriterLoop();
+  void StopViewWriter();
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
   Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
 
@@ -213,6 +233,17 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
   };
   std::vector<Dirty> dirty_;
+  // A checkpoint BeforeCommit took, until AfterCommit hands it over (or Reload drops it with its
+  // failed batch). Writer p only.
+  std::vector<std::optional<Checkpoint>> staged_;
+  // The view writer: one thread that commits the partitions' checkpoints in the order they were
+  // handed over, so that a writer that took one does not wait for its serialisation and write.
+  std::mutex views_mu_;
+  std::condition_variable views_cv_;  // Work queued, stop asked, or a checkpoint landed.
+  std::deque<Checkpoint> views_queue_;
+  std::vector<size_t> views_in_flight_;  // Per partition: handed over, not yet committed.
+  bool views_stop_ = false;
+  std::thread views_thread_;
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.

@@ -96,6 +96,16 @@ class LedgerServiceTest : public ::testing::Test {
     return a;
   }
 
+  // Waits (bounded) until the stored view of `id` shows `balance`: a checkpoint the writer handed
+  // to the view writer lands a little after the batch that took it is answered.
+  bool StoredBalanceBecomes(const std::string& id, int64_t balance) {
+    for (int i = 0; i < 500; ++i) {
+      if (StoredView(id).balance_minor() == balance) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  }
+
   // Account ids that fall into partition p, as many as asked.
   static std::vector<std::string> IdsIn(uint32_t p, int n) {
     std::vector<std::string> ids;
@@ -651,9 +661,40 @@ TEST_F(LedgerServiceTest, ViewsAreWrittenOnceEnoughAccountsAreOwed) {
   ASSERT_TRUE(TopUp(ids[1], 200, "K1", &r).ok());
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 0);  // Two owed: below the bound.
   ASSERT_TRUE(TopUp(ids[2], 300, "K2", &r).ok());
-  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 100);
+  EXPECT_TRUE(StoredBalanceBecomes(ids[2], 300));
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 100);  // Written together, with the view head.
   EXPECT_EQ(StoredView(ids[1]).balance_minor(), 200);
-  EXPECT_EQ(StoredView(ids[2]).balance_minor(), 300);
+  ExpectReplayEqualsLive();
+}
+
+TEST_F(LedgerServiceTest, CheckpointsLandInOrderWhetherWrittenInTheBackgroundOrWithAnOpen) {
+  // Small, frequent checkpoints handed to the view writer, with opens (written by the partition's
+  // writer itself) in between: at every moment the views equal a replay at their view head.
+  options_.view_flush_accounts = 2;
+  options_.view_flush_interval = std::chrono::milliseconds(1);
+  Restart();
+  const auto ids = IdsIn(2, 12);
+  std::vector<std::string> open;
+  v1::MutationResponse r;
+  int64_t key = 0;
+  for (const auto& id : ids) {
+    ASSERT_TRUE(Open(id, {"M" + id}).ok());
+    open.push_back(id);
+    std::vector<std::thread> callers;
+    for (const auto& target : open) {
+      callers.emplace_back([&, target, k = key++] {
+        v1::MutationResponse resp;
+        EXPECT_TRUE(TopUp(target, 100, "K" + std::to_string(k), &resp).ok());
+      });
+    }
+    for (auto& t : callers) t.join();
+    ExpectReplayEqualsLive();
+  }
+  Restart();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    EXPECT_EQ(StoredView(ids[i]).balance_minor(), 100 * static_cast<int64_t>(ids.size() - i)) << ids[i];
+    EXPECT_EQ(StoredView(ids[i]).balance_minor(), Get(ids[i]).balance_minor());
+  }
   ExpectReplayEqualsLive();
 }
 
@@ -678,6 +719,83 @@ TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheViewHead) {
   ASSERT_TRUE(Open(ids[1], {"M2"}).ok());
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 10'000);
   ExpectReplayEqualsLive();
+}
+
+TEST_F(LedgerServiceTest, ALogWithoutViewHeadsGetsThemAtStartSoNothingOwedIsForgotten) {
+  options_.view_flush_accounts = 1'000'000;
+  options_.view_flush_interval = std::chrono::hours(1);
+  Restart();
+  const auto ids = IdsIn(3, 2);
+  ASSERT_TRUE(Open(ids[0], {"M1"}).ok());
+  // As a log written before views were checkpoints: views as of the head, and no view head.
+  svc_->Stop();
+  eventlog::WriteSet ws;
+  for (uint32_t p = 0; p < kParts; ++p) ws.DeleteState(ViewHeadKey(p));
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  Restart();
+  auto head = ViewHead(*svc_->log(), 3);
+  ASSERT_TRUE(head.ok() && head->has_value());
+  EXPECT_EQ(**head, svc_->log()->Head(3));
+  // What is owed after the restart stays owed across a reload.
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp(ids[0], 10'000, "K1", &r).ok());
+  std::promise<Status> reloaded;
+  ASSERT_TRUE(svc_->processor()->SubmitTo(3, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
+    reloaded.set_value(svc_->Reload(p));
+    return nullptr;
+  }, nullptr).ok());
+  ASSERT_TRUE(reloaded.get_future().get().ok());
+  ASSERT_TRUE(Open(ids[1], {"M2"}).ok());
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 10'000);
+  ExpectReplayEqualsLive();
+}
+
+TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongOrAheadOfTheLog) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
+  svc_->Stop();  // Every view written, as of the head.
+  ExpectReplayEqualsLive();
+  v1::Account wrong = StoredView("A1");
+  wrong.set_balance_minor(wrong.balance_minor() + 1);
+  eventlog::WriteSet ws;
+  MaterializeAccount(wrong, ws);
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  auto fresh = OpenLog("fresh-wrong", "ledger");
+  auto report = ReplayViews(*svc_->log(), fresh.get());
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_NE(report->replayed_digest, report->live_digest);
+
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  eventlog::WriteSet ahead;
+  MaterializeViewHead(p, svc_->log()->Head(p) + 1, ahead);
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ahead)).ok());
+  auto fresh2 = OpenLog("fresh-ahead", "ledger");
+  auto refused = ReplayViews(*svc_->log(), fresh2.get());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), StatusCode::kDataLoss) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("does not hold"), std::string::npos) << refused.status().ToString();
+  svc_.reset();  // Its restart would refuse the log too.
+}
+
+TEST_F(LedgerServiceTest, AQueryFromAWriterThreadIsRefusedNotLeftToWaitForItself) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  std::promise<grpc::Status> queried;
+  v1::TopUpRequest t;
+  t.set_operator_id("op1");
+  t.set_account_id("A1");
+  t.set_idempotency_key("K1");
+  t.set_amount_minor(100);
+  t.set_method(v1::PAYMENT_METHOD_CASH);
+  svc_->TopUpAsync(t, [&](grpc::Status, v1::MutationResponse*) {
+    v1::GetAccountRequest g;
+    g.set_account_id("A1");
+    v1::Account a;
+    queried.set_value(svc_->GetAccount(nullptr, &g, &a));
+  });
+  auto future = queried.get_future();
+  ASSERT_EQ(future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(future.get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
 TEST_F(LedgerServiceTest, ListAccountsPagesInIdOrderOverEveryPartition) {

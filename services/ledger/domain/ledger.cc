@@ -202,8 +202,18 @@ std::optional<Decision> CheckKey(const Keys& keys, std::string_view what, const 
                     it->second.txn_id + "; now: " + DescriptionOf(describe) + ")");
 }
 
-// Balances after `p`, or a message when one of them would leave int64.
+// Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
+// running total), would leave int64.
 std::optional<std::string> PostingOverflow(const Posting& p, const LedgerState& s) {
+  __int128 tenant_delta = 0;
+  for (const Leg& leg : p.legs) {
+    if (!leg.system) tenant_delta += leg.delta_minor;
+  }
+  const __int128 tenants_after = static_cast<__int128>(s.tenant_total_minor) + tenant_delta;
+  if (tenants_after > INT64_MAX || tenants_after < INT64_MIN) {
+    return "the amount would take the sum of all tenant balances, " + FormatYuan(s.tenant_total_minor) +
+           ", beyond what the ledger can hold";
+  }
   for (const Leg& leg : p.legs) {
     int64_t before = 0;
     if (leg.system) {

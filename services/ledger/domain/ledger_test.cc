@@ -427,6 +427,20 @@ TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   EXPECT_EQ(t->amount_minor, Y(100));
 }
 
+TEST_F(LedgerTest, ATopUpThatWouldOverflowTheSumOfTenantBalancesIsRejected) {
+  // Each balance fits in int64; their sum would not. Refused as a rule, not a crash on apply.
+  for (const char* id : {"A1", "A2"}) {
+    OpenAccount open = OpenCmd(id, {std::string("M") + id});
+    open.hoarding_cap_minor = 0;  // No cap.
+    Given(open);
+  }
+  const int64_t big = INT64_MAX / 4 * 3;
+  Given(TopUpCmd("A1", big, "K1", PaymentMethod::kWechat));
+  ExpectRejected(When(TopUpCmd("A2", big, "K2", PaymentMethod::kAlipay)), StatusCode::kInvalidArgument, "overflow",
+                 "sum of all tenant balances");
+  EXPECT_EQ(ledger_.state().tenant_total_minor, big);
+}
+
 TEST_F(LedgerTest, EveryMethodHasItsChannelAccount) {
   Given(OpenCmd("A1"));
   int n = 0;
