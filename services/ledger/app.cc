@@ -16,8 +16,8 @@ struct LedgerFlags {
   std::string default_alarm1 = "20";
   std::string default_alarm2 = "10";
   std::string default_hoarding_cap = "0";
-  size_t view_flush_accounts = adapters::LedgerOptions().view_flush_accounts;
-  int64_t view_flush_interval_ms = adapters::LedgerOptions().view_flush_interval.count();
+  size_t view_postings_per_write = adapters::LedgerOptions().view_postings_per_write;
+  int64_t view_max_age_ms = adapters::LedgerOptions().view_max_age.count();
 };
 
 Result<LedgerConfig> ToConfig(const LedgerFlags& f) {
@@ -85,6 +85,7 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
   out["live_digest"] = replayed->live_digest;
   out["replayed_digest"] = replayed->replayed_digest;
   out["view_heads"] = replayed->view_heads;
+  out["view_lows"] = replayed->view_lows;
   out["heads"] = chain->heads;
   out["digests_equal"] = equal;
   out["chain_ok"] = chain->ok;
@@ -94,7 +95,7 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
   } else {
     std::cout << "events      " << chain->events_checked << " (chain " << (chain->ok ? "ok" : "BROKEN: " + chain->problem) << ")\n"
               << "accounts    " << replayed->accounts << "\n"
-              << "compared at " << out["view_heads"].dump() << " (each partition's view head)\n"
+              << "system at   " << out["view_heads"].dump() << " (each partition's; accounts at their own)\n"
               << "live        " << replayed->live_digest << "\n"
               << "replayed    " << replayed->replayed_digest << "\n"
               << (equal ? "replay equals live\n" : "REPLAY DIFFERS FROM LIVE\n");
@@ -120,19 +121,19 @@ services::ServiceFactory LedgerFactory() {
         ->envname("WL_LEDGER_DEFAULT_ALARM2")->capture_default_str();
     app->add_option("--default-hoarding-cap", flags->default_hoarding_cap, "Default hoarding cap, yuan (0: none)")
         ->envname("WL_LEDGER_DEFAULT_HOARDING_CAP")->capture_default_str();
-    app->add_option("--view-flush-accounts", flags->view_flush_accounts,
-                    "Write the account views a partition owes once this many are owed (bounds that batch)")
-        ->envname("WL_LEDGER_VIEW_FLUSH_ACCOUNTS")->check(CLI::Range(size_t{1}, size_t{1'000'000}))->capture_default_str();
-    app->add_option("--view-flush-interval-ms", flags->view_flush_interval_ms,
-                    "...or once this many ms passed since they were last written")
-        ->envname("WL_LEDGER_VIEW_FLUSH_INTERVAL_MS")->check(CLI::Range(int64_t{1}, int64_t{3'600'000}))->capture_default_str();
+    app->add_option("--view-postings-per-write", flags->view_postings_per_write,
+                    "Each batch writes one owed account view per this many postings, oldest first")
+        ->envname("WL_LEDGER_VIEW_POSTINGS_PER_WRITE")->check(CLI::Range(size_t{1}, size_t{1'000'000}))->capture_default_str();
+    app->add_option("--view-max-age-ms", flags->view_max_age_ms,
+                    "...and every view owed for longer than this (at most 1,024 a batch)")
+        ->envname("WL_LEDGER_VIEW_MAX_AGE_MS")->check(CLI::Range(int64_t{1}, int64_t{86'400'000}))->capture_default_str();
     return [flags](const server::ServerFlags& sf) -> Result<std::unique_ptr<server::Service>> {
       WL_ASSIGN_OR_RETURN(auto config, ToConfig(*flags));
       WL_ASSIGN_OR_RETURN(auto log, server::OpenServiceLog(sf, "ledger"));
       adapters::LedgerOptions o;
       o.config = config;
-      o.view_flush_accounts = flags->view_flush_accounts;
-      o.view_flush_interval = std::chrono::milliseconds(flags->view_flush_interval_ms);
+      o.view_postings_per_write = flags->view_postings_per_write;
+      o.view_max_age = std::chrono::milliseconds(flags->view_max_age_ms);
       return std::unique_ptr<server::Service>(new adapters::LedgerService(std::move(log), o));
     };
   };

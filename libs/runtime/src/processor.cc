@@ -336,7 +336,6 @@ void Processor::WriterLoop(uint32_t p) {
     const size_t taken_suspects = suspects > 0 ? batch.size() : 0;
     if (failure.ok()) {
       part.applied = std::move(applied);
-      handler_->AfterCommit(p);
       if (taken_suspects > 0) {
         suspects -= taken_suspects;
         suspect_batch = suspects > 0 ? std::min(suspect_batch * 2, options_.max_batch) : options_.max_batch;

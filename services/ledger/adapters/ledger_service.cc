@@ -44,7 +44,6 @@ struct LedgerMetrics {
   prometheus::Counter* commands[std::size(kCommandNames)][kOutcomes];
   prometheus::Counter& cuts;
   prometheus::Counter& restores;
-  prometheus::Counter& view_checkpoints;
   prometheus::Counter& views_written;
   prometheus::Counter& Command(const ledger::Command& c, CommandOutcome o) { return *commands[c.index()][o]; }
   static LedgerMetrics& Get() {
@@ -54,12 +53,10 @@ struct LedgerMetrics {
                        .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected)").Register(r);
       auto& supply = prometheus::BuildCounter().Name("wattledger_ledger_supply_events_total")
                          .Help("Supply cut-required and restore-allowed events emitted").Register(r);
-      auto& checkpoints = prometheus::BuildCounter().Name("wattledger_ledger_view_checkpoints_total")
-                              .Help("Times a partition wrote the views of the accounts it moved").Register(r);
       auto& views = prometheus::BuildCounter().Name("wattledger_ledger_views_written_total")
-                        .Help("Account views written by those checkpoints").Register(r);
+                        .Help("Account views written (a view is written once for many postings)").Register(r);
       auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}}),
-                                   checkpoints.Add({}), views.Add({})};
+                                   views.Add({})};
       for (size_t c = 0; c < std::size(kCommandNames); ++c) {
         for (int o = 0; o < kOutcomes; ++o) {
           lm->commands[c][o] = &cmds.Add({{"command", kCommandNames[c]}, {"outcome", kOutcomeNames[o]}});
@@ -200,69 +197,98 @@ std::string MeterClaims::OwnerOf(const std::string& meter) const {
   return it == owner_.end() ? "" : it->second.first;
 }
 
-// ---- Materialised view and rebuild ----
-
-void MaterializeAccount(const v1::Account& account, eventlog::WriteSet& ws) {
-  ws.PutState(kAccountPrefix + account.account_id(), account.SerializeAsString());
-}
-
-void MaterializeAccount(const Account& account, eventlog::WriteSet& ws) { MaterializeAccount(ToProto(account), ws); }
+// ---- Materialised views and rebuild ----
 
 namespace {
-void MaterializeSystemAccount(uint32_t partition, const std::string& name, int64_t balance, eventlog::WriteSet& ws) {
-  ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
-}
+// An account view is this byte, the tag (seq, 8 bytes big-endian), then the v1.Account. A
+// serialised protobuf message never starts with a zero byte (field number 0 does not exist),
+// so a view written before views were tagged is told apart.
+constexpr char kTaggedView = '\0';
+constexpr size_t kTagBytes = 9;
 }  // namespace
+
+void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet& ws) {
+  std::string value(kTagBytes, kTaggedView);
+  for (int i = 0; i < 8; ++i) value[1 + i] = static_cast<char>(seq >> (56 - 8 * i));
+  ToProto(account).AppendToString(&value);
+  ws.PutState(kAccountPrefix + account.id, std::move(value));
+}
+
+Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account) {
+  *seq = untagged;
+  if (!value.empty() && value[0] == kTaggedView) {
+    if (value.size() < kTagBytes) return DataLoss("stored account view is shorter than its tag");
+    *seq = 0;
+    for (size_t i = 1; i < kTagBytes; ++i) *seq = (*seq << 8) | static_cast<uint8_t>(value[i]);
+    value.remove_prefix(kTagBytes);
+  }
+  if (!account->ParseFromArray(value.data(), static_cast<int>(value.size()))) {
+    return DataLoss("stored account view does not parse");
+  }
+  return Status::Ok();
+}
+
+std::string ViewMarkKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
 
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
   if (ledger.state().txns.empty()) return;  // No posting yet: every balance is still zero.
-  for (const auto& [name, balance] : ledger.state().system_balances) MaterializeSystemAccount(partition, name, balance, ws);
-}
-
-std::string ViewHeadKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
-
-void MaterializeViewHead(uint32_t partition, uint64_t seq, eventlog::WriteSet& ws) {
-  ws.PutState(ViewHeadKey(partition), std::to_string(seq));
-}
-
-Status CheckViewHead(const eventlog::EventLog& log, uint32_t partition, uint64_t seq) {
-  if (seq <= log.Head(partition)) return Status::Ok();
-  return DataLoss("stored " + ViewHeadKey(partition) + " names event " + std::to_string(seq) + " but the partition ends at " +
-                  std::to_string(log.Head(partition)) + ": the views are of events the log does not hold");
-}
-
-Result<uint64_t> ParseViewHead(uint32_t partition, std::string_view value) {
-  uint64_t seq = 0;
-  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), seq);
-  if (ec != std::errc() || end != value.data() + value.size()) {
-    return DataLoss("stored " + ViewHeadKey(partition) + " '" + std::string(value) + "' is not a sequence number");
+  for (const auto& [name, balance] : ledger.state().system_balances) {
+    ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
   }
-  return seq;
 }
 
-Result<std::optional<uint64_t>> ViewHead(const eventlog::EventLog& log, uint32_t partition) {
-  WL_ASSIGN_OR_RETURN(auto value, log.GetState(ViewHeadKey(partition)));
-  if (!value) return std::optional<uint64_t>();
-  WL_ASSIGN_OR_RETURN(uint64_t seq, ParseViewHead(partition, *value));
-  WL_RETURN_IF_ERROR(CheckViewHead(log, partition, seq));
-  return std::optional<uint64_t>(seq);
+void MaterializeViewMark(uint32_t partition, const ViewMark& mark, eventlog::WriteSet& ws) {
+  ws.PutState(ViewMarkKey(partition), std::to_string(mark.low) + " " + std::to_string(mark.seq));
+}
+
+Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition, std::string_view value) {
+  auto bad = [&] {
+    return DataLoss("stored " + ViewMarkKey(partition) + " '" + std::string(value) + "' is not '<low> <seq>'");
+  };
+  ViewMark mark;
+  const char* end = value.data() + value.size();
+  auto [after_low, ec] = std::from_chars(value.data(), end, mark.low);
+  if (ec != std::errc()) return bad();
+  if (after_low == end) {
+    mark.seq = mark.low;  // One number: the views were all of one moment.
+  } else {
+    if (*after_low != ' ') return bad();
+    auto [after_seq, ec2] = std::from_chars(after_low + 1, end, mark.seq);
+    if (ec2 != std::errc() || after_seq != end) return bad();
+  }
+  const uint64_t head = log.Head(partition);
+  if (mark.low > head || mark.seq > head) {
+    return DataLoss("stored " + ViewMarkKey(partition) + " names event " + std::to_string(std::max(mark.low, mark.seq)) +
+                    " but the partition ends at " + std::to_string(head) +
+                    ": the views are of events the log does not hold");
+  }
+  return mark;
+}
+
+Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint32_t partition) {
+  WL_ASSIGN_OR_RETURN(auto value, log.GetState(ViewMarkKey(partition)));
+  if (!value) return std::optional<ViewMark>();
+  WL_ASSIGN_OR_RETURN(ViewMark mark, ParseViewMark(log, partition, *value));
+  return std::optional<ViewMark>(mark);
 }
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq, uint64_t to_seq,
-               std::unordered_set<std::string>* touched) {
+               const std::function<void(const std::string& account, uint64_t seq)>& on_event) {
   if (to_seq < from_seq) return Status::Ok();
   const size_t max = to_seq == UINT64_MAX ? SIZE_MAX : static_cast<size_t>(to_seq - from_seq + 1);
   std::vector<Event> decision;
+  std::vector<uint64_t> seqs;
   std::string txn, first_event_id;
   // The chain says the records are the ones written; whether they make sense is still checked:
   // an event that does not fit the state is an error naming it, never a crash at start-up.
   auto flush = [&]() -> Status {
     if (decision.empty()) return Status::Ok();
     Status s = ledger->TryApplyAll(decision);
-    if (touched != nullptr) {
-      for (const Event& e : decision) touched->insert(EventAccountId(e));
+    if (on_event) {
+      for (size_t i = 0; i < decision.size(); ++i) on_event(EventAccountId(decision[i]), seqs[i]);
     }
     decision.clear();
+    seqs.clear();
     if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
     return Status::Ok();
   };
@@ -281,6 +307,7 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
       first_event_id = env.event_id();
     }
     decision.push_back(std::move(event).value());
+    seqs.push_back(env.seq());
     return true;
   }));
   WL_RETURN_IF_ERROR(bad);
@@ -293,34 +320,83 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
   const uint32_t partitions = live.partitions();
   if (fresh->partitions() != partitions) return InvalidArgument("replay needs a store of as many partitions as the log");
   ReplayReport report;
-  std::vector<std::optional<uint64_t>> view_heads(partitions);
-  Status bad_head;
+  // From the snapshot the digest is taken of: each partition's mark, and each view's tag (an
+  // untagged view gets its partition's mark, which is known only once every key was seen).
+  std::vector<std::optional<ViewMark>> marks(partitions);
+  std::vector<std::vector<std::pair<std::string, std::string>>> views(partitions);  // (id, value)
+  Status bad;
   WL_ASSIGN_OR_RETURN(report.live_digest, live.StateDigest([&](std::string_view key, std::string_view value) {
-    if (!key.starts_with(kViewHeadPrefix) || !bad_head.ok()) return;
+    if (!bad.ok()) return;
+    if (key.starts_with(kAccountPrefix)) {
+      std::string id(key.substr(sizeof(kAccountPrefix) - 1));
+      const uint32_t p = runtime::PartitionForKey(id, partitions);
+      views[p].emplace_back(std::move(id), std::string(value));
+      return;
+    }
+    if (!key.starts_with(kViewHeadPrefix)) return;
     for (uint32_t p = 0; p < partitions; ++p) {
-      if (key != ViewHeadKey(p)) continue;
-      auto seq = ParseViewHead(p, value);
-      if (seq.ok()) view_heads[p] = *seq;
-      else bad_head = seq.status();
+      if (key != ViewMarkKey(p)) continue;
+      auto mark = ParseViewMark(live, p, value);
+      if (mark.ok()) marks[p] = *mark;
+      else bad = mark.status();
     }
   }));
-  WL_RETURN_IF_ERROR(bad_head);
+  WL_RETURN_IF_ERROR(bad);
   for (uint32_t p = 0; p < partitions; ++p) {
-    // A partition without a view head has written no views since they became checkpoints: its
-    // views, if any, are as of its head.
-    const uint64_t checkpoint = view_heads[p].value_or(live.Head(p));
-    if (view_heads[p]) WL_RETURN_IF_ERROR(CheckViewHead(live, p, *view_heads[p]));
+    auto in_partition = [p](const Status& s) { return Status(s.code(), "partition " + std::to_string(p) + ": " + s.message()); };
+    const uint64_t head = live.Head(p);
+    // A partition without a mark has written no views since they were tagged: its views, if
+    // any, are as of its head.
+    const ViewMark mark = marks[p].value_or(ViewMark{head, head});
+    std::map<uint64_t, std::vector<std::string>> at;  // Tag -> accounts whose view is of it.
+    std::set<std::string_view> untagged;
+    for (const auto& [id, value] : views[p]) {
+      if (value.empty() || value[0] != kTaggedView) untagged.insert(id);
+      uint64_t tag = 0;
+      v1::Account ignored;
+      if (Status s = ParseAccountView(value, mark.seq, &tag, &ignored); !s.ok()) {
+        return in_partition(Status(s.code(), s.message() + " (account " + id + ")"));
+      }
+      if (tag > head) {
+        return in_partition(DataLoss("the view of account " + id + " is of event " + std::to_string(tag) +
+                                     ", beyond the partition's end " + std::to_string(head)));
+      }
+      at[tag].push_back(id);
+    }
+    at.try_emplace(mark.seq);  // The system accounts' moment.
     Ledger ledger;
     eventlog::WriteSet ws;
-    auto in_partition = [p](const Status& s) { return Status(s.code(), "partition " + std::to_string(p) + ": " + s.message()); };
-    if (Status s = Rebuild(live, p, &ledger, 1, checkpoint); !s.ok()) return in_partition(s);
-    for (const auto& [id, account] : ledger.state().accounts) MaterializeAccount(account, ws);
-    report.accounts += ledger.state().accounts.size();
-    MaterializeSystem(p, ledger, ws);
-    if (view_heads[p]) MaterializeViewHead(p, *view_heads[p], ws);
-    if (Status s = Rebuild(live, p, &ledger, checkpoint + 1, UINT64_MAX); !s.ok()) return in_partition(s);
+    uint64_t folded = 0;
+    for (const auto& [tag, ids] : at) {
+      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag); !s.ok()) return in_partition(s);
+      folded = tag;
+      for (const std::string& id : ids) {
+        const Account* a = ledger.FindAccount(id);
+        if (a == nullptr) {
+          return in_partition(DataLoss("the view of account " + id + " is of event " + std::to_string(tag) +
+                                       ", when the account did not exist yet"));
+        }
+        if (untagged.contains(id)) {
+          ws.PutState(kAccountPrefix + id, ToProto(*a).SerializeAsString());  // As a log before tags has it.
+        } else {
+          MaterializeAccount(*a, tag, ws);
+        }
+        report.accounts++;
+      }
+      if (tag != mark.seq) continue;
+      MaterializeSystem(p, ledger, ws);
+      if (marks[p]) MaterializeViewMark(p, *marks[p], ws);  // The low-water mark is taken as live has it.
+    }
+    if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX); !s.ok()) return in_partition(s);
+    // Every account must have a view: one without is written as of the end, which live lacks.
+    std::set<std::string_view> seen;
+    for (const auto& [id, value] : views[p]) seen.insert(id);
+    for (const auto& [id, account] : ledger.state().accounts) {
+      if (!seen.contains(id)) MaterializeAccount(account, head, ws);
+    }
     WL_RETURN_IF_ERROR(fresh->Commit(std::move(ws)).status());
-    report.view_heads.push_back(checkpoint);
+    report.view_heads.push_back(mark.seq);
+    report.view_lows.push_back(mark.low);
   }
   WL_ASSIGN_OR_RETURN(report.replayed_digest, fresh->StateDigest());
   return report;
@@ -340,9 +416,7 @@ struct LedgerService::Outcome {
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
-  dirty_.resize(log_->partitions());
-  staged_.resize(log_->partitions());
-  views_in_flight_.assign(log_->partitions(), 0);
+  owed_.resize(log_->partitions());
 }
 
 LedgerService::~LedgerService() { Stop(); }
@@ -412,18 +486,28 @@ void LedgerService::Register(grpc::ServerBuilder& builder) {
 Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
 
 Status LedgerService::Start(bus::Bus* bus) {
-  views_stop_ = false;
-  views_thread_ = std::thread([this] { ViewWriterLoop(); });
   for (uint32_t p = 0; p < log_->partitions(); ++p) WL_RETURN_IF_ERROR(Reload(p));
-  // A partition without a view head has views as of its head (a log written before views were
-  // checkpoints, or one never written to): say so before anything moves, or a crash after the
-  // first postings would leave views that no head describes.
-  eventlog::WriteSet heads;
+  // A partition without a mark has untagged views as of its head (a log written before views
+  // were tagged) or none (a new log): its views are written again, tagged, before anything
+  // moves, in parts; the mark comes last, so that a crash in between starts this over.
   for (uint32_t p = 0; p < log_->partitions(); ++p) {
-    WL_ASSIGN_OR_RETURN(std::optional<uint64_t> head, ViewHead(*log_, p));
-    if (!head) MaterializeViewHead(p, log_->Head(p), heads);
+    WL_ASSIGN_OR_RETURN(std::optional<ViewMark> mark, ReadViewMark(*log_, p));
+    if (mark) continue;
+    const uint64_t head = log_->Head(p);
+    eventlog::WriteSet ws;
+    size_t in_ws = 0;
+    for (const auto& [id, account] : ledgers_[p]->state().accounts) {
+      MaterializeAccount(account, head, ws);
+      if (++in_ws == 10'000) {
+        WL_RETURN_IF_ERROR(log_->Commit(std::move(ws)).status());
+        ws = eventlog::WriteSet();
+        in_ws = 0;
+      }
+    }
+    MaterializeSystem(p, *ledgers_[p], ws);
+    MaterializeViewMark(p, ViewMark{head, head}, ws);
+    WL_RETURN_IF_ERROR(log_->Commit(std::move(ws)).status());
   }
-  if (!heads.empty()) WL_RETURN_IF_ERROR(log_->Commit(std::move(heads)).status());
   runtime::ProcessorOptions po;
   po.name = "ledger";
   po.topics = options_.topics;
@@ -432,128 +516,81 @@ Status LedgerService::Start(bus::Bus* bus) {
 }
 
 void LedgerService::Stop() {
-  if (processor_) processor_->Stop();  // Each writer's BeforeStop writes what it still owes.
-  StopViewWriter();
+  if (processor_) processor_->Stop();  // Each writer's BeforeStop writes every view it owes.
 }
 
-// ---- Views: checkpoints of the accounts each partition moved ----
+// ---- Views ----
 
-void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
-  const Dirty& dirty = dirty_[p];
+void LedgerService::Owed::Add(const std::string& account, uint64_t seq, std::chrono::steady_clock::time_point now) {
+  if (seq_of.try_emplace(account, seq).second) queue.push_back({account, seq, now});
+}
+
+const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
+  while (!queue.empty()) {
+    auto it = seq_of.find(queue.front().account);
+    if (it != seq_of.end() && it->second == queue.front().seq) return &queue.front();
+    queue.pop_front();  // Written since, or owed again from a later seq (a later entry).
+  }
+  return nullptr;
+}
+
+void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/false); }
+
+void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/true); }
+
+void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all) {
+  Owed& owed = owed_[p];
+  const Ledger& ledger = *ledgers_[p];
   // Only this partition's writer appends to it: the batch's last event will have this seq.
   const uint64_t seq = log_->Head(p) + ws.event_count();
-  if (dirty.opened) {
-    // The views must list a new account by the time its open is answered: they are written with
-    // this batch, after every checkpoint handed over before.
-    WaitViewsLanded(p);
-    WriteCheckpoint(TakeCheckpoint(p, seq), ws);
-    return;
+  size_t written = 0;
+  auto write = [&](const std::string& id) {
+    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, seq, ws);
+    owed.seq_of.erase(id);
+    written++;
+  };
+  // A new account is listed (its view exists) from the batch that opened it.
+  for (const std::string& id : owed.opened) {
+    if (owed.seq_of.contains(id)) write(id);
   }
-  const bool due = dirty.accounts.size() >= options_.view_flush_accounts ||
-                   (!dirty.accounts.empty() && std::chrono::steady_clock::now() - dirty.since >= options_.view_flush_interval);
-  // Taken now, as of the end of this batch; written by the view writer once the batch is durable.
-  WL_CHECK(!staged_[p].has_value());
-  if (due) staged_[p] = TakeCheckpoint(p, seq);
-}
-
-void LedgerService::AfterCommit(uint32_t p) {
-  if (!staged_[p]) return;
-  {
-    std::lock_guard lock(views_mu_);
-    views_in_flight_[p]++;
-    views_queue_.push_back(std::move(*staged_[p]));
+  // One view per view_postings_per_write postings, and those owed too long: a batch of charges
+  // on one account writes its view once, and no batch writes thousands.
+  owed.credit += owed.postings;
+  const size_t share = owed.credit / options_.view_postings_per_write;
+  owed.credit %= options_.view_postings_per_write;
+  const auto now = std::chrono::steady_clock::now();
+  size_t regular = 0;
+  while (const Owed::Entry* oldest = owed.Front()) {
+    const bool overdue = now - oldest->since >= options_.view_max_age && written < options_.view_max_per_batch;
+    if (!all && regular >= share && !overdue) break;
+    regular++;
+    const std::string id = oldest->account;
+    owed.queue.pop_front();
+    write(id);
   }
-  staged_[p].reset();
-  views_cv_.notify_all();
-}
-
-void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) {
-  // The last checkpoint, so that a clean restart owes nothing.
-  WaitViewsLanded(p);
-  WriteCheckpoint(TakeCheckpoint(p, log_->Head(p) + ws.event_count()), ws);
-}
-
-LedgerService::Checkpoint LedgerService::TakeCheckpoint(uint32_t p, uint64_t seq) {
-  Dirty& dirty = dirty_[p];
-  const Ledger& ledger = *ledgers_[p];
-  Checkpoint c;
-  c.partition = p;
-  c.seq = seq;
-  c.accounts.reserve(dirty.accounts.size());
-  for (const std::string& id : dirty.accounts) {
-    if (const Account* a = ledger.FindAccount(id)) c.accounts.push_back(ToProto(*a));
-  }
-  if (!ledger.state().txns.empty()) {  // As MaterializeSystem: none before the first posting.
-    for (const auto& [name, balance] : ledger.state().system_balances) c.system.emplace_back(name, balance);
-  }
+  owed.opened.clear();
+  owed.postings = 0;
+  if (written == 0 && !all) return;
+  // Every change before the oldest owed one is in the views now.
+  const Owed::Entry* oldest = owed.Front();
+  MaterializeSystem(p, ledger, ws);
+  MaterializeViewMark(p, ViewMark{oldest != nullptr ? oldest->seq - 1 : seq, seq}, ws);
   auto& metrics = LedgerMetrics::Get();
-  metrics.view_checkpoints.Increment();
-  metrics.views_written.Increment(static_cast<double>(c.accounts.size()));
-  dirty = Dirty{};
-  return c;
-}
-
-void LedgerService::WriteCheckpoint(const Checkpoint& c, eventlog::WriteSet& ws) {
-  for (const v1::Account& a : c.accounts) MaterializeAccount(a, ws);
-  for (const auto& [name, balance] : c.system) MaterializeSystemAccount(c.partition, name, balance, ws);
-  MaterializeViewHead(c.partition, c.seq, ws);
-}
-
-void LedgerService::WaitViewsLanded(uint32_t p) {
-  std::unique_lock lock(views_mu_);
-  views_cv_.wait(lock, [&] { return views_in_flight_[p] == 0; });
-}
-
-void LedgerService::ViewWriterLoop() {
-  while (true) {
-    Checkpoint c;
-    {
-      std::unique_lock lock(views_mu_);
-      views_cv_.wait(lock, [&] { return views_stop_ || !views_queue_.empty(); });
-      if (views_queue_.empty()) return;  // Stopping, and everything handed over is written.
-      c = std::move(views_queue_.front());
-      views_queue_.pop_front();
-    }
-    eventlog::WriteSet ws;
-    WriteCheckpoint(c, ws);
-    auto committed = log_->Commit(std::move(ws));
-    // The writers' next commit would fail as well (a store that failed a write refuses the rest);
-    // carrying on would leave the views behind what the partition believes it wrote.
-    if (!committed.ok()) {
-      runtime::FailStop(Status(committed.status().code(), "ledger views of partition " + std::to_string(c.partition) +
-                                                              " could not be written: " + committed.status().message()));
-    }
-    {
-      std::lock_guard lock(views_mu_);
-      views_in_flight_[c.partition]--;
-    }
-    views_cv_.notify_all();
-  }
-}
-
-void LedgerService::StopViewWriter() {
-  {
-    std::lock_guard lock(views_mu_);
-    views_stop_ = true;
-  }
-  views_cv_.notify_all();
-  if (views_thread_.joinable()) views_thread_.join();
+  metrics.views_written.Increment(static_cast<double>(written));
 }
 
 Status LedgerService::Reload(uint32_t partition) {
-  // A checkpoint taken in the failed batch goes with it; those handed over before are awaited,
-  // so that the view head read below is the last one.
-  staged_[partition].reset();
-  WaitViewsLanded(partition);
-  // The views in the store are as of the view head; what the log holds after it is owed.
-  WL_ASSIGN_OR_RETURN(std::optional<uint64_t> view_head, ViewHead(*log_, partition));
-  const uint64_t checkpoint = view_head.value_or(log_->Head(partition));
+  // Every change up to the mark's low is in the views; what the log holds after it is owed.
+  WL_ASSIGN_OR_RETURN(std::optional<ViewMark> mark, ReadViewMark(*log_, partition));
+  const uint64_t low = mark ? mark->low : log_->Head(partition);
   auto fresh = std::make_unique<Ledger>(options_.config);
-  Dirty owed;
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, checkpoint));
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), checkpoint + 1, UINT64_MAX, &owed.accounts));
+  Owed owed;
+  const auto now = std::chrono::steady_clock::now();
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
+                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); }));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
-  dirty_[partition] = std::move(owed);  // What an undone batch touched is as stored again.
+  owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
   return Status::Ok();
 }
@@ -581,6 +618,7 @@ Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const 
 LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command, eventlog::WriteSet& ws,
                                               const eventlog::Causation& causation, const std::string& actor) {
   Ledger& ledger = *ledgers_[p];
+  const uint64_t first_seq = log_->Head(p) + ws.event_count() + 1;  // Of this command's first event.
   auto decided = ledger.Decide(command);
   auto& metrics = LedgerMetrics::Get();
   if (!decided.ok()) {
@@ -673,11 +711,14 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
                                    {"balance", money::FormatYuan(l->balance_minor)}});
     }
   }
-  // The views of what moved are written at the next checkpoint (BeforeCommit); that of a new
-  // account with this batch, so that the view lists every account there is.
-  Dirty& dirty = dirty_[p];
-  for (auto& id : touched) dirty.accounts.insert(std::move(id));
-  if (std::holds_alternative<ledger::OpenAccount>(command)) dirty.opened = true;
+  // The views of what moved are owed from this command's first event on (BeforeCommit writes
+  // some with each batch); that of a new account is written with this batch.
+  Owed& owed = owed_[p];
+  const auto now = std::chrono::steady_clock::now();
+  for (const auto& id : touched) owed.Add(id, first_seq, now);
+  // A new account's view is written with its batch: that pays for it.
+  if (std::holds_alternative<ledger::OpenAccount>(command)) owed.opened.push_back(CommandAccount(command));
+  else owed.postings++;
   return {Status::Ok(), std::move(d), std::move(released)};
 }
 

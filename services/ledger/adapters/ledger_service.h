@@ -8,14 +8,18 @@
 // partition's writer, once the batch the query ran in is durable: a reader sees every
 // acknowledged write and nothing that could still be undone.
 //
-// Views: the log's state column family holds a materialised view of every account and system
-// account ("acct/<id>", "sys/<partition>/<name>"), as of the event recorded in
-// "view/<partition>". It is written as a checkpoint, not per commit: the accounts a partition's
-// batches moved are remembered and their views written together, by the batch that opens an
-// account (so that the view lists every account: ListAccounts pages through it), once
-// view_flush_accounts accounts are waiting, once view_flush_interval has passed, and on Stop.
-// A posting therefore costs no view write of its own. `wattledger ledger replay --verify` folds
-// each partition up to its "view/<partition>" event and compares the digests.
+// Views: the log's state column family holds a view of every account ("acct/<id>": the
+// v1.Account, tagged with the seq of the partition's event it is as of) and of each partition's
+// system accounts ("sys/<partition>/<name>", as of the seq in "view/<partition>"). A view is
+// correct as of its own tag; views are not all of one moment. A posting writes no view: the
+// writer remembers the accounts it owes views of, oldest first, and each batch writes a few of
+// them (one per view_postings_per_write postings of the batch, and every one owed longer than
+// view_max_age, at most view_max_per_batch), so that a busy account's view is written once for
+// many postings and no batch writes thousands at once. A new account's view is written with the
+// batch that opens it, so that the views list every account (ListAccounts pages through them).
+// Stop writes everything owed. "view/<partition>" also records the low-water mark: every change
+// up to it is in the views, so a restart owes the views of what moved after it.
+// `wattledger ledger replay --verify` folds the log and materialises each view at its own tag.
 //
 // Meters: a meter belongs to at most one account across all partitions. The domain checks this
 // within a partition; MeterClaims checks it across partitions. A claim is taken when a decision
@@ -27,15 +31,14 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
-#include <thread>
-#include <unordered_set>
+#include <unordered_map>
 #include <vector>
 
 #include "services/ledger/domain/ledger.h"
@@ -55,10 +58,12 @@ struct LedgerOptions {
   Clock* clock = SystemClock::Default();
   // How long an RPC waits for its partition's writer before answering DEADLINE_EXCEEDED.
   std::chrono::milliseconds rpc_deadline{30'000};
-  // When a partition writes the views of the accounts it moved (see the file comment): once this
-  // many are waiting (bounds the batch that writes them), or this long after the last write.
-  size_t view_flush_accounts = 4'096;
-  std::chrono::milliseconds view_flush_interval{1'000};
+  // How fast a partition writes the views it owes (see the file comment): one per this many
+  // postings of a batch, and every view owed for longer than view_max_age, at most
+  // view_max_per_batch in one batch.
+  size_t view_postings_per_write = 8;
+  std::chrono::milliseconds view_max_age{10'000};
+  size_t view_max_per_batch = 1'024;
 };
 
 // Which account owns each meter, over every partition. Thread-safe.
@@ -76,40 +81,49 @@ class MeterClaims {
   std::map<std::string, std::pair<std::string, uint32_t>> owner_;
 };
 
-// Builds the state-CF view of a ledger partition's accounts; the same code serves the live
-// checkpoints and replay, so equal ledgers give equal digests.
-void MaterializeAccount(const Account& account, eventlog::WriteSet& ws);
-void MaterializeAccount(const v1::Account& account, eventlog::WriteSet& ws);
+// The state-CF views; the same code serves the live writers and replay, so equal states give
+// equal digests. An account's view is tagged with the seq it is as of.
+void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet& ws);
+// What MaterializeAccount stored: the tag and the account. A value without a tag (written before
+// views were tagged) gets `untagged`.
+Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account);
 // The system accounts of a partition that has any transaction (none for one without).
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws);
-// "The views of `partition` are as of its event `seq`."
-void MaterializeViewHead(uint32_t partition, uint64_t seq, eventlog::WriteSet& ws);
-// The state key of that record, and its value in `log`: nullopt if the partition never wrote one
-// (its views, if any, are then as of its head: logs written before views were checkpoints).
-std::string ViewHeadKey(uint32_t partition);
-Result<std::optional<uint64_t>> ViewHead(const eventlog::EventLog& log, uint32_t partition);
-Result<uint64_t> ParseViewHead(uint32_t partition, std::string_view value);
+// The "view/<partition>" record.
+struct ViewMark {
+  uint64_t low = 0;  // Every change of the partition up to this seq is in its views.
+  uint64_t seq = 0;  // Its system accounts' views are as of this seq.
+};
+void MaterializeViewMark(uint32_t partition, const ViewMark& mark, eventlog::WriteSet& ws);
+std::string ViewMarkKey(uint32_t partition);
+// The record of `partition` in `log`: nullopt if it never wrote one (a log written before views
+// were tagged, or one never written to: its views, if any, are as of its head).
+Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint32_t partition);
+Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition, std::string_view value);
 
 // Folds the events of one log partition with from_seq <= seq <= to_seq into `ledger` (in order,
-// a decision at a time), which must hold the state before from_seq. If `touched` is given, the
-// accounts the folded events moved are added to it. A fold to the end (to_seq UINT64_MAX) ends
-// with the ledger's whole-state invariant check.
+// a decision at a time), which must hold the state before from_seq. `on_event`, if given, is
+// called with the account and seq of each event folded. A fold to the end (to_seq UINT64_MAX)
+// ends with the ledger's whole-state invariant check.
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq = 1,
-               uint64_t to_seq = UINT64_MAX, std::unordered_set<std::string>* touched = nullptr);
+               uint64_t to_seq = UINT64_MAX,
+               const std::function<void(const std::string& account, uint64_t seq)>& on_event = nullptr);
 
 // What ReplayViews found.
 struct ReplayReport {
   std::string live_digest;      // Of `live`'s state column family,
   std::string replayed_digest;  // and of what the fold wrote: equal when the views are right.
-  std::vector<uint64_t> view_heads;  // Per partition, the event the views were compared at.
-  uint64_t accounts = 0;             // Accounts materialised.
+  std::vector<uint64_t> view_heads;  // Per partition, the seq its system accounts were compared at,
+  std::vector<uint64_t> view_lows;   // and the seq up to which every change is in its views.
+  uint64_t accounts = 0;             // Account views compared.
 };
 
-// Audit replay: folds each partition of `live` up to its view head, materialises that into the
-// empty `fresh` (same partitions), and folds the rest of the partition, which checks that every
-// later event fits the state too. The view heads are read from the snapshot the live digest is
-// taken of, and the events up to them never change, so a writer that goes on meanwhile changes
-// nothing that is compared. An event that does not fit is DATA_LOSS naming it.
+// Audit replay: folds each partition of `live` into the empty `fresh` (same partitions) and
+// materialises every view at the seq it is tagged with in `live` (an account without a view in
+// `live` gets one as of the end, which then differs); the fold goes on to the partition's end, so
+// every later event must fit the state too. The tags are read from the snapshot the live digest
+// is taken of, and the events up to them never change, so a writer that goes on meanwhile changes
+// nothing that is compared. An event that does not fit, or a tag beyond the log, is DATA_LOSS.
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh);
 
 class LedgerService final : public server::Service, public runtime::Handler, public v1::LedgerService::Service {
@@ -132,11 +146,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   // Records the usage event as CommandRejected, rule "poison_input".
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
-  // Writes the views of the accounts moved since the last checkpoint, when one is due.
+  // Writes the views of new accounts and a few of those owed, oldest first.
   void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
-  // Hands the checkpoint BeforeCommit staged, now that its batch is durable, to the view writer.
-  void AfterCommit(uint32_t partition) override;
-  // Writes every view still owed: a clean stop leaves the views as of the log's head.
+  // Writes every view still owed: a clean stop leaves every view up to date.
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
@@ -204,46 +216,33 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   template <typename Resp>
   grpc::Status OnWriters(const std::vector<uint32_t>& partitions,
                          std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn, std::vector<Resp>* out);
-  // The views partition p owes, as of its event `seq` (the end of the current batch): the
-  // accounts it moved since its last checkpoint and its system accounts. Clears what it owes.
-  // Writer p only.
-  struct Checkpoint {
-    uint32_t partition = 0;
-    uint64_t seq = 0;
-    std::vector<v1::Account> accounts;
-    std::vector<std::pair<std::string, int64_t>> system;  // Empty while it has no transaction.
-  };
-  Checkpoint TakeCheckpoint(uint32_t partition, uint64_t seq);
-  static void WriteCheckpoint(const Checkpoint& checkpoint, eventlog::WriteSet& ws);
-  // Waits until the view writer has committed every checkpoint of partition p handed to it: a
-  // partition's checkpoints land in order, whoever writes them.
-  void WaitViewsLanded(uint32_t partition);
-  void ViewWriterLoop();
-  void StopViewWriter();
+  // Writes the views partition p owes: with `all`, every one; else as the options say.
+  void WriteOwedViews(uint32_t partition, eventlog::WriteSet& ws, bool all);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
   Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
 
   std::unique_ptr<eventlog::EventLog> log_;
   LedgerOptions options_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
-  // What each partition moved since its views were last written. Writer p only.
-  struct Dirty {
-    std::unordered_set<std::string> accounts;
-    bool opened = false;  // An account was opened: its view must be written with this batch.
-    std::chrono::steady_clock::time_point since = std::chrono::steady_clock::now();
+  // The views each partition owes: accounts it moved after their views were last written, in the
+  // order they became owed. Writer p only.
+  struct Owed {
+    struct Entry {
+      std::string account;
+      uint64_t seq;  // The first event that moved it since its view was written.
+      std::chrono::steady_clock::time_point since;
+    };
+    std::deque<Entry> queue;  // Oldest first; an entry whose account is no longer owed (or owed
+                              // again, from a later seq) is skipped.
+    std::unordered_map<std::string, uint64_t> seq_of;  // Owed accounts.
+    std::vector<std::string> opened;  // Opened in this batch: their views are written with it.
+    size_t postings = 0;              // Accepted in this batch.
+    size_t credit = 0;                // Postings not yet paid for with a view write.
+    void Add(const std::string& account, uint64_t seq, std::chrono::steady_clock::time_point now);
+    // The oldest entry still owed, or null.
+    const Entry* Front();
   };
-  std::vector<Dirty> dirty_;
-  // A checkpoint BeforeCommit took, until AfterCommit hands it over (or Reload drops it with its
-  // failed batch). Writer p only.
-  std::vector<std::optional<Checkpoint>> staged_;
-  // The view writer: one thread that commits the partitions' checkpoints in the order they were
-  // handed over, so that a writer that took one does not wait for its serialisation and write.
-  std::mutex views_mu_;
-  std::condition_variable views_cv_;  // Work queued, stop asked, or a checkpoint landed.
-  std::deque<Checkpoint> views_queue_;
-  std::vector<size_t> views_in_flight_;  // Per partition: handed over, not yet committed.
-  bool views_stop_ = false;
-  std::thread views_thread_;
+  std::vector<Owed> owed_;
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.

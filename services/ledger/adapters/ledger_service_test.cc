@@ -85,25 +85,16 @@ class LedgerServiceTest : public ::testing::Test {
     return svc_->TopUp(nullptr, &r, resp);
   }
 
-  // The stored view of an account (what the last checkpoint wrote), not what the ledger holds.
+  // The stored view of an account (what was last written of it), not what the ledger holds.
   v1::Account StoredView(const std::string& id) {
     v1::Account a;
     auto v = svc_->log()->GetState("acct/" + id);
     EXPECT_TRUE(v.ok() && v->has_value()) << id;
     if (v.ok() && v->has_value()) {
-      EXPECT_TRUE(a.ParseFromString(**v));
+      uint64_t tag = 0;
+      EXPECT_TRUE(ParseAccountView(**v, 0, &tag, &a).ok());
     }
     return a;
-  }
-
-  // Waits (bounded) until the stored view of `id` shows `balance`: a checkpoint the writer handed
-  // to the view writer lands a little after the batch that took it is answered.
-  bool StoredBalanceBecomes(const std::string& id, int64_t balance) {
-    for (int i = 0; i < 500; ++i) {
-      if (StoredView(id).balance_minor() == balance) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    return false;
   }
 
   // Account ids that fall into partition p, as many as asked.
@@ -569,7 +560,9 @@ TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable)
   }, nullptr).ok());
   ASSERT_EQ(undone.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
 
-  // Durable state, which every restart rebuilds: M1 still belongs to a, and to a alone.
+  // Durable state, which every restart rebuilds: M1 still belongs to a, and to a alone. (Read
+  // after a restart: queries wait for the writers, which the 0 ms deadline would not.)
+  Restart();
   auto owners = [&] {
     std::vector<std::string> who;
     for (const auto& id : {a, c}) {
@@ -612,11 +605,12 @@ TEST_F(LedgerServiceTest, TotalsAreZeroAndReplayEqualsLive) {
   EXPECT_TRUE(report->ok) << report->problem;
 }
 
-TEST_F(LedgerServiceTest, ViewsAreCheckpointsWhileQueriesSeeEveryAcknowledgedWrite) {
-  options_.view_flush_accounts = 1'000'000;
-  options_.view_flush_interval = std::chrono::hours(1);
+TEST_F(LedgerServiceTest, ViewsLagThePostingsWhileQueriesSeeEveryAcknowledgedWrite) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::hours(1);
   Restart();
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  EXPECT_EQ(StoredView("A1").account_id(), "A1");  // Listed from the batch that opened it.
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
   Usage("C1", "A1", 3'000);
@@ -635,47 +629,65 @@ TEST_F(LedgerServiceTest, ViewsAreCheckpointsWhileQueriesSeeEveryAcknowledgedWri
   ASSERT_TRUE(svc_->GetTotals(nullptr, nullptr, &totals).ok());
   EXPECT_EQ(totals.tenant_total_minor(), 7'000);
   EXPECT_EQ(totals.system_minor().at("revenue"), 3'000);
-  // Replay compares the views where they were written, at the view head.
-  const uint32_t p = runtime::PartitionForKey("A1", kParts);
-  auto head = ViewHead(*svc_->log(), p);
-  ASSERT_TRUE(head.ok() && head->has_value());
-  EXPECT_LT(**head, svc_->log()->Head(p));
+  // Replay compares each view at its own tag.
   ExpectReplayEqualsLive();
-  // A clean stop writes what is owed: the views are then as of the head.
+  // A clean stop writes what is owed: every change is then in the views.
   Restart();
   EXPECT_EQ(StoredView("A1").balance_minor(), 7'000);
-  head = ViewHead(*svc_->log(), p);
-  ASSERT_TRUE(head.ok() && head->has_value());
-  EXPECT_EQ(**head, svc_->log()->Head(p));
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  auto mark = ReadViewMark(*svc_->log(), p);
+  ASSERT_TRUE(mark.ok() && mark->has_value());
+  EXPECT_EQ((*mark)->low, svc_->log()->Head(p));
+  EXPECT_EQ((*mark)->seq, svc_->log()->Head(p));
   ExpectReplayEqualsLive();
 }
 
-TEST_F(LedgerServiceTest, ViewsAreWrittenOnceEnoughAccountsAreOwed) {
-  options_.view_flush_accounts = 3;
-  options_.view_flush_interval = std::chrono::hours(1);
+TEST_F(LedgerServiceTest, ABatchWritesOneOwedViewPerSoManyPostingsOldestFirst) {
+  options_.view_postings_per_write = 2;
+  options_.view_max_age = std::chrono::hours(1);
   Restart();
   const auto ids = IdsIn(0, 3);
   for (const auto& id : ids) ASSERT_TRUE(Open(id, {"M" + id}).ok());
   v1::MutationResponse r;
+  // Each call is a batch of its own: the second posting pays for one view, the oldest owed.
   ASSERT_TRUE(TopUp(ids[0], 100, "K0", &r).ok());
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 0);
   ASSERT_TRUE(TopUp(ids[1], 200, "K1", &r).ok());
-  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 0);  // Two owed: below the bound.
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 100);
+  EXPECT_EQ(StoredView(ids[1]).balance_minor(), 0);
   ASSERT_TRUE(TopUp(ids[2], 300, "K2", &r).ok());
-  EXPECT_TRUE(StoredBalanceBecomes(ids[2], 300));
-  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 100);  // Written together, with the view head.
+  ASSERT_TRUE(TopUp(ids[0], 400, "K3", &r).ok());
   EXPECT_EQ(StoredView(ids[1]).balance_minor(), 200);
+  EXPECT_EQ(StoredView(ids[2]).balance_minor(), 0);
+  // ids[0] is owed again, behind ids[2]: every change before ids[2]'s top-up is in the views.
+  auto mark = ReadViewMark(*svc_->log(), 0);
+  ASSERT_TRUE(mark.ok() && mark->has_value());
+  EXPECT_LT((*mark)->low, (*mark)->seq);
   ExpectReplayEqualsLive();
 }
 
-TEST_F(LedgerServiceTest, CheckpointsLandInOrderWhetherWrittenInTheBackgroundOrWithAnOpen) {
-  // Small, frequent checkpoints handed to the view writer, with opens (written by the partition's
-  // writer itself) in between: at every moment the views equal a replay at their view head.
-  options_.view_flush_accounts = 2;
-  options_.view_flush_interval = std::chrono::milliseconds(1);
+TEST_F(LedgerServiceTest, AViewOwedLongerThanTheMaximumAgeIsWrittenWithTheNextBatch) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::milliseconds(1);
+  Restart();
+  const auto ids = IdsIn(0, 2);
+  for (const auto& id : ids) ASSERT_TRUE(Open(id, {"M" + id}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp(ids[0], 100, "K0", &r).ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(TopUp(ids[1], 200, "K1", &r).ok());
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 100);
+  ExpectReplayEqualsLive();
+}
+
+TEST_F(LedgerServiceTest, ViewsWrittenAtEveryPaceEqualAReplayAtEveryMoment) {
+  // One view per posting and any owed for a millisecond, from callers in parallel, with opens
+  // in between: at every moment each view equals a replay at its tag.
+  options_.view_postings_per_write = 1;
+  options_.view_max_age = std::chrono::milliseconds(1);
   Restart();
   const auto ids = IdsIn(2, 12);
   std::vector<std::string> open;
-  v1::MutationResponse r;
   int64_t key = 0;
   for (const auto& id : ids) {
     ASSERT_TRUE(Open(id, {"M" + id}).ok());
@@ -698,16 +710,16 @@ TEST_F(LedgerServiceTest, CheckpointsLandInOrderWhetherWrittenInTheBackgroundOrW
   ExpectReplayEqualsLive();
 }
 
-TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheViewHead) {
-  options_.view_flush_accounts = 1'000'000;
-  options_.view_flush_interval = std::chrono::hours(1);
+TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheLowWaterMark) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::hours(1);
   Restart();
-  const auto ids = IdsIn(1, 2);
+  const auto ids = IdsIn(1, 1);
   ASSERT_TRUE(Open(ids[0], {"M1"}).ok());
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp(ids[0], 10'000, "K1", &r).ok());
   // A failed batch makes the writer reload its partition from the store (as on a restart after
-  // kill -9): what it owed before must still be owed after.
+  // kill -9): what it owed before must still be owed after, and a clean stop then writes it.
   std::promise<Status> reloaded;
   ASSERT_TRUE(svc_->processor()->SubmitTo(1, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
     reloaded.set_value(svc_->Reload(p));
@@ -715,29 +727,35 @@ TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheViewHead) {
   }, nullptr).ok());
   ASSERT_TRUE(reloaded.get_future().get().ok());
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 0);
-  // Opening an account writes every view the partition owes, with its own.
-  ASSERT_TRUE(Open(ids[1], {"M2"}).ok());
+  Restart();
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 10'000);
   ExpectReplayEqualsLive();
 }
 
-TEST_F(LedgerServiceTest, ALogWithoutViewHeadsGetsThemAtStartSoNothingOwedIsForgotten) {
-  options_.view_flush_accounts = 1'000'000;
-  options_.view_flush_interval = std::chrono::hours(1);
+TEST_F(LedgerServiceTest, ALogWithoutMarksOrTagsGetsAMarkAtStartSoNothingOwedIsForgotten) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::hours(1);
   Restart();
-  const auto ids = IdsIn(3, 2);
+  const auto ids = IdsIn(3, 1);
   ASSERT_TRUE(Open(ids[0], {"M1"}).ok());
-  // As a log written before views were checkpoints: views as of the head, and no view head.
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp(ids[0], 5'000, "K0", &r).ok());
+  // As a log written before views were tagged: every view (untagged) as of the head, no marks.
   svc_->Stop();
   eventlog::WriteSet ws;
-  for (uint32_t p = 0; p < kParts; ++p) ws.DeleteState(ViewHeadKey(p));
+  for (uint32_t p = 0; p < kParts; ++p) ws.DeleteState(ViewMarkKey(p));
+  ws.PutState("acct/" + ids[0], StoredView(ids[0]).SerializeAsString());
   ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
-  Restart();
-  auto head = ViewHead(*svc_->log(), 3);
-  ASSERT_TRUE(head.ok() && head->has_value());
-  EXPECT_EQ(**head, svc_->log()->Head(3));
+  ExpectReplayEqualsLive();
+  Restart();  // Writes the views again, tagged, and then the marks.
+  auto mark = ReadViewMark(*svc_->log(), 3);
+  ASSERT_TRUE(mark.ok() && mark->has_value());
+  EXPECT_EQ((*mark)->low, svc_->log()->Head(3));
+  auto stored = svc_->log()->GetState("acct/" + ids[0]);
+  ASSERT_TRUE(stored.ok() && stored->has_value());
+  EXPECT_EQ((**stored)[0], '\0') << "not tagged";
+  ExpectReplayEqualsLive();
   // What is owed after the restart stays owed across a reload.
-  v1::MutationResponse r;
   ASSERT_TRUE(TopUp(ids[0], 10'000, "K1", &r).ok());
   std::promise<Status> reloaded;
   ASSERT_TRUE(svc_->processor()->SubmitTo(3, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
@@ -745,8 +763,8 @@ TEST_F(LedgerServiceTest, ALogWithoutViewHeadsGetsThemAtStartSoNothingOwedIsForg
     return nullptr;
   }, nullptr).ok());
   ASSERT_TRUE(reloaded.get_future().get().ok());
-  ASSERT_TRUE(Open(ids[1], {"M2"}).ok());
-  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 10'000);
+  Restart();
+  EXPECT_EQ(StoredView(ids[0]).balance_minor(), 15'000);
   ExpectReplayEqualsLive();
 }
 
@@ -754,27 +772,38 @@ TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongOrAheadOfTheLog) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
-  svc_->Stop();  // Every view written, as of the head.
+  svc_->Stop();  // Every view written.
   ExpectReplayEqualsLive();
-  v1::Account wrong = StoredView("A1");
-  wrong.set_balance_minor(wrong.balance_minor() + 1);
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  const uint64_t head = svc_->log()->Head(p);
+  auto replay = [&](const std::string& name) {
+    auto fresh = OpenLog(name, "ledger");
+    return ReplayViews(*svc_->log(), fresh.get());
+  };
+  Account wrong;
+  wrong.id = "A1";
+  wrong.balance_minor = 10'001;
   eventlog::WriteSet ws;
-  MaterializeAccount(wrong, ws);
+  MaterializeAccount(wrong, head, ws);
   ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
-  auto fresh = OpenLog("fresh-wrong", "ledger");
-  auto report = ReplayViews(*svc_->log(), fresh.get());
+  auto report = replay("fresh-wrong");
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_NE(report->replayed_digest, report->live_digest);
 
-  const uint32_t p = runtime::PartitionForKey("A1", kParts);
   eventlog::WriteSet ahead;
-  MaterializeViewHead(p, svc_->log()->Head(p) + 1, ahead);
+  MaterializeAccount(wrong, head + 1, ahead);
   ASSERT_TRUE(svc_->log()->Commit(std::move(ahead)).ok());
-  auto fresh2 = OpenLog("fresh-ahead", "ledger");
-  auto refused = ReplayViews(*svc_->log(), fresh2.get());
+  auto refused = replay("fresh-ahead");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kDataLoss) << refused.status().ToString();
-  EXPECT_NE(refused.status().message().find("does not hold"), std::string::npos) << refused.status().ToString();
+  EXPECT_NE(refused.status().message().find("beyond the partition's end"), std::string::npos) << refused.status().ToString();
+
+  eventlog::WriteSet mark;
+  MaterializeViewMark(p, ViewMark{head, head + 1}, mark);
+  ASSERT_TRUE(svc_->log()->Commit(std::move(mark)).ok());
+  auto refused2 = replay("fresh-mark");
+  ASSERT_FALSE(refused2.ok());
+  EXPECT_NE(refused2.status().message().find("does not hold"), std::string::npos) << refused2.status().ToString();
   svc_.reset();  // Its restart would refuse the log too.
 }
 

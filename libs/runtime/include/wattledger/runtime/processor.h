@@ -66,10 +66,6 @@ class Handler {
   // called for a batch that is undone. Must not throw: the process stops if it does, since the
   // handler's state and the batch would no longer match.
   virtual void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) {}
-  // After a batch's WriteSet is durable (or it wrote nothing), before its replies run: what
-  // BeforeCommit prepared may now be acted on. Not called for a batch that failed (Reload is).
-  // Must not throw.
-  virtual void AfterCommit(uint32_t partition) {}
   // Once per partition when the processor stops, after the last batch (no input comes after it):
   // where a handler that defers writes (a checkpoint of its views) writes what it still owes. ws
   // is committed if not empty; a failure is logged, since nothing is left to answer. Must not
