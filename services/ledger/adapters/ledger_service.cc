@@ -428,8 +428,8 @@ namespace {
 // thread waits for a commit, so the number of requests in flight is bounded by the partition
 // queues (RESOURCE_EXHAUSTED beyond), not by a thread pool. gRPC keeps the request and response
 // alive until the reactor is finished, also when the client has given up (deadline or cancel).
-// Reads are quick (a state read, or one writer batch for statements and transactions) and are
-// answered inline.
+// Reads are answered the same way: queued on the writers they need, and finished by the last
+// writer to answer, once its batch is durable.
 class LedgerGrpc final : public v1::LedgerService::CallbackService {
  public:
   explicit LedgerGrpc(LedgerService* ledger) : ledger_(ledger) {}
@@ -458,12 +458,15 @@ class LedgerGrpc final : public v1::LedgerService::CallbackService {
   WL_LEDGER_GRPC_MUTATION(Adjust, AdjustRequest)
 #undef WL_LEDGER_GRPC_MUTATION
 
-#define WL_LEDGER_GRPC_READ(Method, Request, Response)                                            \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,       \
-                                   v1::Response* resp) override {                                 \
-    auto* reactor = ctx->DefaultReactor();                                                         \
-    reactor->Finish(ledger_->Method(nullptr, req, resp)); /* The reads do not use the context. */   \
-    return reactor;                                                                                \
+#define WL_LEDGER_GRPC_READ(Method, Request, Response)                                          \
+  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,     \
+                                   v1::Response* resp) override {                               \
+    auto* reactor = ctx->DefaultReactor();                                                       \
+    ledger_->Method##Async(*req, [reactor, resp](grpc::Status status, v1::Response* answer) {     \
+      if (status.ok()) *resp = std::move(*answer);                                               \
+      reactor->Finish(status);                                                                   \
+    });                                                                                          \
+    return reactor;                                                                              \
   }
   WL_LEDGER_GRPC_READ(GetAccount, GetAccountRequest, Account)
   WL_LEDGER_GRPC_READ(ListAccounts, ListAccountsRequest, ListAccountsResponse)
@@ -820,55 +823,64 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
   if (!submitted.ok()) (*answer)(server::ToGrpc(submitted), nullptr);
 }
 
-grpc::Status LedgerService::AwaitMutation(const std::function<void(MutationDone)>& start,
-                                          v1::MutationResponse* response) {
-  // Owned jointly by this call and the writer: the writer never touches *response, which gRPC
-  // frees once this function returned (possibly on the deadline, before the writer answered).
+template <typename Resp>
+grpc::Status LedgerService::Await(const std::function<void(Done<Resp>)>& start, Resp* out, const char* on_deadline) {
+  // Owned jointly by this call and the answering thread, which never touches *out: gRPC frees it
+  // once this function returned (possibly on the deadline, before the answer came).
   struct Call {
     std::promise<grpc::Status> done;
-    v1::MutationResponse response;
+    Resp result;
   };
   auto call = std::make_shared<Call>();
   auto future = call->done.get_future();
-  start([call](grpc::Status status, v1::MutationResponse* r) {
-    if (r != nullptr) call->response = std::move(*r);
+  start([call](grpc::Status status, Resp* r) {
+    if (r != nullptr) call->result = std::move(*r);
     call->done.set_value(std::move(status));
   });
   if (future.wait_for(options_.rpc_deadline) != std::future_status::ready) {
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED,
-                        "the ledger did not answer in time; retry with the same idempotency key");
+    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, std::string("the ledger did not answer in time; ") + on_deadline);
   }
   grpc::Status status = future.get();
-  if (status.ok()) *response = std::move(call->response);
+  if (status.ok()) *out = std::move(call->result);
   return status;
 }
 
 template <typename Resp>
-grpc::Status LedgerService::OnWriters(const std::vector<uint32_t>& partitions,
-                                      std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,
-                                      std::vector<Resp>* out) {
-  if (!processor_) return {grpc::StatusCode::UNAVAILABLE, "the ledger is not started"};
+void LedgerService::OnWritersAsync(std::vector<uint32_t> partitions,
+                                   std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,
+                                   std::function<void(grpc::Status, std::vector<Resp>*)> done) {
+  if (!processor_) return done({grpc::StatusCode::UNAVAILABLE, "the ledger is not started"}, nullptr);
   if (runtime::Processor::OnWriterThread()) {
     // A writer (say, in a MutationDone) that waited for a writer's answer could wait for itself.
-    return {grpc::StatusCode::FAILED_PRECONDITION, "a ledger query cannot be made from a writer thread"};
+    return done({grpc::StatusCode::FAILED_PRECONDITION, "a ledger query cannot be made from a writer thread"}, nullptr);
   }
-  // Owned jointly by this call and the writers: they fill `results`, never *out, so that a late
-  // answer after the deadline writes nothing the caller has given up.
+  if (partitions.empty()) {
+    std::vector<Resp> none;
+    return done(grpc::Status::OK, &none);
+  }
+  // Shared by the partitions' answers; the last one to arrive calls `done`, on its writer.
   struct Call {
     std::mutex mu;
-    std::condition_variable done;
     size_t pending = 0;
     std::vector<grpc::Status> statuses;
     std::vector<Resp> results;
+    std::function<void(grpc::Status, std::vector<Resp>*)> done;
   };
   auto call = std::make_shared<Call>();
   call->pending = partitions.size();
   call->statuses.resize(partitions.size());
   call->results.resize(partitions.size());
+  call->done = std::move(done);
   auto finish = [call](size_t i, grpc::Status status) {
-    std::lock_guard lock(call->mu);
-    call->statuses[i] = std::move(status);
-    if (--call->pending == 0) call->done.notify_all();
+    {
+      std::lock_guard lock(call->mu);
+      call->statuses[i] = std::move(status);
+      if (--call->pending > 0) return;
+    }
+    for (const grpc::Status& s : call->statuses) {
+      if (!s.ok()) return call->done(s, nullptr);  // The first partition's error wins.
+    }
+    call->done(grpc::Status::OK, &call->results);
   };
   for (size_t i = 0; i < partitions.size(); ++i) {
     const uint32_t p = partitions[i];
@@ -883,27 +895,19 @@ grpc::Status LedgerService::OnWriters(const std::vector<uint32_t>& partitions,
     }, [finish, i](const Status& why) { finish(i, server::ToGrpc(why)); });
     if (!submitted.ok()) finish(i, server::ToGrpc(submitted));
   }
-  std::unique_lock lock(call->mu);
-  if (!call->done.wait_for(lock, options_.rpc_deadline, [&] { return call->pending == 0; })) {
-    return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "the ledger did not answer in time; retry");
-  }
-  for (const grpc::Status& status : call->statuses) {
-    if (!status.ok()) return status;
-  }
-  *out = std::move(call->results);
-  return grpc::Status::OK;
 }
 
 template <typename Resp>
-grpc::Status LedgerService::OnWriter(uint32_t p, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out) {
-  std::vector<Resp> results;
-  grpc::Status status = OnWriters<Resp>(
-      {p}, [fn = std::move(fn)](uint32_t, const Ledger& ledger, Resp* r) { return fn(ledger, r); }, &results);
-  if (status.ok()) *out = std::move(results.front());
-  return status;
+void LedgerService::OnWriterAsync(uint32_t p, std::function<grpc::Status(const Ledger&, Resp*)> fn, Done<Resp> done) {
+  OnWritersAsync<Resp>(
+      {p}, [fn = std::move(fn)](uint32_t, const Ledger& ledger, Resp* r) { return fn(ledger, r); },
+      [done = std::move(done)](grpc::Status status, std::vector<Resp>* results) {
+        done(std::move(status), results != nullptr ? &results->front() : nullptr);
+      });
 }
 
 namespace {
+constexpr char kRetryWithKey[] = "retry with the same idempotency key";
 uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
   return runtime::PartitionForKey(account, partitions);
 }
@@ -921,7 +925,8 @@ uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
   }                                                                                                  \
   grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req,                  \
                                      v1::MutationResponse* resp) {                                  \
-    return AwaitMutation([&](MutationDone done) { Method##Async(*req, std::move(done)); }, resp);   \
+    return Await<v1::MutationResponse>([&](MutationDone done) { Method##Async(*req, std::move(done)); }, resp, \
+                                       kRetryWithKey);                                              \
   }
 
 namespace {
@@ -956,13 +961,14 @@ void LedgerService::ReverseAsync(const v1::ReverseRequest& req, MutationDone don
 }
 
 grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseRequest* req, v1::MutationResponse* resp) {
-  return AwaitMutation([&](MutationDone done) { ReverseAsync(*req, std::move(done)); }, resp);
+  return Await<v1::MutationResponse>([&](MutationDone done) { ReverseAsync(*req, std::move(done)); }, resp,
+                                     kRetryWithKey);
 }
 
-grpc::Status LedgerService::GetAccount(grpc::ServerContext*, const v1::GetAccountRequest* req, v1::Account* resp) {
-  if (req->account_id().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"};
-  const std::string id = req->account_id();
-  std::function<grpc::Status(const Ledger&, v1::Account*)> fn = [id](const Ledger& ledger, v1::Account* out) {
+void LedgerService::GetAccountAsync(const v1::GetAccountRequest& req, Done<v1::Account> done) {
+  if (req.account_id().empty()) return done({grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"}, nullptr);
+  const std::string id = req.account_id();
+  OnWriterAsync<v1::Account>(AccountPartition(id, log_->partitions()), [id](const Ledger& ledger, v1::Account* out) {
     const Account* a = ledger.FindAccount(id);
     if (a == nullptr) {
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
@@ -970,73 +976,72 @@ grpc::Status LedgerService::GetAccount(grpc::ServerContext*, const v1::GetAccoun
     }
     *out = ToProto(*a);
     return grpc::Status::OK;
-  };
-  return OnWriter(AccountPartition(id, log_->partitions()), fn, resp);
+  }, std::move(done));
 }
 
-grpc::Status LedgerService::ListAccounts(grpc::ServerContext*, const v1::ListAccountsRequest* req,
-                                         v1::ListAccountsResponse* resp) {
-  if (req->page_size() < 0 || req->page_size() > 1000) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "page_size must be 0..1000"};
+void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v1::ListAccountsResponse> done) {
+  if (req.page_size() < 0 || req.page_size() > 1000) {
+    return done({grpc::StatusCode::INVALID_ARGUMENT, "page_size must be 0..1000"}, nullptr);
   }
-  const size_t limit = req->page_size() == 0 ? 100 : static_cast<size_t>(req->page_size());
-  // The ids come in order from the view (every account is in it from the batch that opened it);
+  const size_t limit = req.page_size() == 0 ? 100 : static_cast<size_t>(req.page_size());
+  // The ids come in order from the views (every account has one from the batch that opened it);
   // what is said of each comes from its partition's writer, as for GetAccount.
-  std::vector<std::string> ids;
+  auto ids = std::make_shared<std::vector<std::string>>();
   bool more = false;
   std::string from;
-  if (!req->page_token().empty()) from = kAccountPrefix + req->page_token() + '\0';  // The first id after it.
+  if (!req.page_token().empty()) from = kAccountPrefix + req.page_token() + '\0';  // The first id after it.
   Status s = log_->ScanState(kAccountPrefix, [&](std::string_view key, std::string_view) {
-    if (ids.size() == limit) {
+    if (ids->size() == limit) {
       more = true;
       return false;
     }
-    ids.emplace_back(key.substr(sizeof(kAccountPrefix) - 1));
+    ids->emplace_back(key.substr(sizeof(kAccountPrefix) - 1));
     return true;
   }, from);
-  if (!s.ok()) return server::ToGrpc(s);
+  if (!s.ok()) return done(server::ToGrpc(s), nullptr);
 
   std::vector<uint32_t> partitions;
-  // Shared with the writers, which may still run after a deadline sent this call away.
   auto wanted = std::make_shared<std::vector<std::vector<std::string>>>(log_->partitions());
-  for (const std::string& id : ids) {
+  for (const std::string& id : *ids) {
     const uint32_t p = AccountPartition(id, log_->partitions());
     if ((*wanted)[p].empty()) partitions.push_back(p);
     (*wanted)[p].push_back(id);
   }
-  std::vector<v1::ListAccountsResponse> found;
-  grpc::Status status = OnWriters<v1::ListAccountsResponse>(
-      partitions, [wanted](uint32_t p, const Ledger& ledger, v1::ListAccountsResponse* out) {
+  OnWritersAsync<v1::ListAccountsResponse>(
+      std::move(partitions),
+      [wanted](uint32_t p, const Ledger& ledger, v1::ListAccountsResponse* out) {
         for (const std::string& id : (*wanted)[p]) {
           const Account* a = ledger.FindAccount(id);
           if (a == nullptr) {
             return grpc::Status(grpc::StatusCode::DATA_LOSS,
-                                "the view lists account " + id + " but the ledger does not hold it");
+                                "the views list account " + id + " but the ledger does not hold it");
           }
           *out->add_accounts() = ToProto(*a);
         }
         return grpc::Status::OK;
-      }, &found);
-  if (!status.ok()) return status;
-  std::map<std::string, v1::Account*, std::less<>> by_id;
-  for (auto& part : found) {
-    for (auto& a : *part.mutable_accounts()) by_id[a.account_id()] = &a;
-  }
-  for (const std::string& id : ids) *resp->add_accounts() = std::move(*by_id.at(id));
-  if (more) resp->set_next_page_token(ids.back());
-  return grpc::Status::OK;
+      },
+      [ids, more, done = std::move(done)](grpc::Status status, std::vector<v1::ListAccountsResponse>* found) {
+        if (!status.ok()) return done(std::move(status), nullptr);
+        std::map<std::string, v1::Account*, std::less<>> by_id;
+        for (auto& part : *found) {
+          for (auto& a : *part.mutable_accounts()) by_id[a.account_id()] = &a;
+        }
+        v1::ListAccountsResponse page;
+        for (const std::string& id : *ids) *page.add_accounts() = std::move(*by_id.at(id));
+        if (more) page.set_next_page_token(ids->back());
+        done(grpc::Status::OK, &page);
+      });
 }
 
-grpc::Status LedgerService::GetStatement(grpc::ServerContext*, const v1::GetStatementRequest* req,
-                                         v1::GetStatementResponse* resp) {
-  if (req->account_id().empty()) return {grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"};
-  const int64_t to = req->to_us() == 0 ? INT64_MAX : req->to_us();
-  if (req->from_us() < 0 || to < req->from_us()) {
-    return {grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"};
+void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v1::GetStatementResponse> done) {
+  if (req.account_id().empty()) return done({grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"}, nullptr);
+  const int64_t to = req.to_us() == 0 ? INT64_MAX : req.to_us();
+  if (req.from_us() < 0 || to < req.from_us()) {
+    return done({grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"}, nullptr);
   }
-  const v1::GetStatementRequest r = *req;
-  std::function<grpc::Status(const Ledger&, v1::GetStatementResponse*)> fn =
-      [r, to](const Ledger& ledger, v1::GetStatementResponse* out) {
+  OnWriterAsync<v1::GetStatementResponse>(
+      AccountPartition(req.account_id(), log_->partitions()),
+      [r = req, to](const Ledger& ledger, v1::GetStatementResponse* out) {
         auto st = ledger.GetStatement(r.account_id(), r.from_us(), to);
         if (!st.ok()) return server::ToGrpc(st.status());
         out->set_account_id(st->account_id);
@@ -1044,61 +1049,75 @@ grpc::Status LedgerService::GetStatement(grpc::ServerContext*, const v1::GetStat
         out->set_closing_balance_minor(st->closing_balance_minor);
         for (const auto& e : st->entries) *out->add_entries() = ToProto(e);
         return grpc::Status::OK;
-      };
-  return OnWriter(AccountPartition(r.account_id(), log_->partitions()), fn, resp);
+      },
+      std::move(done));
 }
 
-grpc::Status LedgerService::GetTransaction(grpc::ServerContext*, const v1::GetTransactionRequest* req,
-                                           v1::Transaction* resp) {
-  auto p = PartitionOfTxn(req->txn_id());
-  if (!p.ok()) return server::ToGrpc(p.status());
-  const std::string id = req->txn_id();
-  std::function<grpc::Status(const Ledger&, v1::Transaction*)> fn = [id](const Ledger& ledger, v1::Transaction* out) {
+void LedgerService::GetTransactionAsync(const v1::GetTransactionRequest& req, Done<v1::Transaction> done) {
+  auto p = PartitionOfTxn(req.txn_id());
+  if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);
+  OnWriterAsync<v1::Transaction>(*p, [id = req.txn_id()](const Ledger& ledger, v1::Transaction* out) {
     const std::optional<TxnRecord> t = ledger.FindTxn(id);
     if (!t) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
     *out = ToProto(*t);
     return grpc::Status::OK;
-  };
-  return OnWriter(*p, fn, resp);
+  }, std::move(done));
 }
 
-grpc::Status LedgerService::GetTotals(grpc::ServerContext*, const v1::LedgerTotalsRequest*,
-                                      v1::LedgerTotalsResponse* resp) {
+void LedgerService::GetTotalsAsync(const v1::LedgerTotalsRequest&, Done<v1::LedgerTotalsResponse> done) {
   // Each partition's postings balance within it, so the sum over partitions read one after the
   // other is zero like each of them.
   std::vector<uint32_t> all(log_->partitions());
   for (uint32_t p = 0; p < all.size(); ++p) all[p] = p;
-  std::vector<v1::LedgerTotalsResponse> parts;
-  grpc::Status status = OnWriters<v1::LedgerTotalsResponse>(
-      all, [](uint32_t, const Ledger& ledger, v1::LedgerTotalsResponse* out) {
+  OnWritersAsync<v1::LedgerTotalsResponse>(
+      std::move(all),
+      [](uint32_t, const Ledger& ledger, v1::LedgerTotalsResponse* out) {
         out->set_tenant_total_minor(ledger.state().tenant_total_minor);
         out->set_accounts(static_cast<int64_t>(ledger.state().accounts.size()));
         for (const auto& [name, balance] : ledger.state().system_balances) (*out->mutable_system_minor())[name] = balance;
         return grpc::Status::OK;
-      }, &parts);
-  if (!status.ok()) return status;
-  // Each partition's sums fit in int64 (the domain refuses what would not); theirs may not.
-  __int128 tenants = 0, accounts = 0, system = 0;
-  std::map<std::string, __int128> by_name;
-  for (const auto& part : parts) {
-    tenants += part.tenant_total_minor();
-    accounts += part.accounts();
-    for (const auto& [name, balance] : part.system_minor()) {
-      by_name[name] += balance;
-      system += balance;
-    }
-  }
-  auto fits = [](__int128 v) { return v >= INT64_MIN && v <= INT64_MAX; };
-  bool all_fit = fits(tenants) && fits(system);
-  for (const auto& [name, sum] : by_name) all_fit = all_fit && fits(sum);
-  if (!all_fit) {
-    return {grpc::StatusCode::OUT_OF_RANGE, "the totals over all partitions do not fit in 64 bits; read them per account"};
-  }
-  for (const auto& [name, sum] : by_name) (*resp->mutable_system_minor())[name] = static_cast<int64_t>(sum);
-  resp->set_tenant_total_minor(static_cast<int64_t>(tenants));
-  resp->set_accounts(static_cast<int64_t>(accounts));
-  resp->set_total_minor(static_cast<int64_t>(tenants + system));
-  return grpc::Status::OK;
+      },
+      [done = std::move(done)](grpc::Status status, std::vector<v1::LedgerTotalsResponse>* parts) {
+        if (!status.ok()) return done(std::move(status), nullptr);
+        // Each partition's sums fit in int64 (the domain refuses what would not); theirs may not.
+        __int128 tenants = 0, accounts = 0, system = 0;
+        std::map<std::string, __int128> by_name;
+        for (const auto& part : *parts) {
+          tenants += part.tenant_total_minor();
+          accounts += part.accounts();
+          for (const auto& [name, balance] : part.system_minor()) {
+            by_name[name] += balance;
+            system += balance;
+          }
+        }
+        auto fits = [](__int128 v) { return v >= INT64_MIN && v <= INT64_MAX; };
+        bool all_fit = fits(tenants) && fits(system);
+        for (const auto& [name, sum] : by_name) all_fit = all_fit && fits(sum);
+        if (!all_fit) {
+          return done({grpc::StatusCode::OUT_OF_RANGE,
+                       "the totals over all partitions do not fit in 64 bits; read them per account"},
+                      nullptr);
+        }
+        v1::LedgerTotalsResponse totals;
+        for (const auto& [name, sum] : by_name) (*totals.mutable_system_minor())[name] = static_cast<int64_t>(sum);
+        totals.set_tenant_total_minor(static_cast<int64_t>(tenants));
+        totals.set_accounts(static_cast<int64_t>(accounts));
+        totals.set_total_minor(static_cast<int64_t>(tenants + system));
+        done(grpc::Status::OK, &totals);
+      });
 }
+
+#define WL_LEDGER_READ(Method, Request, Response)                                                          \
+  grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req, v1::Response* resp) {  \
+    const v1::Request copy = req == nullptr ? v1::Request() : *req;                                        \
+    return Await<v1::Response>([&](Done<v1::Response> done) { Method##Async(copy, std::move(done)); }, resp, \
+                               "retry");                                                                 \
+  }
+WL_LEDGER_READ(GetAccount, GetAccountRequest, Account)
+WL_LEDGER_READ(ListAccounts, ListAccountsRequest, ListAccountsResponse)
+WL_LEDGER_READ(GetStatement, GetStatementRequest, GetStatementResponse)
+WL_LEDGER_READ(GetTransaction, GetTransactionRequest, Transaction)
+WL_LEDGER_READ(GetTotals, LedgerTotalsRequest, LedgerTotalsResponse)
+#undef WL_LEDGER_READ
 
 }  // namespace wattledger::ledger::adapters

@@ -156,7 +156,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // caller's thread when the request was refused before it was queued. `response` is set (and
   // may be moved from) only when the status is OK. It must not query the ledger (a query waits for a
   // writer, and this runs on one): such a query is answered FAILED_PRECONDITION.
-  using MutationDone = std::function<void(grpc::Status status, v1::MutationResponse* response)>;
+  template <typename Resp>
+  using Done = std::function<void(grpc::Status status, Resp* response)>;
+  using MutationDone = Done<v1::MutationResponse>;
 
   // Mutations without a waiting thread: as many may be in flight as the partitions' queues hold
   // (a full queue answers RESOURCE_EXHAUSTED). The synchronous methods below wait on these.
@@ -172,6 +174,14 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void RefundAsync(const v1::RefundRequest& req, MutationDone done);
   void ReverseAsync(const v1::ReverseRequest& req, MutationDone done);
   void AdjustAsync(const v1::AdjustRequest& req, MutationDone done);
+
+  // Queries without a waiting thread, answered by the writers of the partitions they read (after
+  // their batch is durable), like the mutations. The synchronous methods below wait on these.
+  void GetAccountAsync(const v1::GetAccountRequest& req, Done<v1::Account> done);
+  void ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v1::ListAccountsResponse> done);
+  void GetStatementAsync(const v1::GetStatementRequest& req, Done<v1::GetStatementResponse> done);
+  void GetTransactionAsync(const v1::GetTransactionRequest& req, Done<v1::Transaction> done);
+  void GetTotalsAsync(const v1::LedgerTotalsRequest& req, Done<v1::LedgerTotalsResponse> done);
 
   // The writers, for tests that need to place work between a service's commands.
   runtime::Processor* processor() const { return processor_.get(); }
@@ -200,22 +210,24 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   using Build = std::function<Result<Command>(std::string txn_id, int64_t time_us)>;
 
   // Runs a domain command on `partition`'s writer: decides, records the events (or the
-  // rejection), updates the in-memory ledger and the materialised view.
+  // rejection), updates the in-memory ledger and notes the views it now owes.
   Outcome Execute(uint32_t partition, const Command& command, eventlog::WriteSet& ws,
                   const eventlog::Causation& causation, const std::string& actor);
   void MutateAsync(uint32_t partition, std::string request_id, Build build, MutationDone done);
-  // Starts a mutation with `start` and waits for its answer, at most options_.rpc_deadline.
-  grpc::Status AwaitMutation(const std::function<void(MutationDone)>& start, v1::MutationResponse* response);
-  // Runs `fn` on the partition's writer thread (a read that needs the in-memory ledger), waits,
-  // and moves its result into *out. `fn` fills a result owned by the call's shared state, never
-  // *out itself, so a late answer after a deadline writes nothing the RPC has given up.
+  // Starts a call with `start` and waits for its answer, at most options_.rpc_deadline (then
+  // DEADLINE_EXCEEDED, saying "the ledger did not answer in time; <on_deadline>").
   template <typename Resp>
-  grpc::Status OnWriter(uint32_t partition, std::function<grpc::Status(const Ledger&, Resp*)> fn, Resp* out);
-  // OnWriter on several partitions at once (each answers after its own batch): (*out)[i] is the
-  // result of partitions[i]. The first error wins.
+  grpc::Status Await(const std::function<void(Done<Resp>)>& start, Resp* out, const char* on_deadline);
+  // Runs `fn` on each partition's writer (a read of the in-memory ledger) and calls `done` with
+  // the results in the order of `partitions` once every writer answered, each after its batch
+  // is durable; the first partition's error wins. `done` runs on a writer thread, or on the
+  // caller's if the call is refused at once (not started, or made from a writer thread, which
+  // would wait for itself: FAILED_PRECONDITION).
   template <typename Resp>
-  grpc::Status OnWriters(const std::vector<uint32_t>& partitions,
-                         std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn, std::vector<Resp>* out);
+  void OnWritersAsync(std::vector<uint32_t> partitions, std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,
+                      std::function<void(grpc::Status, std::vector<Resp>*)> done);
+  template <typename Resp>
+  void OnWriterAsync(uint32_t partition, std::function<grpc::Status(const Ledger&, Resp*)> fn, Done<Resp> done);
   // Writes the views partition p owes: with `all`, every one; else as the options say.
   void WriteOwedViews(uint32_t partition, eventlog::WriteSet& ws, bool all);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;

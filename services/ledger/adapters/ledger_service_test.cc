@@ -1018,6 +1018,29 @@ TEST_F(LedgerServiceTest, GrpcTopUpsInFlightAreAnsweredThroughTheCallbackServer)
   v1::Account a;
   ASSERT_TRUE(stub->GetAccount(&ctx, g, &a).ok());
   EXPECT_EQ(a.balance_minor(), 100 * kCalls);
+  // The other reads go the same way: answered by the writers, no thread waiting.
+  grpc::ClientContext lctx, tctx, sctx, xctx, nctx;
+  v1::ListAccountsResponse list;
+  ASSERT_TRUE(stub->ListAccounts(&lctx, v1::ListAccountsRequest(), &list).ok());
+  ASSERT_EQ(list.accounts_size(), 1);
+  EXPECT_EQ(list.accounts(0).balance_minor(), 100 * kCalls);
+  v1::LedgerTotalsResponse totals;
+  ASSERT_TRUE(stub->GetTotals(&tctx, v1::LedgerTotalsRequest(), &totals).ok());
+  EXPECT_EQ(totals.tenant_total_minor(), 100 * kCalls);
+  EXPECT_EQ(totals.total_minor(), 0);
+  v1::GetStatementRequest sr;
+  sr.set_account_id("A1");
+  v1::GetStatementResponse st;
+  ASSERT_TRUE(stub->GetStatement(&sctx, sr, &st).ok());
+  EXPECT_EQ(st.closing_balance_minor(), 100 * kCalls);
+  v1::GetTransactionRequest tr;
+  tr.set_txn_id(*txns.begin());
+  v1::Transaction txn;
+  ASSERT_TRUE(stub->GetTransaction(&xctx, tr, &txn).ok());
+  EXPECT_EQ(txn.txn_id(), *txns.begin());
+  g.set_account_id("nobody");
+  grpc::Status missing = stub->GetAccount(&nctx, g, &a);
+  EXPECT_EQ(missing.error_code(), grpc::StatusCode::NOT_FOUND) << missing.error_message();
   server->Shutdown();
 }
 
