@@ -128,6 +128,26 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
   return Status::Ok();
 }
 
+void Processor::IdleWriter(uint32_t p) {
+  eventlog::WriteSet ws;
+  try {
+    handler_->OnIdle(p, ws);
+  } catch (const std::exception& e) {
+    WL_CHECK_MSG(false, std::string("OnIdle threw: ") + e.what());
+  } catch (...) {
+    WL_CHECK_MSG(false, "OnIdle threw a non-standard exception");
+  }
+  if (ws.empty()) return;
+  auto result = log_->Commit(std::move(ws));
+  if (result.ok()) return;
+  log::Error("an idle commit failed; reloading partition state from the store",
+             {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", result.status().ToString()}});
+  // What OnIdle took for written is not: the handler works it out again from the store. A store
+  // that is broken fails the next batch, which stops the process.
+  Status reload = handler_->Reload(p);
+  WL_CHECK_MSG(reload.ok(), reload.ToString());
+}
+
 void Processor::FinishWriter(uint32_t p) {
   eventlog::WriteSet ws;
   try {
@@ -221,8 +241,11 @@ void Processor::WriterLoop(uint32_t p) {
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
                               [&] { return !part.queue.empty() || stop_writing_; });
       if (part.queue.empty()) {
-        if (!stop_writing_) continue;
         lock.unlock();
+        if (!stop_writing_) {
+          IdleWriter(p);
+          continue;
+        }
         FinishWriter(p);
         break;
       }

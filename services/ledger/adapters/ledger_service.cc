@@ -238,7 +238,8 @@ void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::Write
 }
 
 void MaterializeViewMark(uint32_t partition, const ViewMark& mark, eventlog::WriteSet& ws) {
-  ws.PutState(ViewMarkKey(partition), std::to_string(mark.low) + " " + std::to_string(mark.seq));
+  ws.PutState(ViewMarkKey(partition), mark.untagged ? std::to_string(mark.seq)
+                                                    : std::to_string(mark.low) + " " + std::to_string(mark.seq));
 }
 
 Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition, std::string_view value) {
@@ -250,7 +251,8 @@ Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition
   auto [after_low, ec] = std::from_chars(value.data(), end, mark.low);
   if (ec != std::errc()) return bad();
   if (after_low == end) {
-    mark.seq = mark.low;  // One number: the views were all of one moment.
+    mark.seq = mark.low;  // One number: the views were all of one moment, untagged.
+    mark.untagged = true;
   } else {
     if (*after_low != ' ') return bad();
     auto [after_seq, ec2] = std::from_chars(after_low + 1, end, mark.seq);
@@ -349,6 +351,7 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
     // any, are as of its head.
     const ViewMark mark = marks[p].value_or(ViewMark{head, head});
     std::map<uint64_t, std::vector<std::string>> at;  // Tag -> accounts whose view is of it.
+    std::unordered_map<std::string_view, uint64_t> tag_of;
     std::set<std::string_view> untagged;
     for (const auto& [id, value] : views[p]) {
       if (value.empty() || value[0] != kTaggedView) untagged.insert(id);
@@ -362,14 +365,29 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
                                      ", beyond the partition's end " + std::to_string(head)));
       }
       at[tag].push_back(id);
+      tag_of[id] = tag;
     }
-    at.try_emplace(mark.seq);  // The system accounts' moment.
+    at.try_emplace(mark.seq);  // The system accounts' moment,
+    at.try_emplace(mark.low);  // and the one up to which every change must be in the views.
     Ledger ledger;
     eventlog::WriteSet ws;
     uint64_t folded = 0;
+    std::unordered_map<std::string, uint64_t> last_change;  // Of each account, in what was folded.
+    auto note = [&](const std::string& account, uint64_t seq) { last_change[account] = seq; };
     for (const auto& [tag, ids] : at) {
-      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag); !s.ok()) return in_partition(s);
+      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag, note); !s.ok()) return in_partition(s);
       folded = tag;
+      if (tag == mark.low) {
+        // A view older than its account's last change up to here is one the writer forgot.
+        for (const auto& [id, changed] : last_change) {
+          auto view = tag_of.find(id);
+          if (view != tag_of.end() && view->second < changed) {
+            return in_partition(DataLoss("the view of account " + id + " is of event " + std::to_string(view->second) +
+                                         ", but the account changed at event " + std::to_string(changed) +
+                                         ", which the mark says every view includes (" + std::to_string(mark.low) + ")"));
+          }
+        }
+      }
       for (const std::string& id : ids) {
         const Account* a = ledger.FindAccount(id);
         if (a == nullptr) {
@@ -385,7 +403,7 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
       }
       if (tag != mark.seq) continue;
       MaterializeSystem(p, ledger, ws);
-      if (marks[p]) MaterializeViewMark(p, *marks[p], ws);  // The low-water mark is taken as live has it.
+      if (marks[p]) MaterializeViewMark(p, *marks[p], ws);  // Its low was checked above.
     }
     if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX); !s.ok()) return in_partition(s);
     // Every account must have a view: one without is written as of the end, which live lacks.
@@ -417,6 +435,7 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
   owed_.resize(log_->partitions());
+  WL_CHECK_MSG(options_.view_postings_per_write > 0, "view_postings_per_write must be at least 1");
 }
 
 LedgerService::~LedgerService() { Stop(); }
@@ -490,12 +509,13 @@ Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic,
 
 Status LedgerService::Start(bus::Bus* bus) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) WL_RETURN_IF_ERROR(Reload(p));
-  // A partition without a mark has untagged views as of its head (a log written before views
-  // were tagged) or none (a new log): its views are written again, tagged, before anything
-  // moves, in parts; the mark comes last, so that a crash in between starts this over.
+  // A partition without a mark, or with an untagged one, has untagged views as of its head (a
+  // log written before views were tagged) or none (a new log): its views are written again,
+  // tagged, before anything moves, in parts; the mark comes last, so that a crash in between
+  // starts this over. (Reload treated the partition as owing nothing: all is in the views.)
   for (uint32_t p = 0; p < log_->partitions(); ++p) {
     WL_ASSIGN_OR_RETURN(std::optional<ViewMark> mark, ReadViewMark(*log_, p));
-    if (mark) continue;
+    if (mark && !mark->untagged) continue;
     const uint64_t head = log_->Head(p);
     eventlog::WriteSet ws;
     size_t in_ws = 0;
@@ -540,6 +560,11 @@ const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
 void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/false); }
 
 void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/true); }
+
+void LedgerService::OnIdle(uint32_t p, eventlog::WriteSet& ws) {
+  // No posting pays for a view here: only those owed too long are written.
+  WriteOwedViews(p, ws, /*all=*/false);
+}
 
 void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all) {
   Owed& owed = owed_[p];
@@ -827,6 +852,11 @@ template <typename Resp>
 grpc::Status LedgerService::Await(const std::function<void(Done<Resp>)>& start, Resp* out, const char* on_deadline) {
   // Owned jointly by this call and the answering thread, which never touches *out: gRPC frees it
   // once this function returned (possibly on the deadline, before the answer came).
+  if (runtime::Processor::OnWriterThread()) {
+    // The answer comes from a writer: waiting for it on one could wait for itself.
+    return {grpc::StatusCode::FAILED_PRECONDITION,
+            "a synchronous ledger call cannot be made from a writer thread; use the *Async methods"};
+  }
   struct Call {
     std::promise<grpc::Status> done;
     Resp result;
@@ -1027,7 +1057,11 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
           for (auto& a : *part.mutable_accounts()) by_id[a.account_id()] = &a;
         }
         v1::ListAccountsResponse page;
-        for (const std::string& id : *ids) *page.add_accounts() = std::move(*by_id.at(id));
+        for (const std::string& id : *ids) {
+          auto it = by_id.find(id);
+          if (it == by_id.end()) return done({grpc::StatusCode::INTERNAL, "account " + id + " went missing from its page"}, nullptr);
+          *page.add_accounts() = std::move(*it->second);
+        }
         if (more) page.set_next_page_token(ids->back());
         done(grpc::Status::OK, &page);
       });

@@ -13,9 +13,10 @@
 // system accounts ("sys/<partition>/<name>", as of the seq in "view/<partition>"). A view is
 // correct as of its own tag; views are not all of one moment. A posting writes no view: the
 // writer remembers the accounts it owes views of, oldest first, and each batch writes a few of
-// them (one per view_postings_per_write postings of the batch, and every one owed longer than
-// view_max_age, at most view_max_per_batch), so that a busy account's view is written once for
-// many postings and no batch writes thousands at once. A new account's view is written with the
+// them (one per view_postings_per_write postings of the batch, and those owed longer than
+// view_max_age, at most view_max_per_batch of these; an idle partition writes the latter on its
+// idle turn), so that a busy account's view is written once for many postings and no batch
+// writes thousands at once. A new account's view is written with the
 // batch that opens it, so that the views list every account (ListAccounts pages through them).
 // Stop writes everything owed. "view/<partition>" also records the low-water mark: every change
 // up to it is in the views, so a restart owes the views of what moved after it.
@@ -93,11 +94,14 @@ void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::Write
 struct ViewMark {
   uint64_t low = 0;  // Every change of the partition up to this seq is in its views.
   uint64_t seq = 0;  // Its system accounts' views are as of this seq.
+  // Stored as one number (low = seq), with untagged views all of that moment: the form before
+  // views were tagged. Start rewrites such a partition's views as it does one without a mark.
+  bool untagged = false;
 };
 void MaterializeViewMark(uint32_t partition, const ViewMark& mark, eventlog::WriteSet& ws);
 std::string ViewMarkKey(uint32_t partition);
 // The record of `partition` in `log`: nullopt if it never wrote one (a log written before views
-// were tagged, or one never written to: its views, if any, are as of its head).
+// had marks, or one never written to: its views, if any, are untagged and as of its head).
 Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint32_t partition);
 Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition, std::string_view value);
 
@@ -121,9 +125,10 @@ struct ReplayReport {
 // Audit replay: folds each partition of `live` into the empty `fresh` (same partitions) and
 // materialises every view at the seq it is tagged with in `live` (an account without a view in
 // `live` gets one as of the end, which then differs); the fold goes on to the partition's end, so
-// every later event must fit the state too. The tags are read from the snapshot the live digest
-// is taken of, and the events up to them never change, so a writer that goes on meanwhile changes
-// nothing that is compared. An event that does not fit, or a tag beyond the log, is DATA_LOSS.
+// every later event must fit the state too. An account that changed after its view's tag and
+// before the mark's low (a view the writer forgot), an event that does not fit, or a tag beyond
+// the log is DATA_LOSS. `live` must not be written meanwhile: the CLI opens it read-only, which
+// sees the store as it was when opened, next to a running ledger.
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh);
 
 class LedgerService final : public server::Service, public runtime::Handler, public v1::LedgerService::Service {
@@ -148,14 +153,17 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
   // Writes the views of new accounts and a few of those owed, oldest first.
   void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
+  // Writes the views owed longer than view_max_age, when no batch comes to do it.
+  void OnIdle(uint32_t partition, eventlog::WriteSet& ws) override;
   // Writes every view still owed: a clean stop leaves every view up to date.
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
-  // The answer to a mutation, called exactly once: on a writer thread after the commit, or on the
-  // caller's thread when the request was refused before it was queued. `response` is set (and
-  // may be moved from) only when the status is OK. It must not query the ledger (a query waits for a
-  // writer, and this runs on one): such a query is answered FAILED_PRECONDITION.
+  // The answer to a mutation or a query, called exactly once: on a writer thread after the
+  // commit, or on the caller's thread when the request was refused before it was queued.
+  // `response` is set (and may be moved from) only when the status is OK. It may start other
+  // *Async calls, but not wait on the ledger: the synchronous methods and queries made on a
+  // writer thread are answered FAILED_PRECONDITION (they would wait for their own writer).
   template <typename Resp>
   using Done = std::function<void(grpc::Status status, Resp* response)>;
   using MutationDone = Done<v1::MutationResponse>;

@@ -516,8 +516,8 @@ TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable)
   const uint32_t q = runtime::PartitionForKey(c, kParts);
   ASSERT_TRUE(Open(a, {"M1", "M3"}).ok());  // Not its last meter: a may detach M1.
   ASSERT_TRUE(Open(c, {"M2"}).ok());
-  // From here on an RPC only queues its command (no time to wait for the answer); the test reads
-  // the effects from the log, so a call may also be made from a writer thread.
+  // From here on a synchronous call only queues its command (no time to wait for the answer); the
+  // test reads the effects from the log.
   Restart(std::chrono::milliseconds(0));
   auto meter_request = [](const std::string& account) {
     v1::MeterRequest r;
@@ -532,9 +532,8 @@ TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable)
   // On p's writer: queue the detach and behind it (so in the same batch) a command that waits
   // while the detach is decided but not committed, then throws, which fails the whole batch.
   ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    v1::MeterRequest detach = meter_request(a);
-    v1::MutationResponse ignored;
-    EXPECT_EQ(svc_->DetachMeter(nullptr, &detach, &ignored).error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+    // Queued behind this command, so in the same batch; its answer (UNAVAILABLE) is not awaited.
+    svc_->DetachMeterAsync(meter_request(a), [](grpc::Status, v1::MutationResponse*) {});
     EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
       decided.set_value();
       EXPECT_EQ(attached_future.wait_for(std::chrono::seconds(10)), std::future_status::ready);
@@ -768,36 +767,56 @@ TEST_F(LedgerServiceTest, ALogWithoutMarksOrTagsGetsAMarkAtStartSoNothingOwedIsF
   ExpectReplayEqualsLive();
 }
 
-TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongOrAheadOfTheLog) {
+TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongStaleOrAheadOfTheLog) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  const std::string opened_view = **svc_->log()->GetState("acct/A1");  // Tagged at the open.
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
-  svc_->Stop();  // Every view written.
+  svc_->Stop();  // Every view written: the mark's low is the head.
   ExpectReplayEqualsLive();
   const uint32_t p = runtime::PartitionForKey("A1", kParts);
   const uint64_t head = svc_->log()->Head(p);
+  const std::string current_view = **svc_->log()->GetState("acct/A1");
+  auto put_view = [&](const std::string& value) {
+    eventlog::WriteSet ws;
+    ws.PutState("acct/A1", value);
+    ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  };
   auto replay = [&](const std::string& name) {
     auto fresh = OpenLog(name, "ledger");
     return ReplayViews(*svc_->log(), fresh.get());
   };
-  Account wrong;
-  wrong.id = "A1";
-  wrong.balance_minor = 10'001;
-  eventlog::WriteSet ws;
-  MaterializeAccount(wrong, head, ws);
-  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  // The real view, one minor unit off.
+  uint64_t tag = 0;
+  v1::Account off;
+  ASSERT_TRUE(ParseAccountView(current_view, 0, &tag, &off).ok());
+  EXPECT_EQ(tag, head);
+  off.set_balance_minor(off.balance_minor() + 1);
+  put_view(current_view.substr(0, 9) + off.SerializeAsString());
   auto report = replay("fresh-wrong");
   ASSERT_TRUE(report.ok()) << report.status().ToString();
   EXPECT_NE(report->replayed_digest, report->live_digest);
 
-  eventlog::WriteSet ahead;
-  MaterializeAccount(wrong, head + 1, ahead);
-  ASSERT_TRUE(svc_->log()->Commit(std::move(ahead)).ok());
+  // A view right as of its tag, but older than a change the mark says every view includes: the
+  // writer forgot to write it again.
+  put_view(opened_view);
+  auto stale = replay("fresh-stale");
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), StatusCode::kDataLoss) << stale.status().ToString();
+  EXPECT_NE(stale.status().message().find("but the account changed at event"), std::string::npos)
+      << stale.status().ToString();
+
+  Account ahead;
+  ahead.id = "A1";
+  eventlog::WriteSet ws;
+  MaterializeAccount(ahead, head + 1, ws);
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
   auto refused = replay("fresh-ahead");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.status().code(), StatusCode::kDataLoss) << refused.status().ToString();
   EXPECT_NE(refused.status().message().find("beyond the partition's end"), std::string::npos) << refused.status().ToString();
 
+  put_view(current_view);
   eventlog::WriteSet mark;
   MaterializeViewMark(p, ViewMark{head, head + 1}, mark);
   ASSERT_TRUE(svc_->log()->Commit(std::move(mark)).ok());
@@ -805,6 +824,50 @@ TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongOrAheadOfTheLog) {
   ASSERT_FALSE(refused2.ok());
   EXPECT_NE(refused2.status().message().find("does not hold"), std::string::npos) << refused2.status().ToString();
   svc_.reset();  // Its restart would refuse the log too.
+}
+
+TEST_F(LedgerServiceTest, AnIdlePartitionWritesTheViewsItOwedTooLong) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::milliseconds(1);
+  Restart();
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
+  // No batch comes after the top-up: the writer's idle turn writes the view.
+  bool written = false;
+  for (int i = 0; i < 300 && !written; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    written = StoredView("A1").balance_minor() == 10'000;
+  }
+  EXPECT_TRUE(written);
+  ExpectReplayEqualsLive();
+}
+
+TEST_F(LedgerServiceTest, AMarkOfOneNumberIsUpgradedLikeAMissingOne) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  ASSERT_TRUE(Open("A2", {"M2"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 5'000, "K0", &r).ok());
+  svc_->Stop();
+  // As the form between the two: one number per mark, untagged views all of that moment.
+  eventlog::WriteSet ws;
+  for (uint32_t p = 0; p < kParts; ++p) ws.PutState(ViewMarkKey(p), std::to_string(svc_->log()->Head(p)));
+  for (const char* id : {"A1", "A2"}) ws.PutState(std::string("acct/") + id, StoredView(id).SerializeAsString());
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  ExpectReplayEqualsLive();
+  Restart();
+  for (const char* id : {"A1", "A2"}) {
+    auto stored = svc_->log()->GetState(std::string("acct/") + id);
+    ASSERT_TRUE(stored.ok() && stored->has_value());
+    EXPECT_EQ((**stored)[0], '\0') << id << " not tagged";
+  }
+  ASSERT_TRUE(TopUp("A1", 1'000, "K1", &r).ok());
+  ASSERT_TRUE(TopUp("A2", 2'000, "K2", &r).ok());
+  ExpectReplayEqualsLive();
+  Restart();
+  EXPECT_EQ(StoredView("A1").balance_minor(), 6'000);
+  EXPECT_EQ(StoredView("A2").balance_minor(), 2'000);
+  ExpectReplayEqualsLive();
 }
 
 TEST_F(LedgerServiceTest, AQueryFromAWriterThreadIsRefusedNotLeftToWaitForItself) {

@@ -61,13 +61,18 @@ class Handler {
   // that passes over the message. If this throws too, the message is passed over unrecorded.
   virtual void OnPoison(uint32_t partition, const bus::Message& message, const Status& why,
                         eventlog::WriteSet& ws) {}
-  // Once per batch, after every input ran and before the commit: where a handler writes what the
-  // batch changed once (the view of each entity it touched) rather than once per input. Not
-  // called for a batch that is undone. Must not throw: the process stops if it does, since the
-  // handler's state and the batch would no longer match.
+  // Once per batch, after every input ran and before the commit: where a handler writes what it
+  // writes once per batch rather than once per input (the ledger: some of the account views it
+  // owes). Not called for a batch whose handler threw (a batch the log then refuses is undone
+  // after it: Reload). Must not throw: the process stops if it does, since the handler's state
+  // and the batch would no longer match.
   virtual void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) {}
+  // About every 200 ms while the partition's queue stays empty: where a handler writes what has
+  // come due with time rather than with input. ws is committed if not empty; if that fails the
+  // partition is reloaded (Reload). Must not throw.
+  virtual void OnIdle(uint32_t partition, eventlog::WriteSet& ws) {}
   // Once per partition when the processor stops, after the last batch (no input comes after it):
-  // where a handler that defers writes (a checkpoint of its views) writes what it still owes. ws
+  // where a handler that defers writes (the ledger's account views) writes what it still owes. ws
   // is committed if not empty; a failure is logged, since nothing is left to answer. Must not
   // throw, like BeforeCommit. Not called once the store broke.
   virtual void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) {}
@@ -154,6 +159,8 @@ class Processor {
   void WriterLoop(uint32_t p);
   // The end of WriterLoop once it is told to stop and its queue is empty: Handler::BeforeStop.
   void FinishWriter(uint32_t p);
+  // WriterLoop with an empty queue: Handler::OnIdle, committed without inputs.
+  void IdleWriter(uint32_t p);
   // Once the store is broken: answers partition p's queued commands `why` and drops its other
   // inputs (consumed messages come again from the stored positions after the restart).
   void AbandonQueue(uint32_t p, const Status& why);
