@@ -568,6 +568,33 @@ TEST_F(ProcessorTest, EachWriterCommitsWhatItOwesWhenStopped) {
   EXPECT_EQ(**sink->GetState("stopped/2"), "yes");
 }
 
+TEST_F(ProcessorTest, AnIdleWriterCommitsWhatItsHandlerFindsDue) {
+  class Ticking : public CountingHandler {
+   public:
+    using CountingHandler::CountingHandler;
+    void OnIdle(uint32_t p, eventlog::WriteSet& ws) override {
+      if (p == 0 && idle_turns++ == 2) ws.PutState("due", "written");  // Due on the third turn.
+    }
+    std::atomic<int> idle_turns{0};
+  };
+  auto sink = Open("sink", "sink");
+  Ticking handler(sink.get());
+  ProcessorOptions o;
+  o.name = "sink";
+  o.topics = {"src"};
+  Processor proc(o, sink.get(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  bool written = false;
+  for (int i = 0; i < 500 && !written; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    auto v = sink->GetState("due");
+    written = v.ok() && v->has_value();
+  }
+  EXPECT_TRUE(written);
+  EXPECT_GE(handler.idle_turns.load(), 3);
+  proc.Stop();
+}
+
 TEST(FailStopDeathTest, LogsWhyAndAborts) {
   GTEST_FLAG_SET(death_test_style, "threadsafe");  // RocksDB's thread pool outlives other tests.
   EXPECT_DEATH(FailStop(Unavailable("commit to event log: IO error: disk on fire")), "disk on fire");
