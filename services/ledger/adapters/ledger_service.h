@@ -62,7 +62,7 @@ struct LedgerOptions {
   // How fast a partition writes the views it owes (see the file comment): one per this many
   // postings of a batch, and every view owed for longer than view_max_age, at most
   // view_max_per_batch in one batch.
-  size_t view_postings_per_write = 8;
+  size_t view_postings_per_write = 16;
   std::chrono::milliseconds view_max_age{10'000};
   size_t view_max_per_batch = 1'024;
 };
