@@ -128,20 +128,34 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
   return Status::Ok();
 }
 
-void Processor::IdleWriter(uint32_t p) {
-  eventlog::WriteSet ws;
+namespace {
+// A handler hook that must not throw: the handler's state and the store would no longer match.
+template <typename Fn>
+void MustNotThrow(const char* hook, Fn&& fn) {
   try {
-    handler_->OnIdle(p, ws);
+    fn();
   } catch (const std::exception& e) {
-    WL_CHECK_MSG(false, std::string("OnIdle threw: ") + e.what());
+    WL_CHECK_MSG(false, std::string(hook) + " threw: " + e.what());
   } catch (...) {
-    WL_CHECK_MSG(false, "OnIdle threw a non-standard exception");
+    WL_CHECK_MSG(false, std::string(hook) + " threw a non-standard exception");
   }
-  if (ws.empty()) return;
-  auto result = log_->Commit(std::move(ws));
-  if (result.ok()) return;
+}
+}  // namespace
+
+Result<bool> Processor::CommitHook(uint32_t p, const char* hook,
+                                   void (Handler::*write)(uint32_t, eventlog::WriteSet&)) {
+  eventlog::WriteSet ws;
+  MustNotThrow(hook, [&] { (handler_->*write)(p, ws); });
+  if (ws.empty()) return false;
+  WL_RETURN_IF_ERROR(log_->Commit(std::move(ws)).status());
+  return true;
+}
+
+void Processor::IdleWriter(uint32_t p) {
+  auto committed = CommitHook(p, "OnIdle", &Handler::OnIdle);
+  if (committed.ok()) return;
   log::Error("an idle commit failed; reloading partition state from the store",
-             {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", result.status().ToString()}});
+             {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", committed.status().ToString()}});
   // What OnIdle took for written is not: the handler works it out again from the store. A store
   // that is broken fails the next batch, which stops the process.
   Status reload = handler_->Reload(p);
@@ -149,20 +163,11 @@ void Processor::IdleWriter(uint32_t p) {
 }
 
 void Processor::FinishWriter(uint32_t p) {
-  eventlog::WriteSet ws;
-  try {
-    handler_->BeforeStop(p, ws);
-  } catch (const std::exception& e) {
-    WL_CHECK_MSG(false, std::string("BeforeStop threw: ") + e.what());
-  } catch (...) {
-    WL_CHECK_MSG(false, "BeforeStop threw a non-standard exception");
-  }
-  if (ws.empty()) return;
-  auto result = log_->Commit(std::move(ws));
-  if (!result.ok()) {
+  auto committed = CommitHook(p, "BeforeStop", &Handler::BeforeStop);
+  if (!committed.ok()) {
     log::Error("the last commit at stop failed", {{"service", options_.name},
                                                    {"partition", std::to_string(p)},
-                                                   {"error", result.status().ToString()}});
+                                                   {"error", committed.status().ToString()}});
   }
 }
 
@@ -310,15 +315,7 @@ void Processor::WriterLoop(uint32_t p) {
         thrower = processed;
       }
     }
-    if (failure.ok()) {
-      try {
-        handler_->BeforeCommit(p, ws);
-      } catch (const std::exception& e) {
-        WL_CHECK_MSG(false, std::string("BeforeCommit threw: ") + e.what());
-      } catch (...) {
-        WL_CHECK_MSG(false, "BeforeCommit threw a non-standard exception");
-      }
-    }
+    if (failure.ok()) MustNotThrow("BeforeCommit", [&] { handler_->BeforeCommit(p, ws); });
     // A command that threw returned no Reply: its caller gets the failure through on_failure.
     Failed thrown;
     if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);

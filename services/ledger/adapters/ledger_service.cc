@@ -16,6 +16,14 @@
 namespace wattledger::ledger::adapters {
 namespace {
 
+// The queries, as (method, request, response): served by the callback API and the synchronous one.
+#define WL_LEDGER_READS(X)                                 \
+  X(GetAccount, GetAccountRequest, Account)                \
+  X(ListAccounts, ListAccountsRequest, ListAccountsResponse) \
+  X(GetStatement, GetStatementRequest, GetStatementResponse) \
+  X(GetTransaction, GetTransactionRequest, Transaction)    \
+  X(GetTotals, LedgerTotalsRequest, LedgerTotalsResponse)
+
 constexpr char kAccountPrefix[] = "acct/";
 constexpr char kSystemPrefix[] = "sys/";
 constexpr char kViewHeadPrefix[] = "view/";
@@ -453,31 +461,8 @@ class LedgerGrpc final : public v1::LedgerService::CallbackService {
  public:
   explicit LedgerGrpc(LedgerService* ledger) : ledger_(ledger) {}
 
-#define WL_LEDGER_GRPC_MUTATION(Method, Request)                                                      \
-  grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,           \
-                                   v1::MutationResponse* resp) override {                             \
-    auto* reactor = ctx->DefaultReactor();                                                             \
-    ledger_->Method##Async(*req, [reactor, resp](grpc::Status status, v1::MutationResponse* answer) { \
-      if (status.ok()) *resp = std::move(*answer);                                                     \
-      reactor->Finish(status);                                                                         \
-    });                                                                                                \
-    return reactor;                                                                                    \
-  }
-  WL_LEDGER_GRPC_MUTATION(OpenAccount, OpenAccountRequest)
-  WL_LEDGER_GRPC_MUTATION(AttachMeter, MeterRequest)
-  WL_LEDGER_GRPC_MUTATION(DetachMeter, MeterRequest)
-  WL_LEDGER_GRPC_MUTATION(SetLimits, SetLimitsRequest)
-  WL_LEDGER_GRPC_MUTATION(Suspend, SuspendRequest)
-  WL_LEDGER_GRPC_MUTATION(Resume, ResumeRequest)
-  WL_LEDGER_GRPC_MUTATION(TransferOwnership, TransferRequest)
-  WL_LEDGER_GRPC_MUTATION(CloseAccount, CloseAccountRequest)
-  WL_LEDGER_GRPC_MUTATION(TopUp, TopUpRequest)
-  WL_LEDGER_GRPC_MUTATION(Refund, RefundRequest)
-  WL_LEDGER_GRPC_MUTATION(Reverse, ReverseRequest)
-  WL_LEDGER_GRPC_MUTATION(Adjust, AdjustRequest)
-#undef WL_LEDGER_GRPC_MUTATION
-
-#define WL_LEDGER_GRPC_READ(Method, Request, Response)                                          \
+// Every method, mutation or query: handed to its *Async twin, finished by the answer.
+#define WL_LEDGER_GRPC(Method, Request, Response)                                               \
   grpc::ServerUnaryReactor* Method(grpc::CallbackServerContext* ctx, const v1::Request* req,     \
                                    v1::Response* resp) override {                               \
     auto* reactor = ctx->DefaultReactor();                                                       \
@@ -487,12 +472,20 @@ class LedgerGrpc final : public v1::LedgerService::CallbackService {
     });                                                                                          \
     return reactor;                                                                              \
   }
-  WL_LEDGER_GRPC_READ(GetAccount, GetAccountRequest, Account)
-  WL_LEDGER_GRPC_READ(ListAccounts, ListAccountsRequest, ListAccountsResponse)
-  WL_LEDGER_GRPC_READ(GetStatement, GetStatementRequest, GetStatementResponse)
-  WL_LEDGER_GRPC_READ(GetTransaction, GetTransactionRequest, Transaction)
-  WL_LEDGER_GRPC_READ(GetTotals, LedgerTotalsRequest, LedgerTotalsResponse)
-#undef WL_LEDGER_GRPC_READ
+  WL_LEDGER_GRPC(OpenAccount, OpenAccountRequest, MutationResponse)
+  WL_LEDGER_GRPC(AttachMeter, MeterRequest, MutationResponse)
+  WL_LEDGER_GRPC(DetachMeter, MeterRequest, MutationResponse)
+  WL_LEDGER_GRPC(SetLimits, SetLimitsRequest, MutationResponse)
+  WL_LEDGER_GRPC(Suspend, SuspendRequest, MutationResponse)
+  WL_LEDGER_GRPC(Resume, ResumeRequest, MutationResponse)
+  WL_LEDGER_GRPC(TransferOwnership, TransferRequest, MutationResponse)
+  WL_LEDGER_GRPC(CloseAccount, CloseAccountRequest, MutationResponse)
+  WL_LEDGER_GRPC(TopUp, TopUpRequest, MutationResponse)
+  WL_LEDGER_GRPC(Refund, RefundRequest, MutationResponse)
+  WL_LEDGER_GRPC(Reverse, ReverseRequest, MutationResponse)
+  WL_LEDGER_GRPC(Adjust, AdjustRequest, MutationResponse)
+  WL_LEDGER_READS(WL_LEDGER_GRPC)
+#undef WL_LEDGER_GRPC
 
  private:
   LedgerService* ledger_;
@@ -1147,11 +1140,7 @@ void LedgerService::GetTotalsAsync(const v1::LedgerTotalsRequest&, Done<v1::Ledg
     return Await<v1::Response>([&](Done<v1::Response> done) { Method##Async(copy, std::move(done)); }, resp, \
                                "retry");                                                                 \
   }
-WL_LEDGER_READ(GetAccount, GetAccountRequest, Account)
-WL_LEDGER_READ(ListAccounts, ListAccountsRequest, ListAccountsResponse)
-WL_LEDGER_READ(GetStatement, GetStatementRequest, GetStatementResponse)
-WL_LEDGER_READ(GetTransaction, GetTransactionRequest, Transaction)
-WL_LEDGER_READ(GetTotals, LedgerTotalsRequest, LedgerTotalsResponse)
+WL_LEDGER_READS(WL_LEDGER_READ)
 #undef WL_LEDGER_READ
 
 }  // namespace wattledger::ledger::adapters

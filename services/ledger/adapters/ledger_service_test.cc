@@ -97,6 +97,25 @@ class LedgerServiceTest : public ::testing::Test {
     return a;
   }
 
+  // No posting pays for a view and none is owed long enough: views are written when an account
+  // opens and when the service stops, so a test sees which views are owed.
+  void RestartWritingViewsOnlyAtOpenAndStop() {
+    options_.view_postings_per_write = 1'000'000;
+    options_.view_max_age = std::chrono::hours(1);
+    Restart();
+  }
+
+  // What a failed batch makes partition p's writer do (as a restart after kill -9 would).
+  void ReloadOnWriter(uint32_t partition) {
+    std::promise<Status> reloaded;
+    ASSERT_TRUE(svc_->processor()->SubmitTo(partition, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
+      reloaded.set_value(svc_->Reload(p));
+      return nullptr;
+    }, nullptr).ok());
+    Status s = reloaded.get_future().get();
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+
   // Account ids that fall into partition p, as many as asked.
   static std::vector<std::string> IdsIn(uint32_t p, int n) {
     std::vector<std::string> ids;
@@ -605,9 +624,7 @@ TEST_F(LedgerServiceTest, TotalsAreZeroAndReplayEqualsLive) {
 }
 
 TEST_F(LedgerServiceTest, ViewsLagThePostingsWhileQueriesSeeEveryAcknowledgedWrite) {
-  options_.view_postings_per_write = 1'000'000;
-  options_.view_max_age = std::chrono::hours(1);
-  Restart();
+  RestartWritingViewsOnlyAtOpenAndStop();
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   EXPECT_EQ(StoredView("A1").account_id(), "A1");  // Listed from the batch that opened it.
   v1::MutationResponse r;
@@ -710,21 +727,14 @@ TEST_F(LedgerServiceTest, ViewsWrittenAtEveryPaceEqualAReplayAtEveryMoment) {
 }
 
 TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheLowWaterMark) {
-  options_.view_postings_per_write = 1'000'000;
-  options_.view_max_age = std::chrono::hours(1);
-  Restart();
+  RestartWritingViewsOnlyAtOpenAndStop();
   const auto ids = IdsIn(1, 1);
   ASSERT_TRUE(Open(ids[0], {"M1"}).ok());
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp(ids[0], 10'000, "K1", &r).ok());
   // A failed batch makes the writer reload its partition from the store (as on a restart after
   // kill -9): what it owed before must still be owed after, and a clean stop then writes it.
-  std::promise<Status> reloaded;
-  ASSERT_TRUE(svc_->processor()->SubmitTo(1, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
-    reloaded.set_value(svc_->Reload(p));
-    return nullptr;
-  }, nullptr).ok());
-  ASSERT_TRUE(reloaded.get_future().get().ok());
+  ReloadOnWriter(1);
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 0);
   Restart();
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 10'000);
@@ -732,9 +742,7 @@ TEST_F(LedgerServiceTest, AReloadOwesTheViewsOfWhatTheLogHoldsPastTheLowWaterMar
 }
 
 TEST_F(LedgerServiceTest, ALogWithoutMarksOrTagsGetsAMarkAtStartSoNothingOwedIsForgotten) {
-  options_.view_postings_per_write = 1'000'000;
-  options_.view_max_age = std::chrono::hours(1);
-  Restart();
+  RestartWritingViewsOnlyAtOpenAndStop();
   const auto ids = IdsIn(3, 1);
   ASSERT_TRUE(Open(ids[0], {"M1"}).ok());
   v1::MutationResponse r;
@@ -756,12 +764,7 @@ TEST_F(LedgerServiceTest, ALogWithoutMarksOrTagsGetsAMarkAtStartSoNothingOwedIsF
   ExpectReplayEqualsLive();
   // What is owed after the restart stays owed across a reload.
   ASSERT_TRUE(TopUp(ids[0], 10'000, "K1", &r).ok());
-  std::promise<Status> reloaded;
-  ASSERT_TRUE(svc_->processor()->SubmitTo(3, [&](uint32_t p, eventlog::WriteSet&) -> runtime::Reply {
-    reloaded.set_value(svc_->Reload(p));
-    return nullptr;
-  }, nullptr).ok());
-  ASSERT_TRUE(reloaded.get_future().get().ok());
+  ReloadOnWriter(3);
   Restart();
   EXPECT_EQ(StoredView(ids[0]).balance_minor(), 15'000);
   ExpectReplayEqualsLive();

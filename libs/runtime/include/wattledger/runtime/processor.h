@@ -161,6 +161,9 @@ class Processor {
   void FinishWriter(uint32_t p);
   // WriterLoop with an empty queue: Handler::OnIdle, committed without inputs.
   void IdleWriter(uint32_t p);
+  // Lets the handler `write` (OnIdle, BeforeStop) into a WriteSet and commits it if not empty:
+  // true if something was committed.
+  Result<bool> CommitHook(uint32_t p, const char* hook, void (Handler::*write)(uint32_t, eventlog::WriteSet&));
   // Once the store is broken: answers partition p's queued commands `why` and drops its other
   // inputs (consumed messages come again from the stored positions after the restart).
   void AbandonQueue(uint32_t p, const Status& why);
