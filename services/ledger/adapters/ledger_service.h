@@ -60,8 +60,8 @@ struct LedgerOptions {
   // How long an RPC waits for its partition's writer before answering DEADLINE_EXCEEDED.
   std::chrono::milliseconds rpc_deadline{30'000};
   // How fast a partition writes the views it owes (see the file comment): one per this many
-  // postings of a batch, and every view owed for longer than view_max_age, at most
-  // view_max_per_batch in one batch.
+  // postings (accepted commands other than opens), and those owed for longer than view_max_age,
+  // at most view_max_per_batch of these in one batch.
   size_t view_postings_per_write = 16;
   std::chrono::milliseconds view_max_age{10'000};
   size_t view_max_per_batch = 1'024;
