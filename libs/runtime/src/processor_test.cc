@@ -554,10 +554,7 @@ TEST_F(ProcessorTest, EachWriterCommitsWhatItOwesWhenStopped) {
   };
   auto sink = Open("sink", "sink");
   Deferring handler(sink.get());
-  ProcessorOptions o;
-  o.name = "sink";
-  o.topics = {"src"};
-  Processor proc(o, sink.get(), bus_.get(), &handler);
+  Processor proc({"sink", {"src"}}, sink.get(), bus_.get(), &handler);
   ASSERT_TRUE(proc.Start().ok());
   EXPECT_FALSE(sink->GetState("stopped/0")->has_value());
   const uint64_t commits = sink->CommitCount();
@@ -579,10 +576,7 @@ TEST_F(ProcessorTest, AnIdleWriterCommitsWhatItsHandlerFindsDue) {
   };
   auto sink = Open("sink", "sink");
   Ticking handler(sink.get());
-  ProcessorOptions o;
-  o.name = "sink";
-  o.topics = {"src"};
-  Processor proc(o, sink.get(), bus_.get(), &handler);
+  Processor proc({"sink", {"src"}}, sink.get(), bus_.get(), &handler);
   ASSERT_TRUE(proc.Start().ok());
   bool written = false;
   for (int i = 0; i < 500 && !written; ++i) {
