@@ -25,15 +25,38 @@
 
 namespace wattledger {
 
+// A key with its hash, computed once: the shard is chosen by its top bits and the inner map
+// buckets by the whole of it, so a lookup hashes the text once, not once per level.
+struct HashedKey {
+  std::string_view text;
+  size_t hash;
+};
+
 struct TransparentStringHash {
   using is_transparent = void;
-  size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+  // Deliberately not noexcept: libstdc++ then stores each element's hash next to it (see
+  // __cache_default), so walking a bucket compares stored hashes instead of hashing every key it
+  // passes, and growing a shard does not hash its keys again. Without it, a lookup that missed in
+  // a map of millions of transaction ids hashed several of them.
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  size_t operator()(const HashedKey& k) const { return k.hash; }
+};
+
+struct TransparentStringEqual {
+  using is_transparent = void;
+  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
+  bool operator()(const HashedKey& a, std::string_view b) const noexcept { return a.text == b; }
+  bool operator()(std::string_view a, const HashedKey& b) const noexcept { return a == b.text; }
 };
 
 template <typename V, size_t kShards = 256>
 class ShardedStringMap {
   static_assert(kShards > 0 && (kShards & (kShards - 1)) == 0, "kShards must be a power of two");
-  using Inner = std::unordered_map<std::string, V, TransparentStringHash, std::equal_to<>>;
+  using Inner = std::unordered_map<std::string, V, TransparentStringHash, TransparentStringEqual>;
+#ifdef __GLIBCXX__
+  static_assert(std::__cache_default<std::string, TransparentStringHash>::value,
+                "the inner maps must keep each element's hash (see TransparentStringHash)");
+#endif
   using Shards = std::array<Inner, kShards>;
 
   template <typename ShardsT, typename InnerIt, typename Value>
@@ -95,16 +118,21 @@ class ShardedStringMap {
   const_iterator end() const { return {&shards_, kShards, {}}; }
 
   iterator find(std::string_view key) {
-    const size_t s = ShardOf(key);
-    auto it = shards_[s].find(key);
+    const HashedKey k = Hash(key);
+    const size_t s = ShardOf(k);
+    auto it = shards_[s].find(k);
     return it == shards_[s].end() ? end() : iterator(&shards_, s, it);
   }
   const_iterator find(std::string_view key) const {
-    const size_t s = ShardOf(key);
-    auto it = shards_[s].find(key);
+    const HashedKey k = Hash(key);
+    const size_t s = ShardOf(k);
+    auto it = shards_[s].find(k);
     return it == shards_[s].end() ? end() : const_iterator(&shards_, s, it);
   }
-  bool contains(std::string_view key) const { return shards_[ShardOf(key)].contains(key); }
+  bool contains(std::string_view key) const {
+    const HashedKey k = Hash(key);
+    return shards_[ShardOf(k)].contains(k);
+  }
   V& at(std::string_view key) { return AtImpl(*this, key); }
   const V& at(std::string_view key) const { return AtImpl(*this, key); }
 
@@ -116,8 +144,9 @@ class ShardedStringMap {
     return {iterator(&shards_, s, it), inserted};
   }
   size_t erase(std::string_view key) {
-    Inner& inner = shards_[ShardOf(key)];
-    auto it = inner.find(key);
+    const HashedKey k = Hash(key);
+    Inner& inner = shards_[ShardOf(k)];
+    auto it = inner.find(k);
     if (it == inner.end()) return 0;
     inner.erase(it);
     return 1;
@@ -135,21 +164,25 @@ class ShardedStringMap {
   // Keys land in the same shard whatever the map's history, so shard-wise equality is equality.
   bool operator==(const ShardedStringMap&) const = default;
 
-  static size_t ShardOf(std::string_view key) {
+  static size_t ShardOf(std::string_view key) { return ShardOf(Hash(key)); }
+  static size_t ShardOf(const HashedKey& key) {
     // The top bits: the inner map takes the hash modulo its (prime) bucket count.
     constexpr unsigned kBits = std::countr_zero(kShards);
     if constexpr (kBits == 0) {
       return 0;
     } else {
-      return static_cast<size_t>(TransparentStringHash{}(key) >> (sizeof(size_t) * 8 - kBits));
+      return static_cast<size_t>(key.hash >> (sizeof(size_t) * 8 - kBits));
     }
   }
 
  private:
+  static HashedKey Hash(std::string_view key) { return {key, TransparentStringHash{}(key)}; }
+
   template <typename Self>
   static auto& AtImpl(Self& self, std::string_view key) {
-    auto& inner = self.shards_[ShardOf(key)];
-    auto it = inner.find(key);
+    const HashedKey k = Hash(key);
+    auto& inner = self.shards_[ShardOf(k)];
+    auto it = inner.find(k);
     if (it == inner.end()) throw std::out_of_range("ShardedStringMap::at: no key " + std::string(key));
     return it->second;
   }
