@@ -29,6 +29,16 @@ Decision Precondition(const std::string& txn_id, std::string rule, std::string m
   return Reject(txn_id, StatusCode::kFailedPrecondition, std::move(rule), std::move(message));
 }
 
+// A decision's events, starting with `first`. Not `std::vector<Event>{first}`: an initializer
+// list is const, so that copies the event (its strings and legs) into the vector. Room is made for
+// the level events that may follow.
+std::vector<Event> EventsFrom(Event first) {
+  std::vector<Event> events;
+  events.reserve(3);
+  events.push_back(std::move(first));
+  return events;
+}
+
 Decision Accept(const std::string& txn_id, std::vector<Event> events) {
   Decision d;
   d.txn_id = txn_id;
@@ -422,7 +432,7 @@ Decision Ledger::DecideOpen(const OpenAccount& c) const {
   fresh.id = c.account_id;
   fresh.mode = c.mode;
   fresh.meters = c.meters;
-  std::vector<Event> events{std::move(e)};
+  std::vector<Event> events = EventsFrom(std::move(e));
   AppendLevelEvents(fresh, c.opening_balance_minor, limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -472,7 +482,7 @@ Decision Ledger::DecideSetLimits(const SetLimits& c) const {
                c.alarm2_minor.value_or(a->limits.alarm2_minor),
                c.hoarding_cap_minor.value_or(a->limits.hoarding_cap_minor)};
   if (auto bad = ValidateLimits(after)) return Invalid(c.txn_id, "limits", *bad);
-  std::vector<Event> events{LimitsChanged{c.txn_id, c.time_us, c.operator_id, a->id, a->limits, after}};
+  std::vector<Event> events = EventsFrom(LimitsChanged{c.txn_id, c.time_us, c.operator_id, a->id, a->limits, after});
   AppendLevelEvents(*a, a->balance_minor, after, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -526,7 +536,7 @@ Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
     }
     balance_after = 0;
   }
-  std::vector<Event> events{std::move(e)};
+  std::vector<Event> events = EventsFrom(std::move(e));
   AppendLevelEvents(*a, balance_after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -593,8 +603,8 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
                             FormatYuan(after) + ", above the hoarding cap " +
                             FormatYuan(a->limits.hoarding_cap_minor));
   }
-  std::vector<Event> events{ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.method, next_count, std::move(posting)}};
+  std::vector<Event> events = EventsFrom(ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.method, next_count, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -623,8 +633,8 @@ Decision Ledger::DecideRefund(const Refund& c) const {
   }
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRefunds);
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
-  std::vector<Event> events{Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.method, c.reason, std::move(posting)}};
+  std::vector<Event> events = EventsFrom(Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.method, c.reason, std::move(posting)});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -666,8 +676,8 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   int64_t delta = -orig->amount_minor;
   int64_t after = a->balance_minor + delta;
   if (auto d = CheckClosedBalance(*a, after, "reversal", c.txn_id)) return *std::move(d);
-  std::vector<Event> events{Reversed{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     orig->txn_id, orig->kind, delta, c.reason, std::move(posting)}};
+  std::vector<Event> events = EventsFrom(Reversed{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     orig->txn_id, orig->kind, delta, c.reason, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -688,8 +698,8 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
   int64_t after = a->balance_minor + c.amount_minor;
   if (auto d = CheckClosedBalance(*a, after, "adjustment", c.txn_id)) return *std::move(d);
-  std::vector<Event> events{Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.reason, std::move(posting)}};
+  std::vector<Event> events = EventsFrom(Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
+                                     c.amount_minor, c.reason, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -714,9 +724,9 @@ Decision Ledger::DecideCharge(const Charge& c) const {
   // Energy already delivered: no balance check, and closed accounts take late charges as arrears.
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRevenue);
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
-  std::vector<Event> events{Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
+  std::vector<Event> events = EventsFrom(Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
                                     c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
-                                    c.tariff_version, std::move(posting)}};
+                                    c.tariff_version, std::move(posting)});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -775,9 +785,10 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
 }
 
 Status Ledger::AddTxn(TxnRecord record) {
-  WL_LEDGER_EXPECT_MSG(!TxnUsed(record.txn_id), "txn id used twice: " + record.txn_id);
-  std::string id = record.txn_id;
-  state_.txns.emplace(std::move(id), std::move(record));
+  // The emplace finds a reuse among txns itself (and then leaves `record` as it was).
+  WL_LEDGER_EXPECT_MSG(!state_.charge_txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+  const bool inserted = state_.txns.emplace(record.txn_id, std::move(record)).second;
+  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + record.txn_id);
   return Status::Ok();
 }
 
@@ -1054,8 +1065,10 @@ Status Ledger::TryApply(const Event& event) {
                     }));
           // No TxnRecord of its own: FindTxn builds it from the statement entry, which holds
           // everything it would (charges are the bulk of all transactions).
-          WL_LEDGER_EXPECT_MSG(!TxnUsed(e.txn_id), "txn id used twice: " + e.txn_id);
-          state_.charge_txns.emplace(e.txn_id, ChargeTxn{e.account_id, acc.entries.size() - 1});
+          WL_LEDGER_EXPECT_MSG(!state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
+          const bool inserted =
+              state_.charge_txns.emplace(e.txn_id, ChargeTxn{e.account_id, acc.entries.size() - 1}).second;
+          WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + e.txn_id);
         } else if constexpr (std::is_same_v<T, LevelChanged>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;

@@ -951,6 +951,22 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
       {"account opened twice",
        {AccountOpened{"E2", 2, "op", "B1", "x", {}, "", {"MC"}, "", Mode::kPrepaid, Limits{}, 0, "", {}}},
        "account opened twice: B1"},
+      // A txn id names one transaction, whichever map (txns, charges) holds it.
+      {"top-up under a used txn id",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+        ToppedUp{"E2", 2, "op", "B1", "K2", Y(40), PaymentMethod::kCash, 2, forty}},
+       "txn id used twice: E2"},
+      {"charge under a top-up's txn id",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+        Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+       "txn id used twice: E2"},
+      {"top-up under a charge's txn id",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+        Charged{"E3", 3, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
+        ToppedUp{"E3", 3, "op", "B1", "K3", Y(40), PaymentMethod::kCash, 2, forty}},
+       "txn id used twice: E3"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
