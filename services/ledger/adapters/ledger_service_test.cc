@@ -829,6 +829,40 @@ TEST_F(LedgerServiceTest, ReplayFindsAViewThatIsWrongStaleOrAheadOfTheLog) {
   svc_.reset();  // Its restart would refuse the log too.
 }
 
+TEST_F(LedgerServiceTest, ABatchWritesAtMostTheCapOfOverdueViewsOldestFirst) {
+  options_.view_postings_per_write = 1'000'000;
+  options_.view_max_age = std::chrono::seconds(1);
+  options_.view_max_per_batch = 2;
+  Restart();
+  const auto ids = IdsIn(0, 5);
+  for (const auto& id : ids) ASSERT_TRUE(Open(id, {"M" + id}).ok());
+  v1::MutationResponse r;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_TRUE(TopUp(ids[i], 100 * static_cast<int64_t>(i + 1), "K" + std::to_string(i), &r).ok());
+  }
+  auto current = [&] {
+    std::vector<bool> out;
+    for (size_t i = 0; i < ids.size(); ++i) out.push_back(StoredView(ids[i]).balance_minor() == 100 * static_cast<int64_t>(i + 1));
+    return out;
+  };
+  // Nothing was owed for a second yet (a slower machine would write some here: not what this tests).
+  ASSERT_EQ(current(), std::vector<bool>(5, false));
+  // A batch that comes once all five are overdue writes two of them, the oldest; the next, two more.
+  auto batch_after = [&](std::chrono::milliseconds pause) {
+    std::promise<void> done;
+    ASSERT_TRUE(svc_->processor()->SubmitTo(0, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      std::this_thread::sleep_for(pause);
+      return [&](const Status&, std::span<const eventlog::Envelope>) { done.set_value(); };
+    }, nullptr).ok());
+    done.get_future().wait();
+  };
+  batch_after(std::chrono::milliseconds(1100));
+  EXPECT_EQ(current(), (std::vector<bool>{true, true, false, false, false}));
+  batch_after(std::chrono::milliseconds(0));
+  EXPECT_EQ(current(), (std::vector<bool>{true, true, true, true, false}));
+  ExpectReplayEqualsLive();
+}
+
 TEST_F(LedgerServiceTest, AnIdlePartitionWritesTheViewsItOwedTooLong) {
   options_.view_postings_per_write = 1'000'000;
   options_.view_max_age = std::chrono::milliseconds(1);
