@@ -451,7 +451,7 @@ Decision Ledger::DecideAttach(const AttachMeter& c) const {
     return Precondition(c.txn_id, "meter_taken",
                         "meter " + c.meter_id + " already belongs to account " + it->second);
   }
-  return Accept(c.txn_id, {MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}});
+  return Accept(c.txn_id, EventsFrom(MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}));
 }
 
 Decision Ledger::DecideDetach(const DetachMeter& c) const {
@@ -467,7 +467,7 @@ Decision Ledger::DecideDetach(const DetachMeter& c) const {
                         "meter " + c.meter_id + " is the last meter of account " + a->id +
                             "; attach the replacement first, or close the account");
   }
-  return Accept(c.txn_id, {MeterDetached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}});
+  return Accept(c.txn_id, EventsFrom(MeterDetached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}));
 }
 
 Decision Ledger::DecideSetLimits(const SetLimits& c) const {
@@ -494,7 +494,7 @@ Decision Ledger::DecideSuspend(const Suspend& c) const {
   if (a->state == AccountState::kSuspended) {
     return Precondition(c.txn_id, "already_suspended", "account " + a->id + " is already suspended");
   }
-  return Accept(c.txn_id, {AccountSuspended{c.txn_id, c.time_us, c.operator_id, a->id, c.reason}});
+  return Accept(c.txn_id, EventsFrom(AccountSuspended{c.txn_id, c.time_us, c.operator_id, a->id, c.reason}));
 }
 
 Decision Ledger::DecideResume(const Resume& c) const {
@@ -505,7 +505,7 @@ Decision Ledger::DecideResume(const Resume& c) const {
                         "account " + a->id + " is " + std::string(AccountStateName(a->state)) +
                             ", not suspended; only a suspended account can be resumed");
   }
-  return Accept(c.txn_id, {AccountResumed{c.txn_id, c.time_us, c.operator_id, a->id}});
+  return Accept(c.txn_id, EventsFrom(AccountResumed{c.txn_id, c.time_us, c.operator_id, a->id}));
 }
 
 Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
@@ -559,7 +559,7 @@ Decision Ledger::DecideClose(const CloseAccount& c) const {
     e.arrears_minor = -a->balance_minor;
   }
   // Closing ends level tracking: no level events.
-  return Accept(c.txn_id, {std::move(e)});
+  return Accept(c.txn_id, EventsFrom(std::move(e)));
 }
 
 Decision Ledger::DecideTopUp(const TopUp& c) const {
@@ -604,7 +604,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
                             FormatYuan(a->limits.hoarding_cap_minor));
   }
   std::vector<Event> events = EventsFrom(ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.method, next_count, std::move(posting)});
+                                                  c.amount_minor, c.method, next_count, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -634,7 +634,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRefunds);
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.method, c.reason, std::move(posting)});
+                                                  c.amount_minor, c.method, c.reason, std::move(posting)});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -677,7 +677,7 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   int64_t after = a->balance_minor + delta;
   if (auto d = CheckClosedBalance(*a, after, "reversal", c.txn_id)) return *std::move(d);
   std::vector<Event> events = EventsFrom(Reversed{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     orig->txn_id, orig->kind, delta, c.reason, std::move(posting)});
+                                                  orig->txn_id, orig->kind, delta, c.reason, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -699,7 +699,7 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
   int64_t after = a->balance_minor + c.amount_minor;
   if (auto d = CheckClosedBalance(*a, after, "adjustment", c.txn_id)) return *std::move(d);
   std::vector<Event> events = EventsFrom(Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                     c.amount_minor, c.reason, std::move(posting)});
+                                                  c.amount_minor, c.reason, std::move(posting)});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -725,8 +725,8 @@ Decision Ledger::DecideCharge(const Charge& c) const {
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRevenue);
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
-                                    c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
-                                    c.tariff_version, std::move(posting)});
+                                                 c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
+                                                 c.tariff_version, std::move(posting)});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -785,10 +785,10 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
 }
 
 Status Ledger::AddTxn(TxnRecord record) {
-  // The emplace finds a reuse among txns itself (and then leaves `record` as it was).
+  // The emplace finds a reuse among txns itself.
   WL_LEDGER_EXPECT_MSG(!state_.charge_txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
-  const bool inserted = state_.txns.emplace(record.txn_id, std::move(record)).second;
-  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + record.txn_id);
+  const auto [it, inserted] = state_.txns.emplace(record.txn_id, std::move(record));
+  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
   return Status::Ok();
 }
 
