@@ -292,8 +292,6 @@ Status EventLog::Init() {
   db_options.create_if_missing = true;
   db_options.create_missing_column_families = true;
   db_options.IncreaseParallelism(2);
-  // Appends are sequential per partition; a larger write buffer keeps flushes rare.
-  db_options.write_buffer_size = 64 << 20;
   // One thread inserts each group commit's batches into the memtable, in turn. Concurrent
   // inserts would search the skiplist from the top for every key, and cannot use the per-partition
   // insert hints below; with the few cores a ledger has, the search was the larger cost.
@@ -303,16 +301,21 @@ Status EventLog::Init() {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  // Appends are sequential per partition; a large write buffer keeps flushes rare. (Set on the
+  // column families: each is opened with its own options, not the database's.)
+  cf.write_buffer_size = 64 << 20;
   // The log is read in long sequential runs: large blocks amortise the per-block cost (cache
   // lookup, checksum, decompression) over ~170 events instead of ~10. State keeps 4 KiB blocks
   // for its point lookups.
   rocksdb::BlockBasedTableOptions events_table = table;
   events_table.block_size = 64 << 10;
-  rocksdb::ColumnFamilyOptions events_cf;
+  rocksdb::ColumnFamilyOptions events_cf = cf;
   events_cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(events_table));
   // An event key is (partition, seq), and each partition appends in seq order: the memtable keeps
   // an insert hint per partition (the key's first 4 bytes), so an append lands next to the last
-  // one instead of being searched for among all partitions' events.
+  // one instead of being searched for among all partitions' events. Nothing may DeleteRange in
+  // this column family: RocksDB 7.8 keeps one hint map for a memtable's points and range
+  // tombstones, so a range tombstone's hint would point into the wrong skiplist.
   events_cf.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
 
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
