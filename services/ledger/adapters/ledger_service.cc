@@ -437,6 +437,8 @@ struct LedgerService::Outcome {
   // released earlier, another partition could take the meter and commit while this commit
   // fails, and Reload would then restore this partition's claim (one meter, two owners).
   std::vector<std::pair<std::string, std::string>> released_claims = {};
+  // The account as an accepted command left it, for the answer; made while it is in the cache.
+  std::optional<v1::Account> account = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -802,6 +804,10 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
       (*answer)(server::ToGrpc(out->error), nullptr);
       return nullptr;
     }
+    if (out->decision.accepted() && !out->decision.events.empty()) {
+      const Account* a = ledgers_[p]->FindAccount(EventAccountId(out->decision.events.front()));
+      if (a != nullptr) out->account = ToProto(*a);
+    }
     return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
@@ -826,11 +832,16 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
       v1::MutationResponse response;
       response.set_txn_id(out->decision.txn_id);
       response.set_duplicate(out->decision.duplicate);
-      std::string acct = account;
-      if (acct.empty()) {
-        if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
+      if (out->account) {
+        *response.mutable_account() = std::move(*out->account);
+      } else {
+        // A duplicate: the account as it is now (a reversal's request names only the original).
+        std::string acct = account;
+        if (acct.empty()) {
+          if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
+        }
+        if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
       }
-      if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
       (*answer)(grpc::Status::OK, &response);
     };
   }, [answer](const Status& why) {

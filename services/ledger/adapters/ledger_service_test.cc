@@ -245,6 +245,45 @@ TEST_F(LedgerServiceTest, TopUpIsIdempotentAndAnswersItsTxnAfterCommit) {
   EXPECT_EQ(t.amount_minor(), 1'000'000);
 }
 
+TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  // The writer is held in a batch while two top-ups queue: they then run in one batch.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    released.wait();
+    return nullptr;
+  }, nullptr).ok());
+  std::promise<v1::MutationResponse> first, second;
+  auto top_up = [&](int64_t minor, const std::string& key, std::promise<v1::MutationResponse>* out) {
+    v1::TopUpRequest r;
+    r.set_operator_id("op1");
+    r.set_account_id("A1");
+    r.set_idempotency_key(key);
+    r.set_amount_minor(minor);
+    r.set_method(v1::PAYMENT_METHOD_CASH);
+    svc_->TopUpAsync(r, [out](grpc::Status s, v1::MutationResponse* resp) {
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      out->set_value(resp != nullptr ? *resp : v1::MutationResponse());
+    });
+  };
+  top_up(10'000, "K1", &first);
+  top_up(20'000, "K2", &second);
+  release.set_value();
+  const v1::MutationResponse a = first.get_future().get(), b = second.get_future().get();
+  EXPECT_EQ(a.account().balance_minor(), 10'000);
+  EXPECT_EQ(a.account().purchase_count(), 1);
+  EXPECT_EQ(b.account().balance_minor(), 30'000);
+  EXPECT_EQ(b.account().purchase_count(), 2);
+  // A retry is answered with the account as it is now.
+  v1::MutationResponse again;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &again).ok());
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.txn_id(), a.txn_id());
+  EXPECT_EQ(again.account().balance_minor(), 30'000);
+}
+
 TEST_F(LedgerServiceTest, RejectionsNameTheRuleAndChangeNoBalance) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse r;
