@@ -917,6 +917,49 @@ TEST_F(LedgerServiceTest, ABatchWritesAtMostTheCapOfOverdueViewsOldestFirst) {
   ExpectReplayEqualsLive();
 }
 
+TEST_F(LedgerServiceTest, AQueryOverEveryPartitionFailsAsAWholeWhenOnePartitionRefusesIt) {
+  for (uint32_t p = 0; p < kParts; ++p) ASSERT_TRUE(Open(IdsIn(p, 1)[0], {"M" + std::to_string(p)}).ok());
+  // Partition 1's writer is held in a batch while its queue fills to the brim.
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  runtime::Processor* proc = svc_->processor();
+  ASSERT_TRUE(proc->SubmitTo(1, [released](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    released.wait();
+    return nullptr;
+  }, nullptr).ok());
+  size_t queued = 0;
+  while (proc->SubmitTo(1, [](uint32_t, eventlog::WriteSet&) -> runtime::Reply { return nullptr; }, nullptr).ok()) {
+    ASSERT_LT(++queued, 1'000'000u) << "the queue never filled";
+  }
+  // The other partitions answer; the query as a whole is refused, once, with partition 1's reason.
+  std::atomic<int> totals_answers = 0, list_answers = 0;
+  std::promise<grpc::Status> totals, list;
+  svc_->GetTotalsAsync(v1::LedgerTotalsRequest(), [&](grpc::Status s, v1::LedgerTotalsResponse* r) {
+    EXPECT_EQ(r, nullptr);
+    if (totals_answers++ == 0) totals.set_value(s);
+  });
+  svc_->ListAccountsAsync(v1::ListAccountsRequest(), [&](grpc::Status s, v1::ListAccountsResponse* r) {
+    EXPECT_EQ(r, nullptr);
+    if (list_answers++ == 0) list.set_value(s);
+  });
+  for (auto* f : {&totals, &list}) {
+    const grpc::Status s = f->get_future().get();
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
+    EXPECT_NE(s.error_message().find("partition 1"), std::string::npos) << s.error_message();
+  }
+  release.set_value();
+  // Once the queue drains, the same queries succeed; no answer came twice.
+  v1::LedgerTotalsRequest tr;
+  v1::LedgerTotalsResponse t;
+  EXPECT_TRUE(svc_->GetTotals(nullptr, &tr, &t).ok());
+  v1::ListAccountsResponse l;
+  v1::ListAccountsRequest lr;
+  EXPECT_TRUE(svc_->ListAccounts(nullptr, &lr, &l).ok());
+  EXPECT_EQ(l.accounts_size(), static_cast<int>(kParts));
+  EXPECT_EQ(totals_answers.load(), 1);
+  EXPECT_EQ(list_answers.load(), 1);
+}
+
 TEST_F(LedgerServiceTest, AnIdlePartitionWritesTheViewsItOwedTooLong) {
   options_.view_postings_per_write = 1'000'000;
   options_.view_max_age = std::chrono::milliseconds(1);
