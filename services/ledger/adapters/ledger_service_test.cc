@@ -249,12 +249,14 @@ TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   const uint32_t p = runtime::PartitionForKey("A1", kParts);
   // The writer is held in a batch while two top-ups queue: they then run in one batch.
-  std::promise<void> release;
+  std::promise<void> release, holding;
   std::shared_future<void> released = release.get_future().share();
-  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    holding.set_value();
     released.wait();
     return nullptr;
   }, nullptr).ok());
+  holding.get_future().wait();
   std::promise<v1::MutationResponse> first, second;
   auto top_up = [&](int64_t minor, const std::string& key, std::promise<v1::MutationResponse>* out) {
     v1::TopUpRequest r;
@@ -919,14 +921,19 @@ TEST_F(LedgerServiceTest, ABatchWritesAtMostTheCapOfOverdueViewsOldestFirst) {
 
 TEST_F(LedgerServiceTest, AQueryOverEveryPartitionFailsAsAWholeWhenOnePartitionRefusesIt) {
   for (uint32_t p = 0; p < kParts; ++p) ASSERT_TRUE(Open(IdsIn(p, 1)[0], {"M" + std::to_string(p)}).ok());
-  // Partition 1's writer is held in a batch while its queue fills to the brim.
-  std::promise<void> release;
+  // Partition 1's writer is held in a batch while its queue fills to the brim. (Filled only once
+  // the writer is held: a writer still busy would take part of the queue with the held command.)
+  std::promise<void> release, holding;
   std::shared_future<void> released = release.get_future().share();
   runtime::Processor* proc = svc_->processor();
-  ASSERT_TRUE(proc->SubmitTo(1, [released](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+  ASSERT_TRUE(proc->SubmitTo(1, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    holding.set_value();
     released.wait();
     return nullptr;
   }, nullptr).ok());
+  holding.get_future().wait();
+  // However the test ends, the writer is let go (or stopping the service would wait for it).
+  std::shared_ptr<void> let_go(nullptr, [&](void*) { release.set_value(); });
   size_t queued = 0;
   while (proc->SubmitTo(1, [](uint32_t, eventlog::WriteSet&) -> runtime::Reply { return nullptr; }, nullptr).ok()) {
     ASSERT_LT(++queued, 1'000'000u) << "the queue never filled";
@@ -943,15 +950,23 @@ TEST_F(LedgerServiceTest, AQueryOverEveryPartitionFailsAsAWholeWhenOnePartitionR
     if (list_answers++ == 0) list.set_value(s);
   });
   for (auto* f : {&totals, &list}) {
-    const grpc::Status s = f->get_future().get();
+    auto answer = f->get_future();
+    ASSERT_EQ(answer.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "the query was not answered";
+    const grpc::Status s = answer.get();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
     EXPECT_NE(s.error_message().find("partition 1"), std::string::npos) << s.error_message();
   }
-  release.set_value();
-  // Once the queue drains, the same queries succeed; no answer came twice.
+  let_go.reset();
+  // Once the queue has room again, the same queries succeed; no answer came twice.
   v1::LedgerTotalsRequest tr;
   v1::LedgerTotalsResponse t;
-  EXPECT_TRUE(svc_->GetTotals(nullptr, &tr, &t).ok());
+  grpc::Status again;
+  for (int i = 0; i < 1000; ++i) {
+    again = svc_->GetTotals(nullptr, &tr, &t);
+    if (again.error_code() != grpc::StatusCode::RESOURCE_EXHAUSTED) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_TRUE(again.ok()) << again.error_message();
   v1::ListAccountsResponse l;
   v1::ListAccountsRequest lr;
   EXPECT_TRUE(svc_->ListAccounts(nullptr, &lr, &l).ok());
