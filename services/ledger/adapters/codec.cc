@@ -1,6 +1,8 @@
 #include "services/ledger/adapters/codec.h"
 
+#include <google/protobuf/descriptor.h>
 #include <google/protobuf/io/coded_stream.h>
+#include <google/protobuf/message.h>
 #include <google/protobuf/wire_format_lite.h>
 
 #include <algorithm>
@@ -366,6 +368,42 @@ Result<C> PaymentCommand(const R& r, std::string txn_id, int64_t time_us) {
 
 // ---------------------------------------------------------------------------------------------
 // Public API
+
+std::optional<std::string> NonUtf8Field(const google::protobuf::Message& m) {
+  using google::protobuf::FieldDescriptor;
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  const google::protobuf::Reflection* r = m.GetReflection();
+  auto bad = [](const std::string& s) {
+    return !google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
+  };
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FieldDescriptor* f = d->field(i);
+    if (f->type() == FieldDescriptor::TYPE_STRING) {
+      std::string scratch;  // Unused unless the field is not stored as a std::string.
+      if (!f->is_repeated()) {
+        if (bad(r->GetStringReference(m, f, &scratch))) return f->name();
+        continue;
+      }
+      for (int j = 0; j < r->FieldSize(m, f); ++j) {
+        if (bad(r->GetRepeatedStringReference(m, f, j, &scratch))) {
+          return f->name() + "[" + std::to_string(j) + "]";
+        }
+      }
+    } else if (f->cpp_type() == FieldDescriptor::CPPTYPE_MESSAGE) {
+      if (!f->is_repeated()) {
+        if (!r->HasField(m, f)) continue;
+        if (auto inner = NonUtf8Field(r->GetMessage(m, f))) return f->name() + "." + *inner;
+        continue;
+      }
+      for (int j = 0; j < r->FieldSize(m, f); ++j) {
+        if (auto inner = NonUtf8Field(r->GetRepeatedMessage(m, f, j))) {
+          return f->name() + "[" + std::to_string(j) + "]." + *inner;
+        }
+      }
+    }
+  }
+  return std::nullopt;
+}
 
 Encoded EncodeEvent(const Event& e) {
   return std::visit(

@@ -31,6 +31,12 @@ struct Encoded {
 
 Encoded EncodeEvent(const Event& e);
 
+// The first text field of `m` (nested messages and repeated fields included) that is not UTF-8,
+// as its path ("reason", "phones[1]", "limits.x"), or nullopt. gRPC's parser refuses such
+// requests; in-process callers skip it, and a payload that protobuf cannot parse back would be an
+// event no replay could read.
+std::optional<std::string> NonUtf8Field(const google::protobuf::Message& m);
+
 // Decodes an envelope payload of one of the 16 domain event types. INVALID_ARGUMENT for an
 // unknown type, a payload that does not parse, or fields out of range (UNSPECIFIED or unknown
 // enums, amounts with the wrong sign, empty txn_id/account_id, postings that do not balance or

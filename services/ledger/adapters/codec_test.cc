@@ -649,6 +649,26 @@ TEST(RequestCodec, OtherRequestsCarryTheirFields) {
   EXPECT_EQ(ac->reason, "fault");
 }
 
+TEST(RequestCodec, TextThatIsNotUtf8IsFoundWhereverItIs) {
+  v1::ToppedUp t;
+  t.set_txn_id("ledger/0/1");
+  t.set_operator_id("收银员");
+  auto* leg = t.mutable_posting()->add_legs();
+  leg->set_account("A1");
+  t.mutable_posting()->add_legs()->set_account("cash");
+  EXPECT_EQ(NonUtf8Field(t), std::nullopt);
+  t.mutable_posting()->mutable_legs(1)->set_account("ca\xffsh");
+  EXPECT_EQ(NonUtf8Field(t), "posting.legs[1].account");
+  t.set_operator_id("\xe6\x94");  // A character cut short: before the posting in field order.
+  EXPECT_EQ(NonUtf8Field(t), "operator_id");
+  v1::OpenAccountRequest o;
+  o.add_phones("13800000000");
+  o.add_phones("\xc0\xaf");  // An overlong '/'.
+  EXPECT_EQ(NonUtf8Field(o), "phones[1]");
+  o.set_customer_name("\xed\xa0\x80");  // A surrogate.
+  EXPECT_EQ(NonUtf8Field(o), "customer_name");
+}
+
 TEST(RequestCodec, UsageBecomesACharge) {
   billing::v1::UsageCharged u;
   u.set_charge_id("C1");

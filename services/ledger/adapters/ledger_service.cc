@@ -31,6 +31,14 @@ constexpr char kViewHeadPrefix[] = "view/";
 // Requests and usage events larger than this are refused before anything is decided or recorded.
 constexpr size_t kMaxInputBytes = 16 << 10;
 
+// A request with text that is not UTF-8 (see NonUtf8Field), or OK.
+grpc::Status CheckUtf8(const google::protobuf::Message& req) {
+  auto field = NonUtf8Field(req);
+  if (!field) return grpc::Status::OK;
+  return {grpc::StatusCode::INVALID_ARGUMENT,
+          "field " + *field + " is not valid UTF-8; text must be UTF-8 (send binary ids hex-encoded)"};
+}
+
 grpc::Status TooLarge(size_t bytes) {
   return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                       "request of " + std::to_string(bytes) + " bytes exceeds the limit of " +
@@ -950,6 +958,7 @@ uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
 #define WL_LEDGER_MUTATION(Method, Request, Convert, KeyExpr)                                        \
   void LedgerService::Method##Async(const v1::Request& req, MutationDone done) {                    \
     if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);    \
+    if (grpc::Status bad = CheckUtf8(req); !bad.ok()) return done(std::move(bad), nullptr);          \
     MutateAsync(AccountPartition(req.account_id(), log_->partitions()), KeyExpr(req),                \
                 [r = req](std::string txn, int64_t now) -> Result<Command> {                         \
                   WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                      \
@@ -984,6 +993,7 @@ WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, IdempotencyKey)
 
 void LedgerService::ReverseAsync(const v1::ReverseRequest& req, MutationDone done) {
   if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);
+  if (grpc::Status bad = CheckUtf8(req); !bad.ok()) return done(std::move(bad), nullptr);
   auto p = PartitionOfTxn(req.original_txn_id());
   if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);
   MutateAsync(*p, req.idempotency_key(),

@@ -1297,10 +1297,10 @@ TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
 
 // In-process callers skip gRPC's UTF-8 check. A request whose text the event log refuses is
 // answered INVALID_ARGUMENT (retrying cannot help), records nothing, and the partition goes on.
-TEST_F(LedgerServiceTest, ARequestTheLogRefusesIsAnsweredInvalidArgumentNotRetry) {
+TEST_F(LedgerServiceTest, ARequestWhoseActorTheLogWouldRefuseIsAnsweredInvalidArgumentNotRetry) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::TopUpRequest r;
-  r.set_operator_id("op\xff");  // Becomes the event's actor: not UTF-8.
+  r.set_operator_id("op\xff");  // Would become the event's actor: not UTF-8.
   r.set_account_id("A1");
   r.set_idempotency_key("K-bad");
   r.set_amount_minor(100);
@@ -1308,10 +1308,72 @@ TEST_F(LedgerServiceTest, ARequestTheLogRefusesIsAnsweredInvalidArgumentNotRetry
   v1::MutationResponse resp;
   grpc::Status s = svc_->TopUp(nullptr, &r, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
-  EXPECT_NE(s.error_message().find("correct the request"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("field operator_id is not valid UTF-8"), std::string::npos) << s.error_message();
   EXPECT_EQ(Get("A1").balance_minor(), 0);
   ASSERT_TRUE(TopUp("A1", 100, "K-good", &resp).ok());
   EXPECT_EQ(Get("A1").balance_minor(), 100);
+}
+
+// In-process callers skip gRPC's parser, which refuses text that is not UTF-8. Such text in a
+// request is refused on its own, naming the field, before it reaches a batch: in the payload it
+// would be an event no replay could read back, and in the envelope the log would refuse the
+// whole batch, every other request in it with it.
+TEST_F(LedgerServiceTest, TextThatIsNotUtf8IsRefusedAloneNamingTheField) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse resp;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K0", &resp).ok());
+  v1::AdjustRequest adjust;
+  adjust.set_operator_id("op1");
+  adjust.set_account_id("A1");
+  adjust.set_idempotency_key("K-adjust");
+  adjust.set_amount_minor(-100);
+  adjust.set_reason("meter \xff fault");  // Only in the payload.
+  grpc::Status s = svc_->Adjust(nullptr, &adjust, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("reason"), std::string::npos) << s.error_message();
+  EXPECT_NE(s.error_message().find("UTF-8"), std::string::npos) << s.error_message();
+  v1::OpenAccountRequest open;
+  open.set_operator_id("op1");
+  open.set_account_id("A2");
+  open.set_customer_name("张三");
+  open.add_phones("138\xc0");  // A repeated field.
+  open.add_meters("M2");
+  open.set_mode(v1::MODE_PREPAID);
+  s = svc_->OpenAccount(nullptr, &open, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_NE(s.error_message().find("phones"), std::string::npos) << s.error_message();
+
+  // A bad request and a good one in the same batch: the good one is recorded.
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  std::promise<void> release, holding;
+  std::shared_future<void> released = release.get_future().share();
+  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    holding.set_value();
+    released.wait();
+    return nullptr;
+  }, nullptr).ok());
+  holding.get_future().wait();
+  std::promise<grpc::Status> bad, good;
+  v1::TopUpRequest r;
+  r.set_operator_id("op\xff");  // The envelope's actor.
+  r.set_account_id("A1");
+  r.set_idempotency_key("K-bad");
+  r.set_amount_minor(100);
+  r.set_method(v1::PAYMENT_METHOD_CASH);
+  svc_->TopUpAsync(r, [&](grpc::Status st, v1::MutationResponse*) { bad.set_value(st); });
+  r.set_operator_id("op1");
+  r.set_idempotency_key("K-good");
+  svc_->TopUpAsync(r, [&](grpc::Status st, v1::MutationResponse*) { good.set_value(st); });
+  release.set_value();
+  EXPECT_EQ(bad.get_future().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const grpc::Status g = good.get_future().get();
+  EXPECT_TRUE(g.ok()) << g.error_message();
+  EXPECT_EQ(Get("A1").balance_minor(), 10'100);
+  v1::GetAccountRequest never_opened;
+  never_opened.set_account_id("A2");
+  v1::Account a2;
+  EXPECT_EQ(svc_->GetAccount(nullptr, &never_opened, &a2).error_code(), grpc::StatusCode::NOT_FOUND);
+  ExpectReplayEqualsLive();
 }
 
 }  // namespace
