@@ -31,10 +31,11 @@ struct Encoded {
 
 Encoded EncodeEvent(const Event& e);
 
-// The first text field of `m` (nested messages and repeated fields included) that is not UTF-8,
-// as its path ("reason", "phones[1]", "limits.x"), or nullopt. gRPC's parser refuses such
-// requests; in-process callers skip it, and a payload that protobuf cannot parse back would be an
-// event no replay could read.
+// The first text field of `m` (nested messages and repeated fields included; bytes fields are
+// not text) that is not UTF-8, as its path ("reason", "phones[1]", "posting.legs[0].account"), or
+// nullopt. gRPC's parser refuses such requests; in-process callers skip it, and a payload that
+// protobuf cannot parse back would be an event no replay could read. Made for the ledger.v1
+// requests: proto3, no maps, no recursive types (a map would be named by entry index).
 std::optional<std::string> NonUtf8Field(const google::protobuf::Message& m);
 
 // Decodes an envelope payload of one of the 16 domain event types. INVALID_ARGUMENT for an

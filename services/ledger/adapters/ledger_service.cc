@@ -445,7 +445,8 @@ struct LedgerService::Outcome {
   // released earlier, another partition could take the meter and commit while this commit
   // fails, and Reload would then restore this partition's claim (one meter, two owners).
   std::vector<std::pair<std::string, std::string>> released_claims = {};
-  // The account as an accepted command left it, for the answer; made while it is in the cache.
+  // The account as an accepted command left it, for the answer; made on the writer right after
+  // the command, while the account is still in the CPU's cache.
   std::optional<v1::Account> account = {};
 };
 
@@ -813,18 +814,23 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
       return nullptr;
     }
     if (out->decision.accepted() && !out->decision.events.empty()) {
-      const Account* a = ledgers_[p]->FindAccount(EventAccountId(out->decision.events.front()));
-      if (a != nullptr) out->account = ToProto(*a);
+      // A reversal's request names only the original transaction; its events name the account.
+      std::string id = CommandAccount(*command);
+      if (id.empty()) id = EventAccountId(out->decision.events.front());
+      const Account* a = ledgers_[p]->FindAccount(id);
+      WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
+      out->account = ToProto(*a);
     }
     return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
-        // The log refusing what this command wrote is the request's fault: a retry would be
-        // refused again. Anything else is the store's, and a retry may well succeed.
+        // The log refused what the batch wrote (requests are checked before they are queued, so
+        // this is not expected): the fault may be another request's of the same batch.
         (*answer)(commit.code() == StatusCode::kInvalidArgument
                       ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                     "not recorded, the event log refused it: " + commit.message() +
-                                         "; correct the request")
+                                     "not recorded, the event log refused the batch this request was in: " +
+                                         commit.message() + "; if the request is well-formed, retry it with the "
+                                         "same idempotency key")
                       : grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                      "not recorded, retry with the same idempotency key: " + commit.message()),
                   nullptr);

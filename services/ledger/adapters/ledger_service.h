@@ -160,7 +160,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   Status Reload(uint32_t partition) override;
 
   // The answer to a mutation or a query, called exactly once: on a writer thread after the
-  // commit, or on the caller's thread when the request was refused before it was queued.
+  // commit, or on the caller's thread when the request was refused before it was queued (a
+  // query over several partitions that one of them refused: on another one's writer, or there).
   // `response` is set (and may be moved from) only when the status is OK. It may start other
   // *Async calls, but not wait on the ledger: the synchronous methods and queries made on a
   // writer thread are answered FAILED_PRECONDITION (they would wait for their own writer).

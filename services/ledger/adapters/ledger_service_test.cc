@@ -116,6 +116,23 @@ class LedgerServiceTest : public ::testing::Test {
     ASSERT_TRUE(s.ok()) << s.ToString();
   }
 
+  // Holds partition p's writer in a batch of its own until the returned guard is dropped, however
+  // the test ends (stopping the service waits for a held writer). Returns once the writer is held,
+  // so that what is queued after runs in the batches after it, not in the held one.
+  [[nodiscard]] std::shared_ptr<void> HoldWriter(uint32_t partition) {
+    auto release = std::make_shared<std::promise<void>>();
+    auto holding = std::make_shared<std::promise<void>>();
+    std::shared_future<void> released = release->get_future().share();
+    std::future<void> held = holding->get_future();
+    EXPECT_TRUE(svc_->processor()->SubmitTo(partition, [released, holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      holding->set_value();
+      released.wait();
+      return nullptr;
+    }, nullptr).ok());
+    EXPECT_EQ(held.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "the writer was never held";
+    return std::shared_ptr<void>(nullptr, [release](void*) { release->set_value(); });
+  }
+
   // Account ids that fall into partition p, as many as asked.
   static std::vector<std::string> IdsIn(uint32_t p, int n) {
     std::vector<std::string> ids;
@@ -249,16 +266,10 @@ TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   const uint32_t p = runtime::PartitionForKey("A1", kParts);
   // The writer is held in a batch while two top-ups queue: they then run in one batch.
-  std::promise<void> release, holding;
-  std::shared_future<void> released = release.get_future().share();
-  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    holding.set_value();
-    released.wait();
-    return nullptr;
-  }, nullptr).ok());
-  holding.get_future().wait();
-  std::promise<v1::MutationResponse> first, second;
-  auto top_up = [&](int64_t minor, const std::string& key, std::promise<v1::MutationResponse>* out) {
+  std::shared_ptr<void> hold = HoldWriter(p);
+  auto first = std::make_shared<std::promise<v1::MutationResponse>>();
+  auto second = std::make_shared<std::promise<v1::MutationResponse>>();
+  auto top_up = [&](int64_t minor, const std::string& key, std::shared_ptr<std::promise<v1::MutationResponse>> out) {
     v1::TopUpRequest r;
     r.set_operator_id("op1");
     r.set_account_id("A1");
@@ -270,10 +281,13 @@ TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
       out->set_value(resp != nullptr ? *resp : v1::MutationResponse());
     });
   };
-  top_up(10'000, "K1", &first);
-  top_up(20'000, "K2", &second);
-  release.set_value();
-  const v1::MutationResponse a = first.get_future().get(), b = second.get_future().get();
+  top_up(10'000, "K1", first);
+  top_up(20'000, "K2", second);
+  hold.reset();
+  auto f1 = first->get_future(), f2 = second->get_future();
+  ASSERT_EQ(f1.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_EQ(f2.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  const v1::MutationResponse a = f1.get(), b = f2.get();
   EXPECT_EQ(a.account().balance_minor(), 10'000);
   EXPECT_EQ(a.account().purchase_count(), 1);
   EXPECT_EQ(b.account().balance_minor(), 30'000);
@@ -923,40 +937,35 @@ TEST_F(LedgerServiceTest, AQueryOverEveryPartitionFailsAsAWholeWhenOnePartitionR
   for (uint32_t p = 0; p < kParts; ++p) ASSERT_TRUE(Open(IdsIn(p, 1)[0], {"M" + std::to_string(p)}).ok());
   // Partition 1's writer is held in a batch while its queue fills to the brim. (Filled only once
   // the writer is held: a writer still busy would take part of the queue with the held command.)
-  std::promise<void> release, holding;
-  std::shared_future<void> released = release.get_future().share();
   runtime::Processor* proc = svc_->processor();
-  ASSERT_TRUE(proc->SubmitTo(1, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    holding.set_value();
-    released.wait();
-    return nullptr;
-  }, nullptr).ok());
-  holding.get_future().wait();
-  // However the test ends, the writer is let go (or stopping the service would wait for it).
-  std::shared_ptr<void> let_go(nullptr, [&](void*) { release.set_value(); });
+  std::shared_ptr<void> hold = HoldWriter(1);
   size_t queued = 0;
   while (proc->SubmitTo(1, [](uint32_t, eventlog::WriteSet&) -> runtime::Reply { return nullptr; }, nullptr).ok()) {
     ASSERT_LT(++queued, 1'000'000u) << "the queue never filled";
   }
   // The other partitions answer; the query as a whole is refused, once, with partition 1's reason.
-  std::atomic<int> totals_answers = 0, list_answers = 0;
-  std::promise<grpc::Status> totals, list;
-  svc_->GetTotalsAsync(v1::LedgerTotalsRequest(), [&](grpc::Status s, v1::LedgerTotalsResponse* r) {
+  // (What the answers touch is shared: a late answer must not outlive it if an assertion fails.)
+  struct Answers {
+    std::atomic<int> totals = 0, list = 0;
+    std::promise<grpc::Status> first_totals, first_list;
+  };
+  auto answers = std::make_shared<Answers>();
+  svc_->GetTotalsAsync(v1::LedgerTotalsRequest(), [answers](grpc::Status s, v1::LedgerTotalsResponse* r) {
     EXPECT_EQ(r, nullptr);
-    if (totals_answers++ == 0) totals.set_value(s);
+    if (answers->totals++ == 0) answers->first_totals.set_value(s);
   });
-  svc_->ListAccountsAsync(v1::ListAccountsRequest(), [&](grpc::Status s, v1::ListAccountsResponse* r) {
+  svc_->ListAccountsAsync(v1::ListAccountsRequest(), [answers](grpc::Status s, v1::ListAccountsResponse* r) {
     EXPECT_EQ(r, nullptr);
-    if (list_answers++ == 0) list.set_value(s);
+    if (answers->list++ == 0) answers->first_list.set_value(s);
   });
-  for (auto* f : {&totals, &list}) {
+  for (auto* f : {&answers->first_totals, &answers->first_list}) {
     auto answer = f->get_future();
     ASSERT_EQ(answer.wait_for(std::chrono::seconds(30)), std::future_status::ready) << "the query was not answered";
     const grpc::Status s = answer.get();
     EXPECT_EQ(s.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << s.error_message();
     EXPECT_NE(s.error_message().find("partition 1"), std::string::npos) << s.error_message();
   }
-  let_go.reset();
+  hold.reset();
   // Once the queue has room again, the same queries succeed; no answer came twice.
   v1::LedgerTotalsRequest tr;
   v1::LedgerTotalsResponse t;
@@ -971,8 +980,8 @@ TEST_F(LedgerServiceTest, AQueryOverEveryPartitionFailsAsAWholeWhenOnePartitionR
   v1::ListAccountsRequest lr;
   EXPECT_TRUE(svc_->ListAccounts(nullptr, &lr, &l).ok());
   EXPECT_EQ(l.accounts_size(), static_cast<int>(kParts));
-  EXPECT_EQ(totals_answers.load(), 1);
-  EXPECT_EQ(list_answers.load(), 1);
+  EXPECT_EQ(answers->totals.load(), 1);
+  EXPECT_EQ(answers->list.load(), 1);
 }
 
 TEST_F(LedgerServiceTest, AnIdlePartitionWritesTheViewsItOwedTooLong) {
@@ -1343,30 +1352,27 @@ TEST_F(LedgerServiceTest, TextThatIsNotUtf8IsRefusedAloneNamingTheField) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_NE(s.error_message().find("phones"), std::string::npos) << s.error_message();
 
-  // A bad request and a good one in the same batch: the good one is recorded.
-  const uint32_t p = runtime::PartitionForKey("A1", kParts);
-  std::promise<void> release, holding;
-  std::shared_future<void> released = release.get_future().share();
-  ASSERT_TRUE(svc_->processor()->SubmitTo(p, [released, &holding](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    holding.set_value();
-    released.wait();
-    return nullptr;
-  }, nullptr).ok());
-  holding.get_future().wait();
-  std::promise<grpc::Status> bad, good;
+  // A bad request and a good one submitted together while the writer is held (before the fix,
+  // both ran in one batch, which the log refused): the good one is recorded.
+  std::shared_ptr<void> hold = HoldWriter(runtime::PartitionForKey("A1", kParts));
+  auto bad = std::make_shared<std::promise<grpc::Status>>();
+  auto good = std::make_shared<std::promise<grpc::Status>>();
   v1::TopUpRequest r;
   r.set_operator_id("op\xff");  // The envelope's actor.
   r.set_account_id("A1");
   r.set_idempotency_key("K-bad");
   r.set_amount_minor(100);
   r.set_method(v1::PAYMENT_METHOD_CASH);
-  svc_->TopUpAsync(r, [&](grpc::Status st, v1::MutationResponse*) { bad.set_value(st); });
+  svc_->TopUpAsync(r, [bad](grpc::Status st, v1::MutationResponse*) { bad->set_value(st); });
   r.set_operator_id("op1");
   r.set_idempotency_key("K-good");
-  svc_->TopUpAsync(r, [&](grpc::Status st, v1::MutationResponse*) { good.set_value(st); });
-  release.set_value();
-  EXPECT_EQ(bad.get_future().get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
-  const grpc::Status g = good.get_future().get();
+  svc_->TopUpAsync(r, [good](grpc::Status st, v1::MutationResponse*) { good->set_value(st); });
+  hold.reset();
+  auto fb = bad->get_future(), fg = good->get_future();
+  ASSERT_EQ(fb.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  ASSERT_EQ(fg.wait_for(std::chrono::seconds(30)), std::future_status::ready);
+  EXPECT_EQ(fb.get().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  const grpc::Status g = fg.get();
   EXPECT_TRUE(g.ok()) << g.error_message();
   EXPECT_EQ(Get("A1").balance_minor(), 10'100);
   v1::GetAccountRequest never_opened;
