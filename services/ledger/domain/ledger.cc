@@ -296,17 +296,27 @@ const Account* Ledger::FindAccount(std::string_view id) const {
 
 std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
   if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) return it->second;
-  auto it = state_.charge_txns.find(txn_id);
-  if (it == state_.charge_txns.end()) return std::nullopt;
-  // A charge's record is its statement entry seen as a transaction.
-  const Account& a = state_.accounts.at(it->second.account_id);
-  const StatementEntry& e = a.entries.at(it->second.entry);
-  return TxnRecord{e.txn_id, TxnKind::kCharge, a.id, e.time_us, e.amount_minor, "", "", e.charge_id, "", "",
-                   TwoLegs(a.id, e.amount_minor, sys::kRevenue)};
+  auto it = state_.entry_txns.find(txn_id);
+  if (it == state_.entry_txns.end()) return std::nullopt;
+  // The record is the statement entry seen as a transaction (a charge's key is its charge id).
+  const EntryTxn& r = it->second;
+  const Account& a = state_.accounts.at(r.account_id);
+  const StatementEntry& e = a.entries.at(r.entry);
+  return TxnRecord{e.txn_id,
+                   e.kind,
+                   a.id,
+                   e.time_us,
+                   e.amount_minor,
+                   e.operator_id,
+                   e.reason,
+                   e.kind == TxnKind::kCharge ? e.charge_id : e.idempotency_key,
+                   e.original_txn_id,
+                   r.reversed_by,
+                   TwoLegs(a.id, e.amount_minor, r.system)};
 }
 
 bool Ledger::TxnUsed(std::string_view txn_id) const {
-  return state_.txns.contains(txn_id) || state_.charge_txns.contains(txn_id);
+  return state_.txns.contains(txn_id) || state_.entry_txns.contains(txn_id);
 }
 
 int64_t Ledger::SystemBalance(std::string_view name) const {
@@ -786,9 +796,45 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
 
 Status Ledger::AddTxn(TxnRecord record) {
   // The emplace finds a reuse among txns itself.
-  WL_LEDGER_EXPECT_MSG(!state_.charge_txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+  WL_LEDGER_EXPECT_MSG(!state_.entry_txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
   const auto [it, inserted] = state_.txns.emplace(record.txn_id, std::move(record));
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
+  return Status::Ok();
+}
+
+template <typename MakeRecord>
+Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record) {
+  const StatementEntry& e = account.entries.at(account.entries.size() - 1);
+  const auto& legs = posting.legs;
+  std::string_view system;
+  if (legs.size() == 2 && !legs[0].system && legs[0].account == account.id && legs[0].delta_minor == e.amount_minor &&
+      legs[1].system && legs[1].delta_minor == -e.amount_minor) {
+    for (std::string_view name : sys::kAll) {
+      if (name == legs[1].account) system = name;
+    }
+  }
+  if (system.empty()) return AddTxn(make_record());  // A posting of another shape keeps its record.
+  WL_LEDGER_EXPECT_MSG(!state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
+  const auto [it, inserted] =
+      state_.entry_txns.emplace(e.txn_id, EntryTxn{account.id, account.entries.size() - 1, system, ""});
+  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
+  return Status::Ok();
+}
+
+Status Ledger::MarkReversed(const std::string& txn_id, const std::string& reversal, TxnKind kind,
+                            const std::string& account_id, int64_t amount_minor) {
+  const std::optional<TxnRecord> orig = FindTxn(txn_id);
+  WL_LEDGER_EXPECT_MSG(orig.has_value(), "reversal of unknown txn " + txn_id);
+  WL_LEDGER_EXPECT(orig->kind == TxnKind::kTopUp || orig->kind == TxnKind::kRefund ||
+                   orig->kind == TxnKind::kAdjustment);
+  WL_LEDGER_EXPECT(orig->reversed_by.empty() && orig->kind == kind);
+  WL_LEDGER_EXPECT(orig->account_id == account_id);
+  WL_LEDGER_EXPECT(amount_minor == -orig->amount_minor);
+  if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) {
+    it->second.reversed_by = reversal;
+  } else {
+    state_.entry_txns.find(txn_id)->second.reversed_by = reversal;
+  }
   return Status::Ok();
 }
 
@@ -970,8 +1016,10 @@ Status Ledger::TryApply(const Event& event) {
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribePayment(sink, "top-up", e.account_id, e.amount_minor, e.method); }));
-          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, "", e.idempotency_key, "", "", e.posting}));
+          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+            return TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
+                             e.operator_id, "", e.idempotency_key, "", "", e.posting};
+          }));
         } else if constexpr (std::is_same_v<T, Refunded>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -991,18 +1039,15 @@ Status Ledger::TryApply(const Event& event) {
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribePayment(sink, "refund", e.account_id, e.amount_minor, e.method); }));
-          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting}));
+          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+            return TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
+                             e.operator_id, e.reason, e.idempotency_key, "", "", e.posting};
+          }));
         } else if constexpr (std::is_same_v<T, Reversed>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
-          auto orig = state_.txns.find(e.original_txn_id);
-          WL_LEDGER_EXPECT_MSG(orig != state_.txns.end(), "reversal of unknown txn " + e.original_txn_id);
-          WL_LEDGER_EXPECT(orig->second.reversed_by.empty() && orig->second.kind == e.original_kind);
-          WL_LEDGER_EXPECT(orig->second.account_id == e.account_id);
-          WL_LEDGER_EXPECT(e.amount_minor == -orig->second.amount_minor);
           WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.amount_minor);
-          orig->second.reversed_by = e.txn_id;
+          WL_RETURN_IF_ERROR(MarkReversed(e.original_txn_id, e.txn_id, e.original_kind, e.account_id, e.amount_minor));
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
           StatementEntry entry;
@@ -1017,8 +1062,10 @@ Status Ledger::TryApply(const Event& event) {
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribeReverse(sink, e.original_txn_id); }));
-          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting}));
+          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+            return TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
+                             e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting};
+          }));
         } else if constexpr (std::is_same_v<T, Adjusted>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1037,8 +1084,10 @@ Status Ledger::TryApply(const Event& event) {
           AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribeAdjust(sink, e.account_id, e.amount_minor); }));
-          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
-                           e.operator_id, e.reason, e.idempotency_key, "", "", e.posting}));
+          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+            return TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
+                             e.operator_id, e.reason, e.idempotency_key, "", "", e.posting};
+          }));
         } else if constexpr (std::is_same_v<T, Charged>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1063,12 +1112,10 @@ Status Ledger::TryApply(const Event& event) {
                       DescribeCharge(sink, e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
                                      e.reading_id, e.tariff_id, e.tariff_version);
                     }));
-          // No TxnRecord of its own: FindTxn builds it from the statement entry, which holds
-          // everything it would (charges are the bulk of all transactions).
-          WL_LEDGER_EXPECT_MSG(!state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
-          const bool inserted =
-              state_.charge_txns.emplace(e.txn_id, ChargeTxn{e.account_id, acc.entries.size() - 1}).second;
-          WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + e.txn_id);
+          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+            return TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor, "", "",
+                             e.charge_id, "", "", e.posting};
+          }));
         } else if constexpr (std::is_same_v<T, LevelChanged>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1297,10 +1344,12 @@ std::string Ledger::CanonicalDump() const {
     d.Posting(t.posting);
     d.Line("");
   }
-  for (const auto* kv : Sorted(state_.charge_txns)) {
-    d.Field("charge_txn", kv->first);
+  for (const auto* kv : Sorted(state_.entry_txns)) {
+    d.Field("entry_txn", kv->first);
     d.Field("account", kv->second.account_id);
     d.Field("entry", static_cast<int64_t>(kv->second.entry));
+    d.Field("system", kv->second.system);
+    d.Field("reversed_by", kv->second.reversed_by);
     d.Line("");
   }
   for (const auto* kv : Sorted(state_.idempotency_keys)) {

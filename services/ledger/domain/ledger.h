@@ -119,19 +119,24 @@ struct KeyRecord {
 template <typename V>
 using StringMap = ShardedStringMap<V>;
 
-// Where a charge's transaction is: its statement entry (entries are append-only).
-struct ChargeTxn {
+// A transaction whose record is its statement entry: charges, top-ups, refunds, reversals and
+// adjustments whose posting is the two legs the entry implies (the entry's amount on the tenant,
+// its negation on `system`). These are the bulk of all transactions: FindTxn builds the record
+// from the entry (entries are append-only), instead of each keeping a copy of it.
+struct EntryTxn {
   std::string account_id;
   size_t entry = 0;
-  bool operator==(const ChargeTxn&) const = default;
+  std::string_view system;  // One of sys::kAll, whose storage is static.
+  std::string reversed_by;  // The reversal's txn id once reversed.
+  bool operator==(const EntryTxn&) const = default;
 };
 
 struct LedgerState {
   StringMap<Account> accounts;
   std::map<std::string, int64_t, std::less<>> system_balances;  // Every sys::kAll name present.
   std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
-  StringMap<TxnRecord> txns;  // Every transaction but charges, which are in charge_txns.
-  StringMap<ChargeTxn> charge_txns;
+  StringMap<TxnRecord> txns;  // Every transaction not in entry_txns.
+  StringMap<EntryTxn> entry_txns;
   StringMap<KeyRecord> idempotency_keys;
   StringMap<KeyRecord> charges;
   int64_t total_minor = 0;         // Running sum of every balance; always 0.
@@ -234,6 +239,13 @@ class Ledger {
   Status ApplyPosting(const Posting& posting);
   void AddEntry(Account& account, StatementEntry entry);
   Status AddTxn(TxnRecord record);
+  // Records the txn of `account`'s last statement entry: as an EntryTxn when `posting` is the two
+  // legs that entry implies, else as the record `make_record()` builds.
+  template <typename MakeRecord>
+  Status AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record);
+  // The txn `txn_id` reversed by `reversal`: a top-up, refund or adjustment not reversed before.
+  Status MarkReversed(const std::string& txn_id, const std::string& reversal, TxnKind kind,
+                      const std::string& account_id, int64_t amount_minor);
   // with_history adds the checks that walk the account's whole history (the full check only);
   // with_meters the walk over its meters' owners.
   Status AccountInvariantsHold(const Account& account, bool with_history, bool with_meters) const;

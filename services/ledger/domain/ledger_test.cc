@@ -601,6 +601,62 @@ TEST_F(LedgerTest, ReversingATopUpNegatesItsPostingButNotThePurchaseCount) {
   EXPECT_TRUE(Do(next).accepted());
 }
 
+// Most transactions are kept as their statement entry (no record of their own); each reads back
+// as the whole record, posting included, and a reversal marks the original either way.
+TEST_F(LedgerTest, EveryTransactionReadsBackWhole) {
+  Given(OpenCmd("A1"));
+  TopUp top = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat);
+  Given(top);
+  Refund refund = RefundCmd("A1", Y(20), "K2");
+  Given(refund);
+  Adjust adjust = AdjustCmd("A1", -Y(5), "K3");
+  Given(adjust);
+  Charge charge = ChargeCmd("A1", Y(7), "C1");
+  Given(charge);
+  Reverse reverse = ReverseCmd(refund.txn_id, "K4");
+  Given(reverse);
+  auto posting = [](int64_t tenant, std::string_view system) {
+    return Posting{{Leg{false, "A1", tenant}, Leg{true, std::string(system), -tenant}}};
+  };
+  const std::vector<TxnRecord> want = {
+      {top.txn_id, TxnKind::kTopUp, "A1", top.time_us, Y(100), "op1", "", "K1", "", "", posting(Y(100), "wechat")},
+      {refund.txn_id, TxnKind::kRefund, "A1", refund.time_us, -Y(20), "op1", "moving out", "K2", "", reverse.txn_id,
+       posting(-Y(20), "refunds")},
+      {adjust.txn_id, TxnKind::kAdjustment, "A1", adjust.time_us, -Y(5), "op1", "meter fault credit", "K3", "", "",
+       posting(-Y(5), "adjustments")},
+      {charge.txn_id, TxnKind::kCharge, "A1", charge.time_us, -Y(7), "", "", "C1", "", "", posting(-Y(7), "revenue")},
+      {reverse.txn_id, TxnKind::kReversal, "A1", reverse.time_us, Y(20), "op2", "entered twice", "K4", refund.txn_id,
+       "", posting(Y(20), "refunds")},
+  };
+  for (const TxnRecord& t : want) {
+    SCOPED_TRACE(t.txn_id);
+    std::optional<TxnRecord> got = ledger_.FindTxn(t.txn_id);
+    ASSERT_TRUE(got.has_value());
+    EXPECT_EQ(*got, t);
+  }
+}
+
+// A posting of another shape from the log (three legs here) keeps its own record, exactly as
+// posted, and a reversal mirrors it leg by leg.
+TEST(LedgerGivenEvents, APostingOfAnotherShapeReadsBackAsPosted) {
+  Ledger l;
+  ASSERT_TRUE(l.TryApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
+                                           Limits{0, 0, 0, 0}, 0, "", {}},
+                             LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}})
+                  .ok());
+  const Posting split{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}};
+  ASSERT_TRUE(l.TryApplyAll({ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, split},
+                             LevelChanged{"E2", 2, "B1", Level::kAlarm2, Level::kNormal, Y(40)}})
+                  .ok());
+  EXPECT_EQ(l.FindTxn("E2")->posting, split);
+  auto d = l.Decide(Reverse{"E3", 3, "op", "R", "E2", "typo"});
+  ASSERT_TRUE(d.ok() && d->accepted());
+  const Posting mirrored{{Leg{false, "B1", -Y(40)}, Leg{true, "cash", Y(30)}, Leg{true, "wechat", Y(10)}}};
+  EXPECT_EQ(std::get<Reversed>(d->events.front()).posting, mirrored);
+  l.ApplyAll(d->events);
+  EXPECT_EQ(l.FindTxn("E2")->reversed_by, "E3");
+}
+
 TEST_F(LedgerTest, ReversingATopUpMayCutSupply) {
   Given(OpenCmd("A1"));
   TopUp top = TopUpCmd("A1", Y(100), "K1");
