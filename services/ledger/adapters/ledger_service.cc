@@ -247,7 +247,7 @@ Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq
 std::string ViewMarkKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
 
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
-  if (ledger.state().txns.empty()) return;  // No posting yet: every balance is still zero.
+  if (ledger.state().accounts.empty()) return;  // No account, so no posting: every balance is zero.
   for (const auto& [name, balance] : ledger.state().system_balances) {
     ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
   }

@@ -1,6 +1,7 @@
 #include "services/ledger/domain/ledger.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cstdio>
 #include <set>
 #include <type_traits>
@@ -302,6 +303,7 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
   const EntryTxn& r = it->second;
   const Account& a = state_.accounts.at(r.account_id);
   const StatementEntry& e = a.entries.at(r.entry);
+  auto reversal = state_.entry_reversed_by.find(txn_id);
   return TxnRecord{e.txn_id,
                    e.kind,
                    a.id,
@@ -311,8 +313,8 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
                    e.reason,
                    e.kind == TxnKind::kCharge ? e.charge_id : e.idempotency_key,
                    e.original_txn_id,
-                   r.reversed_by,
-                   TwoLegs(a.id, e.amount_minor, r.system)};
+                   reversal == state_.entry_reversed_by.end() ? "" : reversal->second,
+                   TwoLegs(a.id, e.amount_minor, sys::kAll[r.system])};
 }
 
 bool Ledger::TxnUsed(std::string_view txn_id) const {
@@ -806,17 +808,16 @@ template <typename MakeRecord>
 Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record) {
   const StatementEntry& e = account.entries.at(account.entries.size() - 1);
   const auto& legs = posting.legs;
-  std::string_view system;
+  size_t system = std::size(sys::kAll);
   if (legs.size() == 2 && !legs[0].system && legs[0].account == account.id && legs[0].delta_minor == e.amount_minor &&
       legs[1].system && legs[1].delta_minor == -e.amount_minor) {
-    for (std::string_view name : sys::kAll) {
-      if (name == legs[1].account) system = name;
-    }
+    system = static_cast<size_t>(std::find(std::begin(sys::kAll), std::end(sys::kAll), legs[1].account) -
+                                 std::begin(sys::kAll));
   }
-  if (system.empty()) return AddTxn(make_record());  // A posting of another shape keeps its record.
+  if (system == std::size(sys::kAll)) return AddTxn(make_record());  // Another shape keeps its record.
   WL_LEDGER_EXPECT_MSG(!state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
-  const auto [it, inserted] =
-      state_.entry_txns.emplace(e.txn_id, EntryTxn{account.id, account.entries.size() - 1, system, ""});
+  const auto [it, inserted] = state_.entry_txns.emplace(
+      e.txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
   return Status::Ok();
 }
@@ -833,7 +834,7 @@ Status Ledger::MarkReversed(const std::string& txn_id, const std::string& revers
   if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) {
     it->second.reversed_by = reversal;
   } else {
-    state_.entry_txns.find(txn_id)->second.reversed_by = reversal;
+    state_.entry_reversed_by.emplace(txn_id, reversal);
   }
   return Status::Ok();
 }
@@ -1348,8 +1349,12 @@ std::string Ledger::CanonicalDump() const {
     d.Field("entry_txn", kv->first);
     d.Field("account", kv->second.account_id);
     d.Field("entry", static_cast<int64_t>(kv->second.entry));
-    d.Field("system", kv->second.system);
-    d.Field("reversed_by", kv->second.reversed_by);
+    d.Field("system", sys::kAll[kv->second.system]);
+    d.Line("");
+  }
+  for (const auto* kv : Sorted(state_.entry_reversed_by)) {
+    d.Field("entry_txn_reversed", kv->first);
+    d.Field("by", kv->second);
     d.Line("");
   }
   for (const auto* kv : Sorted(state_.idempotency_keys)) {

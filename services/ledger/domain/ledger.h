@@ -126,10 +126,10 @@ using StringMap = ShardedStringMap<V>;
 struct EntryTxn {
   std::string account_id;
   size_t entry = 0;
-  std::string_view system;  // One of sys::kAll, whose storage is static.
-  std::string reversed_by;  // The reversal's txn id once reversed.
+  uint8_t system = 0;  // Index into sys::kAll.
   bool operator==(const EntryTxn&) const = default;
 };
+static_assert(std::size(sys::kAll) < 256, "EntryTxn::system indexes sys::kAll in a byte");
 
 struct LedgerState {
   StringMap<Account> accounts;
@@ -137,6 +137,7 @@ struct LedgerState {
   std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
   StringMap<TxnRecord> txns;  // Every transaction not in entry_txns.
   StringMap<EntryTxn> entry_txns;
+  StringMap<std::string> entry_reversed_by;  // Entry txns reversed, and the reversal's txn id.
   StringMap<KeyRecord> idempotency_keys;
   StringMap<KeyRecord> charges;
   int64_t total_minor = 0;         // Running sum of every balance; always 0.
@@ -205,7 +206,7 @@ class Ledger {
   const LedgerState& state() const { return state_; }
   const LedgerConfig& config() const { return config_; }
   const Account* FindAccount(std::string_view id) const;
-  // A copy: a charge's record is built from its statement entry.
+  // A copy: most records are built from their statement entry (see EntryTxn).
   std::optional<TxnRecord> FindTxn(std::string_view txn_id) const;
   int64_t SystemBalance(std::string_view name) const;
   Result<Statement> GetStatement(std::string_view account_id, int64_t from_us, int64_t to_us) const;

@@ -634,6 +634,13 @@ TEST_F(LedgerTest, EveryTransactionReadsBackWhole) {
     ASSERT_TRUE(got.has_value());
     EXPECT_EQ(*got, t);
   }
+  // Only the open has a record of its own.
+  EXPECT_EQ(ledger_.state().txns.size(), 1u);
+  EXPECT_EQ(ledger_.state().entry_txns.size(), want.size());
+  // A reversed top-up reads back reversed too.
+  Reverse again = ReverseCmd(top.txn_id, "K5");
+  Given(again);
+  EXPECT_EQ(ledger_.FindTxn(top.txn_id)->reversed_by, again.txn_id);
 }
 
 // A posting of another shape from the log (three legs here) keeps its own record, exactly as
@@ -1007,7 +1014,16 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
       {"account opened twice",
        {AccountOpened{"E2", 2, "op", "B1", "x", {}, "", {"MC"}, "", Mode::kPrepaid, Limits{}, 0, "", {}}},
        "account opened twice: B1"},
-      // A txn id names one transaction, whichever map (txns, charges) holds it.
+      // A txn id names one transaction, whichever map (txns, entry_txns) holds it.
+      {"top-up under the open's txn id",
+       {ToppedUp{"E1", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty}},
+       "txn id used twice: E1"},
+      {"charge under a txn id kept as a record",
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}},
+        Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+       "txn id used twice: E2"},
       {"top-up under a used txn id",
        {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
         ToppedUp{"E2", 2, "op", "B1", "K2", Y(40), PaymentMethod::kCash, 2, forty}},
@@ -1017,6 +1033,12 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
         Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
                 Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
        "txn id used twice: E2"},
+      {"a record under a charge's txn id",
+       {Charged{"E3", 3, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
+        ToppedUp{"E3", 3, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}}},
+       "txn id used twice: E3"},
       {"charge under a charge's txn id",
        {Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
                 Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
