@@ -328,6 +328,7 @@ class LedgerEnv {
     if (bus_) bus_->Stop();
     bus_.reset();
     billing_.reset();
+    if (flags_.keep) return;  // --keep: the ledger's RocksDB LOG and files stay for a look.
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
