@@ -13,8 +13,8 @@
 //           the commit. The raw side then also puts each distinct key once, with its last value,
 //           in key order (worked out before the timed write): what reaches the database.
 //   replay  Reading every event of an N-event log back through EventLog::Read (in chunks, all
-//           partitions), against a raw iterator over the same "events" column family of the same
-//           files that parses each value into an Envelope. One thread, so events/s on one core.
+//           partitions), against raw iterators over the same per-partition events column families
+//           of the same files that parse each value into an Envelope. One thread, so events/s on one core.
 //
 // Prints human-readable lines and, as the last line, one JSON object with every figure. Exits
 // non-zero only if something fails; a missed goal is reported in the JSON, not in the exit code.
@@ -97,8 +97,17 @@ using bench::TempDir;
 // its own 64 MiB block cache (the size EventLog uses by default).
 struct RawDb {
   std::unique_ptr<rocksdb::DB> db;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // default, events, state
-  rocksdb::ColumnFamilyHandle* events() const { return handles[1]; }
+  std::vector<std::string> names;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // handles[i] is column family names[i].
+  rocksdb::ColumnFamilyHandle* cf(const std::string& name) const {
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == name) return handles[i];
+    }
+    Die("no column family '" + name + "' in the raw db");
+  }
+  rocksdb::ColumnFamilyHandle* meta() const { return cf(rocksdb::kDefaultColumnFamilyName); }
+  rocksdb::ColumnFamilyHandle* state() const { return cf("state"); }
+  rocksdb::ColumnFamilyHandle* events(uint32_t partition) const { return cf(eventlog::EventsColumnFamily(partition)); }
 
   // Opens `path` with the options of the log at `options_from` (which may be `path` itself).
   void Open(const std::string& options_from, const std::string& path, bool read_only) {
@@ -118,11 +127,7 @@ struct RawDb {
       own.block_cache = cache;
       cf.options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(own));
     }
-    std::sort(cfs.begin(), cfs.end(), [](const auto& a, const auto& b) {
-      auto rank = [](const std::string& n) { return n == rocksdb::kDefaultColumnFamilyName ? 0 : n == "events" ? 1 : 2; };
-      return rank(a.name) < rank(b.name);
-    });
-    if (cfs.size() != 3 || cfs[1].name != "events") Die("unexpected column families in " + options_from);
+    for (const auto& c : cfs) names.push_back(c.name);
     rocksdb::DB* raw = nullptr;
     if (read_only) {
       Check(rocksdb::DB::OpenForReadOnly(db_options, path, cfs, &handles, &raw), "open raw db " + path);
@@ -301,7 +306,7 @@ AppendResult RunAppend(const Flags& flags, const TempDir& tmp) {
     char key[12];
     auto put = [&](uint32_t p) {
       EncodeKey(key, p, ++raw_seq[p]);
-      Check(batch.Put(raw.events(), rocksdb::Slice(key, sizeof key), values[raw_n++ % values.size()]),
+      Check(batch.Put(raw.events(p), rocksdb::Slice(key, sizeof key), values[raw_n++ % values.size()]),
             "raw batch put");
     };
     const uint64_t first = raw_n;
@@ -314,8 +319,8 @@ AppendResult RunAppend(const Flags& flags, const TempDir& tmp) {
     } else {
       for (uint64_t i = first; i < first + flags.batch; ++i) put(static_cast<uint32_t>(i % flags.partitions));
     }
-    for (const auto& [k, v] : state.state) Check(batch.Put(raw.handles[2], k, v), "raw state put");
-    for (const auto& [k, v] : state.meta) Check(batch.Put(raw.handles[0], k, v), "raw meta put");
+    for (const auto& [k, v] : state.state) Check(batch.Put(raw.state(), k, v), "raw state put");
+    for (const auto& [k, v] : state.meta) Check(batch.Put(raw.meta(), k, v), "raw meta put");
     Check(raw.db->Write(raw_wo, &batch), "raw write");
   };
   raw_commit(raw_state());  // Warm-up.
@@ -400,9 +405,11 @@ ReplayResult RunReplay(const Flags& flags, const TempDir& tmp) {
   {
     RawDb raw;
     raw.Open(path, path, /*read_only=*/false);
-    Check(raw.db->Flush(rocksdb::FlushOptions(), raw.events()), "flush");
-    rocksdb::CompactRangeOptions cro;
-    Check(raw.db->CompactRange(cro, raw.events(), nullptr, nullptr), "compact");
+    for (uint32_t p = 0; p < flags.partitions; ++p) {
+      Check(raw.db->Flush(rocksdb::FlushOptions(), raw.events(p)), "flush");
+      rocksdb::CompactRangeOptions cro;
+      Check(raw.db->CompactRange(cro, raw.events(p), nullptr, nullptr), "compact");
+    }
   }
   res.db_bytes = DirBytes(path);
 
@@ -428,17 +435,18 @@ ReplayResult RunReplay(const Flags& flags, const TempDir& tmp) {
   };
   auto replay_raw = [&](uint64_t* count) {
     uint64_t sum = 0, n = 0;
-    rocksdb::ReadOptions ro;
-    std::unique_ptr<rocksdb::Iterator> it(raw.db->NewIterator(ro, raw.events()));
     Envelope e;  // Reused: the cheapest way to parse, which is what a baseline should be.
-    for (it->SeekToFirst(); it->Valid(); it->Next()) {
-      if (!e.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-        Die("raw replay: record does not parse");
+    for (uint32_t p = 0; p < flags.partitions; ++p) {
+      std::unique_ptr<rocksdb::Iterator> it(raw.db->NewIterator(rocksdb::ReadOptions(), raw.events(p)));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) {
+        if (!e.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+          Die("raw replay: record does not parse");
+        }
+        sum += e.seq() + e.payload().size();
+        ++n;
       }
-      sum += e.seq() + e.payload().size();
-      ++n;
+      Check(it->status(), "raw iterate");
     }
-    Check(it->status(), "raw iterate");
     *count = n;
     return sum;
   };

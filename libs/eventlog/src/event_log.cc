@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
+#include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/slice.h>
@@ -224,6 +225,10 @@ const char* NonUtf8Field(const NewEvent& e) {
 
 }  // namespace
 
+std::string EventsColumnFamily(uint32_t partition) {
+  return std::string(kEventsColumnFamilyPrefix) + std::to_string(partition);
+}
+
 std::string EventKey(uint32_t partition, uint64_t seq) {
   std::string key;
   key.reserve(12);
@@ -301,25 +306,61 @@ Status EventLog::Init() {
   table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   rocksdb::ColumnFamilyOptions cf;
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
-  // Appends are sequential per partition; a large write buffer keeps flushes rare. (Set on the
-  // column families: each is opened with its own options, not the database's.)
+  // The most one memtable may hold (set on the column families: each is opened with its own
+  // options, not the database's); the budget below flushes them sooner.
   cf.write_buffer_size = 64 << 20;
   // The log is read in long sequential runs: large blocks amortise the per-block cost (cache
   // lookup, checksum, decompression) over ~170 events instead of ~10. State keeps 4 KiB blocks
-  // for its point lookups.
+  // for its point lookups. Events are only ever read by iterators, which no Bloom filter serves:
+  // building one cost every flush a hash per event.
   rocksdb::BlockBasedTableOptions events_table = table;
   events_table.block_size = 64 << 10;
+  events_table.filter_policy.reset();
   rocksdb::ColumnFamilyOptions events_cf = cf;
   events_cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(events_table));
   // An event key is (partition, seq), and each partition appends in seq order: the memtable keeps
   // an insert hint per partition (the key's first 4 bytes), so an append lands next to the last
-  // one instead of being searched for among all partitions' events. Nothing may DeleteRange in
-  // this column family: RocksDB 7.8 keeps one hint map for a memtable's points and range
-  // tombstones, so a range tombstone's hint would point into the wrong skiplist.
+  // one instead of being searched for from the top (or, in an older log's shared column family,
+  // among all partitions' events). Nothing may DeleteRange in these column families: RocksDB 7.8
+  // keeps one hint map for a memtable's points and range tombstones, so a range tombstone's hint
+  // would point into the wrong skiplist.
   events_cf.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(4));
+  // Each partition's events have a column family of their own (EventsColumnFamily): its keys only
+  // ever grow, so no two of its files overlap and compaction moves files down the levels without
+  // reading or rewriting them. (In one shared column family every flush's file spanned all
+  // partitions, and each compaction rewrote them all.) One budget for all memtables: when it is
+  // full the oldest memtable is flushed, so the partitions' flushes come one at a time, each a
+  // fraction of the budget, instead of all together.
+  db_options.db_write_buffer_size = 64 << 20;
+  // Flushes and compactions run below the request threads' priority (nice 19): they may take
+  // longer, not the cores a commit is waiting for. A flush that falls behind has spare memtables
+  // (four per partition, within the budget) before writes have to wait for it. The thread pools
+  // are the process's (every log in it shares them); where the platform cannot lower their
+  // priority they run at the normal one.
+  for (auto pool : {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW}) {
+    db_options.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kLow).PermitUncheckedError();
+  }
+  events_cf.max_write_buffer_number = 4;
 
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, cf}, {"events", events_cf}, {"state", cf}};
+  // Which column families exist decides the layout; a new log gets one per partition.
+  std::vector<std::string> names;
+  const bool exists = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names).ok();
+  if (!exists && options_.read_only) return FailedPrecondition("no event log at " + options_.path + " to open read-only");
+  if (!exists) {
+    names = {rocksdb::kDefaultColumnFamilyName, "state"};
+    for (uint32_t p = 0; p < options_.partitions; ++p) names.push_back(EventsColumnFamily(p));
+  }
+  const bool shared = std::find(names.begin(), names.end(), kSharedEventsColumnFamily) != names.end();
+  shared_events_ = shared;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& name : names) {
+    const bool events = name == kSharedEventsColumnFamily || name.starts_with(kEventsColumnFamilyPrefix);
+    if (shared && name.starts_with(kEventsColumnFamilyPrefix)) {
+      return DataLoss("event log at " + options_.path + " has both the shared events column family and '" + name +
+                      "'; it was not written by wattledger");
+    }
+    cfs.emplace_back(name, events ? events_cf : cf);
+  }
   rocksdb::DB* raw = nullptr;
   if (options_.read_only) {
     db_options.create_if_missing = false;
@@ -330,9 +371,19 @@ Status EventLog::Init() {
                                  "open event log at " + options_.path));
   }
   db_.reset(raw);
-  meta_ = handles_[0];
-  events_ = handles_[1];
-  state_ = handles_[2];
+  auto handle = [&](std::string_view name) -> rocksdb::ColumnFamilyHandle* {
+    for (size_t i = 0; i < cfs.size(); ++i) {
+      if (cfs[i].name == name) return handles_[i];
+    }
+    return nullptr;
+  };
+  meta_ = handle(rocksdb::kDefaultColumnFamilyName);
+  state_ = handle("state");
+  if (state_ == nullptr && options_.read_only) return DataLoss("event log at " + options_.path + " has no state column family");
+  if (state_ == nullptr) {
+    WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(cf, "state", &state_), "create the state column family"));
+    handles_.push_back(state_);
+  }
 
   // The shape (name, partitions) is fixed at creation.
   std::string stored;
@@ -359,12 +410,28 @@ Status EventLog::Init() {
                               "'; use the original settings or a new --data-dir");
   }
 
+  // Logs written before the per-partition layout keep their one shared column family; its keys
+  // are the same (partition, seq), so everything else reads and writes them the same way.
+  for (uint32_t p = 0; p < options_.partitions; ++p) {
+    const std::string name = shared ? std::string(kSharedEventsColumnFamily) : EventsColumnFamily(p);
+    rocksdb::ColumnFamilyHandle* h = handle(name);
+    if (h == nullptr && options_.read_only) {
+      return DataLoss("event log at " + options_.path + " has no column family '" + name + "' for partition " +
+                      std::to_string(p));
+    }
+    if (h == nullptr) {  // A log whose creation stopped half-way.
+      WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(events_cf, name, &h), "create column family " + name));
+      handles_.push_back(h);
+    }
+    events_.push_back(h);
+  }
+
   // Recover heads and chain tips by seeking to the last key of each partition.
   heads_.assign(options_.partitions, 0);
   last_hash_.assign(options_.partitions, std::string(kHashBytes, '\0'));
   for (uint32_t p = 0; p < options_.partitions; ++p) partition_mu_.push_back(std::make_unique<std::mutex>());
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
   for (uint32_t p = 0; p < options_.partitions; ++p) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_[p]));
     it->SeekForPrev(EventKey(p, UINT64_MAX));
     // An iterator error is not an empty partition: a head of 0 would overwrite the log.
     WL_RETURN_IF_ERROR(FromRocks(it->status(), "scan event log heads"));
@@ -379,7 +446,6 @@ Status EventLog::Init() {
     heads_[p] = GetBigEndian(key.ToStringView(), 4, 8);
     last_hash_[p] = last.hash();
   }
-  WL_RETURN_IF_ERROR(FromRocks(it->status(), "scan event log heads"));
   return Status::Ok();
 }
 
@@ -474,7 +540,7 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
     record[n] = kHashFieldTag;
     record[n + 1] = static_cast<char>(kHashBytes);
     std::memcpy(&record[n + 2], tip.data(), kHashBytes);
-    batch.Put(events_, EventKey(e.partition, seq), rocksdb::Slice(record.data(), n + kHashFieldBytes));
+    batch.Put(events_[e.partition], EventKey(e.partition, seq), rocksdb::Slice(record.data(), n + kHashFieldBytes));
     if (ws.return_envelopes_) {
       // Moved, not copied: the NewEvent is ours and is not read again.
       Envelope& env = result.envelopes[i];
@@ -573,7 +639,7 @@ Status EventLog::ScanInto(uint32_t partition, uint64_t from_seq, size_t max, Slo
   std::string upper = EventKey(partition + 1, 0);
   rocksdb::Slice upper_slice(upper);
   ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(ro, events_[partition]));
   uint64_t expect = from_seq == 0 ? 1 : from_seq;
   size_t n = 0;
   for (it->Seek(EventKey(partition, expect)); it->Valid() && n < max; it->Next(), ++n) {
@@ -654,36 +720,42 @@ Result<std::optional<Position>> EventLog::GetPosition(std::string_view consumer,
 Result<VerifyReport> EventLog::Verify() const {
   VerifyReport report;
   report.heads.assign(options_.partitions, 0);
-  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
   std::vector<std::string> tips(options_.partitions, std::string(kHashBytes, '\0'));
   auto fail = [&](std::string problem) {
     report.ok = false;
     report.problem = std::move(problem);
     return report;
   };
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    auto key = it->key().ToStringView();
-    if (key.size() != 12) return fail("malformed event key of " + std::to_string(key.size()) + " bytes");
-    const uint32_t p = static_cast<uint32_t>(GetBigEndian(key, 0, 4));
-    const uint64_t seq = GetBigEndian(key, 4, 8);
-    const std::string where = "partition " + std::to_string(p) + " seq " + std::to_string(seq);
-    if (p >= options_.partitions) return fail(where + ": partition out of range");
-    if (seq != report.heads[p] + 1) {
-      return fail("partition " + std::to_string(p) + ": gap after seq " +
-                  std::to_string(report.heads[p]) + " (next is " + std::to_string(seq) + ")");
+  // Every key of every events column family, the shared one of an older log once.
+  for (uint32_t cf = 0; cf < options_.partitions; ++cf) {
+    const bool shared = shared_events_;
+    if (shared && cf > 0) break;
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_[cf]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      auto key = it->key().ToStringView();
+      if (key.size() != 12) return fail("malformed event key of " + std::to_string(key.size()) + " bytes");
+      const uint32_t p = static_cast<uint32_t>(GetBigEndian(key, 0, 4));
+      const uint64_t seq = GetBigEndian(key, 4, 8);
+      const std::string where = "partition " + std::to_string(p) + " seq " + std::to_string(seq);
+      if (p >= options_.partitions) return fail(where + ": partition out of range");
+      if (!shared && p != cf) return fail(where + ": stored with partition " + std::to_string(cf) + "'s events");
+      if (seq != report.heads[p] + 1) {
+        return fail("partition " + std::to_string(p) + ": gap after seq " +
+                    std::to_string(report.heads[p]) + " (next is " + std::to_string(seq) + ")");
+      }
+      Envelope env;
+      if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+        return fail(where + ": record does not parse");
+      }
+      if (env.partition() != p || env.seq() != seq) return fail(where + ": key and envelope disagree");
+      if (env.prev_hash() != tips[p]) return fail(where + ": prev_hash does not match predecessor");
+      if (ComputeHash(env) != env.hash()) return fail(where + ": hash does not match content");
+      tips[p] = env.hash();
+      report.heads[p] = seq;
+      report.events_checked++;
     }
-    Envelope env;
-    if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
-      return fail(where + ": record does not parse");
-    }
-    if (env.partition() != p || env.seq() != seq) return fail(where + ": key and envelope disagree");
-    if (env.prev_hash() != tips[p]) return fail(where + ": prev_hash does not match predecessor");
-    if (ComputeHash(env) != env.hash()) return fail(where + ": hash does not match content");
-    tips[p] = env.hash();
-    report.heads[p] = seq;
-    report.events_checked++;
+    WL_RETURN_IF_ERROR(FromRocks(it->status(), "verify event log"));
   }
-  WL_RETURN_IF_ERROR(FromRocks(it->status(), "verify event log"));
   return report;
 }
 

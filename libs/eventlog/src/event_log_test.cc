@@ -26,49 +26,80 @@ NewEvent Ev(uint32_t partition, std::string key, std::string payload = "p") {
   return e;
 }
 
+// The log's database at `path`, opened directly with every column family it has (RocksDB asks
+// for all of them), to look at or tamper with what is stored behind the log's back.
+struct RawDb {
+  std::unique_ptr<rocksdb::DB> db;
+  std::vector<std::string> names;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;  // handles[i] is column family names[i].
+
+  RawDb(const std::string& path, bool read_only, rocksdb::Options o = {}) {
+    EXPECT_TRUE(rocksdb::DB::ListColumnFamilies(o, path, &names).ok());
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+    for (const auto& name : names) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+    rocksdb::DB* raw = nullptr;
+    auto s = read_only ? rocksdb::DB::OpenForReadOnly(o, path, cfs, &handles, &raw)
+                       : rocksdb::DB::Open(o, path, cfs, &handles, &raw);
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    db.reset(raw);
+  }
+  ~RawDb() {
+    if (db == nullptr) return;
+    for (auto* h : handles) EXPECT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  rocksdb::ColumnFamilyHandle* cf(std::string_view name) const {
+    for (size_t i = 0; i < names.size(); ++i) {
+      if (names[i] == name) return handles[i];
+    }
+    ADD_FAILURE() << "no column family " << name;
+    return nullptr;
+  }
+  std::string name_of(uint32_t id) const {
+    for (size_t i = 0; i < handles.size(); ++i) {
+      if (handles[i]->GetID() == id) return names[i];
+    }
+    return "?" + std::to_string(id);
+  }
+};
+
 // One operation of a WriteBatch as RocksDB logged it.
 struct LoggedOp {
-  uint32_t cf;  // 0 meta (default), 1 events, 2 state: the order the log creates them in.
+  std::string cf;  // The column family's name.
   bool erase;
   std::string key;
   bool operator==(const LoggedOp&) const = default;
 };
 void PrintTo(const LoggedOp& op, std::ostream* os) {
-  *os << "{cf " << op.cf << (op.erase ? " delete " : " put ") << HexEncode(op.key) << "}";
+  *os << "{" << op.cf << (op.erase ? " delete " : " put ") << HexEncode(op.key) << "}";
 }
 
 // The operations of the last WriteBatch in the write-ahead log of the (closed) log at `path`,
 // in batch order. Opened without flushing the recovered WAL, so that the WAL stays readable.
 std::vector<LoggedOp> LastLoggedBatch(const std::string& path) {
   struct Recorder : rocksdb::WriteBatch::Handler {
+    const RawDb* raw;
     std::vector<LoggedOp> ops;
     rocksdb::Status PutCF(uint32_t cf, const rocksdb::Slice& key, const rocksdb::Slice&) override {
-      ops.push_back({cf, false, key.ToString()});
+      ops.push_back({raw->name_of(cf), false, key.ToString()});
       return rocksdb::Status::OK();
     }
     rocksdb::Status DeleteCF(uint32_t cf, const rocksdb::Slice& key) override {
-      ops.push_back({cf, true, key.ToString()});
+      ops.push_back({raw->name_of(cf), true, key.ToString()});
       return rocksdb::Status::OK();
     }
   };
   rocksdb::Options o;
   o.avoid_flush_during_recovery = true;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, {}}, {"events", {}}, {"state", {}}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  EXPECT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
-  if (db == nullptr) return {};
+  RawDb raw(path, /*read_only=*/false, o);
+  if (raw.db == nullptr) return {};
   std::unique_ptr<rocksdb::TransactionLogIterator> it;
-  EXPECT_TRUE(db->GetUpdatesSince(0, &it).ok());
+  EXPECT_TRUE(raw.db->GetUpdatesSince(0, &it).ok());
   Recorder last;
+  last.raw = &raw;
   for (; it != nullptr && it->Valid(); it->Next()) {
     last.ops.clear();
     EXPECT_TRUE(it->GetBatch().writeBatchPtr->Iterate(&last).ok());
   }
-  it.reset();
-  for (auto* h : handles) EXPECT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-  delete db;
   return last.ops;
 }
 
@@ -234,10 +265,11 @@ TEST_F(EventLogTest, CommitWritesEachKeyOnceInKeyOrder) {
     return key;
   };
   const std::vector<LoggedOp> want = {
-      {1, false, EventKey(0, 1)}, {1, false, EventKey(1, 1)}, {1, false, EventKey(1, 2)},
-      {2, false, "acct/a"},       {2, true, "acct/b"},        {2, false, "sys/0/revenue"},
-      {0, false, "idem/K1"},      {0, false, "idem/K2"},      {0, false, pos(0)},
-      {0, false, pos(3)},
+      {"events.0", false, EventKey(0, 1)}, {"events.1", false, EventKey(1, 1)},
+      {"events.1", false, EventKey(1, 2)}, {"state", false, "acct/a"},
+      {"state", true, "acct/b"},           {"state", false, "sys/0/revenue"},
+      {"default", false, "idem/K1"},       {"default", false, "idem/K2"},
+      {"default", false, pos(0)},          {"default", false, pos(3)},
   };
   EXPECT_EQ(LastLoggedBatch(dir_.Sub("log")), want);
 }
@@ -394,15 +426,8 @@ TEST_F(EventLogTest, VerifyDetectsEditedPayloadAndGap) {
   }
   // Tamper with the database behind the log's back.
   auto tamper = [&](auto&& fn) {
-    rocksdb::Options o;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"events", {}}, {"state", {}}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
-    fn(db, handles[1]);
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    delete db;
+    RawDb raw(path, /*read_only=*/false);
+    fn(raw.db.get(), raw.cf(EventsColumnFamily(0)));
   };
   tamper([](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* events) {
     std::string v;
@@ -429,6 +454,148 @@ TEST_F(EventLogTest, VerifyDetectsEditedPayloadAndGap) {
   EXPECT_NE(report->problem.find("gap after seq 1"), std::string::npos) << report->problem;
 }
 
+// Each partition's events are in a column family of their own, under the same keys as ever.
+TEST_F(EventLogTest, EachPartitionsEventsHaveAColumnFamilyOfTheirOwn) {
+  auto path = dir_.Sub("log");
+  {
+    auto log = OpenLog(3);
+    WriteSet ws;
+    ws.Append(Ev(0, "a"));
+    ws.Append(Ev(2, "b"));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  }
+  {
+    RawDb raw(path, /*read_only=*/false);
+    std::vector<std::string> names = raw.names;
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"default", "events.0", "events.1", "events.2", "state"}));
+    std::string v;
+    EXPECT_TRUE(raw.db->Get({}, raw.cf("events.2"), EventKey(2, 1), &v).ok());
+    EXPECT_TRUE(raw.db->Get({}, raw.cf("events.0"), EventKey(2, 1), &v).IsNotFound());
+    // An event of partition 2 copied where partition 1's belong: Verify names the misplaced key.
+    ASSERT_TRUE(raw.db->Put({}, raw.cf("events.1"), EventKey(2, 1), v).ok());
+  }
+  auto log = OpenLog(3);
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->ok);
+  EXPECT_NE(report->problem.find("partition 2 seq 1: stored with partition 1's events"), std::string::npos)
+      << report->problem;
+}
+
+// A log written before the per-partition layout keeps all events in one column family. It
+// opens, reads, verifies and grows as it did, and is not changed to the new layout.
+TEST_F(EventLogTest, AnOlderLogWithOneSharedEventsColumnFamilyStillOpensAndGrows) {
+  auto path = dir_.Sub("log");
+  std::vector<Envelope> before;
+  {
+    auto log = OpenLog(2);
+    WriteSet ws;
+    for (int i = 0; i < 3; ++i) ws.Append(Ev(i % 2, "k" + std::to_string(i)));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+    for (uint32_t p = 0; p < 2; ++p) {
+      auto events = log->Read(p, 1, 100);
+      ASSERT_TRUE(events.ok());
+      before.insert(before.end(), events->begin(), events->end());
+    }
+  }
+  {
+    // Into the older layout: every key into "events", the per-partition ones dropped.
+    RawDb raw(path, /*read_only=*/false);
+    rocksdb::ColumnFamilyHandle* shared = nullptr;
+    ASSERT_TRUE(raw.db->CreateColumnFamily({}, kSharedEventsColumnFamily, &shared).ok());
+    for (uint32_t p = 0; p < 2; ++p) {
+      std::unique_ptr<rocksdb::Iterator> it(raw.db->NewIterator({}, raw.cf(EventsColumnFamily(p))));
+      for (it->SeekToFirst(); it->Valid(); it->Next()) ASSERT_TRUE(raw.db->Put({}, shared, it->key(), it->value()).ok());
+      ASSERT_TRUE(it->status().ok());
+      it.reset();
+      ASSERT_TRUE(raw.db->DropColumnFamily(raw.cf(EventsColumnFamily(p))).ok());
+    }
+    ASSERT_TRUE(raw.db->DestroyColumnFamilyHandle(shared).ok());
+  }
+  {
+    auto log = OpenLog(2);
+    ASSERT_NE(log, nullptr);
+    std::vector<Envelope> read;
+    for (uint32_t p = 0; p < 2; ++p) {
+      auto events = log->Read(p, 1, 100);
+      ASSERT_TRUE(events.ok()) << events.status().ToString();
+      read.insert(read.end(), events->begin(), events->end());
+    }
+    ASSERT_EQ(read.size(), before.size());
+    for (size_t i = 0; i < read.size(); ++i) EXPECT_EQ(read[i].SerializeAsString(), before[i].SerializeAsString());
+    WriteSet ws;
+    ws.Append(Ev(1, "more"));
+    auto result = log->Commit(std::move(ws));
+    ASSERT_TRUE(result.ok()) << result.status().ToString();
+    EXPECT_EQ(result->partitions[0].last_seq, 2u);
+  }
+  Options o;
+  o.path = path;
+  o.partitions = 0;  // As stored.
+  o.read_only = true;
+  auto reader = EventLog::Open(o);
+  ASSERT_TRUE(reader.ok()) << reader.status().ToString();
+  auto report = (*reader)->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  EXPECT_EQ(report->events_checked, 4u);
+  reader->reset();
+  RawDb raw(path, /*read_only=*/true);
+  std::vector<std::string> names = raw.names;
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "events", "state"}));
+}
+
+// RocksDB creates a new database's column families one at a time: a log whose creation stopped
+// before the last gets the missing ones when it is opened again.
+TEST_F(EventLogTest, ALogWhoseCreationStoppedHalfWayGetsItsMissingColumnFamilies) {
+  auto path = dir_.Sub("log");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
+        {rocksdb::kDefaultColumnFamilyName, {}}, {"state", {}}, {EventsColumnFamily(0), {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  auto log = OpenLog(2);
+  ASSERT_NE(log, nullptr);
+  WriteSet ws;
+  ws.Append(Ev(1, "k"));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  EXPECT_EQ(log->Read(1, 1, 10)->size(), 1u);
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+}
+
+// Both layouts at once is no log wattledger wrote: refused, not guessed at.
+TEST_F(EventLogTest, ALogWithBothLayoutsIsRefused) {
+  auto path = dir_.Sub("log");
+  OpenLog(2).reset();
+  {
+    RawDb raw(path, /*read_only=*/false);
+    rocksdb::ColumnFamilyHandle* shared = nullptr;
+    ASSERT_TRUE(raw.db->CreateColumnFamily({}, kSharedEventsColumnFamily, &shared).ok());
+    ASSERT_TRUE(raw.db->DestroyColumnFamilyHandle(shared).ok());
+  }
+  Options o;
+  o.path = path;
+  o.name = "test";
+  o.partitions = 2;
+  o.clock = &clock_;
+  auto log = EventLog::Open(o);
+  ASSERT_FALSE(log.ok());
+  EXPECT_EQ(log.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(log.status().message().find("both the shared events column family and 'events."), std::string::npos)
+      << log.status().message();
+}
+
 std::string Canonical(const Envelope& e) {
   std::string out;
   google::protobuf::io::StringOutputStream raw(&out);
@@ -442,19 +609,12 @@ std::string Canonical(const Envelope& e) {
 // Checks, in the closed log at `path`, that each of `committed` is stored as exactly the
 // canonical serialisation of the returned envelope.
 void ExpectStoredAsCanonical(const std::string& path, const std::vector<Envelope>& committed) {
-  rocksdb::Options o;
-  std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-      {rocksdb::kDefaultColumnFamilyName, {}}, {"events", {}}, {"state", {}}};
-  std::vector<rocksdb::ColumnFamilyHandle*> handles;
-  rocksdb::DB* db = nullptr;
-  ASSERT_TRUE(rocksdb::DB::OpenForReadOnly(o, path, cfs, &handles, &db).ok());
+  RawDb raw(path, /*read_only=*/true);
   for (const auto& e : committed) {
     std::string v;
-    ASSERT_TRUE(db->Get({}, handles[1], EventKey(e.partition(), e.seq()), &v).ok());
+    ASSERT_TRUE(raw.db->Get({}, raw.cf(EventsColumnFamily(e.partition())), EventKey(e.partition(), e.seq()), &v).ok());
     EXPECT_EQ(HexEncode(v), HexEncode(Canonical(e))) << e.event_id();
   }
-  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-  delete db;
 }
 
 // Commit writes each record straight from the NewEvent, without protobuf, and appends the hash

@@ -237,10 +237,12 @@ class EventLog {
 
   Options options_;
   std::unique_ptr<rocksdb::DB> db_;
-  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // default(meta), events, state
-  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
-  rocksdb::ColumnFamilyHandle* events_ = nullptr;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;  // Every column family opened, to close.
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;        // default
   rocksdb::ColumnFamilyHandle* state_ = nullptr;
+  // Each partition's events: its own column family, or in an older log the one they all share.
+  std::vector<rocksdb::ColumnFamilyHandle*> events_;
+  bool shared_events_ = false;
 
   // One per partition, held by a commit for every partition it appends to, from assigning seqs
   // until the new heads are published: each partition's chain stays linear, while commits to
@@ -254,7 +256,14 @@ class EventLog {
   CommitObserver observer_;
 };
 
-// Key encodings, exposed for tools and tests that inspect the database directly.
+// The database's layout, exposed for tools and tests that inspect it directly. Column families:
+// "default" (meta: shape, consumer positions, idempotency keys), "state" (views), and
+// EventsColumnFamily(p) for each partition p's events, keyed EventKey(p, seq). A log created
+// before the per-partition layout keeps every partition's events in one column family,
+// kSharedEventsColumnFamily, under the same keys.
+inline constexpr char kEventsColumnFamilyPrefix[] = "events.";
+inline constexpr char kSharedEventsColumnFamily[] = "events";
+std::string EventsColumnFamily(uint32_t partition);
 std::string EventKey(uint32_t partition, uint64_t seq);
 std::string HexEncode(std::string_view bytes);
 
