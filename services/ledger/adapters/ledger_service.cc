@@ -246,9 +246,15 @@ Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq
 
 std::string ViewMarkKey(uint32_t partition) { return kViewHeadPrefix + std::to_string(partition); }
 
-void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws) {
+void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws, SystemViews* written) {
   if (ledger.state().accounts.empty()) return;  // No account, so no posting: every balance is zero.
   for (const auto& [name, balance] : ledger.state().system_balances) {
+    if (written != nullptr) {
+      // A batch moves one or two of them: the others' views already say so.
+      auto [it, added] = written->try_emplace(name, balance);
+      if (!added && it->second == balance) continue;
+      it->second = balance;
+    }
     ws.PutState(std::string(kSystemPrefix) + std::to_string(partition) + "/" + name, std::to_string(balance));
   }
 }
@@ -605,7 +611,7 @@ void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all)
   if (written == 0 && !all) return;
   // Every change before the oldest owed one is in the views now.
   const Owed::Entry* oldest = owed.Front();
-  MaterializeSystem(p, ledger, ws);
+  MaterializeSystem(p, ledger, ws, &owed.system_written);
   MaterializeViewMark(p, ViewMark{oldest != nullptr ? oldest->seq - 1 : seq, seq}, ws);
   auto& metrics = LedgerMetrics::Get();
   metrics.views_written.Increment(static_cast<double>(written));

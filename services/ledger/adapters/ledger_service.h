@@ -89,7 +89,12 @@ void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet
 // views were tagged) gets `untagged`.
 Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account);
 // The system accounts of a partition that has any transaction (none for one without).
-void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws);
+// The system balances as views last written hold them; a name missing is unknown.
+using SystemViews = std::map<std::string, int64_t, std::less<>>;
+// Writes the partition's system balances; with `written`, only those that differ from it (and
+// it is updated to match).
+void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws,
+                       SystemViews* written = nullptr);
 // The "view/<partition>" record.
 struct ViewMark {
   uint64_t low = 0;  // Every change of the partition up to this seq is in its views.
@@ -259,6 +264,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     std::vector<std::string> opened;  // Opened in this batch: their views are written with it.
     size_t postings = 0;              // Accepted in this batch.
     size_t credit = 0;                // Postings not yet paid for with a view write.
+    // What this partition's system views hold once the batches that wrote them commit. A batch
+    // that fails reloads the partition with a new Owed, so nothing is skipped on its word.
+    SystemViews system_written;
     void Add(const std::string& account, uint64_t seq, std::chrono::steady_clock::time_point now);
     // The oldest entry still owed, or null.
     const Entry* Front();

@@ -1304,6 +1304,53 @@ TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
   EXPECT_EQ(started.code(), StatusCode::kDataLoss) << started.ToString();
 }
 
+// A batch writes the views of the system balances it moved; the others' views already hold
+// their balances. Without a record of what was written, every balance is written.
+TEST_F(LedgerServiceTest, SystemViewsAreWrittenWhenTheirBalanceMoved) {
+  Ledger ledger;
+  auto run = [&](Command c) {
+    auto d = ledger.Decide(c);
+    ASSERT_TRUE(d.ok()) << d.status().ToString();
+    ASSERT_TRUE(d->accepted()) << (d->rejection ? d->rejection->message : std::string("duplicate"));
+    ledger.ApplyAll(d->events);
+  };
+  OpenAccount open;
+  open.txn_id = "ledger/0/1";
+  open.operator_id = "op1";
+  open.customer_name = "Zhang San";
+  open.account_id = "A1";
+  open.meters = {"M1"};
+  run(open);
+  ledger::TopUp cash;
+  cash.txn_id = "ledger/0/2";
+  cash.operator_id = "op1";
+  cash.account_id = "A1";
+  cash.idempotency_key = "K1";
+  cash.amount_minor = 100;
+  run(cash);
+  SystemViews written;
+  eventlog::WriteSet first;
+  MaterializeSystem(0, ledger, first, &written);
+  EXPECT_EQ(first.state_count(), std::size(sys::kAll));
+  EXPECT_EQ(written.at(std::string(sys::kCash)), ledger.SystemBalance(sys::kCash));
+  eventlog::WriteSet unchanged;
+  MaterializeSystem(0, ledger, unchanged, &written);
+  EXPECT_EQ(unchanged.state_count(), 0u);
+  ledger::TopUp wechat = cash;
+  wechat.txn_id = "ledger/0/3";
+  wechat.idempotency_key = "K2";
+  wechat.method = PaymentMethod::kWechat;
+  run(wechat);
+  eventlog::WriteSet moved;
+  MaterializeSystem(0, ledger, moved, &written);
+  EXPECT_EQ(moved.state_count(), 1u);
+  EXPECT_EQ(written.at(std::string(sys::kWechat)), ledger.SystemBalance(sys::kWechat));
+  EXPECT_NE(ledger.SystemBalance(sys::kWechat), 0);
+  eventlog::WriteSet all;
+  MaterializeSystem(0, ledger, all);
+  EXPECT_EQ(all.state_count(), std::size(sys::kAll));
+}
+
 // In-process callers skip gRPC's UTF-8 check. A request whose text the event log refuses is
 // answered INVALID_ARGUMENT (retrying cannot help), records nothing, and the partition goes on.
 TEST_F(LedgerServiceTest, ARequestWhoseActorTheLogWouldRefuseIsAnsweredInvalidArgumentNotRetry) {

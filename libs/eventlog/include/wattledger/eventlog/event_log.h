@@ -114,6 +114,7 @@ class WriteSet {
   void ReturnEnvelopes() { return_envelopes_ = true; }
   bool empty() const { return events_.empty() && state_.empty() && positions_.empty() && idempotency_.empty(); }
   size_t event_count() const { return events_.size(); }
+  size_t state_count() const { return state_.size(); }  // Puts and deletes, each call counted.
   void Clear();
 
  private:
