@@ -9,6 +9,7 @@
 #include <rocksdb/env.h>
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
+#include <rocksdb/rate_limiter.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -341,6 +342,14 @@ Status EventLog::Init() {
     db_options.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kLow).PermitUncheckedError();
   }
   events_cf.max_write_buffer_number = 4;
+  // What flushes and compactions write goes to the disk a little at a time, not in bursts that
+  // every commit's WAL fsync would queue behind: at most background_write_bytes_per_s, and
+  // synced every 512 KiB as it is written instead of all at the end.
+  if (options_.background_write_bytes_per_s > 0) {
+    db_options.rate_limiter.reset(
+        rocksdb::NewGenericRateLimiter(static_cast<int64_t>(options_.background_write_bytes_per_s)));
+  }
+  db_options.bytes_per_sync = 512 << 10;
 
   // Which column families exist decides the layout; a new log gets one per partition.
   std::vector<std::string> names;

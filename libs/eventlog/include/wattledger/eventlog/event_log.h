@@ -63,6 +63,11 @@ struct Options {
   FsyncPolicy fsync = FsyncPolicy::kEveryCommit;
   Clock* clock = SystemClock::Default();
   size_t block_cache_bytes = 64 << 20;
+  // The most that memtable flushes and compactions may write per second (0: no limit). A flush
+  // writes about a quarter of the memtable bytes it empties (the events compress), so 32 MiB/s
+  // keeps up with several hundred thousand events/s while keeping the commits' WAL fsyncs from
+  // queueing behind large writes.
+  uint64_t background_write_bytes_per_s = 32 << 20;
   // Opens an existing log for reading only, alongside a live writer in another process (replay,
   // audit). Commit fails with FAILED_PRECONDITION.
   bool read_only = false;
