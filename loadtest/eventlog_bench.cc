@@ -22,6 +22,7 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/rate_limiter.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
@@ -119,6 +120,10 @@ struct RawDb {
           "load the event log's RocksDB options from " + options_from);
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
+    // The OPTIONS file does not keep the rate limiter: the log's default one, as ours has.
+    if (const uint64_t rate = eventlog::Options{}.background_write_bytes_per_s; rate > 0) {
+      db_options.rate_limiter.reset(rocksdb::NewGenericRateLimiter(static_cast<int64_t>(rate)));
+    }
     auto cache = rocksdb::NewLRUCache(64 << 20);
     for (auto& cf : cfs) {
       auto* table = cf.options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();

@@ -877,11 +877,17 @@ int Main(int argc, char** argv) {
       pgv["uniform"].p99_ms(), pgv["hot"].p99_ms());
   const double paced_p99 = do_paced ? paced.p99_ms() : 0;
   if (do_paced) {
+    char load[64];
+    if (flags.paced_rate > 0) {
+      std::snprintf(load, sizeof load, "a fixed rate, %.0f%% of peak", 100 * paced_rate / topups_u.per_s());
+    } else {
+      std::snprintf(load, sizeof load, "%.0f%% of peak", flags.paced_fraction * 100);
+    }
     std::printf(
-        "  top-up p99 at %.0f%% of peak (%s/s offered, %s/s done): %.2f ms (p50 %.2f ms); postgres at %.0f%% "
+        "  top-up p99 at %s (%s/s offered, %s/s done): %.2f ms (p50 %.2f ms); postgres at %.0f%% "
         "of its peak: p99 %.2f ms\n",
-        flags.paced_fraction * 100, Thousands(paced_rate).c_str(), Thousands(paced.per_s()).c_str(), paced_p99,
-        paced.p50_ms(), flags.paced_fraction * 100, pg_paced.p99_ms);
+        load, Thousands(paced_rate).c_str(), Thousands(paced.per_s()).c_str(), paced_p99, paced.p50_ms(),
+        flags.paced_fraction * 100, pg_paced.p99_ms);
   }
   // A --paced-rate below the goal's load measures nothing the goal asks.
   const bool paced_at_goal_load = paced_rate >= flags.paced_fraction * topups_u.per_s();

@@ -329,19 +329,22 @@ Status EventLog::Init() {
   // Each partition's events have a column family of their own (EventsColumnFamily): its keys only
   // ever grow, so no two of its files overlap and compaction moves files down the levels without
   // reading or rewriting them. (In one shared column family every flush's file spanned all
-  // partitions, and each compaction rewrote them all.) One budget for all memtables: when it is
-  // full the oldest memtable is flushed, so the partitions' flushes come one at a time, each a
-  // fraction of the budget, instead of all together.
-  db_options.db_write_buffer_size = 64 << 20;
+  // partitions, and each compaction rewrote them all.) One budget for all memtables: when they
+  // hold more, the oldest is flushed, so the partitions' flushes come one at a time, each a
+  // fraction of the budget, instead of all together. It triggers flushes and does not stop
+  // writes; it grows with the partitions, as each memtable reserves a block before it holds
+  // anything.
+  db_options.db_write_buffer_size = (64 << 20) + static_cast<size_t>(options_.partitions) * (2 << 20);
   // Flushes and compactions run below the request threads' priority (nice 19): they may take
   // longer, not the cores a commit is waiting for. A flush that falls behind has spare memtables
-  // (four per partition, within the budget) before writes have to wait for it. The thread pools
-  // are the process's (every log in it shares them); where the platform cannot lower their
-  // priority they run at the normal one.
+  // before writes are slowed (from five waiting) or stopped (six). The thread pools are the
+  // process's (every log in it shares them); where the platform cannot lower their priority they
+  // run at the normal one.
   for (auto pool : {rocksdb::Env::Priority::HIGH, rocksdb::Env::Priority::LOW}) {
     db_options.env->LowerThreadPoolCPUPriority(pool, rocksdb::CpuPriority::kLow).PermitUncheckedError();
   }
-  events_cf.max_write_buffer_number = 4;
+  cf.max_write_buffer_number = 6;
+  events_cf.max_write_buffer_number = 6;
   // What flushes and compactions write goes to the disk a little at a time, not in bursts that
   // every commit's WAL fsync would queue behind: at most background_write_bytes_per_s, and
   // synced every 512 KiB as it is written instead of all at the end.
@@ -353,7 +356,11 @@ Status EventLog::Init() {
 
   // Which column families exist decides the layout; a new log gets one per partition.
   std::vector<std::string> names;
-  const bool exists = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names).ok();
+  const rocksdb::Status listed = rocksdb::DB::ListColumnFamilies(db_options, options_.path, &names);
+  if (!listed.ok() && !listed.IsPathNotFound()) {
+    return FromRocks(listed, "list the column families of the event log at " + options_.path);
+  }
+  const bool exists = listed.ok();
   if (!exists && options_.read_only) return FailedPrecondition("no event log at " + options_.path + " to open read-only");
   if (!exists) {
     names = {rocksdb::kDefaultColumnFamilyName, "state"};

@@ -7,6 +7,7 @@
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
+#include <filesystem>
 #include <functional>
 #include <thread>
 
@@ -375,6 +376,19 @@ TEST_F(EventLogTest, ReopenWithOtherPartitionCountIsRefused) {
   ASSERT_FALSE(log.ok());
   EXPECT_EQ(log.status().code(), StatusCode::kFailedPrecondition);
   EXPECT_NE(log.status().message().find("test/4"), std::string::npos) << log.status().message();
+  // The refused open added nothing: no column family for partitions 4..7.
+  RawDb raw(o.path, /*read_only=*/true);
+  EXPECT_EQ(raw.names.size(), 2u + 4u);
+}
+
+// A directory made ahead (by an operator or a volume mount) is a new log, not an error.
+TEST_F(EventLogTest, AnEmptyDirectoryOpensAsANewLog) {
+  std::filesystem::create_directories(dir_.Sub("log"));
+  auto log = OpenLog(2);
+  ASSERT_NE(log, nullptr);
+  WriteSet ws;
+  ws.Append(Ev(1, "k"));
+  EXPECT_TRUE(log->Commit(std::move(ws)).ok());
 }
 
 TEST_F(EventLogTest, ReadOnlyOpenSeesTheLiveLogAndRefusesCommits) {

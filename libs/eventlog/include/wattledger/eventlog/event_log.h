@@ -1,10 +1,11 @@
 // EventLog: a partitioned, append-only, hash-chained event log in RocksDB, and the service state
 // that is derived from it, committed together.
 //
-// What it owns (one RocksDB database, three column families):
-//   events  (partition u32 BE, seq u64 BE) -> Envelope   gap-free per partition, seq from 1
-//   state   service-defined key -> value                  derived state, digestible for replay
-//   default meta: consumed input positions, idempotency keys, relay positions, the log's shape
+// What it owns (one RocksDB database; its column families):
+//   events.<p> (partition u32 BE, seq u64 BE) -> Envelope  partition p's events, gap-free, seq from 1
+//              (a log created before this layout has one "events" for all partitions, same keys)
+//   state      service-defined key -> value                derived state, digestible for replay
+//   default    meta: consumed input positions, idempotency keys, relay positions, the log's shape
 //
 // The one guarantee everything else stands on: Commit() writes a WriteSet (new events, the state
 // changes they imply, the input positions consumed and the idempotency keys used) as ONE RocksDB
