@@ -317,7 +317,53 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
                    TwoLegs(a.id, e.amount_minor, sys::kAll[r.system])};
 }
 
+namespace {
+// "<prefix>/<number>": the prefix and the number, if the id is of that form (the number at most
+// 19 digits, so it fits).
+bool SplitTxnId(std::string_view id, std::string_view* prefix, uint64_t* number) {
+  const size_t slash = id.rfind('/');
+  if (slash == std::string_view::npos || slash + 1 == id.size() || id.size() - slash - 1 > 19) return false;
+  uint64_t n = 0;
+  for (char c : id.substr(slash + 1)) {
+    if (c < '0' || c > '9') return false;
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *prefix = id.substr(0, slash);
+  *number = n;
+  return true;
+}
+}  // namespace
+
+bool Ledger::TxnIdAboveMarks(std::string_view txn_id) const {
+  std::string_view prefix;
+  uint64_t number = 0;
+  if (txn_id_marks_full_ || !SplitTxnId(txn_id, &prefix, &number)) return false;
+  for (const TxnIdMark& m : txn_id_marks_) {
+    if (m.prefix == prefix) return number > m.max;
+  }
+  return true;  // No txn with this prefix and a number was ever recorded.
+}
+
+void Ledger::RaiseTxnIdMark(std::string_view txn_id) {
+  std::string_view prefix;
+  uint64_t number = 0;
+  if (txn_id_marks_full_ || !SplitTxnId(txn_id, &prefix, &number)) return;
+  for (TxnIdMark& m : txn_id_marks_) {
+    if (m.prefix == prefix) {
+      m.max = std::max(m.max, number);
+      return;
+    }
+  }
+  if (txn_id_marks_.size() == kMaxTxnIdMarks) {
+    txn_id_marks_full_ = true;
+    txn_id_marks_.clear();
+    return;
+  }
+  txn_id_marks_.push_back({std::string(prefix), number});
+}
+
 bool Ledger::TxnUsed(std::string_view txn_id) const {
+  if (TxnIdAboveMarks(txn_id)) return false;
   return state_.txns.contains(txn_id) || state_.entry_txns.contains(txn_id);
 }
 
@@ -798,9 +844,11 @@ void Ledger::AddEntry(Account& account, StatementEntry entry) {
 
 Status Ledger::AddTxn(TxnRecord record) {
   // The emplace finds a reuse among txns itself.
-  WL_LEDGER_EXPECT_MSG(!state_.entry_txns.contains(record.txn_id), "txn id used twice: " + record.txn_id);
+  WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(record.txn_id) || !state_.entry_txns.contains(record.txn_id),
+                       "txn id used twice: " + record.txn_id);
   const auto [it, inserted] = state_.txns.emplace(record.txn_id, std::move(record));
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
+  RaiseTxnIdMark(it->first);
   return Status::Ok();
 }
 
@@ -815,10 +863,11 @@ Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const
                                  std::begin(sys::kAll));
   }
   if (system == std::size(sys::kAll)) return AddTxn(make_record());  // Another shape keeps its record.
-  WL_LEDGER_EXPECT_MSG(!state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
+  WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(e.txn_id) || !state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
   const auto [it, inserted] = state_.entry_txns.emplace(
       e.txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
+  RaiseTxnIdMark(it->first);
   return Status::Ok();
 }
 

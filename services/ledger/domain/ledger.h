@@ -251,8 +251,23 @@ class Ledger {
   // with_meters the walk over its meters' owners.
   Status AccountInvariantsHold(const Account& account, bool with_history, bool with_meters) const;
 
+  // Txn ids usually end in a number that grows: the adapter makes "<log>/<partition>/<seq>". For
+  // each prefix before the last '/', the highest number of any txn recorded, so that an id above
+  // it is known unused without a miss in maps of millions. Other ids are looked up. Past
+  // kMaxTxnIdMarks prefixes every id is looked up: marks are never dropped, as a dropped one
+  // would pass a used id.
+  struct TxnIdMark {
+    std::string prefix;
+    uint64_t max = 0;
+  };
+  static constexpr size_t kMaxTxnIdMarks = 16;
+  bool TxnIdAboveMarks(std::string_view txn_id) const;
+  void RaiseTxnIdMark(std::string_view txn_id);
+
   LedgerConfig config_;
   LedgerState state_;
+  std::vector<TxnIdMark> txn_id_marks_;
+  bool txn_id_marks_full_ = false;
 };
 
 }  // namespace wattledger::ledger

@@ -230,6 +230,47 @@ TEST_F(LedgerTest, MissingOrReusedTxnIdIsACallerErrorNotARejection) {
   EXPECT_EQ(reused.status().code(), StatusCode::kInternal);
 }
 
+// The adapter's ids ("<log>/<partition>/<seq>") grow, and the ledger skips the lookup for one
+// above every number recorded under its prefix. A reuse is found whatever the number, under any
+// prefix, also past the number of prefixes it keeps marks for.
+TEST_F(LedgerTest, ReusedTxnIdsOfTheAdaptersFormAreFoundWhateverTheirNumber) {
+  auto with_id = [](auto c, std::string id) {
+    c.txn_id = std::move(id);
+    return c;
+  };
+  auto reused = [&](const Command& c) {
+    auto r = ledger_.Decide(c);
+    return !r.ok() && r.status().code() == StatusCode::kInternal;
+  };
+  Given(with_id(OpenCmd("A1"), "ledger/0/1"));
+  Given(with_id(TopUpCmd("A1", Y(1), "K1"), "ledger/0/7"));
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "K2"), "ledger/0/7")));
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "K2"), "ledger/0/1")));
+  Given(with_id(TopUpCmd("A1", Y(1), "K2"), "ledger/0/5"));  // Below the mark, unused.
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "K3"), "ledger/0/5")));
+  Given(with_id(TopUpCmd("A1", Y(1), "K3"), "ledger/0/007"));  // Another id than ledger/0/7.
+  Given(with_id(TopUpCmd("A1", Y(1), "K4"), "ledger/1/3"));
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "K5"), "ledger/1/3")));
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "K5"), "ledger/0/007")));
+  for (int i = 0; i < 20; ++i) {
+    Given(with_id(TopUpCmd("A1", Y(1), "P" + std::to_string(i)), "p" + std::to_string(i) + "/1"));
+  }
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "Q"), "p" + std::to_string(i) + "/1"))) << i;
+  }
+  EXPECT_TRUE(reused(with_id(TopUpCmd("A1", Y(1), "Q"), "ledger/0/7")));
+  EXPECT_TRUE(ledger_.Decide(with_id(TopUpCmd("A1", Y(1), "Q"), "ledger/0/8")).ok());
+  // Read back from a log, a record under an entry txn's id is found in the other map.
+  Ledger fresh;
+  ASSERT_TRUE(fresh.TryApplyAll(all_events_).ok());
+  const auto& e = std::get<ToppedUp>(all_events_[2]);  // The top-up ledger/0/7.
+  ASSERT_EQ(e.txn_id, "ledger/0/7");
+  Status s = fresh.TryApplyAll({AccountOpened{"ledger/0/7", 9, "op", "A2", "x", {}, "", {"M2"}, "",
+                                              Mode::kPrepaid, Limits{}, 0, "", {}}});
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("txn id used twice: ledger/0/7"), std::string::npos) << s.ToString();
+}
+
 // ---- Meters ----------------------------------------------------------------------------------
 
 TEST_F(LedgerTest, AttachAndDetachMeters) {
