@@ -88,11 +88,10 @@ void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet
 // What MaterializeAccount stored: the tag and the account. A value without a tag (written before
 // views were tagged) gets `untagged`.
 Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account);
-// The system accounts of a partition that has any transaction (none for one without).
-// The system balances as views last written hold them; a name missing is unknown.
+// The system balances as the views last written hold them; a name missing is unknown.
 using SystemViews = std::map<std::string, int64_t, std::less<>>;
-// Writes the partition's system balances; with `written`, only those that differ from it (and
-// it is updated to match).
+// The system accounts of a partition that has any transaction (none for one without); with
+// `written`, only those whose balance differs from it, and it is updated to match.
 void MaterializeSystem(uint32_t partition, const Ledger& ledger, eventlog::WriteSet& ws,
                        SystemViews* written = nullptr);
 // The "view/<partition>" record.
