@@ -16,6 +16,22 @@
 namespace wattledger::ledger::adapters {
 namespace {
 
+// The mutations, as (method, request, conversion to a Command, idempotency key of the request):
+// each answers a MutationResponse, through the callback API and the synchronous one.
+#define WL_LEDGER_MUTATIONS(X)                                        \
+  X(OpenAccount, OpenAccountRequest, FromProto, NoKey)                \
+  X(AttachMeter, MeterRequest, AttachFromProto, NoKey)                \
+  X(DetachMeter, MeterRequest, DetachFromProto, NoKey)                \
+  X(SetLimits, SetLimitsRequest, FromProto, NoKey)                    \
+  X(Suspend, SuspendRequest, FromProto, NoKey)                        \
+  X(Resume, ResumeRequest, FromProto, NoKey)                          \
+  X(TransferOwnership, TransferRequest, FromProto, NoKey)             \
+  X(CloseAccount, CloseAccountRequest, FromProto, NoKey)              \
+  X(TopUp, TopUpRequest, FromProto, IdempotencyKey)                   \
+  X(Refund, RefundRequest, FromProto, IdempotencyKey)                 \
+  X(Reverse, ReverseRequest, FromProto, IdempotencyKey)               \
+  X(Adjust, AdjustRequest, FromProto, IdempotencyKey)
+
 // The queries, as (method, request, response): served by the callback API and the synchronous one.
 #define WL_LEDGER_READS(X)                                 \
   X(GetAccount, GetAccountRequest, Account)                \
@@ -489,19 +505,10 @@ class LedgerGrpc final : public v1::LedgerService::CallbackService {
     });                                                                                          \
     return reactor;                                                                              \
   }
-  WL_LEDGER_GRPC(OpenAccount, OpenAccountRequest, MutationResponse)
-  WL_LEDGER_GRPC(AttachMeter, MeterRequest, MutationResponse)
-  WL_LEDGER_GRPC(DetachMeter, MeterRequest, MutationResponse)
-  WL_LEDGER_GRPC(SetLimits, SetLimitsRequest, MutationResponse)
-  WL_LEDGER_GRPC(Suspend, SuspendRequest, MutationResponse)
-  WL_LEDGER_GRPC(Resume, ResumeRequest, MutationResponse)
-  WL_LEDGER_GRPC(TransferOwnership, TransferRequest, MutationResponse)
-  WL_LEDGER_GRPC(CloseAccount, CloseAccountRequest, MutationResponse)
-  WL_LEDGER_GRPC(TopUp, TopUpRequest, MutationResponse)
-  WL_LEDGER_GRPC(Refund, RefundRequest, MutationResponse)
-  WL_LEDGER_GRPC(Reverse, ReverseRequest, MutationResponse)
-  WL_LEDGER_GRPC(Adjust, AdjustRequest, MutationResponse)
+#define WL_LEDGER_GRPC_MUTATION(Method, Request, Convert, Key) WL_LEDGER_GRPC(Method, Request, MutationResponse)
+  WL_LEDGER_MUTATIONS(WL_LEDGER_GRPC_MUTATION)
   WL_LEDGER_READS(WL_LEDGER_GRPC)
+#undef WL_LEDGER_GRPC_MUTATION
 #undef WL_LEDGER_GRPC
 
  private:
@@ -965,13 +972,27 @@ constexpr char kRetryWithKey[] = "retry with the same idempotency key";
 uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
   return runtime::PartitionForKey(account, partitions);
 }
+std::string NoKey(const google::protobuf::Message&) { return ""; }
+template <typename R>
+std::string IdempotencyKey(const R& r) { return r.idempotency_key(); }
 }  // namespace
 
-#define WL_LEDGER_MUTATION(Method, Request, Convert, KeyExpr)                                        \
+template <typename Request>
+Result<uint32_t> LedgerService::PartitionOf(const Request& req) const {
+  return AccountPartition(req.account_id(), log_->partitions());
+}
+template <>
+Result<uint32_t> LedgerService::PartitionOf(const v1::ReverseRequest& req) const {
+  return PartitionOfTxn(req.original_txn_id());
+}
+
+#define WL_LEDGER_MUTATION(Method, Request, Convert, KeyOf)                                          \
   void LedgerService::Method##Async(const v1::Request& req, MutationDone done) {                    \
     if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);    \
     if (grpc::Status bad = CheckUtf8(req); !bad.ok()) return done(std::move(bad), nullptr);          \
-    MutateAsync(AccountPartition(req.account_id(), log_->partitions()), KeyExpr(req),                \
+    Result<uint32_t> p = PartitionOf(req);                                                           \
+    if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);                                   \
+    MutateAsync(*p, KeyOf(req),                                                                      \
                 [r = req](std::string txn, int64_t now) -> Result<Command> {                         \
                   WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                      \
                   return Command(std::move(c));                                                      \
@@ -983,43 +1004,8 @@ uint32_t AccountPartition(const std::string& account, uint32_t partitions) {
     return Await<v1::MutationResponse>([&](MutationDone done) { Method##Async(*req, std::move(done)); }, resp, \
                                        kRetryWithKey);                                              \
   }
-
-namespace {
-std::string NoKey(const google::protobuf::Message&) { return ""; }
-template <typename R>
-std::string IdempotencyKey(const R& r) { return r.idempotency_key(); }
-}  // namespace
-
-WL_LEDGER_MUTATION(OpenAccount, OpenAccountRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(AttachMeter, MeterRequest, AttachFromProto, NoKey)
-WL_LEDGER_MUTATION(DetachMeter, MeterRequest, DetachFromProto, NoKey)
-WL_LEDGER_MUTATION(SetLimits, SetLimitsRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(Suspend, SuspendRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(Resume, ResumeRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(TransferOwnership, TransferRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(CloseAccount, CloseAccountRequest, FromProto, NoKey)
-WL_LEDGER_MUTATION(TopUp, TopUpRequest, FromProto, IdempotencyKey)
-WL_LEDGER_MUTATION(Refund, RefundRequest, FromProto, IdempotencyKey)
-WL_LEDGER_MUTATION(Adjust, AdjustRequest, FromProto, IdempotencyKey)
+WL_LEDGER_MUTATIONS(WL_LEDGER_MUTATION)
 #undef WL_LEDGER_MUTATION
-
-void LedgerService::ReverseAsync(const v1::ReverseRequest& req, MutationDone done) {
-  if (req.ByteSizeLong() > kMaxInputBytes) return done(TooLarge(req.ByteSizeLong()), nullptr);
-  if (grpc::Status bad = CheckUtf8(req); !bad.ok()) return done(std::move(bad), nullptr);
-  auto p = PartitionOfTxn(req.original_txn_id());
-  if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);
-  MutateAsync(*p, req.idempotency_key(),
-              [r = req](std::string txn, int64_t now) -> Result<Command> {
-                WL_ASSIGN_OR_RETURN(auto c, FromProto(r, std::move(txn), now));
-                return Command(std::move(c));
-              },
-              std::move(done));
-}
-
-grpc::Status LedgerService::Reverse(grpc::ServerContext*, const v1::ReverseRequest* req, v1::MutationResponse* resp) {
-  return Await<v1::MutationResponse>([&](MutationDone done) { ReverseAsync(*req, std::move(done)); }, resp,
-                                     kRetryWithKey);
-}
 
 void LedgerService::GetAccountAsync(const v1::GetAccountRequest& req, Done<v1::Account> done) {
   if (req.account_id().empty()) return done({grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"}, nullptr);

@@ -245,6 +245,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void WriteOwedViews(uint32_t partition, eventlog::WriteSet& ws, bool all);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;
   Result<uint32_t> PartitionOfTxn(const std::string& txn_id) const;
+  // The partition a mutation runs on: its account's, or for a reversal the original txn's.
+  template <typename Request>
+  Result<uint32_t> PartitionOf(const Request& req) const;
 
   std::unique_ptr<eventlog::EventLog> log_;
   LedgerOptions options_;
