@@ -366,14 +366,13 @@ Status EventLog::Init() {
     names = {rocksdb::kDefaultColumnFamilyName, "state"};
     for (uint32_t p = 0; p < options_.partitions; ++p) names.push_back(EventsColumnFamily(p));
   }
-  const bool shared = std::find(names.begin(), names.end(), kSharedEventsColumnFamily) != names.end();
-  shared_events_ = shared;
+  shared_events_ = std::find(names.begin(), names.end(), kSharedEventsColumnFamily) != names.end();
   std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
   for (const auto& name : names) {
     const bool events = name == kSharedEventsColumnFamily || name.starts_with(kEventsColumnFamilyPrefix);
-    if (shared && name.starts_with(kEventsColumnFamilyPrefix)) {
+    if (shared_events_ && name.starts_with(kEventsColumnFamilyPrefix)) {
       return DataLoss("event log at " + options_.path + " has both the shared events column family and '" + name +
-                      "'; it was not written by wattledger");
+                      "'; wattledger never writes both: restore the data dir from a backup, or check --data-dir");
     }
     cfs.emplace_back(name, events ? events_cf : cf);
   }
@@ -395,7 +394,10 @@ Status EventLog::Init() {
   };
   meta_ = handle(rocksdb::kDefaultColumnFamilyName);
   state_ = handle("state");
-  if (state_ == nullptr && options_.read_only) return DataLoss("event log at " + options_.path + " has no state column family");
+  if (state_ == nullptr && options_.read_only) {
+    return DataLoss("event log at " + options_.path +
+                    " has no state column family; open it once read-write to finish its creation, or restore it from a backup");
+  }
   if (state_ == nullptr) {
     WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(cf, "state", &state_), "create the state column family"));
     handles_.push_back(state_);
@@ -429,11 +431,11 @@ Status EventLog::Init() {
   // Logs written before the per-partition layout keep their one shared column family; its keys
   // are the same (partition, seq), so everything else reads and writes them the same way.
   for (uint32_t p = 0; p < options_.partitions; ++p) {
-    const std::string name = shared ? std::string(kSharedEventsColumnFamily) : EventsColumnFamily(p);
+    const std::string name = shared_events_ ? std::string(kSharedEventsColumnFamily) : EventsColumnFamily(p);
     rocksdb::ColumnFamilyHandle* h = handle(name);
     if (h == nullptr && options_.read_only) {
       return DataLoss("event log at " + options_.path + " has no column family '" + name + "' for partition " +
-                      std::to_string(p));
+                      std::to_string(p) + "; open it once read-write to finish its creation, or restore it from a backup");
     }
     if (h == nullptr) {  // A log whose creation stopped half-way.
       WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(events_cf, name, &h), "create column family " + name));
@@ -744,8 +746,7 @@ Result<VerifyReport> EventLog::Verify() const {
   };
   // Every key of every events column family, the shared one of an older log once.
   for (uint32_t cf = 0; cf < options_.partitions; ++cf) {
-    const bool shared = shared_events_;
-    if (shared && cf > 0) break;
+    if (shared_events_ && cf > 0) break;
     std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_[cf]));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       auto key = it->key().ToStringView();
@@ -754,7 +755,7 @@ Result<VerifyReport> EventLog::Verify() const {
       const uint64_t seq = GetBigEndian(key, 4, 8);
       const std::string where = "partition " + std::to_string(p) + " seq " + std::to_string(seq);
       if (p >= options_.partitions) return fail(where + ": partition out of range");
-      if (!shared && p != cf) return fail(where + ": stored with partition " + std::to_string(cf) + "'s events");
+      if (!shared_events_ && p != cf) return fail(where + ": stored with partition " + std::to_string(cf) + "'s events");
       if (seq != report.heads[p] + 1) {
         return fail("partition " + std::to_string(p) + ": gap after seq " +
                     std::to_string(report.heads[p]) + " (next is " + std::to_string(seq) + ")");
