@@ -334,32 +334,33 @@ bool SplitTxnId(std::string_view id, std::string_view* prefix, uint64_t* number)
 }
 }  // namespace
 
+size_t Ledger::TxnIdMarkOf(std::string_view prefix) const {
+  size_t i = 0;
+  while (i < txn_id_marks_.size() && txn_id_marks_[i].prefix != prefix) ++i;
+  return i;
+}
+
 bool Ledger::TxnIdAboveMarks(std::string_view txn_id) const {
   std::string_view prefix;
   uint64_t number = 0;
   if (txn_id_marks_full_ || !SplitTxnId(txn_id, &prefix, &number)) return false;
-  for (const TxnIdMark& m : txn_id_marks_) {
-    if (m.prefix == prefix) return number > m.max;
-  }
-  return true;  // No txn with this prefix and a number was ever recorded.
+  const size_t i = TxnIdMarkOf(prefix);
+  // No mark: no txn with this prefix and a number was ever recorded.
+  return i == txn_id_marks_.size() || number > txn_id_marks_[i].max;
 }
 
 void Ledger::RaiseTxnIdMark(std::string_view txn_id) {
   std::string_view prefix;
   uint64_t number = 0;
   if (txn_id_marks_full_ || !SplitTxnId(txn_id, &prefix, &number)) return;
-  for (TxnIdMark& m : txn_id_marks_) {
-    if (m.prefix == prefix) {
-      m.max = std::max(m.max, number);
-      return;
-    }
-  }
-  if (txn_id_marks_.size() == kMaxTxnIdMarks) {
+  if (const size_t i = TxnIdMarkOf(prefix); i < txn_id_marks_.size()) {
+    txn_id_marks_[i].max = std::max(txn_id_marks_[i].max, number);
+  } else if (txn_id_marks_.size() < kMaxTxnIdMarks) {
+    txn_id_marks_.push_back({std::string(prefix), number});
+  } else {
     txn_id_marks_full_ = true;
     txn_id_marks_.clear();
-    return;
   }
-  txn_id_marks_.push_back({std::string(prefix), number});
 }
 
 bool Ledger::TxnUsed(std::string_view txn_id) const {

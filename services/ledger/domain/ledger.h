@@ -261,6 +261,7 @@ class Ledger {
     uint64_t max = 0;
   };
   static constexpr size_t kMaxTxnIdMarks = 16;
+  size_t TxnIdMarkOf(std::string_view prefix) const;  // Its index, or the marks' count if none.
   bool TxnIdAboveMarks(std::string_view txn_id) const;
   void RaiseTxnIdMark(std::string_view txn_id);
 
