@@ -46,12 +46,31 @@ TEST(ShardedStringMapTest, BehavesLikeAMapUnderRandomOperations) {
         break;
       }
     }
+    ASSERT_EQ(m.size(), ref.size());
+    ASSERT_EQ(m.empty(), ref.empty());
   }
-  ASSERT_EQ(m.size(), ref.size());
   // Iteration visits every entry once.
   std::map<std::string, int> seen;
   for (const auto& [k, v] : m) ASSERT_TRUE(seen.emplace(k, v).second) << k;
   EXPECT_EQ(seen, ref);
+}
+
+TEST(ShardedStringMapTest, CopiesMovesAndClearsKeepTheSize) {
+  Map m;
+  m.emplace("a", 1);
+  m.emplace("b", 2);
+  Map copy = m;
+  EXPECT_EQ(copy.size(), 2u);
+  Map moved = std::move(m);
+  EXPECT_EQ(moved.size(), 2u);
+  EXPECT_TRUE(m.empty());  // NOLINT(bugprone-use-after-move): a moved-from map is empty.
+  EXPECT_EQ(m.begin(), m.end());
+  m = std::move(copy);
+  EXPECT_EQ(m.size(), 2u);
+  EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move)
+  m.clear();
+  EXPECT_TRUE(m.empty());
+  EXPECT_FALSE(m.contains("a"));
 }
 
 TEST(ShardedStringMapTest, EmptyMapIteratesNothingAndFindsNothing) {

@@ -112,6 +112,22 @@ class ShardedStringMap {
   using iterator = Iter<Shards, typename Inner::iterator, value_type>;
   using const_iterator = Iter<const Shards, typename Inner::const_iterator, const value_type>;
 
+  ShardedStringMap() = default;
+  ShardedStringMap(const ShardedStringMap&) = default;
+  ShardedStringMap& operator=(const ShardedStringMap&) = default;
+  ShardedStringMap(ShardedStringMap&& other) noexcept
+      : shards_(std::move(other.shards_)), size_(std::exchange(other.size_, 0)) {
+    other.clear();
+  }
+  ShardedStringMap& operator=(ShardedStringMap&& other) noexcept {
+    if (this != &other) {
+      shards_ = std::move(other.shards_);
+      size_ = std::exchange(other.size_, 0);
+      other.clear();
+    }
+    return *this;
+  }
+
   iterator begin() { return {&shards_, 0, shards_[0].begin()}; }
   iterator end() { return {&shards_, kShards, {}}; }
   const_iterator begin() const { return {&shards_, 0, shards_[0].begin()}; }
@@ -141,6 +157,7 @@ class ShardedStringMap {
     std::string k(std::forward<K>(key));
     const size_t s = ShardOf(k);
     auto [it, inserted] = shards_[s].try_emplace(std::move(k), std::forward<Args>(args)...);
+    size_ += inserted ? 1 : 0;
     return {iterator(&shards_, s, it), inserted};
   }
   size_t erase(std::string_view key) {
@@ -149,17 +166,16 @@ class ShardedStringMap {
     auto it = inner.find(k);
     if (it == inner.end()) return 0;
     inner.erase(it);
+    --size_;
     return 1;
   }
 
-  size_t size() const {
-    size_t n = 0;
-    for (const Inner& inner : shards_) n += inner.size();
-    return n;
-  }
-  bool empty() const { return size() == 0; }
+  // Kept, not summed over the shards: empty() is on hot paths, and the sum touched every shard.
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
   void clear() {
     for (Inner& inner : shards_) inner.clear();
+    size_ = 0;
   }
   // Keys land in the same shard whatever the map's history, so shard-wise equality is equality.
   bool operator==(const ShardedStringMap&) const = default;
@@ -188,6 +204,7 @@ class ShardedStringMap {
   }
 
   Shards shards_;
+  size_t size_ = 0;
 };
 
 }  // namespace wattledger
