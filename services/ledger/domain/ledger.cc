@@ -297,10 +297,10 @@ const Account* Ledger::FindAccount(std::string_view id) const {
 
 std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
   if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) return it->second;
-  auto it = state_.entry_txns.find(txn_id);
-  if (it == state_.entry_txns.end()) return std::nullopt;
+  const EntryTxn* found = state_.entry_txns.find(txn_id);
+  if (found == nullptr) return std::nullopt;
   // The record is the statement entry seen as a transaction (a charge's key is its charge id).
-  const EntryTxn& r = it->second;
+  const EntryTxn& r = *found;
   const Account& a = state_.accounts.at(r.account_id);
   const StatementEntry& e = a.entries.at(r.entry);
   auto reversal = state_.entry_reversed_by.find(txn_id);
@@ -316,23 +316,6 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
                    reversal == state_.entry_reversed_by.end() ? "" : reversal->second,
                    TwoLegs(a.id, e.amount_minor, sys::kAll[r.system])};
 }
-
-namespace {
-// "<prefix>/<number>": the prefix and the number, if the id is of that form (the number at most
-// 19 digits, so it fits).
-bool SplitTxnId(std::string_view id, std::string_view* prefix, uint64_t* number) {
-  const size_t slash = id.rfind('/');
-  if (slash == std::string_view::npos || slash + 1 == id.size() || id.size() - slash - 1 > 19) return false;
-  uint64_t n = 0;
-  for (char c : id.substr(slash + 1)) {
-    if (c < '0' || c > '9') return false;
-    n = n * 10 + static_cast<uint64_t>(c - '0');
-  }
-  *prefix = id.substr(0, slash);
-  *number = n;
-  return true;
-}
-}  // namespace
 
 size_t Ledger::TxnIdMarkOf(std::string_view prefix) const {
   size_t i = 0;
@@ -865,10 +848,10 @@ Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const
   }
   if (system == std::size(sys::kAll)) return AddTxn(make_record());  // Another shape keeps its record.
   WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(e.txn_id) || !state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
-  const auto [it, inserted] = state_.entry_txns.emplace(
-      e.txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
-  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + it->first);
-  RaiseTxnIdMark(it->first);
+  const bool inserted =
+      state_.entry_txns.emplace(e.txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
+  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + e.txn_id);
+  RaiseTxnIdMark(e.txn_id);
   return Status::Ok();
 }
 
@@ -1395,11 +1378,11 @@ std::string Ledger::CanonicalDump() const {
     d.Posting(t.posting);
     d.Line("");
   }
-  for (const auto* kv : Sorted(state_.entry_txns)) {
-    d.Field("entry_txn", kv->first);
-    d.Field("account", kv->second.account_id);
-    d.Field("entry", static_cast<int64_t>(kv->second.entry));
-    d.Field("system", sys::kAll[kv->second.system]);
+  for (const auto& [id, txn] : state_.entry_txns.SortedById()) {
+    d.Field("entry_txn", id);
+    d.Field("account", txn->account_id);
+    d.Field("entry", static_cast<int64_t>(txn->entry));
+    d.Field("system", sys::kAll[txn->system]);
     d.Line("");
   }
   for (const auto* kv : Sorted(state_.entry_reversed_by)) {

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "services/ledger/domain/commands.h"
+#include "services/ledger/domain/entry_txn_index.h"
 #include "services/ledger/domain/events.h"
 #include "services/ledger/domain/types.h"
 #include "wattledger/base/sharded_map.h"
@@ -119,16 +120,6 @@ struct KeyRecord {
 template <typename V>
 using StringMap = ShardedStringMap<V>;
 
-// A transaction whose record is its statement entry: charges, top-ups, refunds, reversals and
-// adjustments whose posting is the two legs the entry implies (the entry's amount on the tenant,
-// its negation on `system`). These are the bulk of all transactions: FindTxn builds the record
-// from the entry (entries are append-only), instead of each keeping a copy of it.
-struct EntryTxn {
-  std::string account_id;
-  size_t entry = 0;
-  uint8_t system = 0;  // Index into sys::kAll.
-  bool operator==(const EntryTxn&) const = default;
-};
 static_assert(std::size(sys::kAll) < 256, "EntryTxn::system indexes sys::kAll in a byte");
 
 struct LedgerState {
@@ -136,7 +127,7 @@ struct LedgerState {
   std::map<std::string, int64_t, std::less<>> system_balances;  // Every sys::kAll name present.
   std::map<std::string, std::string, std::less<>> meter_owner;  // Meters of non-closed accounts.
   StringMap<TxnRecord> txns;  // Every transaction not in entry_txns.
-  StringMap<EntryTxn> entry_txns;
+  EntryTxnIndex entry_txns;
   StringMap<std::string> entry_reversed_by;  // Entry txns reversed, and the reversal's txn id.
   StringMap<KeyRecord> idempotency_keys;
   StringMap<KeyRecord> charges;

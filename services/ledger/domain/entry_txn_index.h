@@ -1,0 +1,85 @@
+// EntryTxnIndex: the ledger's entry transactions (see EntryTxn) by txn id.
+//
+// There is one per transaction the ledger ever accepted, so it is the ledger's largest map: as a
+// hash map, a node per id (the node, its bucket and the id's text: about 150 bytes) and a cache
+// miss or two on every insert. But the adapter's ids are "<log>/<partition>/<seq>", and the seq
+// only grows. So for each id prefix (up to kMaxPrefixes of them) the index keeps segments: arrays
+// indexed by the number after the last '/', each from the number it started at. An id at most
+// kMaxGap numbers past a segment's end continues it (a seq also counts rejected commands and the
+// events that are not entry txns; a hole is an empty account id); one further on starts a new
+// segment, up to kMaxSegments per prefix. Every other id (not of that form, a number with a
+// leading zero, or past those limits) goes to a hash map. Where an id lives depends only on the
+// ids added before it, so a replay of the same history builds the same layout; equality compares
+// contents, not layouts.
+//
+// Thread safety: none, like the Ledger that owns it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "wattledger/base/sharded_map.h"
+#include "wattledger/base/stable_vector.h"
+
+namespace wattledger::ledger {
+
+// A transaction whose record is its statement entry: charges, top-ups, refunds, reversals and
+// adjustments whose posting is the two legs the entry implies (the entry's amount on the tenant,
+// its negation on `system`). These are the bulk of all transactions: FindTxn builds the record
+// from the entry (entries are append-only), instead of each keeping a copy of it.
+struct EntryTxn {
+  std::string account_id;  // Never empty for a txn (account ids are not).
+  size_t entry = 0;
+  uint8_t system = 0;  // Index into sys::kAll.
+  bool operator==(const EntryTxn&) const = default;
+};
+
+// "<prefix>/<number>": the prefix and the number, if the id is of that form (the number at most
+// 19 digits, so it fits). `007` and `7` are both 7.
+bool SplitTxnId(std::string_view id, std::string_view* prefix, uint64_t* number);
+
+class EntryTxnIndex {
+ public:
+  static constexpr size_t kMaxPrefixes = 16;
+  static constexpr size_t kMaxSegments = 64;  // Per prefix.
+  static constexpr uint64_t kMaxGap = 4096;
+
+  const EntryTxn* find(std::string_view txn_id) const;
+  bool contains(std::string_view txn_id) const { return find(txn_id) != nullptr; }
+  // Adds `txn` (its account id not empty) under `txn_id`: false, and nothing changes, if the id
+  // is there already.
+  bool emplace(std::string_view txn_id, EntryTxn txn);
+  size_t size() const { return size_; }
+  // Every (id, txn), sorted by id: what a canonical dump lists.
+  std::vector<std::pair<std::string, const EntryTxn*>> SortedById() const;
+  // How many ids live in the hash map rather than in a segment (for tests).
+  size_t outside_segments() const { return others_.size(); }
+
+  // The same ids with the same txns, however each side stores them.
+  friend bool operator==(const EntryTxnIndex& a, const EntryTxnIndex& b);
+
+ private:
+  // The txns "<prefix>/<first + i>" for i < slots.size().
+  struct Segment {
+    uint64_t first = 0;
+    StableVector<EntryTxn> slots;
+  };
+  struct Prefix {
+    std::string text;
+    std::vector<Segment> segments;  // By first; they do not overlap.
+  };
+  // The slot that holds or would hold `txn_id`, or null if the id belongs to the hash map.
+  const EntryTxn* FindSlot(std::string_view txn_id) const;
+  // emplace's FindSlot: starts a segment, or grows one with holes, so that the id's slot exists.
+  EntryTxn* MakeSlot(std::string_view txn_id);
+
+  std::vector<Prefix> prefixes_;
+  ShardedStringMap<EntryTxn> others_;
+  size_t size_ = 0;
+};
+
+}  // namespace wattledger::ledger

@@ -1,0 +1,129 @@
+#include "services/ledger/domain/entry_txn_index.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace wattledger::ledger {
+namespace {
+
+EntryTxn Txn(const std::string& account, size_t entry) { return EntryTxn{account, entry, 1}; }
+
+std::vector<std::string> Ids(const EntryTxnIndex& index) {
+  std::vector<std::string> ids;
+  for (const auto& [id, txn] : index.SortedById()) ids.push_back(id);
+  return ids;
+}
+
+TEST(EntryTxnIndexTest, TheAdaptersIdsLiveInSegmentsWithHolesBetween) {
+  EntryTxnIndex index;
+  ASSERT_TRUE(index.emplace("ledger/0/5", Txn("A1", 0)));
+  ASSERT_TRUE(index.emplace("ledger/0/6", Txn("A2", 0)));
+  ASSERT_TRUE(index.emplace("ledger/0/9", Txn("A1", 1)));  // 7 and 8: other events.
+  ASSERT_TRUE(index.emplace("ledger/1/9", Txn("B1", 0)));  // Another partition, another prefix.
+  EXPECT_EQ(index.size(), 4u);
+  EXPECT_EQ(index.outside_segments(), 0u);
+  ASSERT_NE(index.find("ledger/0/9"), nullptr);
+  EXPECT_EQ(*index.find("ledger/0/9"), Txn("A1", 1));
+  EXPECT_EQ(*index.find("ledger/1/9"), Txn("B1", 0));
+  for (const char* missing : {"ledger/0/4", "ledger/0/7", "ledger/0/8", "ledger/0/10", "ledger/1/5", "ledger/2/5",
+                              "ledger/0/009", "ledger/0", "9"}) {
+    EXPECT_FALSE(index.contains(missing)) << missing;
+  }
+  // A hole may be filled later; a slot that holds a txn may not.
+  EXPECT_TRUE(index.emplace("ledger/0/7", Txn("A3", 0)));
+  EXPECT_FALSE(index.emplace("ledger/0/7", Txn("A4", 0)));
+  EXPECT_FALSE(index.emplace("ledger/0/5", Txn("A1", 0)));
+  EXPECT_EQ(*index.find("ledger/0/7"), Txn("A3", 0));
+  EXPECT_EQ(index.size(), 5u);
+  EXPECT_EQ(Ids(index), (std::vector<std::string>{"ledger/0/5", "ledger/0/6", "ledger/0/7", "ledger/0/9", "ledger/1/9"}));
+}
+
+TEST(EntryTxnIndexTest, GapsBeyondTheLimitStartSegmentsThatNeverOverlap) {
+  EntryTxnIndex index;
+  const uint64_t far = 1 + EntryTxnIndex::kMaxGap + 2;
+  ASSERT_TRUE(index.emplace("p/1", Txn("A", 0)));
+  ASSERT_TRUE(index.emplace("p/" + std::to_string(far), Txn("A", 1)));
+  ASSERT_TRUE(index.emplace("p/100", Txn("A", 2)));  // Continues the first segment.
+  ASSERT_TRUE(index.emplace("p/0", Txn("A", 3)));    // Before every segment: a new one.
+  // The first segment grows up to the second one's start, which keeps its txn.
+  ASSERT_TRUE(index.emplace("p/" + std::to_string(far - 1), Txn("A", 4)));
+  EXPECT_FALSE(index.emplace("p/" + std::to_string(far), Txn("B", 0)));
+  EXPECT_EQ(*index.find("p/" + std::to_string(far)), Txn("A", 1));
+  EXPECT_EQ(*index.find("p/" + std::to_string(far - 1)), Txn("A", 4));
+  EXPECT_EQ(*index.find("p/0"), Txn("A", 3));
+  EXPECT_EQ(index.size(), 5u);
+  EXPECT_EQ(index.outside_segments(), 0u);
+}
+
+TEST(EntryTxnIndexTest, OtherIdsGoToTheHashMapAndAreFoundThere) {
+  EntryTxnIndex index;
+  // Not "<prefix>/<number>", a leading zero, a number of 20 digits.
+  for (const char* id : {"T1", "x/", "x/1a", "x/007", "x/12345678901234567890"}) {
+    ASSERT_TRUE(index.emplace(id, Txn("A", 0))) << id;
+  }
+  ASSERT_TRUE(index.emplace("y/1", Txn("", 0)));  // An empty account id would read as a hole.
+  ASSERT_TRUE(index.emplace("x/7", Txn("B", 0)));  // Not the same id as x/007: in a segment.
+  ASSERT_TRUE(index.emplace("/5", Txn("C", 0)));   // The empty prefix is a prefix.
+  EXPECT_EQ(index.outside_segments(), 6u);
+  EXPECT_EQ(index.size(), 8u);
+  for (const char* id : {"T1", "x/", "x/1a", "x/007", "x/12345678901234567890"}) {
+    ASSERT_NE(index.find(id), nullptr) << id;
+    EXPECT_EQ(*index.find(id), Txn("A", 0)) << id;
+    EXPECT_FALSE(index.emplace(id, Txn("A", 0))) << id;
+  }
+  EXPECT_EQ(*index.find("y/1"), Txn("", 0));
+  EXPECT_EQ(*index.find("x/7"), Txn("B", 0));
+  EXPECT_FALSE(index.contains("x/07"));
+  EXPECT_FALSE(index.contains("x/0"));
+  EXPECT_EQ(Ids(index), (std::vector<std::string>{"/5", "T1", "x/", "x/007", "x/12345678901234567890", "x/1a",
+                                                   "x/7", "y/1"}));
+}
+
+TEST(EntryTxnIndexTest, PastThePrefixAndSegmentLimitsIdsGoToTheHashMap) {
+  EntryTxnIndex index;
+  for (size_t p = 0; p < EntryTxnIndex::kMaxPrefixes + 1; ++p) {
+    ASSERT_TRUE(index.emplace("p" + std::to_string(p) + "/1", Txn("A", p)));
+  }
+  EXPECT_EQ(index.outside_segments(), 1u);
+  EXPECT_EQ(*index.find("p" + std::to_string(EntryTxnIndex::kMaxPrefixes) + "/1"),
+            Txn("A", EntryTxnIndex::kMaxPrefixes));
+
+  // Segments of p0 far apart, up to the limit; the next far id goes to the hash map.
+  const uint64_t step = 2 * EntryTxnIndex::kMaxGap;
+  for (size_t s = 1; s < EntryTxnIndex::kMaxSegments; ++s) {
+    ASSERT_TRUE(index.emplace("p0/" + std::to_string(1 + s * step), Txn("S", s)));
+  }
+  EXPECT_EQ(index.outside_segments(), 1u);
+  const uint64_t last = 1 + (EntryTxnIndex::kMaxSegments - 1) * step;
+  const std::string beyond = "p0/" + std::to_string(last + 3 * step);
+  ASSERT_TRUE(index.emplace(beyond, Txn("H", 0)));
+  EXPECT_EQ(index.outside_segments(), 2u);
+  // The last segment grows until the id in the hash map is within its reach: that id is still
+  // taken, and found where it is.
+  for (uint64_t n = last + EntryTxnIndex::kMaxGap; n < last + 3 * step; n += EntryTxnIndex::kMaxGap) {
+    ASSERT_TRUE(index.emplace("p0/" + std::to_string(n), Txn("G", n)));
+  }
+  EXPECT_EQ(index.outside_segments(), 2u);
+  EXPECT_FALSE(index.emplace(beyond, Txn("G", 0)));
+  EXPECT_EQ(*index.find(beyond), Txn("H", 0));
+}
+
+TEST(EntryTxnIndexTest, EqualityComparesContentsWhateverTheLayout) {
+  EntryTxnIndex in_order;
+  EntryTxnIndex backwards;
+  for (int n = 1; n <= 3; ++n) ASSERT_TRUE(in_order.emplace("p/" + std::to_string(n), Txn("A", n)));
+  for (int n = 3; n >= 1; --n) ASSERT_TRUE(backwards.emplace("p/" + std::to_string(n), Txn("A", n)));
+  EXPECT_EQ(in_order, backwards);
+  EXPECT_EQ(Ids(backwards), (std::vector<std::string>{"p/1", "p/2", "p/3"}));
+
+  EntryTxnIndex other;
+  for (int n = 1; n <= 3; ++n) ASSERT_TRUE(other.emplace("p/" + std::to_string(n), Txn(n == 2 ? "B" : "A", n)));
+  EXPECT_NE(in_order, other);
+  ASSERT_TRUE(in_order.emplace("p/4", Txn("A", 4)));
+  EXPECT_NE(in_order, backwards);
+}
+
+}  // namespace
+}  // namespace wattledger::ledger
