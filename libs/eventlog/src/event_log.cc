@@ -10,6 +10,7 @@
 #include <rocksdb/filter_policy.h>
 #include <rocksdb/options.h>
 #include <rocksdb/rate_limiter.h>
+#include <rocksdb/sst_file_manager.h>
 #include <rocksdb/slice.h>
 #include <rocksdb/slice_transform.h>
 #include <rocksdb/table.h>
@@ -353,6 +354,16 @@ Status EventLog::Init() {
         rocksdb::NewGenericRateLimiter(static_cast<int64_t>(options_.background_write_bytes_per_s)));
   }
   db_options.bytes_per_sync = 512 << 10;
+  if (options_.background_delete_bytes_per_s > 0) {
+    // Deleted a chunk at a time by a background thread of the manager's; WALs too. Trash left
+    // by a stopped process is deleted when the log is opened again. The trash may be any size
+    // next to the tables (the ratio): the rate, not the ratio, keeps it small.
+    rocksdb::Status made;
+    db_options.sst_file_manager.reset(rocksdb::NewSstFileManager(
+        db_options.env, nullptr, "", static_cast<int64_t>(options_.background_delete_bytes_per_s),
+        /*delete_existing_trash=*/true, &made, /*max_trash_db_ratio=*/1e9, /*bytes_max_delete_chunk=*/4 << 20));
+    if (!made.ok()) return FromRocks(made, "set up the deletion of the event log's old files at " + options_.path);
+  }
 
   // Which column families exist decides the layout; a new log gets one per partition.
   std::vector<std::string> names;

@@ -366,6 +366,53 @@ TEST_F(EventLogTest, ReopenRecoversHeadsAndContinuesTheChain) {
   EXPECT_EQ(report->events_checked, 6u);
 }
 
+// Files the log no longer needs are deleted a chunk at a time in the background (a large file
+// deleted at once stalled every commit's fsync), and none outlive the next open: a stopped
+// process may leave trash behind.
+TEST_F(EventLogTest, OldFilesAreDeletedInTheBackgroundAndTrashLeftByAStopIsDeletedAtOpen) {
+  namespace fs = std::filesystem;
+  const std::string path = dir_.Sub("log");
+  auto count = [&](std::string_view ext) {
+    size_t n = 0;
+    for (const auto& f : fs::directory_iterator(path)) n += f.path().extension() == ext ? 1 : 0;
+    return n;
+  };
+  auto open = [&](uint64_t delete_bytes_per_s) {
+    Options o;
+    o.path = path;
+    o.name = "test";
+    o.partitions = 2;
+    o.clock = &clock_;
+    o.background_delete_bytes_per_s = delete_bytes_per_s;
+    auto log = EventLog::Open(o);
+    EXPECT_TRUE(log.ok()) << log.status().ToString();
+    return log.ok() ? std::move(log).value() : nullptr;
+  };
+  const std::string payload(64 << 10, 'x');
+  // Each open recovers the last WAL (6 MiB) into a table and deletes it: at 64 KiB/s, the first
+  // 4 MiB chunk goes at once and the rest a minute later, so it is still in the trash when the
+  // log is closed.
+  for (int round = 0; round < 3; ++round) {
+    auto log = open(64 << 10);
+    ASSERT_NE(log, nullptr);
+    for (int i = 0; i < 96; ++i) {
+      WriteSet ws;
+      ws.Append(Ev(static_cast<uint32_t>(i % 2), "r" + std::to_string(round) + "-" + std::to_string(i), payload));
+      ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+    }
+  }
+  EXPECT_GT(count(".trash"), 0u) << "the test needs trash left behind";
+  auto log = open(256 << 20);
+  ASSERT_NE(log, nullptr);
+  for (int i = 0; i < 200 && count(".trash") > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_EQ(count(".trash"), 0u);
+  EXPECT_LE(count(".log"), 2u);
+  EXPECT_EQ(log->Head(0) + log->Head(1), 3u * 96);
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+}
+
 TEST_F(EventLogTest, ReopenWithOtherPartitionCountIsRefused) {
   { auto log = OpenLog(4); }
   Options o;
