@@ -814,13 +814,14 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build,
   auto answer = std::make_shared<MutationDone>(std::move(done));
   Status submitted = processor_->SubmitTo(p, [=, this, build = std::move(build)](
                                                  uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
-    auto command = build(NextTxnId(p, ws), options_.clock->NowMicros());
+    std::string txn = NextTxnId(p, ws);
+    eventlog::Causation cause;
+    cause.set_request_id(request_id.empty() ? txn : request_id);
+    auto command = build(std::move(txn), options_.clock->NowMicros());
     if (!command.ok()) {
       (*answer)(server::ToGrpc(command.status()), nullptr);
       return nullptr;
     }
-    eventlog::Causation cause;
-    cause.set_request_id(request_id.empty() ? NextTxnId(p, ws) : request_id);
     auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
     if (!out->error.ok()) {
       (*answer)(server::ToGrpc(out->error), nullptr);
