@@ -583,7 +583,7 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
         if (issuable == 0) {
           std::unique_lock lock(me.mu);
           me.freed.wait(lock, [&] { return me.in_flight <= me.low_water; });
-          issuable = window - me.in_flight;
+          issuable = rate > 0 ? 1 : window - me.in_flight;
           me.in_flight += issuable;
         }
         if (rate == 0) {
