@@ -50,7 +50,7 @@ const EntryTxn* EntryTxnIndex::FindSlot(std::string_view txn_id) const {
   return nullptr;
 }
 
-EntryTxn* EntryTxnIndex::MakeSlot(std::string_view txn_id) {
+EntryTxn* EntryTxnIndex::ClaimSlot(std::string_view txn_id) {
   std::string_view text;
   uint64_t n = 0;
   if (!SplitCanonicalTxnId(txn_id, &text, &n)) return nullptr;
@@ -64,17 +64,31 @@ EntryTxn* EntryTxnIndex::MakeSlot(std::string_view txn_id) {
   if (next != segments.begin()) {
     Segment& s = *std::prev(next);
     const uint64_t i = n - s.first;
-    if (i < s.slots.size()) return &s.slots[i];
+    if (i < s.slots.size()) {
+      s.filled++;
+      return &s.slots[i];  // A hole (the caller checked the id is not in the index).
+    }
     // The next segment starts after n, so growing this one up to n cannot reach it.
-    if (i - s.slots.size() <= kMaxGap) {
+    const uint64_t gap = i - s.slots.size();
+    const uint64_t holes = s.slots.size() - s.filled;
+    if (gap <= kMaxGap && holes + gap <= 2 * s.filled + kHoleSlack) {
       while (s.slots.size() <= i) s.slots.push_back(EntryTxn{});
+      s.filled++;
       return &s.slots[i];
     }
   }
-  if (segments.size() == kMaxSegments) return nullptr;
-  auto s = segments.insert(next, Segment{n, {}});
+  if (next != segments.end() && segments.size() >= kMaxSegments) return nullptr;
+  auto s = segments.insert(next, Segment{n, {}, 1});
   s->slots.push_back(EntryTxn{});
   return &s->slots[0];
+}
+
+size_t EntryTxnIndex::segment_slots() const {
+  size_t n = 0;
+  for (const Prefix& prefix : prefixes_) {
+    for (const Segment& s : prefix.segments) n += s.slots.size();
+  }
+  return n;
 }
 
 const EntryTxn* EntryTxnIndex::find(std::string_view txn_id) const {
@@ -87,7 +101,7 @@ const EntryTxn* EntryTxnIndex::find(std::string_view txn_id) const {
 bool EntryTxnIndex::emplace(std::string_view txn_id, EntryTxn txn) {
   if (contains(txn_id)) return false;
   // An empty account id would read as a hole in a segment.
-  EntryTxn* slot = txn.account_id.empty() ? nullptr : MakeSlot(txn_id);
+  EntryTxn* slot = txn.account_id.empty() ? nullptr : ClaimSlot(txn_id);
   if (slot != nullptr) {
     *slot = std::move(txn);
   } else {

@@ -4,13 +4,17 @@
 // hash map, a node per id (the node, its bucket and the id's text: about 150 bytes) and a cache
 // miss or two on every insert. But the adapter's ids are "<log>/<partition>/<seq>", and the seq
 // only grows. So for each id prefix (up to kMaxPrefixes of them) the index keeps segments: arrays
-// indexed by the number after the last '/', each from the number it started at. An id at most
-// kMaxGap numbers past a segment's end continues it (a seq also counts rejected commands and the
-// events that are not entry txns; a hole is an empty account id); one further on starts a new
-// segment, up to kMaxSegments per prefix. Every other id (not of that form, a number with a
-// leading zero, or past those limits) goes to a hash map. Where an id lives depends only on the
-// ids added before it, so a replay of the same history builds the same layout; equality compares
-// contents, not layouts.
+// indexed by the number after the last '/', each from the number it started at. An id a little
+// past a segment's end continues it, with a hole (an empty account id) for each number skipped:
+// a seq also counts rejected commands and the events that are not entry txns. A segment grows
+// over at most kMaxGap holes at a time, and only while its holes stay at most twice its txns
+// (plus kHoleSlack), so sparse ids cost no more than about three slots each; an id further on
+// starts a new segment. Ids come in ascending order, so new segments come at the end; one that
+// would go between two others is made only while the prefix has fewer than kMaxSegments. Every
+// other id (not of that form, a number with a leading zero, between segments past that limit, a
+// prefix past kMaxPrefixes, an empty account id) goes to a hash map. Where an id lives depends
+// only on the ids added before it, so a replay of the same history builds the same layout;
+// equality compares contents, not layouts.
 //
 // Thread safety: none, like the Ledger that owns it.
 #pragma once
@@ -45,8 +49,9 @@ bool SplitTxnId(std::string_view id, std::string_view* prefix, uint64_t* number)
 class EntryTxnIndex {
  public:
   static constexpr size_t kMaxPrefixes = 16;
-  static constexpr size_t kMaxSegments = 64;  // Per prefix.
+  static constexpr size_t kMaxSegments = 64;  // Per prefix, for a segment between two others.
   static constexpr uint64_t kMaxGap = 4096;
+  static constexpr uint64_t kHoleSlack = 8;
 
   const EntryTxn* find(std::string_view txn_id) const;
   bool contains(std::string_view txn_id) const { return find(txn_id) != nullptr; }
@@ -56,8 +61,10 @@ class EntryTxnIndex {
   size_t size() const { return size_; }
   // Every (id, txn), sorted by id: what a canonical dump lists.
   std::vector<std::pair<std::string, const EntryTxn*>> SortedById() const;
-  // How many ids live in the hash map rather than in a segment (for tests).
+  // How many ids live in the hash map rather than in a segment, and how many slots (txns and
+  // holes) the segments have, over every prefix (for tests).
   size_t outside_segments() const { return others_.size(); }
+  size_t segment_slots() const;
 
   // The same ids with the same txns, however each side stores them.
   friend bool operator==(const EntryTxnIndex& a, const EntryTxnIndex& b);
@@ -67,6 +74,7 @@ class EntryTxnIndex {
   struct Segment {
     uint64_t first = 0;
     StableVector<EntryTxn> slots;
+    uint64_t filled = 0;  // Slots that hold a txn; the rest are holes.
   };
   struct Prefix {
     std::string text;
@@ -74,8 +82,9 @@ class EntryTxnIndex {
   };
   // The slot that holds or would hold `txn_id`, or null if the id belongs to the hash map.
   const EntryTxn* FindSlot(std::string_view txn_id) const;
-  // emplace's FindSlot: starts a segment, or grows one with holes, so that the id's slot exists.
-  EntryTxn* MakeSlot(std::string_view txn_id);
+  // The slot for a txn emplace adds under `txn_id` (not in the index): a hole, or a slot it
+  // makes by growing a segment or starting one, counted as filled. Null: the hash map.
+  EntryTxn* ClaimSlot(std::string_view txn_id);
 
   std::vector<Prefix> prefixes_;
   ShardedStringMap<EntryTxn> others_;

@@ -42,19 +42,43 @@ TEST(EntryTxnIndexTest, TheAdaptersIdsLiveInSegmentsWithHolesBetween) {
 
 TEST(EntryTxnIndexTest, GapsBeyondTheLimitStartSegmentsThatNeverOverlap) {
   EntryTxnIndex index;
-  const uint64_t far = 1 + EntryTxnIndex::kMaxGap + 2;
-  ASSERT_TRUE(index.emplace("p/1", Txn("A", 0)));
-  ASSERT_TRUE(index.emplace("p/" + std::to_string(far), Txn("A", 1)));
-  ASSERT_TRUE(index.emplace("p/100", Txn("A", 2)));  // Continues the first segment.
-  ASSERT_TRUE(index.emplace("p/0", Txn("A", 3)));    // Before every segment: a new one.
+  const uint64_t dense = 3000;
+  for (uint64_t n = 1; n <= dense; ++n) ASSERT_TRUE(index.emplace("p/" + std::to_string(n), Txn("A", n)));
+  const uint64_t far = dense + 1 + EntryTxnIndex::kMaxGap + 1;  // One number too far.
+  ASSERT_TRUE(index.emplace("p/" + std::to_string(far), Txn("B", 0)));
+  ASSERT_TRUE(index.emplace("p/0", Txn("C", 0)));  // Before every segment: a new one.
+  EXPECT_EQ(index.segment_slots(), dense + 2);     // No holes yet: three segments.
   // The first segment grows up to the second one's start, which keeps its txn.
-  ASSERT_TRUE(index.emplace("p/" + std::to_string(far - 1), Txn("A", 4)));
-  EXPECT_FALSE(index.emplace("p/" + std::to_string(far), Txn("B", 0)));
-  EXPECT_EQ(*index.find("p/" + std::to_string(far)), Txn("A", 1));
-  EXPECT_EQ(*index.find("p/" + std::to_string(far - 1)), Txn("A", 4));
-  EXPECT_EQ(*index.find("p/0"), Txn("A", 3));
-  EXPECT_EQ(index.size(), 5u);
+  ASSERT_TRUE(index.emplace("p/" + std::to_string(far - 1), Txn("D", 0)));
+  EXPECT_EQ(index.segment_slots(), far + 1);
+  EXPECT_FALSE(index.emplace("p/" + std::to_string(far), Txn("E", 0)));
+  EXPECT_EQ(*index.find("p/" + std::to_string(far)), Txn("B", 0));
+  EXPECT_EQ(*index.find("p/" + std::to_string(far - 1)), Txn("D", 0));
+  EXPECT_EQ(*index.find("p/0"), Txn("C", 0));
+  EXPECT_FALSE(index.contains("p/" + std::to_string(far - 2)));
+  EXPECT_EQ(index.size(), dense + 3);
   EXPECT_EQ(index.outside_segments(), 0u);
+}
+
+TEST(EntryTxnIndexTest, SparseIdsCostAFewSlotsEachNotTheirGaps) {
+  for (uint64_t step : {1, 2, 3, 5, 9, 20, 100, 4097, 100000}) {
+    EntryTxnIndex index;
+    for (uint64_t k = 0; k < 2000; ++k) {
+      ASSERT_TRUE(index.emplace("p/" + std::to_string(1 + k * step), Txn("A", k))) << step;
+    }
+    EXPECT_EQ(index.outside_segments(), 0u) << step;
+    if (step == 1) {
+      EXPECT_EQ(index.segment_slots(), index.size());
+    } else {
+      EXPECT_LE(index.segment_slots(), 6 * index.size()) << step;
+    }
+    for (uint64_t k = 0; k < 2000; ++k) {
+      ASSERT_NE(index.find("p/" + std::to_string(1 + k * step)), nullptr) << step;
+      if (step > 1) {
+        ASSERT_FALSE(index.contains("p/" + std::to_string(2 + k * step))) << step;
+      }
+    }
+  }
 }
 
 TEST(EntryTxnIndexTest, OtherIdsGoToTheHashMapAndAreFoundThere) {
@@ -90,24 +114,25 @@ TEST(EntryTxnIndexTest, PastThePrefixAndSegmentLimitsIdsGoToTheHashMap) {
   EXPECT_EQ(*index.find("p" + std::to_string(EntryTxnIndex::kMaxPrefixes) + "/1"),
             Txn("A", EntryTxnIndex::kMaxPrefixes));
 
-  // Segments of p0 far apart, up to the limit; the next far id goes to the hash map.
-  const uint64_t step = 2 * EntryTxnIndex::kMaxGap;
-  for (size_t s = 1; s < EntryTxnIndex::kMaxSegments; ++s) {
+  // Segments of p0 far apart, past the limit: each comes after the others, so each is made.
+  const uint64_t step = 4 * EntryTxnIndex::kMaxGap;
+  for (size_t s = 1; s < EntryTxnIndex::kMaxSegments + 10; ++s) {
     ASSERT_TRUE(index.emplace("p0/" + std::to_string(1 + s * step), Txn("S", s)));
   }
   EXPECT_EQ(index.outside_segments(), 1u);
-  const uint64_t last = 1 + (EntryTxnIndex::kMaxSegments - 1) * step;
-  const std::string beyond = "p0/" + std::to_string(last + 3 * step);
-  ASSERT_TRUE(index.emplace(beyond, Txn("H", 0)));
+  EXPECT_EQ(index.segment_slots(), EntryTxnIndex::kMaxPrefixes + 1 + EntryTxnIndex::kMaxSegments + 9 - 1);
+  // One between two segments, far from both, would make a segment among them: the hash map.
+  const std::string between = "p0/" + std::to_string(1 + step / 2);
+  ASSERT_TRUE(index.emplace(between, Txn("H", 0)));
   EXPECT_EQ(index.outside_segments(), 2u);
-  // The last segment grows until the id in the hash map is within its reach: that id is still
-  // taken, and found where it is.
-  for (uint64_t n = last + EntryTxnIndex::kMaxGap; n < last + 3 * step; n += EntryTxnIndex::kMaxGap) {
-    ASSERT_TRUE(index.emplace("p0/" + std::to_string(n), Txn("G", n)));
-  }
+  // The first segment grows until that id is within its reach: the id is still taken, and
+  // found where it is.
+  for (uint64_t n = 2; n < 1 + step / 2; ++n) ASSERT_TRUE(index.emplace("p0/" + std::to_string(n), Txn("G", n)));
   EXPECT_EQ(index.outside_segments(), 2u);
-  EXPECT_FALSE(index.emplace(beyond, Txn("G", 0)));
-  EXPECT_EQ(*index.find(beyond), Txn("H", 0));
+  EXPECT_FALSE(index.emplace(between, Txn("G", 0)));
+  EXPECT_EQ(*index.find(between), Txn("H", 0));
+  ASSERT_TRUE(index.emplace("p0/" + std::to_string(2 + step / 2), Txn("G", 0)));  // Past it: the segment.
+  EXPECT_EQ(index.outside_segments(), 2u);
 }
 
 TEST(EntryTxnIndexTest, EqualityComparesContentsWhateverTheLayout) {
