@@ -356,8 +356,10 @@ Status EventLog::Init() {
   db_options.bytes_per_sync = 512 << 10;
   if (options_.background_delete_bytes_per_s > 0) {
     // Deleted a chunk at a time by a background thread of the manager's; WALs too. Trash left
-    // by a stopped process is deleted when the log is opened again. The trash may be any size
-    // next to the tables (the ratio): the rate, not the ratio, keeps it small.
+    // by a stopped process is deleted when the log is next opened. A reader's open empties the
+    // trash of the writer beside it too (RocksDB does so at every open), so it gets the same
+    // manager: a chunk at a time, never a whole file at once. The trash may be any size next to
+    // the tables (the ratio): the rate keeps it small.
     rocksdb::Status made;
     db_options.sst_file_manager.reset(rocksdb::NewSstFileManager(
         db_options.env, nullptr, "", static_cast<int64_t>(options_.background_delete_bytes_per_s),
