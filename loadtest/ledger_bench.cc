@@ -559,8 +559,9 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
       const int window = flags.clients / drivers + (d < flags.clients % drivers ? 1 : 0);
       // Closed loop, the driver is woken once `refill` of its calls have been answered, not once
       // per answer, and issues that many: a wake-up per call cost this harness a context switch
-      // per top-up on the ledger's two cores (real clients are not on its machine). Between
-      // window - refill and window calls are in flight. Open loop, a call is issued when due.
+      // per top-up on the ledger's two cores (real clients are not on its machine). So at times
+      // up to `refill` fewer calls are in flight. Open loop, a call is issued when due, one slot
+      // at a time.
       const int refill = rate > 0 ? 1 : std::max(1, window / 16);
       me.low_water = window - refill;
       std::mt19937_64 rng(static_cast<uint64_t>(d) * 7919 + std::hash<std::string>()(key_prefix));
