@@ -358,12 +358,13 @@ Status EventLog::Init() {
     // Deleted a chunk at a time by a background thread of the manager's; WALs too. Trash left
     // by a stopped process is deleted when the log is next opened. A reader's open empties the
     // trash of the writer beside it too (RocksDB does so at every open), so it gets the same
-    // manager: a chunk at a time, never a whole file at once. The trash may be any size next to
-    // the tables (the ratio): the rate keeps it small.
+    // manager: a chunk at a time, never a whole file at once. The rate keeps the trash small; if
+    // it were set below the rate the log makes old files, files would be deleted at once again
+    // once the trash held four times the tables (the ratio), rather than fill the disk.
     rocksdb::Status made;
     db_options.sst_file_manager.reset(rocksdb::NewSstFileManager(
         db_options.env, nullptr, "", static_cast<int64_t>(options_.background_delete_bytes_per_s),
-        /*delete_existing_trash=*/true, &made, /*max_trash_db_ratio=*/1e9, /*bytes_max_delete_chunk=*/4 << 20));
+        /*delete_existing_trash=*/true, &made, /*max_trash_db_ratio=*/4.0, /*bytes_max_delete_chunk=*/4 << 20));
     if (!made.ok()) return FromRocks(made, "set up the deletion of the event log's old files at " + options_.path);
   }
 
