@@ -809,33 +809,35 @@ void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& wh
   RejectUsage(p, m, usage, NextTxnId(p, ws), "poison_input", why, ws);
 }
 
-void LedgerService::MutateAsync(uint32_t p, std::string request_id, Build build, MutationDone done) {
+void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command command, MutationDone done) {
   // `done` is shared by the command and its Reply: exactly one of them answers.
   auto answer = std::make_shared<MutationDone>(std::move(done));
-  Status submitted = processor_->SubmitTo(p, [=, this, build = std::move(build)](
-                                                 uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
+  Status submitted = processor_->SubmitTo(p, [=, this, command = std::move(command)](
+                                                 uint32_t, eventlog::WriteSet& ws) mutable -> runtime::Reply {
     std::string txn = NextTxnId(p, ws);
     eventlog::Causation cause;
     cause.set_request_id(request_id.empty() ? txn : request_id);
-    auto command = build(std::move(txn), options_.clock->NowMicros());
-    if (!command.ok()) {
-      (*answer)(server::ToGrpc(command.status()), nullptr);
-      return nullptr;
-    }
-    auto out = std::make_shared<Outcome>(Execute(p, *command, ws, cause, CommandOperator(*command)));
+    const int64_t now = options_.clock->NowMicros();
+    std::visit(
+        [&](auto& c) {
+          c.txn_id = std::move(txn);
+          c.time_us = now;
+        },
+        command);
+    auto out = std::make_shared<Outcome>(Execute(p, command, ws, cause, CommandOperator(command)));
     if (!out->error.ok()) {
       (*answer)(server::ToGrpc(out->error), nullptr);
       return nullptr;
     }
     if (out->decision.accepted() && !out->decision.events.empty()) {
       // A reversal's request names only the original transaction; its events name the account.
-      std::string id = CommandAccount(*command);
+      std::string id = CommandAccount(command);
       if (id.empty()) id = EventAccountId(out->decision.events.front());
       const Account* a = ledgers_[p]->FindAccount(id);
       WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
       out->account = ToProto(*a);
     }
-    return [=, this, account = CommandAccount(*command)](const Status& commit, std::span<const eventlog::Envelope>) {
+    return [=, this, account = CommandAccount(command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
         // The log refused what the batch wrote (requests are checked before they are queued, so
@@ -993,12 +995,11 @@ Result<uint32_t> LedgerService::PartitionOf(const v1::ReverseRequest& req) const
     if (grpc::Status bad = CheckUtf8(req); !bad.ok()) return done(std::move(bad), nullptr);          \
     Result<uint32_t> p = PartitionOf(req);                                                           \
     if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);                                   \
-    MutateAsync(*p, KeyOf(req),                                                                      \
-                [r = req](std::string txn, int64_t now) -> Result<Command> {                         \
-                  WL_ASSIGN_OR_RETURN(auto c, Convert(r, std::move(txn), now));                      \
-                  return Command(std::move(c));                                                      \
-                },                                                                                   \
-                std::move(done));                                                                    \
+    /* Converted here, not on the writer: a malformed request is answered without queueing, and */ \
+    /* the writer neither copies nor parses the request. The writer gives it its txn id and time. */ \
+    auto converted = Convert(req, std::string(), 0);                                                 \
+    if (!converted.ok()) return done(server::ToGrpc(converted.status()), nullptr);                   \
+    MutateAsync(*p, KeyOf(req), Command(std::move(converted).value()), std::move(done));              \
   }                                                                                                  \
   grpc::Status LedgerService::Method(grpc::ServerContext*, const v1::Request* req,                  \
                                      v1::MutationResponse* resp) {                                  \

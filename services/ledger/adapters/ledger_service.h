@@ -220,13 +220,14 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
 
  private:
   struct Outcome;
-  using Build = std::function<Result<Command>(std::string txn_id, int64_t time_us)>;
 
   // Runs a domain command on `partition`'s writer: decides, records the events (or the
   // rejection), updates the in-memory ledger and notes the views it now owes.
   Outcome Execute(uint32_t partition, const Command& command, eventlog::WriteSet& ws,
                   const eventlog::Causation& causation, const std::string& actor);
-  void MutateAsync(uint32_t partition, std::string request_id, Build build, MutationDone done);
+  // Queues `command` (converted and checked from its request) on `partition`'s writer, which
+  // gives it its txn id and time, executes it and answers `done` once it is durable.
+  void MutateAsync(uint32_t partition, std::string request_id, Command command, MutationDone done);
   // Starts a call with `start` and waits for its answer, at most options_.rpc_deadline (then
   // DEADLINE_EXCEEDED, saying "the ledger did not answer in time; <on_deadline>").
   template <typename Resp>

@@ -262,6 +262,32 @@ TEST_F(LedgerServiceTest, TopUpIsIdempotentAndAnswersItsTxnAfterCommit) {
   EXPECT_EQ(t.amount_minor(), 1'000'000);
 }
 
+TEST_F(LedgerServiceTest, AMalformedRequestIsAnsweredWithoutWaitingForTheWriterAndRecordsNothing) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  const uint32_t p = runtime::PartitionForKey("A1", kParts);
+  const uint64_t head = svc_->log()->Head(p);
+  std::shared_ptr<void> hold = HoldWriter(p);
+  v1::TopUpRequest r;  // No operator.
+  r.set_account_id("A1");
+  r.set_idempotency_key("K1");
+  r.set_amount_minor(10'000);
+  r.set_method(v1::PAYMENT_METHOD_CASH);
+  std::promise<grpc::Status> answered;
+  svc_->TopUpAsync(r, [&](grpc::Status s, v1::MutationResponse*) { answered.set_value(std::move(s)); });
+  auto f = answered.get_future();
+  ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready) << "it waited for the writer";
+  const grpc::Status s = f.get();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("operator_id"), std::string::npos) << s.error_message();
+  hold.reset();
+  // Nothing was recorded for it, and the key is still free.
+  v1::MutationResponse ok;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &ok).ok());
+  EXPECT_FALSE(ok.duplicate());
+  EXPECT_EQ(ok.account().purchase_count(), 1);
+  EXPECT_EQ(svc_->log()->Head(p), head + 1);
+}
+
 TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   const uint32_t p = runtime::PartitionForKey("A1", kParts);
