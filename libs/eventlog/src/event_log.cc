@@ -400,22 +400,24 @@ Status EventLog::Init() {
                                  "open event log at " + options_.path));
   }
   db_.reset(raw);
-  auto handle = [&](std::string_view name) -> rocksdb::ColumnFamilyHandle* {
+  // The column family `name` as opened; one missing is created, as a log whose creation stopped
+  // half-way lacks it (a reader may not create it).
+  auto handle = [&](const std::string& name,
+                    const rocksdb::ColumnFamilyOptions& options) -> Result<rocksdb::ColumnFamilyHandle*> {
     for (size_t i = 0; i < cfs.size(); ++i) {
       if (cfs[i].name == name) return handles_[i];
     }
-    return nullptr;
+    if (options_.read_only) {
+      return DataLoss("event log at " + options_.path + " has no column family '" + name +
+                      "'; open it once read-write to finish its creation, or restore it from a backup");
+    }
+    rocksdb::ColumnFamilyHandle* created = nullptr;
+    WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(options, name, &created), "create column family " + name));
+    handles_.push_back(created);
+    return created;
   };
-  meta_ = handle(rocksdb::kDefaultColumnFamilyName);
-  state_ = handle("state");
-  if (state_ == nullptr && options_.read_only) {
-    return DataLoss("event log at " + options_.path +
-                    " has no state column family; open it once read-write to finish its creation, or restore it from a backup");
-  }
-  if (state_ == nullptr) {
-    WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(cf, "state", &state_), "create the state column family"));
-    handles_.push_back(state_);
-  }
+  WL_ASSIGN_OR_RETURN(meta_, handle(rocksdb::kDefaultColumnFamilyName, cf));
+  WL_ASSIGN_OR_RETURN(state_, handle("state", cf));
 
   // The shape (name, partitions) is fixed at creation.
   std::string stored;
@@ -446,15 +448,7 @@ Status EventLog::Init() {
   // are the same (partition, seq), so everything else reads and writes them the same way.
   for (uint32_t p = 0; p < options_.partitions; ++p) {
     const std::string name = shared_events_ ? std::string(kSharedEventsColumnFamily) : EventsColumnFamily(p);
-    rocksdb::ColumnFamilyHandle* h = handle(name);
-    if (h == nullptr && options_.read_only) {
-      return DataLoss("event log at " + options_.path + " has no column family '" + name + "' for partition " +
-                      std::to_string(p) + "; open it once read-write to finish its creation, or restore it from a backup");
-    }
-    if (h == nullptr) {  // A log whose creation stopped half-way.
-      WL_RETURN_IF_ERROR(FromRocks(db_->CreateColumnFamily(events_cf, name, &h), "create column family " + name));
-      handles_.push_back(h);
-    }
+    WL_ASSIGN_OR_RETURN(rocksdb::ColumnFamilyHandle * h, handle(name, events_cf));
     events_.push_back(h);
   }
 
