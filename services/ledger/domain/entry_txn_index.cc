@@ -50,7 +50,7 @@ const EntryTxn* EntryTxnIndex::FindSlot(std::string_view txn_id) const {
   return nullptr;
 }
 
-EntryTxn* EntryTxnIndex::ClaimSlot(std::string_view txn_id) {
+EntryTxn* EntryTxnIndex::ClaimSlot(std::string_view txn_id, bool* taken) {
   std::string_view text;
   uint64_t n = 0;
   if (!SplitCanonicalTxnId(txn_id, &text, &n)) return nullptr;
@@ -65,8 +65,10 @@ EntryTxn* EntryTxnIndex::ClaimSlot(std::string_view txn_id) {
     Segment& s = *std::prev(next);
     const uint64_t i = n - s.first;
     if (i < s.slots.size()) {
+      *taken = !s.slots[i].account_id.empty();
+      if (*taken) return nullptr;
       s.filled++;
-      return &s.slots[i];  // A hole (the caller checked the id is not in the index).
+      return &s.slots[i];  // A hole.
     }
     // The next segment starts after n, so growing this one up to n cannot reach it.
     const uint64_t gap = i - s.slots.size();
@@ -99,9 +101,16 @@ const EntryTxn* EntryTxnIndex::find(std::string_view txn_id) const {
 }
 
 bool EntryTxnIndex::emplace(std::string_view txn_id, EntryTxn txn) {
-  if (contains(txn_id)) return false;
-  // An empty account id would read as a hole in a segment.
-  EntryTxn* slot = txn.account_id.empty() ? nullptr : ClaimSlot(txn_id);
+  // Only an id no segment can hold is in the hash map (at times within a segment's reach by now).
+  if (!others_.empty() && others_.contains(txn_id)) return false;
+  EntryTxn* slot = nullptr;
+  if (txn.account_id.empty()) {  // It would read as a hole in a segment: the hash map.
+    if (const EntryTxn* held = FindSlot(txn_id); held != nullptr && !held->account_id.empty()) return false;
+  } else {
+    bool taken = false;
+    slot = ClaimSlot(txn_id, &taken);
+    if (taken) return false;
+  }
   if (slot != nullptr) {
     *slot = std::move(txn);
   } else {

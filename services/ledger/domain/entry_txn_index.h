@@ -82,9 +82,10 @@ class EntryTxnIndex {
   };
   // The slot that holds or would hold `txn_id`, or null if the id belongs to the hash map.
   const EntryTxn* FindSlot(std::string_view txn_id) const;
-  // The slot for a txn emplace adds under `txn_id` (not in the index): a hole, or a slot it
-  // makes by growing a segment or starting one, counted as filled. Null: the hash map.
-  EntryTxn* ClaimSlot(std::string_view txn_id);
+  // The slot for a txn emplace adds under `txn_id`: a hole, or a slot it makes by growing a
+  // segment or starting one, counted as filled. Null: the hash map, or (*taken) a segment holds
+  // a txn under that id already.
+  EntryTxn* ClaimSlot(std::string_view txn_id, bool* taken);
 
   std::vector<Prefix> prefixes_;
   ShardedStringMap<EntryTxn> others_;

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -148,6 +150,47 @@ TEST(EntryTxnIndexTest, EqualityComparesContentsWhateverTheLayout) {
   EXPECT_NE(in_order, other);
   ASSERT_TRUE(in_order.emplace("p/4", Txn("A", 4)));
   EXPECT_NE(in_order, backwards);
+}
+
+// Against a std::map, over ids of every kind the index treats differently: ascending runs with
+// gaps, ids far ahead and behind, leading zeros, other forms, many prefixes, empty accounts.
+TEST(EntryTxnIndexTest, BehavesLikeAMapUnderRandomIds) {
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    std::mt19937_64 rng(seed);
+    EntryTxnIndex index;
+    std::map<std::string, EntryTxn> ref;
+    std::vector<uint64_t> next(20, 1);
+    for (int op = 0; op < 3000; ++op) {
+      const size_t p = rng() % (rng() % 4 == 0 ? 20 : 3);
+      const std::string prefix = "p" + std::to_string(p);
+      std::string id;
+      switch (rng() % 8) {
+        case 0: id = prefix + "/" + std::to_string(rng() % 100000); break;       // Anywhere.
+        case 1: id = prefix + "/0" + std::to_string(rng() % 100); break;         // Leading zero.
+        case 2: id = "T" + std::to_string(rng() % 500); break;                   // Another form.
+        case 3: next[p] += 5000 + rng() % 20000; [[fallthrough]];                // A long gap.
+        default: next[p] += rng() % 4; id = prefix + "/" + std::to_string(next[p]); break;
+      }
+      const EntryTxn txn{rng() % 10 == 0 ? "" : "A" + std::to_string(rng() % 7), static_cast<size_t>(op), 1};
+      ASSERT_EQ(index.emplace(id, txn), ref.emplace(id, txn).second) << seed << " " << id;
+      const std::string probe = rng() % 2 ? id : prefix + "/" + std::to_string(rng() % 100000);
+      const EntryTxn* found = index.find(probe);
+      auto it = ref.find(probe);
+      ASSERT_EQ(found != nullptr, it != ref.end()) << seed << " " << probe;
+      if (found != nullptr) {
+        ASSERT_EQ(*found, it->second) << seed << " " << probe;
+      }
+    }
+    ASSERT_EQ(index.size(), ref.size());
+    const auto sorted = index.SortedById();
+    ASSERT_EQ(sorted.size(), ref.size());
+    size_t i = 0;
+    for (const auto& [id, txn] : ref) {
+      ASSERT_EQ(sorted[i].first, id);
+      ASSERT_EQ(*sorted[i].second, txn);
+      ++i;
+    }
+  }
 }
 
 }  // namespace
