@@ -7,6 +7,7 @@
 #include <rocksdb/transaction_log.h>
 #include <rocksdb/write_batch.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -656,6 +657,31 @@ TEST_F(EventLogTest, ALogWhoseCreationStoppedHalfWayGetsItsMissingColumnFamilies
   auto report = log->Verify();
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->ok) << report->problem;
+}
+
+// A reader may not finish a half-made log: it is told which column family is missing and what
+// to do, and the log is left as it was.
+TEST_F(EventLogTest, AReaderOfALogMissingAColumnFamilyIsToldWhichAndWhatToDo) {
+  auto path = dir_.Sub("log");
+  OpenLog(2).reset();
+  {
+    RawDb raw(path, /*read_only=*/false);
+    ASSERT_TRUE(raw.db->DropColumnFamily(raw.cf(EventsColumnFamily(1))).ok());
+  }
+  Options o;
+  o.path = path;
+  o.partitions = 0;
+  o.read_only = true;
+  auto reader = EventLog::Open(o);
+  ASSERT_FALSE(reader.ok());
+  EXPECT_EQ(reader.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(reader.status().message().find("'" + EventsColumnFamily(1) + "'"), std::string::npos)
+      << reader.status().ToString();
+  EXPECT_NE(reader.status().message().find("open it once read-write"), std::string::npos)
+      << reader.status().ToString();
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &names).ok());
+  EXPECT_EQ(std::count(names.begin(), names.end(), EventsColumnFamily(1)), 0);
 }
 
 // Both layouts at once is no log wattledger wrote: refused, not guessed at.
