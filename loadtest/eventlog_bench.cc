@@ -22,7 +22,6 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
-#include <rocksdb/rate_limiter.h>
 #include <rocksdb/table.h>
 #include <rocksdb/utilities/options_util.h>
 #include <rocksdb/write_batch.h>
@@ -121,9 +120,7 @@ struct RawDb {
     db_options.create_if_missing = true;
     db_options.create_missing_column_families = true;
     // The OPTIONS file does not keep the rate limiter: the log's default one, as ours has.
-    if (const uint64_t rate = eventlog::Options{}.background_write_bytes_per_s; rate > 0) {
-      db_options.rate_limiter.reset(rocksdb::NewGenericRateLimiter(static_cast<int64_t>(rate)));
-    }
+    db_options.rate_limiter = eventlog::NewBackgroundWriteLimiter(eventlog::Options{}.background_write_bytes_per_s);
     auto cache = rocksdb::NewLRUCache(64 << 20);
     for (auto& cf : cfs) {
       auto* table = cf.options.table_factory->GetOptions<rocksdb::BlockBasedTableOptions>();

@@ -239,6 +239,17 @@ std::string EventKey(uint32_t partition, uint64_t seq) {
   return key;
 }
 
+std::shared_ptr<rocksdb::RateLimiter> NewBackgroundWriteLimiter(uint64_t bytes_per_s) {
+  if (bytes_per_s == 0) return nullptr;
+  // The budget is handed out every 10 ms rather than RocksDB's default 100 ms: a flush writes
+  // what a period allows as fast as it can, and 3.2 MiB at once (100 ms at 32 MiB/s) made the
+  // commits' fsyncs of the next milliseconds wait behind it (paced top-ups at 55,000/s: p99 over
+  // 10 ms in the windows of the flushes; loadtest/README.md, eighth session).
+  constexpr int64_t kRefillPeriodUs = 10'000;
+  return std::shared_ptr<rocksdb::RateLimiter>(
+      rocksdb::NewGenericRateLimiter(static_cast<int64_t>(bytes_per_s), kRefillPeriodUs));
+}
+
 std::string HexEncode(std::string_view bytes) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
@@ -347,17 +358,9 @@ Status EventLog::Init() {
   cf.max_write_buffer_number = 6;
   events_cf.max_write_buffer_number = 6;
   // What flushes and compactions write goes to the disk a little at a time, not in bursts that
-  // every commit's WAL fsync would queue behind: at most background_write_bytes_per_s, and
-  // synced every 512 KiB as it is written instead of all at the end. The limiter hands out its
-  // budget every 10 ms rather than RocksDB's default 100 ms: a flush writes what a period allows
-  // as fast as it can, and 3.2 MiB at once (100 ms at 32 MiB/s) made the commits' fsyncs of the
-  // next milliseconds wait behind it (paced top-ups at 55,000/s: p99 over 10 ms in the windows
-  // of the flushes; loadtest/README.md, eighth session).
-  if (options_.background_write_bytes_per_s > 0) {
-    constexpr int64_t kRefillPeriodUs = 10'000;
-    db_options.rate_limiter.reset(rocksdb::NewGenericRateLimiter(
-        static_cast<int64_t>(options_.background_write_bytes_per_s), kRefillPeriodUs));
-  }
+  // every commit's WAL fsync would queue behind: at most background_write_bytes_per_s (see
+  // NewBackgroundWriteLimiter), and synced every 512 KiB as it is written instead of all at the end.
+  db_options.rate_limiter = NewBackgroundWriteLimiter(options_.background_write_bytes_per_s);
   db_options.bytes_per_sync = 512 << 10;
   if (options_.background_delete_bytes_per_s > 0) {
     // Deleted a chunk at a time by a background thread of the manager's; WALs too. Trash left

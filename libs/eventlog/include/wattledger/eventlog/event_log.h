@@ -39,6 +39,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class RateLimiter;
 }  // namespace rocksdb
 
 namespace wattledger::eventlog {
@@ -278,5 +279,9 @@ inline constexpr char kSharedEventsColumnFamily[] = "events";
 std::string EventsColumnFamily(uint32_t partition);
 std::string EventKey(uint32_t partition, uint64_t seq);
 std::string HexEncode(std::string_view bytes);
+// The limiter an EventLog gives its flushes and compactions for
+// Options::background_write_bytes_per_s (null for 0), for tools that open the database beside it
+// and must write as it does.
+std::shared_ptr<rocksdb::RateLimiter> NewBackgroundWriteLimiter(uint64_t bytes_per_s);
 
 }  // namespace wattledger::eventlog
