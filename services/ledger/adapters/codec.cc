@@ -150,32 +150,51 @@ Status AtLeast(int64_t value, int64_t min, std::string_view field) {
 
 // Encoding: an enum goes through its table, anything else as is.
 template <typename T>
-auto Out(const T& v) {
+decltype(auto) Out(const T& v) {
   if constexpr (std::is_enum_v<T>) {
     return ToProto(v);
   } else {
-    return v;
+    return (v);
   }
 }
 
 void Put(const std::vector<std::string>& v, RepeatedPtrField<std::string>* w) {
   w->Assign(v.begin(), v.end());
 }
-void Put(const Limits& l, v1::Limits* w) { *w = ToProto(l); }
-void Put(const Posting& p, v1::Posting* w) { *w = ToProto(p); }
+void Put(const Limits& l, v1::Limits* w);
+void Put(const Posting& p, v1::Posting* w);
 
+// Sets every field of `p` that D has; the others are left as they are. Into a message that
+// already holds strings (and legs), the strings are assigned in place: no allocation once they
+// are large enough.
 template <typename P, typename D>
-P ToWire(const D& d) {
-  P p;
+void ToWire(const D& d, P* p) {
 #define WL_CODEC_SET(f) \
-  if constexpr (requires { d.f; }) p.set_##f(Out(d.f));
+  if constexpr (requires { d.f; }) p->set_##f(Out(d.f));
   WL_CODEC_SCALARS(WL_CODEC_SET)
 #undef WL_CODEC_SET
 #define WL_CODEC_PUT(f) \
-  if constexpr (requires { d.f; }) Put(d.f, p.mutable_##f());
+  if constexpr (requires { d.f; }) Put(d.f, p->mutable_##f());
   WL_CODEC_COMPOSITES(WL_CODEC_PUT)
 #undef WL_CODEC_PUT
+}
+template <typename P, typename D>
+P ToWire(const D& d) {
+  P p;
+  ToWire(d, &p);
   return p;
+}
+
+void Put(const Limits& l, v1::Limits* w) { ToWire(l, w); }
+void Put(const Posting& p, v1::Posting* w) {
+  // Cleared legs stay allocated, and add_legs hands them out again.
+  w->clear_legs();
+  for (const Leg& leg : p.legs) {
+    v1::Leg* l = w->add_legs();
+    l->set_system(leg.system);
+    l->set_account(leg.account);
+    l->set_delta_minor(leg.delta_minor);
+  }
 }
 
 // Decoding: the overloads of In validate what they convert.
@@ -410,8 +429,12 @@ Encoded EncodeEvent(const Event& e) {
   return std::visit(
       [](const auto& ev) {
         using P = typename WireOf<std::decay_t<decltype(ev)>>::type;
-        P p = ToWire<P>(ev);
-        return Encoded{p.GetTypeName(), p.SerializeAsString()};
+        // One message per type and thread, reused: every event of a batch is encoded on its
+        // writer, and a fresh message would allocate each of its strings and legs again.
+        thread_local P p;
+        p.Clear();
+        ToWire(ev, &p);
+        return Encoded{P::descriptor()->full_name(), p.SerializeAsString()};
       },
       e);
 }
@@ -450,9 +473,13 @@ v1::Level ToProto(Level l) { return EnumToWire(kLevels, l); }
 v1::AccountState ToProto(AccountState s) { return EnumToWire(kStates, s); }
 v1::TxnKind ToProto(TxnKind k) { return EnumToWire(kKinds, k); }
 
+void ToProto(const Account& a, v1::Account* out) {
+  ToWire(a, out);
+  out->set_account_id(a.id);  // The only field named differently; entries are served separately.
+}
 v1::Account ToProto(const Account& a) {
-  auto p = ToWire<v1::Account>(a);
-  p.set_account_id(a.id);  // The only field named differently; entries are served separately.
+  v1::Account p;
+  ToProto(a, &p);
   return p;
 }
 v1::StatementEntry ToProto(const StatementEntry& e) { return ToWire<v1::StatementEntry>(e); }
@@ -461,13 +488,7 @@ v1::Limits ToProto(const Limits& l) { return ToWire<v1::Limits>(l); }
 
 v1::Posting ToProto(const Posting& p) {
   v1::Posting w;
-  w.mutable_legs()->Reserve(static_cast<int>(p.legs.size()));
-  for (const Leg& leg : p.legs) {
-    v1::Leg* l = w.add_legs();
-    l->set_system(leg.system);
-    l->set_account(leg.account);
-    l->set_delta_minor(leg.delta_minor);
-  }
+  Put(p, &w);
   return w;
 }
 

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace wattledger::ledger::adapters {
@@ -99,6 +100,21 @@ TEST(EventCodec, EveryEventTypeRoundTrips) {
     EXPECT_EQ(EncodeEvent(*back).payload, enc.payload) << enc.type;
   }
   EXPECT_EQ(kinds.size(), std::variant_size_v<Event>);
+}
+
+// EncodeEvent reuses one message per type on each thread: an event encoded after a fuller one of
+// its type (two legs, every string set) must carry nothing of it, byte for byte what a thread
+// that never encoded that type makes of it.
+TEST(EventCodec, AnEventCarriesNothingOfTheOneEncodedBeforeIt) {
+  for (const Event& full : SampleEvents()) {
+    const Event empty = std::visit([](const auto& ev) { return Event{std::decay_t<decltype(ev)>{}}; }, full);
+    Encoded fresh;
+    std::thread([&] { fresh = EncodeEvent(empty); }).join();
+    EncodeEvent(full);
+    Encoded after = EncodeEvent(empty);
+    EXPECT_EQ(after.type, fresh.type);
+    EXPECT_EQ(after.payload, fresh.payload) << after.type;
+  }
 }
 
 // The generic mapping copies fields the domain has; this catches a message field it never sets.
