@@ -430,9 +430,10 @@ Encoded EncodeEvent(const Event& e) {
       [](const auto& ev) {
         using P = typename WireOf<std::decay_t<decltype(ev)>>::type;
         // One message per type and thread, reused: every event of a batch is encoded on its
-        // writer, and a fresh message would allocate each of its strings and legs again.
+        // writer, and a fresh message would allocate each of its strings, sub-messages and legs
+        // again. Not cleared first (Clear() would delete the sub-messages): ToWire sets every
+        // field the event has, and EveryWireFieldIsSet checks that the event has every field.
         thread_local P p;
-        p.Clear();
         ToWire(ev, &p);
         return Encoded{P::descriptor()->full_name(), p.SerializeAsString()};
       },
@@ -473,13 +474,9 @@ v1::Level ToProto(Level l) { return EnumToWire(kLevels, l); }
 v1::AccountState ToProto(AccountState s) { return EnumToWire(kStates, s); }
 v1::TxnKind ToProto(TxnKind k) { return EnumToWire(kKinds, k); }
 
-void ToProto(const Account& a, v1::Account* out) {
-  ToWire(a, out);
-  out->set_account_id(a.id);  // The only field named differently; entries are served separately.
-}
 v1::Account ToProto(const Account& a) {
-  v1::Account p;
-  ToProto(a, &p);
+  auto p = ToWire<v1::Account>(a);
+  p.set_account_id(a.id);  // The only field named differently; entries are served separately.
   return p;
 }
 v1::StatementEntry ToProto(const StatementEntry& e) { return ToWire<v1::StatementEntry>(e); }

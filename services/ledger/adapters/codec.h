@@ -62,7 +62,6 @@ v1::TxnKind ToProto(TxnKind k);
 
 // Views for the API.
 v1::Account ToProto(const Account& a);  // Every field but the statement entries.
-void ToProto(const Account& a, v1::Account* out);  // The same, into `out` (on its arena, if any).
 v1::StatementEntry ToProto(const StatementEntry& e);
 v1::Transaction ToProto(const TxnRecord& t);
 v1::Limits ToProto(const Limits& l);

@@ -1,11 +1,9 @@
 #include "services/ledger/adapters/ledger_service.h"
 
 #include <charconv>
-#include <cstddef>
 #include <condition_variable>
 #include <future>
 
-#include <google/protobuf/arena.h>
 #include <google/protobuf/stubs/common.h>
 
 #include "services/ledger/adapters/codec.h"
@@ -469,28 +467,9 @@ struct LedgerService::Outcome {
   // released earlier, another partition could take the meter and commit while this commit
   // fails, and Reload would then restore this partition's claim (one meter, two owners).
   std::vector<std::pair<std::string, std::string>> released_claims = {};
-};
-
-namespace {
-
-google::protobuf::ArenaOptions ArenaOn(char* block, size_t size) {
-  google::protobuf::ArenaOptions options;
-  options.initial_block = block;
-  options.initial_block_size = size;
-  return options;
-}
-
-}  // namespace
-
-// A mutation's outcome and its answer, made on the writer. The response lives on an arena that
-// starts in this object, so that the account's strings in it cost no allocation each to build
-// and no free each once the answer is sent.
-struct LedgerService::Answer {
-  explicit Answer(Outcome o) : outcome(std::move(o)) {}
-  Outcome outcome;
-  alignas(std::max_align_t) char block[1024];  // An account with a few phones and meters fits.
-  google::protobuf::Arena arena{ArenaOn(block, sizeof block)};
-  v1::MutationResponse* response = google::protobuf::Arena::CreateMessage<v1::MutationResponse>(&arena);
+  // The account as an accepted command left it, for the answer; made on the writer right after
+  // the command, while the account is still in the CPU's cache.
+  std::optional<v1::Account> account = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -845,24 +824,20 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
           c.time_us = now;
         },
         command);
-    auto answered = std::make_shared<Answer>(Execute(p, command, ws, cause, CommandOperator(command)));
-    const Outcome* out = &answered->outcome;
+    auto out = std::make_shared<Outcome>(Execute(p, command, ws, cause, CommandOperator(command)));
     if (!out->error.ok()) {
       (*answer)(server::ToGrpc(out->error), nullptr);
       return nullptr;
     }
     if (out->decision.accepted() && !out->decision.events.empty()) {
-      // The account as the command left it: made now, while it is still in the CPU's cache.
       // A reversal's request names only the original transaction; its events name the account.
       std::string id = CommandAccount(command);
       if (id.empty()) id = EventAccountId(out->decision.events.front());
       const Account* a = ledgers_[p]->FindAccount(id);
       WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
-      ToProto(*a, answered->response->mutable_account());
+      out->account = ToProto(*a);
     }
     return [=, this, account = CommandAccount(command)](const Status& commit, std::span<const eventlog::Envelope>) {
-      const Outcome* out = &answered->outcome;
-      v1::MutationResponse* response = answered->response;
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
         // The log refused what the batch wrote (requests are checked before they are queued, so
@@ -884,17 +859,20 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
         (*answer)(RejectionStatus(*out->decision.rejection), nullptr);
         return;
       }
-      response->set_txn_id(out->decision.txn_id);
-      response->set_duplicate(out->decision.duplicate);
-      if (!response->has_account()) {
+      v1::MutationResponse response;
+      response.set_txn_id(out->decision.txn_id);
+      response.set_duplicate(out->decision.duplicate);
+      if (out->account) {
+        *response.mutable_account() = std::move(*out->account);
+      } else {
         // A duplicate: the account as it is now (a reversal's request names only the original).
         std::string acct = account;
         if (acct.empty()) {
           if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
         }
-        if (const Account* a = ledgers_[p]->FindAccount(acct)) ToProto(*a, response->mutable_account());
+        if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
       }
-      (*answer)(grpc::Status::OK, response);
+      (*answer)(grpc::Status::OK, &response);
     };
   }, [answer](const Status& why) {
     // The command threw (INTERNAL, its batch undone) or never ran because the store broke

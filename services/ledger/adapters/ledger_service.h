@@ -220,7 +220,6 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
 
  private:
   struct Outcome;
-  struct Answer;
 
   // Runs a domain command on `partition`'s writer: decides, records the events (or the
   // rejection), updates the in-memory ledger and notes the views it now owes.
