@@ -77,7 +77,11 @@ inline Status Cancelled(std::string m) { return {StatusCode::kCancelled, std::mo
 template <typename T>
 class [[nodiscard]] Result {
  public:
-  Result(T value) : v_(std::move(value)) {}  // NOLINT: implicit by design, like absl::StatusOr.
+  // Implicit by design, like absl::StatusOr. Two overloads, not one by value: a value taken by
+  // value and moved in was moved twice, which for a command of a few strings costs as much as
+  // building it.
+  Result(const T& value) : v_(value) {}  // NOLINT
+  Result(T&& value) : v_(std::move(value)) {}  // NOLINT
   Result(Status status) : v_(std::move(status)) {  // NOLINT
     if (std::get<Status>(v_).ok()) v_ = Status(StatusCode::kInternal, "Result built from OK status");
   }
