@@ -231,6 +231,15 @@ std::string EventsColumnFamily(uint32_t partition) {
   return std::string(kEventsColumnFamilyPrefix) + std::to_string(partition);
 }
 
+void SetEventId(std::string* out, std::string_view name, uint32_t partition, uint64_t seq) {
+  out->clear();
+  out->append(name);
+  out->push_back('/');
+  AppendDecimal(out, partition);
+  out->push_back('/');
+  AppendDecimal(out, seq);
+}
+
 std::string EventKey(uint32_t partition, uint64_t seq) {
   std::string key;
   key.reserve(12);
@@ -557,12 +566,7 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
   for (uint32_t i : order) {
     NewEvent& e = ws.events_[i];
     const uint64_t seq = ++heads[e.partition];
-    id.clear();
-    id.append(options_.name);
-    id.push_back('/');
-    AppendDecimal(&id, e.partition);
-    id.push_back('/');
-    AppendDecimal(&id, seq);
+    SetEventId(&id, options_.name, e.partition, seq);
     const Assigned a{id, seq, e.occurred_at_us != 0 ? e.occurred_at_us : now_us, now_us, tips[e.partition]};
     // One serialisation: hash = SHA-256(prev_hash || canonical bytes without hash), exactly what
     // ComputeHash computes, and the stored value is those bytes with the hash field appended.

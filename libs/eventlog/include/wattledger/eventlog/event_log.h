@@ -279,6 +279,10 @@ inline constexpr char kSharedEventsColumnFamily[] = "events";
 std::string EventsColumnFamily(uint32_t partition);
 std::string EventKey(uint32_t partition, uint64_t seq);
 std::string HexEncode(std::string_view bytes);
+// Replaces *out with the id Commit gives the event of `seq` in `partition` of the log `name`:
+// "<name>/<partition>/<seq>". A writer that knows its partition's next seq can name an event (say,
+// as a transaction id) before committing it.
+void SetEventId(std::string* out, std::string_view name, uint32_t partition, uint64_t seq);
 // The limiter an EventLog gives its flushes and compactions for
 // Options::background_write_bytes_per_s (null for 0), for tools that open the database beside it
 // and must write as it does.
