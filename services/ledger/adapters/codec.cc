@@ -474,9 +474,13 @@ v1::Level ToProto(Level l) { return EnumToWire(kLevels, l); }
 v1::AccountState ToProto(AccountState s) { return EnumToWire(kStates, s); }
 v1::TxnKind ToProto(TxnKind k) { return EnumToWire(kKinds, k); }
 
+void ToProto(const Account& a, v1::Account* out) {
+  ToWire(a, out);
+  out->set_account_id(a.id);  // The only field named differently; entries are served separately.
+}
 v1::Account ToProto(const Account& a) {
-  auto p = ToWire<v1::Account>(a);
-  p.set_account_id(a.id);  // The only field named differently; entries are served separately.
+  v1::Account p;
+  ToProto(a, &p);
   return p;
 }
 v1::StatementEntry ToProto(const StatementEntry& e) { return ToWire<v1::StatementEntry>(e); }

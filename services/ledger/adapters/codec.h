@@ -62,6 +62,9 @@ v1::TxnKind ToProto(TxnKind k);
 
 // Views for the API.
 v1::Account ToProto(const Account& a);  // Every field but the statement entries.
+// The same into *out, whose every field of an account it sets: a message that held another
+// account holds nothing of it afterwards.
+void ToProto(const Account& a, v1::Account* out);
 v1::StatementEntry ToProto(const StatementEntry& e);
 v1::Transaction ToProto(const TxnRecord& t);
 v1::Limits ToProto(const Limits& l);

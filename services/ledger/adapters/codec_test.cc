@@ -398,6 +398,33 @@ TEST(ViewCodec, AccountHasEveryField) {
   EXPECT_EQ(p.opened_txn_id(), "T1");
 }
 
+// Views and answers refill one message: nothing of the account it held before may stay.
+TEST(ViewCodec, AnAccountCarriesNothingOfTheOneFilledBeforeIt) {
+  Account full;
+  full.id = "A1";
+  full.customer_name = "Wang";
+  full.phones = {"138", "139"};
+  full.room = "3-201";
+  full.meters = {"M1", "M2"};
+  full.tariff_id = "tf";
+  full.mode = Mode::kPostpaid;
+  full.state = AccountState::kSuspended;
+  full.limits = Limits{1, 4, 3, 9};
+  full.balance_minor = -20;
+  full.purchase_count = 7;
+  full.level = Level::kCutoff;
+  full.supply_cut = true;
+  full.opened_txn_id = "T1";
+  Account bare;
+  bare.id = "A2";
+  v1::Account reused;
+  ToProto(full, &reused);
+  ToProto(bare, &reused);
+  EXPECT_EQ(reused.SerializeAsString(), ToProto(bare).SerializeAsString());
+  EXPECT_EQ(reused.phones_size(), 0);
+  EXPECT_EQ(reused.limits().hoarding_cap_minor(), 0);
+}
+
 TEST(ViewCodec, StatementEntryAndTransaction) {
   StatementEntry e{"T9", kT, TxnKind::kCharge, -1'234, 8'766, "op", "why", "wechat", "k9", "T2",
                    5, "C1", "M1", "R1", "tf", 4, 5'600};
