@@ -242,7 +242,10 @@ constexpr size_t kTagBytes = 9;
 void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet& ws) {
   std::string value(kTagBytes, kTaggedView);
   for (int i = 0; i < 8; ++i) value[1 + i] = static_cast<char>(seq >> (56 - 8 * i));
-  ToProto(account).AppendToString(&value);
+  // One message per writer thread, refilled: its strings and lists keep their capacity.
+  thread_local v1::Account view;
+  ToProto(account, &view);
+  view.AppendToString(&value);
   ws.PutState(kAccountPrefix + account.id, std::move(value));
 }
 
@@ -468,8 +471,8 @@ struct LedgerService::Outcome {
   // fails, and Reload would then restore this partition's claim (one meter, two owners).
   std::vector<std::pair<std::string, std::string>> released_claims = {};
   // The account as an accepted command left it, for the answer; made on the writer right after
-  // the command, while the account is still in the CPU's cache.
-  std::optional<v1::Account> account = {};
+  // the command, while the account is still in the CPU's cache. Handed to the answer as it is.
+  std::unique_ptr<v1::Account> account = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -642,8 +645,9 @@ Status LedgerService::Reload(uint32_t partition) {
 
 std::string LedgerService::NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const {
   // Only this partition's writer appends to it, so the next seq is known before the commit.
-  return std::string(kLedgerTopic) + "/" + std::to_string(partition) + "/" +
-         std::to_string(log_->Head(partition) + ws.event_count() + 1);
+  std::string id;
+  eventlog::SetEventId(&id, kLedgerTopic, partition, log_->Head(partition) + ws.event_count() + 1);
+  return id;
 }
 
 Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const {
@@ -661,7 +665,7 @@ Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const 
 }
 
 LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command, eventlog::WriteSet& ws,
-                                              const eventlog::Causation& causation, const std::string& actor) {
+                                              eventlog::Causation causation, const std::string& actor) {
   Ledger& ledger = *ledgers_[p];
   const uint64_t first_seq = log_->Head(p) + ws.event_count() + 1;  // Of this command's first event.
   auto decided = ledger.Decide(command);
@@ -697,14 +701,19 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     }
   }
 
-  auto new_event = [&](std::string account, std::string type, std::string payload) {
+  // The causation is copied into each event but the last, which takes it.
+  auto new_event = [&](std::string account, std::string type, std::string payload, bool last) {
     eventlog::NewEvent ne;
     ne.partition = p;
     ne.aggregate_key = std::move(account);
     ne.type = std::move(type);
     ne.payload = std::move(payload);
     ne.actor = actor;
-    ne.causation = causation;
+    if (last) {
+      ne.causation = std::move(causation);
+    } else {
+      ne.causation = causation;
+    }
     ws.Append(std::move(ne));
   };
 
@@ -723,7 +732,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     r.set_rule(d.rejection->rule);
     r.set_code(static_cast<int32_t>(d.rejection->code));
     r.set_message(d.rejection->message);
-    new_event(r.account_id(), std::string(kRejectedType), r.SerializeAsString());
+    new_event(r.account_id(), std::string(kRejectedType), r.SerializeAsString(), /*last=*/true);
     return {Status::Ok(), std::move(d)};
   }
 
@@ -733,7 +742,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
     Encoded enc = EncodeEvent(e);
-    new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload));
+    new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload), &e == &d.events.back());
     if (touched.empty() || touched.back() != EventAccountId(e)) touched.push_back(EventAccountId(e));
     if (auto* c = std::get_if<AccountClosed>(&e)) {
       for (const auto& m : c->released_meters) released.emplace_back(m, c->account_id);
@@ -812,11 +821,16 @@ void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& wh
 void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command command, MutationDone done) {
   // `done` is shared by the command and its Reply: exactly one of them answers.
   auto answer = std::make_shared<MutationDone>(std::move(done));
-  Status submitted = processor_->SubmitTo(p, [=, this, command = std::move(command)](
+  Status submitted = processor_->SubmitTo(p, [=, this, request_id = std::move(request_id), command = std::move(command)](
                                                  uint32_t, eventlog::WriteSet& ws) mutable -> runtime::Reply {
     std::string txn = NextTxnId(p, ws);
     eventlog::Causation cause;
-    cause.set_request_id(request_id.empty() ? txn : request_id);
+    // The command runs once: what it captured is its own to move.
+    if (request_id.empty()) {
+      cause.set_request_id(txn);
+    } else {
+      cause.set_request_id(std::move(request_id));
+    }
     const int64_t now = options_.clock->NowMicros();
     std::visit(
         [&](auto& c) {
@@ -824,7 +838,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
           c.time_us = now;
         },
         command);
-    auto out = std::make_shared<Outcome>(Execute(p, command, ws, cause, CommandOperator(command)));
+    auto out = std::make_shared<Outcome>(Execute(p, command, ws, std::move(cause), CommandOperator(command)));
     if (!out->error.ok()) {
       (*answer)(server::ToGrpc(out->error), nullptr);
       return nullptr;
@@ -835,7 +849,8 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       if (id.empty()) id = EventAccountId(out->decision.events.front());
       const Account* a = ledgers_[p]->FindAccount(id);
       WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
-      out->account = ToProto(*a);
+      out->account = std::make_unique<v1::Account>();
+      ToProto(*a, out->account.get());
     }
     return [=, this, account = CommandAccount(command)](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
@@ -863,7 +878,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       response.set_txn_id(out->decision.txn_id);
       response.set_duplicate(out->decision.duplicate);
       if (out->account) {
-        *response.mutable_account() = std::move(*out->account);
+        response.set_allocated_account(out->account.release());
       } else {
         // A duplicate: the account as it is now (a reversal's request names only the original).
         std::string acct = account;

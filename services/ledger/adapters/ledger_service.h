@@ -224,7 +224,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // Runs a domain command on `partition`'s writer: decides, records the events (or the
   // rejection), updates the in-memory ledger and notes the views it now owes.
   Outcome Execute(uint32_t partition, const Command& command, eventlog::WriteSet& ws,
-                  const eventlog::Causation& causation, const std::string& actor);
+                  eventlog::Causation causation, const std::string& actor);
   // Queues `command` (converted and checked from its request) on `partition`'s writer, which
   // gives it its txn id and time, executes it and answers `done` once it is durable.
   void MutateAsync(uint32_t partition, std::string request_id, Command command, MutationDone done);
@@ -263,7 +263,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     };
     std::deque<Entry> queue;  // Oldest first; an entry whose account is no longer owed (or owed
                               // again, from a later seq) is skipped.
-    std::unordered_map<std::string, uint64_t> seq_of;  // Owed accounts.
+    // Owed accounts. With TransparentStringHash each node keeps its hash: a lookup that walks a
+    // bucket compares stored hashes, where std::hash's map hashed every key it passed.
+    std::unordered_map<std::string, uint64_t, TransparentStringHash, TransparentStringEqual> seq_of;
     std::vector<std::string> opened;  // Opened in this batch: their views are written with it.
     size_t postings = 0;              // Accepted in this batch.
     size_t credit = 0;                // Postings not yet paid for with a view write.

@@ -821,7 +821,7 @@ Status Ledger::ApplyPosting(const Posting& posting) {
   return Status::Ok();
 }
 
-void Ledger::AddEntry(Account& account, StatementEntry entry) {
+void Ledger::AddEntry(Account& account, StatementEntry&& entry) {
   entry.balance_after_minor = account.balance_minor;
   account.entries.push_back(std::move(entry));
 }

@@ -229,7 +229,7 @@ class Ledger {
   bool TxnUsed(std::string_view txn_id) const;
   Result<Account*> MutableAccount(const std::string& id);
   Status ApplyPosting(const Posting& posting);
-  void AddEntry(Account& account, StatementEntry entry);
+  void AddEntry(Account& account, StatementEntry&& entry);  // Moved in once, not twice.
   Status AddTxn(TxnRecord record);
   // Records the txn of `account`'s last statement entry: as an EntryTxn when `posting` is the two
   // legs that entry implies, else as the record `make_record()` builds.
