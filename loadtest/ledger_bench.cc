@@ -19,6 +19,11 @@
 //   paced    Top-ups at --paced-fraction (70%) of the measured uniform peak, open loop: each call
 //            has a scheduled start and its latency runs from that schedule (a call issued late
 //            because all its driver's slots were busy counts the wait), so p99 is honest.
+//            Before it, the disk under the data dir is timed alone (16 KiB appends with
+//            fdatasync): a commit cannot be faster than its fdatasync.
+//
+// Each run also reports the CPU the hypervisor took from this VM ("steal"): on a shared host
+// that, more than any build, sets how fast a run is.
 //
 // PostgreSQL: loadtest/pg/pg_ledger.sh runs as a co-process (started first, so that the fork
 // happens before any thread exists). It starts a private postgresql-15 cluster in a temp dir with
@@ -44,6 +49,7 @@
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -91,6 +97,7 @@ struct Flags {
   double paced_fraction = 0.7;
   double paced_rate = 0;  // If set, the paced run's offered rate instead of a fraction of the peak.
   double paced_seconds = 5;
+  double disk_probe_seconds = 3;  // fdatasync latencies of the data dir's disk, before the paced run.
   uint32_t partitions = 4;
   bool fsync = true;
   bool pg = true;
@@ -124,6 +131,17 @@ double ProcessCpuSeconds() {
   getrusage(RUSAGE_SELF, &ru);
   auto s = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6; };
   return s(ru.ru_utime) + s(ru.ru_stime);
+}
+
+// CPU time the hypervisor gave to others while this VM's vCPUs wanted it ("steal" in
+// /proc/stat), summed over the vCPUs; 0 where the kernel does not report it. On a shared host this
+// moves every figure: a run whose cores were stolen is slower, and so is the next build's.
+double HostStealSeconds() {
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  uint64_t user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0;
+  if (!(stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) || cpu != "cpu") return 0;
+  return static_cast<double>(steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 double Percentile(std::vector<double>& v, double q) {
@@ -372,6 +390,7 @@ class LedgerEnv {
   }
 
   LedgerService* svc() { return svc_.get(); }
+  const std::string& dir() const { return dir_; }
   eventlog::EventLog* billing() { return billing_.get(); }
   bus::Bus* bus() { return bus_.get(); }
   CommitWatch& watch() { return watch_; }
@@ -403,10 +422,15 @@ class LedgerEnv {
   CommitWatch watch_;
 };
 
+// A commit over the latency goal holds every call of its batch (and those queued behind it)
+// past the goal on its own.
+constexpr double kSlowCommitUs = kGoalPacedP99Ms * 1000;
+
 struct CommitFigures {
   uint64_t commits = 0;
   double postings_per_commit = 0;  // Ledger events per commit (one per posting here).
-  double p50_us = 0, p99_us = 0;
+  double p50_us = 0, p99_us = 0, max_us = 0;
+  uint64_t slow = 0;  // Commits over kSlowCommitUs.
   static CommitFigures From(CommitWatch& w) {
     std::lock_guard lock(w.mu);
     CommitFigures f;
@@ -414,9 +438,50 @@ struct CommitFigures {
     f.postings_per_commit = w.commits ? static_cast<double>(w.events) / static_cast<double>(w.commits) : 0;
     f.p50_us = Percentile(w.latencies_us, 0.5);
     f.p99_us = Percentile(w.latencies_us, 0.99);
+    for (double us : w.latencies_us) {
+      f.max_us = std::max(f.max_us, us);
+      f.slow += us > kSlowCommitUs ? 1 : 0;
+    }
     return f;
   }
 };
+
+// What the disk under `dir` does when nothing else of ours writes to it: `seconds` of 16 KiB
+// appends, each followed by fdatasync, as a WAL commit does. A commit cannot be faster than its
+// fdatasync, so the slow ones here are a floor under the paced run's tail.
+struct DiskProbe {
+  size_t syncs = 0;
+  double p50_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
+  uint64_t slow = 0;  // Over kSlowCommitUs.
+};
+
+DiskProbe ProbeDisk(const std::string& dir, double seconds) {
+  const std::string path = dir + "/disk-probe";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) Die("open " + path + ": " + std::strerror(errno));
+  const std::vector<char> block(16 << 10, 'w');
+  std::vector<double> us;
+  DiskProbe d;
+  const auto end = SteadyClock::now() + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
+  for (off_t off = 0; SteadyClock::now() < end; off += static_cast<off_t>(block.size())) {
+    // Back to the start every 64 MiB, so the probe never fills the disk.
+    if (off >= (64 << 20)) off = 0;
+    const auto t0 = SteadyClock::now();
+    if (::pwrite(fd, block.data(), block.size(), off) != static_cast<ssize_t>(block.size()) || ::fdatasync(fd) != 0) {
+      Die("write and fdatasync " + path + ": " + std::strerror(errno));
+    }
+    us.push_back(std::chrono::duration<double, std::micro>(SteadyClock::now() - t0).count());
+    d.max_us = std::max(d.max_us, us.back());
+    d.slow += us.back() > kSlowCommitUs ? 1 : 0;
+  }
+  ::close(fd);
+  ::unlink(path.c_str());
+  d.syncs = us.size();
+  d.p50_us = Percentile(us, 0.5);
+  d.p99_us = Percentile(us, 0.99);
+  d.p999_us = Percentile(us, 0.999);
+  return d;
+}
 
 struct ChargeRun {
   size_t charges = 0;
@@ -424,6 +489,7 @@ struct ChargeRun {
   double prefill_s = 0;
   double start_s = 0;
   double cpu_cores = 0;
+  double stolen_cores = 0;  // Taken by the hypervisor for others (see HostStealSeconds).
   CommitFigures commit;
   double per_s() const { return seconds > 0 ? static_cast<double>(charges) / seconds : 0; }
 };
@@ -476,6 +542,7 @@ ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
   t0 = SteadyClock::now();
   run.start_s = Seconds(t0 - s0);
   const double cpu0 = ProcessCpuSeconds();
+  const double steal0 = HostStealSeconds();
   while (true) {
     const uint64_t commits = env.svc()->log()->CommitCount();
     if (env.AllConsumed()) break;
@@ -484,6 +551,7 @@ ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
   }
   run.seconds = Seconds(SteadyClock::now() - t0);
   run.cpu_cores = (ProcessCpuSeconds() - cpu0) / run.seconds;
+  run.stolen_cores = (HostStealSeconds() - steal0) / run.seconds;
   run.commit = CommitFigures::From(env.watch());
 
   // Every charge must have been posted once: revenue grew by exactly N charges.
@@ -507,6 +575,7 @@ struct TopUpRun {
   uint64_t all_ok = 0;       // Every accepted call, warm-up included (for the money check).
   double offered_per_s = 0;  // Paced runs: the schedule's rate.
   double cpu_cores = 0;
+  double stolen_cores = 0;  // Taken by the hypervisor for others (see HostStealSeconds).
   std::vector<double> latencies_us;  // Calls that started (or were scheduled) in the window.
   CommitFigures commit;
   double per_s() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
@@ -546,10 +615,11 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
   std::vector<std::unique_ptr<Driver>> ds;
   for (int d = 0; d < drivers; ++d) ds.push_back(std::make_unique<Driver>());
   env.watch().Reset();
-  double cpu0 = 0;
+  double cpu0 = 0, steal0 = 0;
   std::thread cpu_probe([&] {
     std::this_thread::sleep_until(window_begin);
     cpu0 = ProcessCpuSeconds();
+    steal0 = HostStealSeconds();
   });
   std::vector<std::thread> pool;
   for (int d = 0; d < drivers; ++d) {
@@ -623,9 +693,11 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
   cpu_probe.join();
   std::this_thread::sleep_until(window_end);
   const double cpu1 = ProcessCpuSeconds();
+  const double steal1 = HostStealSeconds();
   for (auto& t : pool) t.join();
   run.seconds = Seconds(window_end - window_begin);
   run.cpu_cores = (cpu1 - cpu0) / run.seconds;
+  run.stolen_cores = (steal1 - steal0) / run.seconds;
   for (const auto& d : ds) {
     if (d->errors > 0) Die(std::to_string(d->errors) + " top-ups failed; first: " + d->first_error);
     run.completed += d->completed;
@@ -697,9 +769,9 @@ struct PgVariant {
 void PrintCharges(const char* dist, const ChargeRun& c, const Flags& flags, double open_s) {
   std::printf(
       "  ours     charges %-7s: %9s postings/s  (%zu in %.2f s; %.0f per commit, commit p50 %.1f p99 %.1f ms, "
-      "%.2f cores; set-up: %u accounts %.1f s, pre-fill %.1f s, restart %.2f s)\n",
+      "%.2f cores, %.2f stolen by the host; set-up: %u accounts %.1f s, pre-fill %.1f s, restart %.2f s)\n",
       dist, Thousands(c.per_s()).c_str(), c.charges, c.seconds, c.commit.postings_per_commit, c.commit.p50_us / 1000,
-      c.commit.p99_us / 1000, c.cpu_cores, flags.accounts, open_s, c.prefill_s, c.start_s);
+      c.commit.p99_us / 1000, c.cpu_cores, c.stolen_cores, flags.accounts, open_s, c.prefill_s, c.start_s);
   std::fflush(stdout);
 }
 
@@ -708,9 +780,10 @@ void PrintTopUps(const char* dist, TopUpRun& t, const Flags& flags) {
   if (t.offered_per_s > 0) how += ", open loop at " + Thousands(t.offered_per_s) + "/s";
   std::printf(
       "  ours     top-ups %-7s: %9s postings/s  p50 %6.2f ms  p99 %6.2f ms  (%s; %.0f per commit, commit p50 "
-      "%.1f p99 %.1f ms, %.2f cores)\n",
+      "%.1f p99 %.1f max %.1f ms, %" PRIu64 " over %.0f ms; %.2f cores, %.2f stolen by the host)\n",
       dist, Thousands(t.per_s()).c_str(), t.p50_ms(), t.p99_ms(), how.c_str(), t.commit.postings_per_commit,
-      t.commit.p50_us / 1000, t.commit.p99_us / 1000, t.cpu_cores);
+      t.commit.p50_us / 1000, t.commit.p99_us / 1000, t.commit.max_us / 1000, t.commit.slow, kSlowCommitUs / 1000,
+      t.cpu_cores, t.stolen_cores);
   std::fflush(stdout);
 }
 
@@ -741,6 +814,9 @@ int Main(int argc, char** argv) {
                  "paced top-ups at this fixed rate/s instead (diagnostic: compares builds at one load)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--paced-seconds", flags.paced_seconds, "timed seconds of the paced run (0: skip)")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--disk-probe-seconds", flags.disk_probe_seconds,
+                 "seconds of 16 KiB write+fdatasync timings on the data dir's disk before the paced run (0: skip)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--partitions", flags.partitions, "ledger (and billing) log partitions")->check(CLI::Range(1, 256));
   std::string fsync = "commit";
@@ -832,6 +908,7 @@ int Main(int argc, char** argv) {
 
   // Paced: top-ups at 70% of the uniform peak (and PostgreSQL at 70% of its own).
   TopUpRun paced;
+  DiskProbe disk;
   PgResult pg_paced;
   const double paced_rate = flags.paced_rate > 0 ? flags.paced_rate : flags.paced_fraction * topups_u.per_s();
   const bool do_paced = flags.paced_seconds > 0 && paced_rate > 0 && paced_env != nullptr;
@@ -841,6 +918,15 @@ int Main(int argc, char** argv) {
                   Thousands(paced_rate).c_str(), flags.paced_fraction * 100);
     } else {
       std::printf("paced at %.0f%% of peak\n", flags.paced_fraction * 100);
+    }
+    if (flags.disk_probe_seconds > 0) {
+      disk = ProbeDisk(paced_env->dir(), flags.disk_probe_seconds);
+      std::printf(
+          "  disk     %zu appends of 16 KiB, each with fdatasync, in %.1f s next to the ledger's log: p50 %.2f "
+          "p99 %.2f p99.9 %.2f max %.2f ms, %" PRIu64 " over %.0f ms\n",
+          disk.syncs, flags.disk_probe_seconds, disk.p50_us / 1000, disk.p99_us / 1000, disk.p999_us / 1000,
+          disk.max_us / 1000, disk.slow, kSlowCommitUs / 1000);
+      std::fflush(stdout);
     }
     paced = RunTopUps(*paced_env, flags, false, flags.paced_seconds, paced_rate, "P");
     PrintTopUps("uniform", paced, flags);
@@ -895,10 +981,15 @@ int Main(int argc, char** argv) {
       std::snprintf(load, sizeof load, "%.0f%% of peak", flags.paced_fraction * 100);
     }
     std::printf(
-        "  top-up p99 at %s (%s/s offered, %s/s done): %.2f ms (p50 %.2f ms); postgres at %.0f%% "
-        "of its peak: p99 %.2f ms\n",
+        "  top-up p99 at %s (%s/s offered, %s/s done): %.2f ms (p50 %.2f ms; commits over %.0f ms: %" PRIu64
+        ", the slowest %.1f ms); postgres at %.0f%% of its peak: p99 %.2f ms\n",
         load, Thousands(paced_rate).c_str(), Thousands(paced.per_s()).c_str(), paced_p99, paced.p50_ms(),
-        flags.paced_fraction * 100, pg_paced.p99_ms);
+        kSlowCommitUs / 1000, paced.commit.slow, paced.commit.max_us / 1000, flags.paced_fraction * 100,
+        pg_paced.p99_ms);
+    if (disk.syncs > 0) {
+      std::printf("  the disk alone, just before: fdatasync p99 %.2f ms, max %.2f ms, %" PRIu64 " of %zu over %.0f ms\n",
+                  disk.p99_us / 1000, disk.max_us / 1000, disk.slow, disk.syncs, kSlowCommitUs / 1000);
+    }
   }
   // A --paced-rate below the goal's load measures nothing the goal asks.
   const bool paced_at_goal_load = paced_rate >= flags.paced_fraction * topups_u.per_s();
@@ -948,6 +1039,12 @@ int Main(int argc, char** argv) {
   add("paced_postings_per_s", do_paced ? paced.per_s() : 0);
   add("paced_p50_ms", do_paced ? paced.p50_ms() : 0, "%.3f");
   add("paced_p99_ms", paced_p99, "%.3f");
+  add("paced_stolen_cores", do_paced ? paced.stolen_cores : 0, "%.2f");
+  add("paced_commit_max_ms", do_paced ? paced.commit.max_us / 1000 : 0, "%.3f");
+  add("paced_commits_over_10_ms", do_paced ? static_cast<double>(paced.commit.slow) : 0, "%.0f");
+  add("disk_fdatasync_p99_ms", disk.p99_us / 1000, "%.3f");
+  add("disk_fdatasync_max_ms", disk.max_us / 1000, "%.3f");
+  add("disk_fdatasync_over_10_ms", static_cast<double>(disk.slow), "%.0f");
   add("pg_uniform_p99_ms", pgv["uniform"].p99_ms(), "%.3f");
   add("pg_hot_p99_ms", pgv["hot"].p99_ms(), "%.3f");
   add("pg_paced_p99_ms", pg_paced.p99_ms, "%.3f");
