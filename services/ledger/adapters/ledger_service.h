@@ -263,9 +263,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     };
     std::deque<Entry> queue;  // Oldest first; an entry whose account is no longer owed (or owed
                               // again, from a later seq) is skipped.
-    // Owed accounts. With TransparentStringHash each node keeps its hash: a lookup that walks a
-    // bucket compares stored hashes, where std::hash's map hashed every key it passed.
-    std::unordered_map<std::string, uint64_t, TransparentStringHash, TransparentStringEqual> seq_of;
+    std::unordered_map<std::string, uint64_t> seq_of;  // Owed accounts.
     std::vector<std::string> opened;  // Opened in this batch: their views are written with it.
     size_t postings = 0;              // Accepted in this batch.
     size_t credit = 0;                // Postings not yet paid for with a view write.
