@@ -361,7 +361,8 @@ TEST(EnumCodec, UnspecifiedAndUnknownAreRejectedNamingTheField) {
   ExpectInvalid(FromProto(static_cast<v1::Mode>(3), "mode").status(), "mode has unknown value 3");
 }
 
-TEST(ViewCodec, AccountHasEveryField) {
+// An account with every field away from its default.
+Account FullAccount() {
   Account a;
   a.id = "A1";
   a.customer_name = "Wang";
@@ -378,7 +379,11 @@ TEST(ViewCodec, AccountHasEveryField) {
   a.supply_cut = true;
   a.opened_txn_id = "T1";
   a.entries.push_back(StatementEntry{});
-  v1::Account p = ToProto(a);
+  return a;
+}
+
+TEST(ViewCodec, AccountHasEveryField) {
+  v1::Account p = ToProto(FullAccount());
   EXPECT_EQ(p.account_id(), "A1");
   EXPECT_EQ(p.customer_name(), "Wang");
   EXPECT_THAT(p.phones(), ::testing::ElementsAre("138"));
@@ -400,25 +405,10 @@ TEST(ViewCodec, AccountHasEveryField) {
 
 // Views and answers refill one message: nothing of the account it held before may stay.
 TEST(ViewCodec, AnAccountCarriesNothingOfTheOneFilledBeforeIt) {
-  Account full;
-  full.id = "A1";
-  full.customer_name = "Wang";
-  full.phones = {"138", "139"};
-  full.room = "3-201";
-  full.meters = {"M1", "M2"};
-  full.tariff_id = "tf";
-  full.mode = Mode::kPostpaid;
-  full.state = AccountState::kSuspended;
-  full.limits = Limits{1, 4, 3, 9};
-  full.balance_minor = -20;
-  full.purchase_count = 7;
-  full.level = Level::kCutoff;
-  full.supply_cut = true;
-  full.opened_txn_id = "T1";
   Account bare;
   bare.id = "A2";
   v1::Account reused;
-  ToProto(full, &reused);
+  ToProto(FullAccount(), &reused);
   ToProto(bare, &reused);
   EXPECT_EQ(reused.SerializeAsString(), ToProto(bare).SerializeAsString());
   EXPECT_EQ(reused.phones_size(), 0);
