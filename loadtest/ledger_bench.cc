@@ -145,6 +145,21 @@ double HostStealSeconds() {
   return static_cast<double>(steal) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// Both CPU clocks at one moment; the cores of a run are the difference of two, over its seconds.
+struct CpuReading {
+  double used = 0;    // ProcessCpuSeconds.
+  double stolen = 0;  // HostStealSeconds.
+  static CpuReading Now() { return {ProcessCpuSeconds(), HostStealSeconds()}; }
+};
+struct Cores {
+  double used = 0;    // By this process (every thread, RocksDB's included).
+  double stolen = 0;  // Taken by the hypervisor for others while this VM wanted them.
+  static Cores Between(const CpuReading& a, const CpuReading& b, double seconds) {
+    seconds = std::max(seconds, 1e-3);
+    return {(b.used - a.used) / seconds, (b.stolen - a.stolen) / seconds};
+  }
+};
+
 double Percentile(std::vector<double>& v, double q) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -181,8 +196,9 @@ struct PgResult {
   double p50_ms = 0;
   double p99_ms = 0;
   // Taken by the hypervisor while the run was asked for and answered (the script's set-up and
-  // checkpoint included), on average: see HostStealSeconds.
-  double stolen_cores = 0;
+  // checkpoint included), on average: see HostStealSeconds. (PostgreSQL's own CPU is not ours to
+  // read, so `used` stays 0.)
+  Cores cores;
 };
 
 class PgSide {
@@ -230,7 +246,7 @@ class PgSide {
   PgResult Run(const std::string& variant, double seconds, int clients, double rate) {
     const int secs = std::max(1, static_cast<int>(seconds + 0.5));
     const auto t0 = SteadyClock::now();
-    const double steal0 = HostStealSeconds();
+    const CpuReading cpu0 = CpuReading::Now();
     std::fprintf(to_, "run %s %d %d %.0f\n", variant.c_str(), secs, clients, rate);
     if (std::fflush(to_) != 0) Die("PostgreSQL side is gone" + LogTail());
     std::string line = ReadLine();
@@ -242,7 +258,7 @@ class PgSide {
     r.lat_avg_ms = std::atof(Field(line, "lat_avg_ms").c_str());
     r.p50_ms = std::atof(Field(line, "p50_ms").c_str());
     r.p99_ms = std::atof(Field(line, "p99_ms").c_str());
-    r.stolen_cores = (HostStealSeconds() - steal0) / std::max(1e-3, Seconds(SteadyClock::now() - t0));
+    r.cores.stolen = Cores::Between(cpu0, CpuReading::Now(), Seconds(SteadyClock::now() - t0)).stolen;
     if (r.tps <= 0 || r.failed > 0) Die("pgbench " + variant + " gave no usable result: " + line + LogTail());
     return r;
   }
@@ -303,14 +319,12 @@ class PgSide {
 // Watches the ledger log's commits that append events: how many, how large, how long.
 struct CommitWatch {
   std::mutex mu;
-  uint64_t commits = 0;
-  uint64_t events = 0;
+  // One entry per commit, in the order they were seen.
   std::vector<double> latencies_us;
-  std::vector<uint64_t> sizes;                // Events of each commit, as latencies_us.
-  std::vector<SteadyClock::time_point> ends;  // When each commit was seen to end.
+  std::vector<uint64_t> sizes;                // Events.
+  std::vector<SteadyClock::time_point> ends;  // When it was seen to end.
   void Reset() {
     std::lock_guard lock(mu);
-    commits = events = 0;
     latencies_us.clear();
     sizes.clear();
     ends.clear();
@@ -344,8 +358,6 @@ class LedgerEnv {
     svc_->log()->SetObserver({[w = &watch_](size_t events, int64_t us) {
       if (events == 0) return;  // Positions only (a writer passing a watermark): no posting.
       std::lock_guard lock(w->mu);
-      w->commits++;
-      w->events += events;
       w->latencies_us.push_back(static_cast<double>(us));
       w->sizes.push_back(events);
       w->ends.push_back(SteadyClock::now());
@@ -466,9 +478,9 @@ struct CommitFigures {
   }
 };
 
-// What the disk under `dir` does when nothing else of ours writes to it: `seconds` of 16 KiB
-// appends, each followed by fdatasync, as a WAL commit does. A commit cannot be faster than its
-// fdatasync, so the slow ones here are a floor under the paced run's tail.
+// What the disk under `dir` does while the ledger beside it is idle: `seconds` of 16 KiB appends,
+// each followed by fdatasync, as a WAL commit does. A commit cannot be faster than its fdatasync;
+// the probe says what the disk was doing just before a run, not what it did during it.
 struct DiskProbe {
   size_t syncs = 0;
   double p50_us = 0, p99_us = 0, p999_us = 0, max_us = 0;
@@ -513,8 +525,7 @@ struct ChargeRun {
   double seconds = 0;
   double prefill_s = 0;
   double start_s = 0;
-  double cpu_cores = 0;
-  double stolen_cores = 0;  // Taken by the hypervisor for others (see HostStealSeconds).
+  Cores cores;
   CommitFigures commit;
   double per_s() const { return seconds > 0 ? static_cast<double>(charges) / seconds : 0; }
 };
@@ -566,8 +577,7 @@ ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
   // The clock starts when the writers do: the rebuild of the accounts is set-up, not posting.
   t0 = SteadyClock::now();
   run.start_s = Seconds(t0 - s0);
-  const double cpu0 = ProcessCpuSeconds();
-  const double steal0 = HostStealSeconds();
+  const CpuReading cpu0 = CpuReading::Now();
   while (true) {
     const uint64_t commits = env.svc()->log()->CommitCount();
     if (env.AllConsumed()) break;
@@ -575,8 +585,7 @@ ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
     if (Seconds(SteadyClock::now() - t0) > 600) Die("the ledger did not apply the charges within 600 s");
   }
   run.seconds = Seconds(SteadyClock::now() - t0);
-  run.cpu_cores = (ProcessCpuSeconds() - cpu0) / run.seconds;
-  run.stolen_cores = (HostStealSeconds() - steal0) / run.seconds;
+  run.cores = Cores::Between(cpu0, CpuReading::Now(), run.seconds);
   run.commit = CommitFigures::From(env.watch());
 
   // Every charge must have been posted once: revenue grew by exactly N charges.
@@ -599,8 +608,7 @@ struct TopUpRun {
   uint64_t completed = 0;    // Calls that completed in the window.
   uint64_t all_ok = 0;       // Every accepted call, warm-up included (for the money check).
   double offered_per_s = 0;  // Paced runs: the schedule's rate.
-  double cpu_cores = 0;
-  double stolen_cores = 0;  // Taken by the hypervisor for others (see HostStealSeconds).
+  Cores cores;
   std::vector<double> latencies_us;  // Calls that started (or were scheduled) in the window.
   CommitFigures commit;
   double per_s() const { return seconds > 0 ? static_cast<double>(completed) / seconds : 0; }
@@ -642,11 +650,10 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
   std::vector<std::unique_ptr<Driver>> ds;
   for (int d = 0; d < drivers; ++d) ds.push_back(std::make_unique<Driver>());
   env.watch().Reset();
-  double cpu0 = 0, steal0 = 0;
+  CpuReading cpu0;
   std::thread cpu_probe([&] {
     std::this_thread::sleep_until(window_begin);
-    cpu0 = ProcessCpuSeconds();
-    steal0 = HostStealSeconds();
+    cpu0 = CpuReading::Now();
   });
   std::vector<std::thread> pool;
   for (int d = 0; d < drivers; ++d) {
@@ -725,12 +732,10 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
   }
   cpu_probe.join();
   std::this_thread::sleep_until(window_end);
-  const double cpu1 = ProcessCpuSeconds();
-  const double steal1 = HostStealSeconds();
+  const CpuReading cpu1 = CpuReading::Now();
   for (auto& t : pool) t.join();
   run.seconds = Seconds(window_end - window_begin);
-  run.cpu_cores = (cpu1 - cpu0) / run.seconds;
-  run.stolen_cores = (steal1 - steal0) / run.seconds;
+  run.cores = Cores::Between(cpu0, cpu1, run.seconds);
   for (const auto& d : ds) {
     if (d->errors > 0) Die(std::to_string(d->errors) + " top-ups failed; first: " + d->first_error);
     run.completed += d->completed;
@@ -804,7 +809,7 @@ void PrintCharges(const char* dist, const ChargeRun& c, const Flags& flags, doub
       "  ours     charges %-7s: %9s postings/s  (%zu in %.2f s; %.0f per commit, commit p50 %.1f p99 %.1f ms, "
       "%.2f cores, %.2f stolen by the host; set-up: %u accounts %.1f s, pre-fill %.1f s, restart %.2f s)\n",
       dist, Thousands(c.per_s()).c_str(), c.charges, c.seconds, c.commit.postings_per_commit, c.commit.p50_us / 1000,
-      c.commit.p99_us / 1000, c.cpu_cores, c.stolen_cores, flags.accounts, open_s, c.prefill_s, c.start_s);
+      c.commit.p99_us / 1000, c.cores.used, c.cores.stolen, flags.accounts, open_s, c.prefill_s, c.start_s);
   std::fflush(stdout);
 }
 
@@ -816,7 +821,7 @@ void PrintTopUps(const char* dist, TopUpRun& t, const Flags& flags) {
       "%.1f p99 %.1f max %.1f ms, %" PRIu64 " over %.0f ms; %.2f cores, %.2f stolen by the host)\n",
       dist, Thousands(t.per_s()).c_str(), t.p50_ms(), t.p99_ms(), how.c_str(), t.commit.postings_per_commit,
       t.commit.p50_us / 1000, t.commit.p99_us / 1000, t.commit.max_us / 1000, t.commit.slow, kSlowCommitUs / 1000,
-      t.cpu_cores, t.stolen_cores);
+      t.cores.used, t.cores.stolen);
   std::fflush(stdout);
 }
 
@@ -825,7 +830,7 @@ void PrintPg(const char* variant, const PgResult& r, int clients, double seconds
       "  postgres %-14s: %d clients, %.0f s%s: %9s postings/s (tps)  p50 %6.2f ms  p99 %6.2f ms  (%.2f cores stolen "
       "by the host)\n",
       variant, clients, seconds, rate > 0 ? (" at " + Thousands(rate) + "/s").c_str() : "", Thousands(r.tps).c_str(),
-      r.p50_ms, r.p99_ms, r.stolen_cores);
+      r.p50_ms, r.p99_ms, r.cores.stolen);
   std::fflush(stdout);
 }
 
@@ -1074,7 +1079,7 @@ int Main(int argc, char** argv) {
   add("paced_postings_per_s", do_paced ? paced.per_s() : 0);
   add("paced_p50_ms", do_paced ? paced.p50_ms() : 0, "%.3f");
   add("paced_p99_ms", paced_p99, "%.3f");
-  add("paced_stolen_cores", do_paced ? paced.stolen_cores : 0, "%.2f");
+  add("paced_stolen_cores", do_paced ? paced.cores.stolen : 0, "%.2f");
   add("paced_commit_max_ms", do_paced ? paced.commit.max_us / 1000 : 0, "%.3f");
   add("paced_commits_over_10_ms", do_paced ? static_cast<double>(paced.commit.slow) : 0, "%.0f");
   add("disk_fdatasync_p99_ms", disk.p99_us / 1000, "%.3f");
