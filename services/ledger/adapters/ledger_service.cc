@@ -885,7 +885,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
         if (acct.empty()) {
           if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
         }
-        if (const Account* a = ledgers_[p]->FindAccount(acct)) *response.mutable_account() = ToProto(*a);
+        if (const Account* a = ledgers_[p]->FindAccount(acct)) ToProto(*a, response.mutable_account());
       }
       (*answer)(grpc::Status::OK, &response);
     };
@@ -1033,7 +1033,7 @@ void LedgerService::GetAccountAsync(const v1::GetAccountRequest& req, Done<v1::A
       return grpc::Status(grpc::StatusCode::NOT_FOUND,
                           "account " + id + " does not exist; list accounts with `wlctl account list`");
     }
-    *out = ToProto(*a);
+    ToProto(*a, out);
     return grpc::Status::OK;
   }, std::move(done));
 }
@@ -1075,7 +1075,7 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
             return grpc::Status(grpc::StatusCode::DATA_LOSS,
                                 "the views list account " + id + " but the ledger does not hold it");
           }
-          *out->add_accounts() = ToProto(*a);
+          ToProto(*a, out->add_accounts());
         }
         return grpc::Status::OK;
       },
