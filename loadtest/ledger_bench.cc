@@ -56,6 +56,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <system_error>
@@ -68,6 +69,11 @@
 #include "wattledger/bus/bus.h"
 #include "wattledger/eventlog/event_log.h"
 #include "wattledger/runtime/processor.h"
+
+// jemalloc's control interface: there when the bench is linked with jemalloc, as the service
+// binaries are; not in the sanitizer builds, which keep their own allocator.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen)
+    __attribute__((weak));
 
 #ifndef WL_LEDGER_BENCH_PG_SCRIPT
 #define WL_LEDGER_BENCH_PG_SCRIPT "loadtest/pg/pg_ledger.sh"
@@ -184,6 +190,85 @@ std::string AccountId(uint32_t i) {
   char buf[16];
   std::snprintf(buf, sizeof buf, "A%05u", i);
   return buf;
+}
+
+// ---- What the ledger keeps in memory. ----------------------------------------------------------
+
+// Bytes the process has allocated and not freed (jemalloc's stats.allocated); nullopt without
+// jemalloc.
+std::optional<double> AllocatedBytes() {
+  if (mallctl == nullptr) return std::nullopt;
+  uint64_t epoch = 1;
+  size_t len = sizeof epoch;
+  if (mallctl("epoch", &epoch, &len, &epoch, len) != 0) return std::nullopt;  // Refreshes the stats.
+  size_t allocated = 0;
+  len = sizeof allocated;
+  if (mallctl("stats.allocated", &allocated, &len, nullptr, 0) != 0) return std::nullopt;
+  return static_cast<double>(allocated);
+}
+
+struct StateFigures {
+  bool measured = false;
+  double bytes_per_account = 0;
+  double bytes_per_charge = 0;
+  double charges_per_s = 0;  // Decide + ApplyAll on one thread: the domain's share of a charge.
+};
+
+// The memory a partition's domain ledger holds for each account and each charge, which stays for
+// as long as the process runs: the accounts, their statement entries, the charge ids kept for
+// exactly-once, the txn index. The same accounts and uniform charges as the charge runs, into a
+// domain Ledger alone (no log, no bus), with no other thread of this process running yet.
+StateFigures MeasureState(const Flags& flags) {
+  StateFigures f;
+  const auto base = AllocatedBytes();
+  if (!base) return f;
+  Ledger ledger;
+  uint64_t seq = 0;
+  auto apply = [&](Command command) {
+    auto decided = ledger.Decide(command);
+    if (!decided.ok()) Die("state: " + decided.status().ToString());
+    if (!decided->accepted()) Die("state: the domain refused " + decided->txn_id);
+    ledger.ApplyAll(decided->events);
+  };
+  const int64_t now_us = SystemClock::Default()->NowMicros();
+  for (uint32_t i = 0; i < flags.accounts; ++i) {
+    OpenAccount open;
+    open.txn_id = "ledger/0/" + std::to_string(++seq);
+    open.time_us = now_us;
+    open.operator_id = "ledger_bench";
+    open.account_id = AccountId(i);
+    open.customer_name = "tenant " + std::to_string(i);
+    open.phones = {"13800000000"};
+    open.meters = {"M-" + open.account_id};
+    open.tariff_id = "T1";
+    open.opening_balance_minor = kOpeningBalanceMinor;
+    apply(std::move(open));
+  }
+  const auto opened = AllocatedBytes();
+  std::mt19937_64 rng(7);
+  const auto t0 = SteadyClock::now();
+  for (size_t n = 0; n < flags.charges; ++n) {
+    Charge charge;
+    charge.txn_id = "ledger/0/" + std::to_string(++seq);
+    charge.time_us = now_us;
+    charge.charge_id = "S" + std::to_string(n);
+    charge.account_id = AccountId(static_cast<uint32_t>(rng() % flags.accounts));
+    charge.amount_minor = kChargeMinor;
+    charge.energy_wh = 2000;
+    charge.meter_id = "M-" + charge.account_id;
+    charge.reading_id = "R" + std::to_string(n);
+    charge.tariff_id = "T1";
+    charge.tariff_version = 1;
+    apply(std::move(charge));
+  }
+  const double seconds = Seconds(SteadyClock::now() - t0);
+  const auto charged = AllocatedBytes();
+  if (!opened || !charged) return f;
+  f.measured = true;
+  f.bytes_per_account = (*opened - *base) / flags.accounts;
+  f.bytes_per_charge = (*charged - *opened) / static_cast<double>(flags.charges);
+  f.charges_per_s = seconds > 0 ? static_cast<double>(flags.charges) / seconds : 0;
+  return f;
 }
 
 // ---- The PostgreSQL side: loadtest/pg/pg_ledger.sh serve, as a co-process. -------------------
@@ -905,6 +990,19 @@ int Main(int argc, char** argv) {
     std::fflush(stdout);
   }
 
+  // Before any ledger runs, so that no other thread allocates meanwhile.
+  const StateFigures state = MeasureState(flags);
+  if (state.measured) {
+    std::printf(
+        "state: the domain ledger keeps %s bytes per account and %s bytes per charge in memory (%u accounts, "
+        "%zu uniform charges, jemalloc stats.allocated); Decide + ApplyAll %s charges/s on one thread\n",
+        Thousands(state.bytes_per_account).c_str(), Thousands(state.bytes_per_charge).c_str(), flags.accounts,
+        flags.charges, Thousands(state.charges_per_s).c_str());
+  } else {
+    std::printf("state: memory not measured (this build allocates without jemalloc)\n");
+  }
+  std::fflush(stdout);
+
   Variant charges_u{"charges_uniform", "charges uniform", "uniform"};
   Variant charges_h{"charges_hot", "charges hot", "hot"};
   Variant topups_u{"topups_uniform", "top-ups uniform", "uniform"};
@@ -1088,6 +1186,9 @@ int Main(int argc, char** argv) {
   add("pg_uniform_p99_ms", pgv["uniform"].p99_ms(), "%.3f");
   add("pg_hot_p99_ms", pgv["hot"].p99_ms(), "%.3f");
   add("pg_paced_p99_ms", pg_paced.p99_ms, "%.3f");
+  add("state_bytes_per_account", state.bytes_per_account, "%.0f");
+  add("state_bytes_per_charge", state.bytes_per_charge, "%.0f");
+  add("domain_charges_per_s", state.charges_per_s, "%.0f");
   add("charges", static_cast<double>(flags.charges), "%.0f");
   add("hot_charges", static_cast<double>(flags.hot_charges), "%.0f");
   add("clients", flags.clients, "%.0f");
