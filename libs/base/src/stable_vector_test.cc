@@ -8,8 +8,15 @@
 namespace wattledger {
 namespace {
 
-TEST(StableVectorTest, HoldsWhatWasAppendedInOrder) {
-  StableVector<std::string> v;
+// Every behaviour, with the default first chunk of four and with a first chunk of one (the
+// statements').
+template <typename V>
+class StableVectorTest : public ::testing::Test {};
+using Shapes = ::testing::Types<StableVector<std::string>, StableVector<std::string, 0>>;
+TYPED_TEST_SUITE(StableVectorTest, Shapes);
+
+TYPED_TEST(StableVectorTest, HoldsWhatWasAppendedInOrder) {
+  TypeParam v;
   std::vector<std::string> ref;
   EXPECT_TRUE(v.empty());
   for (int i = 0; i < 5000; ++i) {
@@ -25,8 +32,8 @@ TEST(StableVectorTest, HoldsWhatWasAppendedInOrder) {
   EXPECT_THROW(v.at(5000), std::out_of_range);
 }
 
-TEST(StableVectorTest, ElementsNeverMoveWhileAppending) {
-  StableVector<std::string> v;
+TYPED_TEST(StableVectorTest, ElementsNeverMoveWhileAppending) {
+  TypeParam v;
   std::vector<const std::string*> where;
   for (int i = 0; i < 3000; ++i) {
     v.push_back(std::string(40, 'x'));  // Past the small-string buffer: a move would change data().
@@ -35,17 +42,18 @@ TEST(StableVectorTest, ElementsNeverMoveWhileAppending) {
   for (size_t i = 0; i < where.size(); ++i) ASSERT_EQ(&v[i], where[i]) << i;
 }
 
-TEST(StableVectorTest, CopiesAreWholeAndKeepTheGuarantee) {
-  StableVector<std::string> v;
-  for (int i = 0; i < 10; ++i) v.push_back(std::string(40, static_cast<char>('a' + i)));  // Chunk 1 part full.
-  StableVector<std::string> copy = v;
+TYPED_TEST(StableVectorTest, CopiesAreWholeAndKeepTheGuarantee) {
+  TypeParam v;
+  // A partly full last chunk in both shapes: 4 + 8 (of which 6 used), or 1 + 2 + 4 + 8 (3 used).
+  for (int i = 0; i < 10; ++i) v.push_back(std::string(40, static_cast<char>('a' + i)));
+  TypeParam copy = v;
   EXPECT_EQ(copy, v);
   const std::string* last = &copy.back();
   copy.push_back(std::string(40, 'z'));  // Into the copy's partly filled chunk.
   EXPECT_EQ(&copy[9], last) << "appending to a copy moved its elements";
   EXPECT_EQ(v.size(), 10u);
 
-  StableVector<std::string> moved = std::move(copy);
+  TypeParam moved = std::move(copy);
   EXPECT_EQ(moved.size(), 11u);
   EXPECT_TRUE(copy.empty());  // NOLINT(bugprone-use-after-move): the moved-from state is defined.
   copy.push_back("again");
@@ -53,12 +61,12 @@ TEST(StableVectorTest, CopiesAreWholeAndKeepTheGuarantee) {
   EXPECT_EQ(copy[0], "again");
   copy = v;
   EXPECT_EQ(copy, v);
-  StableVector<std::string>& self = copy;
+  TypeParam& self = copy;
   copy = std::move(self);  // Self-move leaves it whole.
   EXPECT_EQ(copy, v);
 }
 
-TEST(StableVectorTest, EqualityIsElementwise) {
+TEST(StableVectorEquality, IsElementwise) {
   StableVector<int> a{1, 2, 3, 4, 5}, b{1, 2, 3, 4, 5}, c{1, 2, 3, 4}, d{1, 2, 3, 4, 6};
   EXPECT_EQ(a, b);
   EXPECT_NE(a, c);

@@ -264,7 +264,7 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
 
 }  // namespace
 
-Statement BuildStatement(std::string account_id, const StableVector<StatementEntry>& all,
+Statement BuildStatement(std::string account_id, const StatementEntries& all,
                          int64_t from_us, int64_t to_us) {
   Statement s;
   s.account_id = std::move(account_id);

@@ -4,9 +4,10 @@
 //
 // std::vector moves every element when it outgrows its capacity: for an account with a million
 // statement entries that is a pause of tens of milliseconds on the partition's writer, for every
-// command queued behind it. StableVector keeps its elements in chunks of doubling size (4, 8, 16,
-// ...); appending allocates at most a new chunk and never touches the elements already there.
-// Memory stays within about twice the elements, as with a vector; indexing is two shifts away.
+// command queued behind it. StableVector keeps its elements in chunks of doubling size (by default
+// 4, 8, 16, ...; FirstBits sets the first chunk to 1 << FirstBits); appending allocates at most a
+// new chunk and never touches the elements already there. Memory stays within about twice the
+// elements, as with a vector; indexing is two shifts away.
 
 #include <bit>
 #include <cstddef>
@@ -19,9 +20,9 @@
 
 namespace wattledger {
 
-template <typename T>
+template <typename T, unsigned FirstBits = 2>
 class StableVector {
-  static constexpr unsigned kFirstBits = 2;  // The first chunk holds 1 << kFirstBits elements.
+  static constexpr unsigned kFirstBits = FirstBits;  // The first chunk holds 1 << kFirstBits elements.
 
   // Element i lives in chunk ChunkOf(i) at OffsetOf(i): chunk k holds 1 << (k + kFirstBits).
   static size_t ChunkOf(size_t i) {
