@@ -431,13 +431,9 @@ Status EventLog::Init() {
   std::string shape = options_.name + "/" + std::to_string(options_.partitions);
   if (s.IsNotFound() && options_.read_only) {
     return FailedPrecondition("no event log at " + options_.path + " to open read-only");
-  } else if (s.IsNotFound()) {
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    WL_RETURN_IF_ERROR(FromRocks(db_->Put(wo, meta_, kShapeKey, shape), "write log shape"));
-  } else if (!s.ok()) {
+  } else if (!s.ok() && !s.IsNotFound()) {
     return FromRocks(s, "read log shape");
-  } else if (stored != shape) {
+  } else if (s.ok() && stored != shape) {
     return FailedPrecondition("event log at " + options_.path + " was created as '" + stored +
                               "' (name/partitions) but opened as '" + shape +
                               "'; use the original settings or a new --data-dir");
@@ -472,6 +468,14 @@ Status EventLog::Init() {
     handles_.insert(handles_.end(), created.begin(), created.end());  // Closed with the rest, even on failure.
     WL_RETURN_IF_ERROR(FromRocks(made, "create the event log's column families at " + options_.path));
     for (size_t i = 0; i < missing.size(); ++i) by_name.emplace(missing[i].name, created[i]);
+  }
+  // The shape last: a log with its shape has all its column families, unless a stop came between
+  // the creation of some and of the rest (RocksDB logs each in its MANIFEST); the next open
+  // finishes it.
+  if (s.IsNotFound()) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    WL_RETURN_IF_ERROR(FromRocks(db_->Put(wo, meta_, kShapeKey, shape), "write log shape"));
   }
   state_ = by_name.at("state");
   for (size_t i = 1; i < wanted.size(); ++i) events_.push_back(by_name.at(wanted[i].name));

@@ -109,13 +109,16 @@ std::vector<LoggedOp> LastLoggedBatch(const std::string& path) {
 
 class EventLogTest : public ::testing::Test {
  protected:
-  std::unique_ptr<EventLog> OpenLog(uint32_t partitions = 4) {
+  Result<std::unique_ptr<EventLog>> OpenLogOrError(uint32_t partitions) {
     Options o;
     o.path = dir_.Sub("log");
     o.name = "test";
     o.partitions = partitions;
     o.clock = &clock_;
-    auto log = EventLog::Open(o);
+    return EventLog::Open(o);
+  }
+  std::unique_ptr<EventLog> OpenLog(uint32_t partitions = 4) {
+    auto log = OpenLogOrError(partitions);
     EXPECT_TRUE(log.ok()) << log.status().ToString();
     return log.ok() ? std::move(log).value() : nullptr;
   }
@@ -710,6 +713,76 @@ TEST_F(EventLogTest, AReaderOfALogMissingAColumnFamilyIsToldWhichAndWhatToDo) {
   std::vector<std::string> names;
   ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &names).ok());
   EXPECT_EQ(std::count(names.begin(), names.end(), EventsColumnFamily(1)), 0);
+}
+
+// A log with its shape and no other column family (as an older build left one that stopped right
+// after writing the shape) is refused under another shape with nothing added, and finished under
+// its own.
+TEST_F(EventLogTest, ALogWithOnlyItsShapeIsFinishedUnderItsShapeAndUntouchedUnderAnother) {
+  auto path = dir_.Sub("log");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Put(wo, "shape", "test/3").ok());
+    delete db;
+  }
+  auto other = OpenLogOrError(2);
+  ASSERT_FALSE(other.ok());
+  EXPECT_EQ(other.status().code(), StatusCode::kFailedPrecondition) << other.status().ToString();
+  std::vector<std::string> names;
+  ASSERT_TRUE(rocksdb::DB::ListColumnFamilies(rocksdb::Options(), path, &names).ok());
+  EXPECT_EQ(names, std::vector<std::string>{"default"});
+
+  auto log = OpenLog(3);
+  ASSERT_NE(log, nullptr);
+  WriteSet ws;
+  ws.Append(Ev(2, "k"));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  auto report = log->Verify();
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->ok) << report->problem;
+  log.reset();
+  RawDb raw(path, /*read_only=*/true);
+  names = raw.names;
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "events.0", "events.1", "events.2", "state"}));
+}
+
+// A log of the shared layout that lacks its state column family gets that one, and no
+// per-partition ones.
+TEST_F(EventLogTest, ASharedLayoutLogMissingItsStateGetsOnlyTheState) {
+  auto path = dir_.Sub("log");
+  {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, {}},
+                                                        {kSharedEventsColumnFamily, {}}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* db = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+    ASSERT_TRUE(db->Put({}, handles[0], "shape", "test/2").ok());
+    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+    delete db;
+  }
+  auto log = OpenLog(2);
+  ASSERT_NE(log, nullptr);
+  WriteSet ws;
+  ws.Append(Ev(0, "a"));
+  ws.Append(Ev(1, "b"));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  EXPECT_EQ(log->Read(1, 1, 10)->size(), 1u);
+  log.reset();
+  RawDb raw(path, /*read_only=*/true);
+  std::vector<std::string> names = raw.names;
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"default", "events", "state"}));
+  std::string v;
+  EXPECT_TRUE(raw.db->Get({}, raw.cf("events"), EventKey(1, 1), &v).ok());
 }
 
 // Both layouts at once is no log wattledger wrote: refused, not guessed at.
