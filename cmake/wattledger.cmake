@@ -22,10 +22,10 @@ endfunction()
 
 # Where the tests and the benchmarks' smoke runs make their scratch directories ($TMPDIR, read by
 # TempDir, the benchmarks and pg_ledger.sh). By default that is /dev/shm when it is a tmpfs with
-# WL_TEST_TMPDIR_MIN_MIB free, else the machine's own $TMPDIR or /tmp. The suite fsyncs thousands
-# of times; on a CI machine whose disk took about 100 ms a sync, four tests ran out of time.
-# Nothing a test checks is lost on tmpfs: a kill -9 leaves the page cache, and no test can cut the
-# power. The benchmarks themselves (`make bench`) keep writing to the disk.
+# WL_TEST_TMPDIR_MIN_MIB free; else the tests keep the $TMPDIR (or /tmp) they run with. The suite
+# fsyncs thousands of times; on a CI machine whose disk took about 100 ms a sync, four tests ran
+# out of time. Nothing a test checks is lost on tmpfs: a kill -9 leaves the page cache, and no test
+# can cut the power. The benchmarks themselves (`make bench`) keep writing to the disk.
 set(WL_TEST_TMPDIR "" CACHE PATH "parent of the tests' scratch dirs (empty: /dev/shm if it has room)")
 set(WL_TEST_TMPDIR_MIN_MIB 2048 CACHE STRING "free MiB /dev/shm needs to be chosen for the tests")
 set(WL_TEST_SCRATCH "${WL_TEST_TMPDIR}")
@@ -35,17 +35,19 @@ if(NOT WL_TEST_SCRATCH)
   if(wl_shm_rc EQUAL 0 AND wl_shm_df MATCHES "\ntmpfs +([0-9]+)" AND
      CMAKE_MATCH_1 GREATER_EQUAL WL_TEST_TMPDIR_MIN_MIB)
     set(WL_TEST_SCRATCH /dev/shm)
-  elseif(DEFINED ENV{TMPDIR})
-    set(WL_TEST_SCRATCH "$ENV{TMPDIR}")
-  else()
-    set(WL_TEST_SCRATCH /tmp)
   endif()
 endif()
-message(STATUS "tests make their scratch dirs under ${WL_TEST_SCRATCH}")
+if(WL_TEST_SCRATCH)
+  message(STATUS "tests make their scratch dirs under ${WL_TEST_SCRATCH}")
+  set(WL_TEST_SCRATCH_ENV "TMPDIR=${WL_TEST_SCRATCH}")
+else()
+  message(STATUS "tests make their scratch dirs under the TMPDIR they run with (or /tmp)")
+  set(WL_TEST_SCRATCH_ENV)
+endif()
 
 # wl_test_environment(test ...): the environment every test runs in, plus the given VAR=value.
 function(wl_test_environment test)
-  set_property(TEST ${test} PROPERTY ENVIRONMENT "TMPDIR=${WL_TEST_SCRATCH}" ${ARGN})
+  set_property(TEST ${test} PROPERTY ENVIRONMENT ${WL_TEST_SCRATCH_ENV} ${ARGN})
 endfunction()
 
 # wl_library(NAME name SRCS ... DEPS ...): a static library with include/ as its public headers.

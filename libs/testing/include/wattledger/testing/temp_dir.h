@@ -1,7 +1,10 @@
 // TempDir: a fresh directory under $TMPDIR removed when it goes out of scope. Tests only.
 #pragma once
 
+#include <cerrno>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -9,11 +12,17 @@ namespace wattledger::testing {
 
 class TempDir {
  public:
+  // A test without its directory would write wherever an empty path leads: it stops instead.
   TempDir() {
     const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base ? base : "/tmp") + "/wattledger-test-XXXXXX";
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/wattledger-test-XXXXXX";
     char* made = ::mkdtemp(pattern.data());
-    path_ = made ? made : "";
+    if (made == nullptr) {
+      std::fprintf(stderr, "TempDir: cannot make %s: %s; set TMPDIR to a writable directory\n", pattern.c_str(),
+                   std::strerror(errno));
+      std::abort();
+    }
+    path_ = made;
   }
   ~TempDir() {
     std::error_code ec;
