@@ -334,14 +334,12 @@ Result<Event> Decode(std::string_view payload) {
 // ---------------------------------------------------------------------------------------------
 // Requests
 
-// The part every operator command shares: ids from the adapter, a required operator, for
-// commands on an account a required account id, and the free-text reason where there is one.
+// The part every operator command shares: a required operator, for commands on an account a
+// required account id, and the free-text reason where there is one.
 template <typename C, typename R>
-Result<C> OperatorCommand(const R& r, std::string txn_id, int64_t time_us) {
+Result<C> OperatorCommand(const R& r) {
   WL_RETURN_IF_ERROR(Required(r.operator_id(), "operator_id"));
   C c;
-  c.txn_id = std::move(txn_id);
-  c.time_us = time_us;
   c.operator_id = r.operator_id();
   if constexpr (requires { c.account_id; }) {
     WL_RETURN_IF_ERROR(Required(r.account_id(), "account_id"));
@@ -360,8 +358,8 @@ void CopyLimitOverrides(const R& r, C* c) {
 }
 
 template <typename C>
-Result<C> MeterCommand(const v1::MeterRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(C c, OperatorCommand<C>(r, std::move(txn_id), time_us));
+Result<C> MeterCommand(const v1::MeterRequest& r) {
+  WL_ASSIGN_OR_RETURN(C c, OperatorCommand<C>(r));
   WL_RETURN_IF_ERROR(Required(r.meter_id(), "meter_id"));
   c.meter_id = r.meter_id();
   return c;
@@ -375,8 +373,8 @@ Result<PaymentMethod> MethodOrCash(v1::PaymentMethod m) {
 
 // Top-ups and refunds move money through a channel, which the operator must name.
 template <typename C, typename R>
-Result<C> PaymentCommand(const R& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(C c, OperatorCommand<C>(r, std::move(txn_id), time_us));
+Result<C> PaymentCommand(const R& r) {
+  WL_ASSIGN_OR_RETURN(C c, OperatorCommand<C>(r));
   WL_RETURN_IF_ERROR(Required(r.idempotency_key(), "idempotency_key"));
   WL_ASSIGN_OR_RETURN(c.method, FromProto(r.method(), "method"));
   c.idempotency_key = r.idempotency_key();
@@ -493,9 +491,8 @@ v1::Posting ToProto(const Posting& p) {
   return w;
 }
 
-Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_id,
-                              int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(OpenAccount c, OperatorCommand<OpenAccount>(r, std::move(txn_id), time_us));
+Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r) {
+  WL_ASSIGN_OR_RETURN(OpenAccount c, OperatorCommand<OpenAccount>(r));
   WL_ASSIGN_OR_RETURN(c.mode, FromProto(r.mode(), "mode"));
   c.customer_name = r.customer_name();
   c.phones.assign(r.phones().begin(), r.phones().end());
@@ -508,34 +505,31 @@ Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_i
   return c;
 }
 
-Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r, std::string txn_id,
-                                    int64_t time_us) {
-  return MeterCommand<AttachMeter>(r, std::move(txn_id), time_us);
+Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r) {
+  return MeterCommand<AttachMeter>(r);
 }
 
-Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r, std::string txn_id,
-                                    int64_t time_us) {
-  return MeterCommand<DetachMeter>(r, std::move(txn_id), time_us);
+Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r) {
+  return MeterCommand<DetachMeter>(r);
 }
 
-Result<SetLimits> FromProto(const v1::SetLimitsRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(SetLimits c, OperatorCommand<SetLimits>(r, std::move(txn_id), time_us));
+Result<SetLimits> FromProto(const v1::SetLimitsRequest& r) {
+  WL_ASSIGN_OR_RETURN(SetLimits c, OperatorCommand<SetLimits>(r));
   CopyLimitOverrides(r, &c);
   return c;
 }
 
-Result<Suspend> FromProto(const v1::SuspendRequest& r, std::string txn_id, int64_t time_us) {
-  return OperatorCommand<Suspend>(r, std::move(txn_id), time_us);
+Result<Suspend> FromProto(const v1::SuspendRequest& r) {
+  return OperatorCommand<Suspend>(r);
 }
 
-Result<Resume> FromProto(const v1::ResumeRequest& r, std::string txn_id, int64_t time_us) {
-  return OperatorCommand<Resume>(r, std::move(txn_id), time_us);
+Result<Resume> FromProto(const v1::ResumeRequest& r) {
+  return OperatorCommand<Resume>(r);
 }
 
-Result<TransferOwnership> FromProto(const v1::TransferRequest& r, std::string txn_id,
-                                    int64_t time_us) {
+Result<TransferOwnership> FromProto(const v1::TransferRequest& r) {
   WL_ASSIGN_OR_RETURN(TransferOwnership c,
-                      OperatorCommand<TransferOwnership>(r, std::move(txn_id), time_us));
+                      OperatorCommand<TransferOwnership>(r));
   WL_ASSIGN_OR_RETURN(c.method, MethodOrCash(r.method()));
   c.new_customer_name = r.new_customer_name();
   c.new_phones.assign(r.new_phones().begin(), r.new_phones().end());
@@ -543,33 +537,32 @@ Result<TransferOwnership> FromProto(const v1::TransferRequest& r, std::string tx
   return c;
 }
 
-Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r, std::string txn_id,
-                               int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(CloseAccount c, OperatorCommand<CloseAccount>(r, std::move(txn_id), time_us));
+Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r) {
+  WL_ASSIGN_OR_RETURN(CloseAccount c, OperatorCommand<CloseAccount>(r));
   WL_ASSIGN_OR_RETURN(c.method, MethodOrCash(r.method()));
   return c;
 }
 
-Result<TopUp> FromProto(const v1::TopUpRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(TopUp c, PaymentCommand<TopUp>(r, std::move(txn_id), time_us));
+Result<TopUp> FromProto(const v1::TopUpRequest& r) {
+  WL_ASSIGN_OR_RETURN(TopUp c, PaymentCommand<TopUp>(r));
   if (r.has_expected_purchase_count()) c.expected_purchase_count = r.expected_purchase_count();
   return c;
 }
 
-Result<Refund> FromProto(const v1::RefundRequest& r, std::string txn_id, int64_t time_us) {
-  return PaymentCommand<Refund>(r, std::move(txn_id), time_us);
+Result<Refund> FromProto(const v1::RefundRequest& r) {
+  return PaymentCommand<Refund>(r);
 }
 
-Result<Reverse> FromProto(const v1::ReverseRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(Reverse c, OperatorCommand<Reverse>(r, std::move(txn_id), time_us));
+Result<Reverse> FromProto(const v1::ReverseRequest& r) {
+  WL_ASSIGN_OR_RETURN(Reverse c, OperatorCommand<Reverse>(r));
   WL_RETURN_IF_ERROR(Required(r.original_txn_id(), "original_txn_id"));
   c.original_txn_id = r.original_txn_id();
   c.idempotency_key = r.idempotency_key();  // Optional: one reversal per original anyway.
   return c;
 }
 
-Result<Adjust> FromProto(const v1::AdjustRequest& r, std::string txn_id, int64_t time_us) {
-  WL_ASSIGN_OR_RETURN(Adjust c, OperatorCommand<Adjust>(r, std::move(txn_id), time_us));
+Result<Adjust> FromProto(const v1::AdjustRequest& r) {
+  WL_ASSIGN_OR_RETURN(Adjust c, OperatorCommand<Adjust>(r));
   WL_RETURN_IF_ERROR(Required(r.idempotency_key(), "idempotency_key"));
   c.idempotency_key = r.idempotency_key();
   c.amount_minor = r.amount_minor();

@@ -70,24 +70,23 @@ v1::Transaction ToProto(const TxnRecord& t);
 v1::Limits ToProto(const Limits& l);
 v1::Posting ToProto(const Posting& p);
 
-// Requests -> domain commands. The adapter supplies txn_id and time_us. Only shape is checked
-// (required ids, enum values); the domain decides the rest and records its rejections.
-Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r, std::string txn_id, int64_t time_us);
-Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us);
-Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r, std::string txn_id, int64_t time_us);
-Result<SetLimits> FromProto(const v1::SetLimitsRequest& r, std::string txn_id, int64_t time_us);
-Result<Suspend> FromProto(const v1::SuspendRequest& r, std::string txn_id, int64_t time_us);
-Result<Resume> FromProto(const v1::ResumeRequest& r, std::string txn_id, int64_t time_us);
+// Requests -> domain commands, without txn_id and time_us: the partition's writer gives each its
+// own when it takes it. Only shape is checked (required ids, enum values); the domain decides the
+// rest and records its rejections.
+Result<OpenAccount> FromProto(const v1::OpenAccountRequest& r);
+Result<AttachMeter> AttachFromProto(const v1::MeterRequest& r);
+Result<DetachMeter> DetachFromProto(const v1::MeterRequest& r);
+Result<SetLimits> FromProto(const v1::SetLimitsRequest& r);
+Result<Suspend> FromProto(const v1::SuspendRequest& r);
+Result<Resume> FromProto(const v1::ResumeRequest& r);
 // An UNSPECIFIED method means cash (only used when a settlement pays out).
-Result<TransferOwnership> FromProto(const v1::TransferRequest& r, std::string txn_id,
-                                    int64_t time_us);
+Result<TransferOwnership> FromProto(const v1::TransferRequest& r);
 // An UNSPECIFIED method means cash (only used when a positive balance is paid out).
-Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r, std::string txn_id,
-                               int64_t time_us);
-Result<TopUp> FromProto(const v1::TopUpRequest& r, std::string txn_id, int64_t time_us);
-Result<Refund> FromProto(const v1::RefundRequest& r, std::string txn_id, int64_t time_us);
-Result<Reverse> FromProto(const v1::ReverseRequest& r, std::string txn_id, int64_t time_us);
-Result<Adjust> FromProto(const v1::AdjustRequest& r, std::string txn_id, int64_t time_us);
+Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r);
+Result<TopUp> FromProto(const v1::TopUpRequest& r);
+Result<Refund> FromProto(const v1::RefundRequest& r);
+Result<Reverse> FromProto(const v1::ReverseRequest& r);
+Result<Adjust> FromProto(const v1::AdjustRequest& r);
 
 // Billing's usage event -> charge command. charge_id and account_id must be set, amount_minor > 0
 // and energy_wh >= 0: billing is another service, so its output is input here.

@@ -478,10 +478,10 @@ TEST(RequestCodec, OpenAccountCarriesEveryField) {
   r.set_hoarding_cap_minor(9);
   r.set_opening_balance_minor(-5);
   r.set_opening_balance_source("old");
-  Result<OpenAccount> c = FromProto(r, "T1", kT);
+  Result<OpenAccount> c = FromProto(r);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->txn_id, "T1");
-  EXPECT_EQ(c->time_us, kT);
+  EXPECT_EQ(c->txn_id, "");  // The writer gives it one when it takes the command.
+  EXPECT_EQ(c->time_us, 0);
   EXPECT_EQ(c->operator_id, "op");
   EXPECT_EQ(c->account_id, "A1");
   EXPECT_EQ(c->customer_name, "Wang");
@@ -498,7 +498,7 @@ TEST(RequestCodec, OpenAccountCarriesEveryField) {
   EXPECT_EQ(c->opening_balance_source, "old");
 
   r.clear_mode();
-  ExpectInvalid(FromProto(r, "T1", kT).status(), "mode is required: prepaid or postpaid");
+  ExpectInvalid(FromProto(r).status(), "mode is required: prepaid or postpaid");
 }
 
 TEST(RequestCodec, MissingFieldsAreNamed) {
@@ -537,19 +537,19 @@ TEST(RequestCodec, MissingFieldsAreNamed) {
   open.set_account_id("A1");
   open.set_mode(v1::MODE_PREPAID);
   const std::vector<Case> cases = {
-      {"open", [&] { return FromProto(open, "T", kT).status(); }, "operator_id is required"},
-      {"attach", [&] { return AttachFromProto(meter, "T", kT).status(); }, "meter_id is required"},
-      {"detach", [&] { return DetachFromProto(meter, "T", kT).status(); }, "meter_id is required"},
-      {"set_limits", [&] { return FromProto(limits, "T", kT).status(); }, "account_id is required"},
-      {"suspend", [&] { return FromProto(suspend, "T", kT).status(); }, "operator_id is required"},
-      {"resume", [&] { return FromProto(resume, "T", kT).status(); }, "account_id is required"},
-      {"transfer", [&] { return FromProto(transfer, "T", kT).status(); }, "operator_id is required"},
-      {"close", [&] { return FromProto(close, "T", kT).status(); }, "account_id is required"},
-      {"top_up", [&] { return FromProto(top_up, "T", kT).status(); }, "idempotency_key is required"},
-      {"refund", [&] { return FromProto(refund, "T", kT).status(); },
+      {"open", [&] { return FromProto(open).status(); }, "operator_id is required"},
+      {"attach", [&] { return AttachFromProto(meter).status(); }, "meter_id is required"},
+      {"detach", [&] { return DetachFromProto(meter).status(); }, "meter_id is required"},
+      {"set_limits", [&] { return FromProto(limits).status(); }, "account_id is required"},
+      {"suspend", [&] { return FromProto(suspend).status(); }, "operator_id is required"},
+      {"resume", [&] { return FromProto(resume).status(); }, "account_id is required"},
+      {"transfer", [&] { return FromProto(transfer).status(); }, "operator_id is required"},
+      {"close", [&] { return FromProto(close).status(); }, "account_id is required"},
+      {"top_up", [&] { return FromProto(top_up).status(); }, "idempotency_key is required"},
+      {"refund", [&] { return FromProto(refund).status(); },
        "method is required: cash, wechat, alipay, bank or platform"},
-      {"reverse", [&] { return FromProto(reverse, "T", kT).status(); }, "original_txn_id is required"},
-      {"adjust", [&] { return FromProto(adjust, "T", kT).status(); }, "idempotency_key is required"},
+      {"reverse", [&] { return FromProto(reverse).status(); }, "original_txn_id is required"},
+      {"adjust", [&] { return FromProto(adjust).status(); }, "idempotency_key is required"},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.name);
@@ -565,22 +565,22 @@ TEST(RequestCodec, PaymentRequestsNeedAMethod) {
   r.set_account_id("A1");
   r.set_idempotency_key("k1");
   r.set_amount_minor(500);
-  EXPECT_EQ(FromProto(r, "T", kT).status().message(),
+  EXPECT_EQ(FromProto(r).status().message(),
             "method is required: cash, wechat, alipay, bank or platform");
   r.set_method(static_cast<v1::PaymentMethod>(11));
-  ExpectInvalid(FromProto(r, "T", kT).status(), "method has unknown value 11");
+  ExpectInvalid(FromProto(r).status(), "method has unknown value 11");
   r.set_method(v1::PAYMENT_METHOD_WECHAT);
-  Result<TopUp> c = FromProto(r, "T", kT);
+  Result<TopUp> c = FromProto(r);
   ASSERT_TRUE(c.ok()) << c.status().ToString();
   EXPECT_EQ(c->method, PaymentMethod::kWechat);
   EXPECT_EQ(c->idempotency_key, "k1");
   EXPECT_EQ(c->amount_minor, 500);
   EXPECT_EQ(c->expected_purchase_count, std::nullopt);
   r.set_expected_purchase_count(4);
-  EXPECT_EQ(FromProto(r, "T", kT)->expected_purchase_count, 4);
+  EXPECT_EQ(FromProto(r)->expected_purchase_count, 4);
   // The domain, not the codec, decides that an amount must be positive.
   r.set_amount_minor(-1);
-  EXPECT_TRUE(FromProto(r, "T", kT).ok());
+  EXPECT_TRUE(FromProto(r).ok());
 
   v1::RefundRequest f;
   f.set_operator_id("op");
@@ -589,7 +589,7 @@ TEST(RequestCodec, PaymentRequestsNeedAMethod) {
   f.set_amount_minor(300);
   f.set_method(v1::PAYMENT_METHOD_BANK);
   f.set_reason("asked");
-  Result<Refund> rc = FromProto(f, "T", kT);
+  Result<Refund> rc = FromProto(f);
   ASSERT_TRUE(rc.ok()) << rc.status().ToString();
   EXPECT_EQ(rc->method, PaymentMethod::kBank);
   EXPECT_EQ(rc->amount_minor, 300);
@@ -601,14 +601,14 @@ TEST(RequestCodec, CloseAndTransferDefaultToCash) {
   close.set_operator_id("op");
   close.set_account_id("A1");
   close.set_reason("moved");
-  Result<CloseAccount> c = FromProto(close, "T", kT);
+  Result<CloseAccount> c = FromProto(close);
   ASSERT_TRUE(c.ok());
   EXPECT_EQ(c->method, PaymentMethod::kCash);
   EXPECT_EQ(c->reason, "moved");
   close.set_method(v1::PAYMENT_METHOD_ALIPAY);
-  EXPECT_EQ(FromProto(close, "T", kT)->method, PaymentMethod::kAlipay);
+  EXPECT_EQ(FromProto(close)->method, PaymentMethod::kAlipay);
   close.set_method(static_cast<v1::PaymentMethod>(99));
-  ExpectInvalid(FromProto(close, "T", kT).status(), "method has unknown value 99");
+  ExpectInvalid(FromProto(close).status(), "method has unknown value 99");
 
   v1::TransferRequest t;
   t.set_operator_id("op");
@@ -616,14 +616,14 @@ TEST(RequestCodec, CloseAndTransferDefaultToCash) {
   t.set_new_customer_name("Li");
   t.add_new_phones("186");
   t.set_settle(true);
-  Result<TransferOwnership> tc = FromProto(t, "T", kT);
+  Result<TransferOwnership> tc = FromProto(t);
   ASSERT_TRUE(tc.ok());
   EXPECT_EQ(tc->method, PaymentMethod::kCash);
   EXPECT_EQ(tc->new_customer_name, "Li");
   EXPECT_EQ(tc->new_phones, std::vector<std::string>{"186"});
   EXPECT_TRUE(tc->settle);
   t.set_method(static_cast<v1::PaymentMethod>(-3));
-  ExpectInvalid(FromProto(t, "T", kT).status(), "method has unknown value -3");
+  ExpectInvalid(FromProto(t).status(), "method has unknown value -3");
 }
 
 TEST(RequestCodec, OtherRequestsCarryTheirFields) {
@@ -631,20 +631,19 @@ TEST(RequestCodec, OtherRequestsCarryTheirFields) {
   m.set_operator_id("op");
   m.set_account_id("A1");
   m.set_meter_id("M7");
-  Result<AttachMeter> a = AttachFromProto(m, "T1", kT);
+  Result<AttachMeter> a = AttachFromProto(m);
   ASSERT_TRUE(a.ok());
   EXPECT_EQ(a->meter_id, "M7");
   EXPECT_EQ(a->account_id, "A1");
-  Result<DetachMeter> d = DetachFromProto(m, "T2", kT);
+  Result<DetachMeter> d = DetachFromProto(m);
   ASSERT_TRUE(d.ok());
-  EXPECT_EQ(d->txn_id, "T2");
   EXPECT_EQ(d->meter_id, "M7");
 
   v1::SetLimitsRequest l;
   l.set_operator_id("op");
   l.set_account_id("A1");
   l.set_alarm2_minor(0);
-  Result<SetLimits> lc = FromProto(l, "T", kT);
+  Result<SetLimits> lc = FromProto(l);
   ASSERT_TRUE(lc.ok());
   EXPECT_EQ(lc->alarm2_minor, 0);
   EXPECT_EQ(lc->credit_limit_minor, std::nullopt);
@@ -653,18 +652,18 @@ TEST(RequestCodec, OtherRequestsCarryTheirFields) {
   s.set_operator_id("op");
   s.set_account_id("A1");
   s.set_reason("tamper");
-  EXPECT_EQ(FromProto(s, "T", kT)->reason, "tamper");
+  EXPECT_EQ(FromProto(s)->reason, "tamper");
 
   v1::ResumeRequest r;
   r.set_operator_id("op");
   r.set_account_id("A1");
-  EXPECT_EQ(FromProto(r, "T", kT)->account_id, "A1");
+  EXPECT_EQ(FromProto(r)->account_id, "A1");
 
   v1::ReverseRequest rv;
   rv.set_operator_id("op");
   rv.set_original_txn_id("T9");
   rv.set_reason("typo");
-  Result<Reverse> rc = FromProto(rv, "T", kT);
+  Result<Reverse> rc = FromProto(rv);
   ASSERT_TRUE(rc.ok());  // The idempotency key is optional for reversals.
   EXPECT_EQ(rc->original_txn_id, "T9");
   EXPECT_EQ(rc->reason, "typo");
@@ -676,7 +675,7 @@ TEST(RequestCodec, OtherRequestsCarryTheirFields) {
   ad.set_idempotency_key("k");
   ad.set_amount_minor(-40);
   ad.set_reason("fault");
-  Result<Adjust> ac = FromProto(ad, "T", kT);
+  Result<Adjust> ac = FromProto(ad);
   ASSERT_TRUE(ac.ok());
   EXPECT_EQ(ac->amount_minor, -40);
   EXPECT_EQ(ac->reason, "fault");

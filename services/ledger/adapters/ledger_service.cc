@@ -1012,7 +1012,7 @@ Result<uint32_t> LedgerService::PartitionOf(const v1::ReverseRequest& req) const
     if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);                                   \
     /* Converted here, not on the writer: a malformed request is answered without queueing, and */ \
     /* the writer neither copies nor parses the request. The writer gives it its txn id and time. */ \
-    auto converted = Convert(req, std::string(), 0);                                                 \
+    auto converted = Convert(req);                                                                   \
     if (!converted.ok()) return done(server::ToGrpc(converted.status()), nullptr);                   \
     MutateAsync(*p, KeyOf(req), Command(std::move(converted).value()), std::move(done));              \
   }                                                                                                  \
