@@ -34,6 +34,7 @@ using Clock = std::chrono::steady_clock;
 
 constexpr int kAccounts = 8;
 constexpr int kKills = 8;
+constexpr size_t kMinAckedPerRound = 20;  // Acknowledged before each kill's random moment.
 
 std::string Bin() { return testing::BinPath("wattledger"); }
 
@@ -140,8 +141,21 @@ TEST_F(LedgerCrashTest, AcknowledgedOperationsSurviveKill9ExactlyOnce) {
         }
       });
     }
-    // Let load build up, then kill at a random moment.
-    std::this_thread::sleep_for(std::chrono::milliseconds(200 + rng() % 600));
+    // Let load build up, then kill at a random moment. The load is counted, not timed: on a slow
+    // machine (a disk syncing in 100 ms) a fixed wait acknowledged too little to mean anything.
+    const size_t acked_before = [&] {
+      std::lock_guard lock(mu_);
+      return acked_.size();
+    }();
+    const auto give_up = Clock::now() + std::chrono::seconds(60);
+    while (Clock::now() < give_up) {
+      {
+        std::lock_guard lock(mu_);
+        if (acked_.size() >= acked_before + kMinAckedPerRound) break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 600));
     proc_.Kill(Clock::now() + std::chrono::seconds(10));
     stop = true;
     for (auto& t : clients) t.join();
