@@ -590,10 +590,14 @@ std::optional<std::string_view> UsageAccountIdOf(std::string_view payload) {
     if (WireFormatLite::GetTagFieldNumber(tag) == kAccountIdField &&
         WireFormatLite::GetTagWireType(tag) == WireFormatLite::WIRETYPE_LENGTH_DELIMITED) {
       uint32_t size = 0;
+      if (!in.ReadVarint32(&size)) return std::nullopt;
+      if (size == 0) {  // At the payload's end no buffer is left to point into.
+        account = std::string_view();
+        continue;
+      }
       const void* data = nullptr;
       int available = 0;
-      if (!in.ReadVarint32(&size) || !in.GetDirectBufferPointer(&data, &available) ||
-          static_cast<uint32_t>(available) < size) {
+      if (!in.GetDirectBufferPointer(&data, &available) || static_cast<uint32_t>(available) < size) {
         return std::nullopt;
       }
       account = std::string_view(static_cast<const char*>(data), size);
