@@ -3,6 +3,8 @@
 # nothing but `make run` or `make test`.
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 BUILD_TYPE ?= RelWithDebInfo
 JOBS ?= $(shell nproc)
 CTEST_ARGS ?=
@@ -11,7 +13,7 @@ CTEST_ARGS ?=
 export CCACHE_BASEDIR ?= $(CURDIR)
 export CCACHE_NOHASHDIR ?= 1
 
-.PHONY: deps configure build run test test-asan bench clean
+.PHONY: deps configure build run test test-asan bench fuzz clean
 
 deps:
 	@bash scripts/install-deps.sh
@@ -37,5 +39,9 @@ test-asan: deps
 bench: build
 	@bash loadtest/run-benchmarks.sh $(BUILD_DIR)
 
+# Coverage-guided fuzzing of the parsers with libFuzzer (clang), FUZZ_SECONDS per target.
+fuzz: build
+	@bash scripts/fuzz.sh $(BUILD_DIR) $(FUZZ_DIR) $(FUZZ_SECONDS)
+
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

@@ -1,6 +1,16 @@
 # One helper per kind of target, so every library, test and proto set is built the same way.
 
 set(WL_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+# WL_FUZZ: the libFuzzer build of tests/fuzz (scripts/fuzz.sh). Everything is compiled with
+# coverage for the fuzzer and under AddressSanitizer and UndefinedBehaviorSanitizer.
+option(WL_FUZZ "build tests/fuzz as libFuzzer binaries (needs clang)" OFF)
+if(WL_FUZZ)
+  if(NOT CMAKE_CXX_COMPILER_ID STREQUAL "Clang")
+    message(FATAL_ERROR "WL_FUZZ needs clang (CC=clang CXX=clang++), not ${CMAKE_CXX_COMPILER_ID}")
+  endif()
+  add_compile_options(-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer)
+  add_link_options(-fsanitize=address,undefined)
+endif()
 if(WL_SANITIZE)
   set(WL_SAN_FLAGS -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
   add_compile_options(${WL_SAN_FLAGS})

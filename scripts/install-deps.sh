@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Installs the Debian 12 packages wattledger builds and tests with. Used by `make run`,
-# `make test` and CI. Idempotent: it installs only what is missing, so a warm machine pays
-# one dpkg query and nothing else.
+# Installs the Debian 12 packages wattledger builds and tests with, and any named as arguments.
+# Used by `make run`, `make test`, `make fuzz` and CI. Idempotent: it installs only what is
+# missing, so a warm machine pays one dpkg query and nothing else.
 set -euo pipefail
 
 packages=(
@@ -12,6 +12,7 @@ packages=(
   libcli11-dev nlohmann-json3-dev libssl-dev libjemalloc-dev
   postgresql postgresql-contrib procps
 )
+packages+=("$@")  # Extra ones a target needs (make fuzz: clang and its fuzzer runtime).
 
 missing=()
 for p in "${packages[@]}"; do
