@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <optional>
 #include <thread>
 
 #include "wattledger/testing/temp_dir.h"
@@ -65,6 +66,28 @@ struct RawDb {
     return "?" + std::to_string(id);
   }
 };
+
+// A database made at `path` behind the log's back, with the column families `names` (default
+// first) and, if given, a stored shape: what a log whose creation stopped part-way, or an older
+// build, left behind.
+void MakeRawLog(const std::string& path, const std::vector<std::string>& names,
+                const std::optional<std::string>& shape) {
+  rocksdb::Options o;
+  o.create_if_missing = true;
+  o.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  for (const auto& name : names) cfs.emplace_back(name, rocksdb::ColumnFamilyOptions());
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
+  if (shape) {
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    ASSERT_TRUE(db->Put(wo, handles[0], "shape", *shape).ok());
+  }
+  for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  delete db;
+}
 
 // One operation of a WriteBatch as RocksDB logged it.
 struct LoggedOp {
@@ -667,18 +690,7 @@ TEST_F(EventLogTest, AnOlderLogWithOneSharedEventsColumnFamilyStillOpensAndGrows
 // before the last gets the missing ones when it is opened again.
 TEST_F(EventLogTest, ALogWhoseCreationStoppedHalfWayGetsItsMissingColumnFamilies) {
   auto path = dir_.Sub("log");
-  {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    o.create_missing_column_families = true;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {
-        {rocksdb::kDefaultColumnFamilyName, {}}, {"state", {}}, {EventsColumnFamily(0), {}}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    delete db;
-  }
+  MakeRawLog(path, {rocksdb::kDefaultColumnFamilyName, "state", EventsColumnFamily(0)}, std::nullopt);
   auto log = OpenLog(2);
   ASSERT_NE(log, nullptr);
   WriteSet ws;
@@ -720,16 +732,7 @@ TEST_F(EventLogTest, AReaderOfALogMissingAColumnFamilyIsToldWhichAndWhatToDo) {
 // its own.
 TEST_F(EventLogTest, ALogWithOnlyItsShapeIsFinishedUnderItsShapeAndUntouchedUnderAnother) {
   auto path = dir_.Sub("log");
-  {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, &db).ok());
-    rocksdb::WriteOptions wo;
-    wo.sync = true;
-    ASSERT_TRUE(db->Put(wo, "shape", "test/3").ok());
-    delete db;
-  }
+  MakeRawLog(path, {rocksdb::kDefaultColumnFamilyName}, "test/3");
   auto other = OpenLogOrError(2);
   ASSERT_FALSE(other.ok());
   EXPECT_EQ(other.status().code(), StatusCode::kFailedPrecondition) << other.status().ToString();
@@ -756,19 +759,7 @@ TEST_F(EventLogTest, ALogWithOnlyItsShapeIsFinishedUnderItsShapeAndUntouchedUnde
 // per-partition ones.
 TEST_F(EventLogTest, ASharedLayoutLogMissingItsStateGetsOnlyTheState) {
   auto path = dir_.Sub("log");
-  {
-    rocksdb::Options o;
-    o.create_if_missing = true;
-    o.create_missing_column_families = true;
-    std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, {}},
-                                                        {kSharedEventsColumnFamily, {}}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* db = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(o, path, cfs, &handles, &db).ok());
-    ASSERT_TRUE(db->Put({}, handles[0], "shape", "test/2").ok());
-    for (auto* h : handles) ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-    delete db;
-  }
+  MakeRawLog(path, {rocksdb::kDefaultColumnFamilyName, kSharedEventsColumnFamily}, "test/2");
   auto log = OpenLog(2);
   ASSERT_NE(log, nullptr);
   WriteSet ws;
