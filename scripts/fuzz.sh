@@ -7,6 +7,7 @@
 # input breaking its checks stops, leaves the input as FUZZ_DIR/crash-NAME-*, and the script
 # fails; replay it with `BUILD_DIR/fuzz/NAME FILE`.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 build=${1:?build dir}
 fuzz=${2:?fuzz build dir}
 seconds=${3:-60}
@@ -29,7 +30,7 @@ for t in "${targets[@]}"; do
     failed+=("$t")
     continue
   fi
-  grep -E "stat::number_of_executed_units|cov:" "$fuzz/$t.log" | tail -2
+  grep -E "stat::number_of_executed_units|cov:" "$fuzz/$t.log" | tail -2 || true
 done
 if [ ${#failed[@]} -ne 0 ]; then
   echo "=== fuzzing found inputs that break: ${failed[*]} (see $fuzz/crash-*)"

@@ -2,7 +2,8 @@
 // start from. Built two ways (tests/fuzz/CMakeLists.txt): with clang and -DWL_FUZZ=ON as a
 // libFuzzer binary (`make fuzz`), or with replay_main.cc as a test that replays the seeds and
 // deterministic mutations of them in every `make test`. A target reports a broken property with
-// WL_FUZZ_CHECK, which aborts, so that both drivers stop on it with the input that broke it.
+// WL_FUZZ_CHECK, which aborts, so that both drivers stop on it and keep the input that broke it
+// (libFuzzer as crash-*, the replay driver as replay-crash-input).
 #pragma once
 
 #include <cstddef>

@@ -1,8 +1,12 @@
 // Runs a fuzz target without libFuzzer (see fuzz.h): its seeds, every file named on the command
 // line (a file, or each file of a directory: a libFuzzer corpus or crash), then --mutations
 // inputs made from the seeds by flipping, cutting, repeating and splicing bytes, from a fixed
-// random seed so that every run replays the same inputs. --write-seeds DIR writes the seeds as
+// random seed so that every run (with any compiler) replays the same inputs. --write-seeds DIR writes the seeds as
 // files, to start a libFuzzer corpus from.
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -17,8 +21,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// The input being checked, for the abort handler: a check that fails leaves it in
+// replay-crash-input (in the working directory), to replay with `<target> replay-crash-input`.
+const std::string* current = nullptr;
+
+void SaveCurrentInput(int) {
+  if (current != nullptr) {
+    const int fd = ::open("replay-crash-input", O_CREAT | O_WRONLY | O_TRUNC, 0644);
+    if (fd >= 0) {
+      (void)!::write(fd, current->data(), current->size());
+      ::close(fd);
+      static const char kSaved[] = "the input that failed is in replay-crash-input\n";
+      (void)!::write(2, kSaved, sizeof kSaved - 1);
+    }
+  }
+  ::signal(SIGABRT, SIG_DFL);
+  ::raise(SIGABRT);
+}
+
 void Run(const std::string& input) {
+  current = &input;
   LLVMFuzzerTestOneInput(reinterpret_cast<const uint8_t*>(input.data()), input.size());
+  current = nullptr;
 }
 
 std::string ReadFile(const fs::path& path) {
@@ -30,29 +54,39 @@ std::string Mutate(const std::vector<std::string>& seeds, std::mt19937_64& rng) 
   std::string s = seeds[rng() % seeds.size()];
   for (int edits = 1 + static_cast<int>(rng() % 4); edits > 0; --edits) {
     switch (rng() % 6) {
-      case 0:  // Change a byte.
-        if (!s.empty()) s[rng() % s.size()] = static_cast<char>(rng());
+      case 0: {  // Change a byte.
+        if (s.empty()) break;
+        const size_t at = rng() % s.size();
+        s[at] = static_cast<char>(rng());
         break;
-      case 1:  // Flip a bit.
-        if (!s.empty()) s[rng() % s.size()] ^= static_cast<char>(1 << (rng() % 8));
+      }
+      case 1: {  // Flip a bit.
+        if (s.empty()) break;
+        const size_t at = rng() % s.size();
+        s[at] = static_cast<char>(s[at] ^ (1 << (rng() % 8)));
         break;
+      }
       case 2:  // Cut short.
         s.resize(s.empty() ? 0 : rng() % s.size());
         break;
-      case 3:  // Insert a random byte.
-        s.insert(s.begin() + static_cast<std::ptrdiff_t>(s.empty() ? 0 : rng() % (s.size() + 1)),
-                 static_cast<char>(rng()));
+      case 3: {  // Insert a random byte.
+        const size_t at = rng() % (s.size() + 1);  // Each draw on its own line: a fixed order.
+        const char c = static_cast<char>(rng());
+        s.insert(s.begin() + static_cast<std::ptrdiff_t>(at), c);
         break;
+      }
       case 4: {  // Repeat a slice.
         if (s.empty()) break;
         const size_t at = rng() % s.size();
-        s.insert(at, s.substr(at, 1 + rng() % 16));
+        const size_t length = 1 + rng() % 16;
+        s.insert(at, s.substr(at, length));
         break;
       }
       default: {  // Splice with another seed.
         const std::string& other = seeds[rng() % seeds.size()];
-        s = s.substr(0, s.empty() ? 0 : rng() % (s.size() + 1)) +
-            other.substr(other.empty() ? 0 : rng() % other.size());
+        const size_t keep = rng() % (s.size() + 1);
+        const size_t from = other.empty() ? 0 : rng() % other.size();
+        s = s.substr(0, keep) + other.substr(from);
         break;
       }
     }
@@ -92,6 +126,7 @@ int main(int argc, char** argv) {
     std::cout << "wrote " << seeds.size() << " seeds to " << write_seeds << "\n";
     return 0;
   }
+  ::signal(SIGABRT, SaveCurrentInput);
   size_t files = 0;
   for (const auto& seed : seeds) Run(seed);
   for (const auto& p : paths) {
