@@ -429,7 +429,10 @@ Status EventLog::Init() {
     if (options_.partitions == 0 || options_.partitions > 4096) return DataLoss("stored log shape '" + stored + "' is invalid");
   }
   std::string shape = options_.name + "/" + std::to_string(options_.partitions);
-  if (s.IsNotFound() && options_.read_only) {
+  if (s.IsNotFound() && options_.read_only && names.size() > 1) {
+    return FailedPrecondition("the event log at " + options_.path +
+                              " stopped before its creation was finished; open it once read-write to finish it");
+  } else if (s.IsNotFound() && options_.read_only) {
     return FailedPrecondition("no event log at " + options_.path + " to open read-only");
   } else if (!s.ok() && !s.IsNotFound()) {
     return FromRocks(s, "read log shape");
@@ -469,9 +472,9 @@ Status EventLog::Init() {
     WL_RETURN_IF_ERROR(FromRocks(made, "create the event log's column families at " + options_.path));
     for (size_t i = 0; i < missing.size(); ++i) by_name.emplace(missing[i].name, created[i]);
   }
-  // The shape last: a log with its shape has all its column families, unless a stop came between
-  // the creation of some and of the rest (RocksDB logs each in its MANIFEST); the next open
-  // finishes it.
+  // The shape last, so that a log with its shape has all its column families (older builds wrote
+  // the shape first: the opens above finish such a log). A stop before this line leaves a log
+  // without a shape, which the next read-write open finishes too.
   if (s.IsNotFound()) {
     rocksdb::WriteOptions wo;
     wo.sync = true;

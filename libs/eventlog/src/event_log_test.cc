@@ -727,6 +727,26 @@ TEST_F(EventLogTest, AReaderOfALogMissingAColumnFamilyIsToldWhichAndWhatToDo) {
   EXPECT_EQ(std::count(names.begin(), names.end(), EventsColumnFamily(1)), 0);
 }
 
+// A log whose creation stopped before its shape was written: a reader is told to open it
+// read-write once, and that open finishes it.
+TEST_F(EventLogTest, ALogStoppedBeforeItsShapeIsFinishedByTheNextWriter) {
+  auto path = dir_.Sub("log");
+  MakeRawLog(path, {rocksdb::kDefaultColumnFamilyName, "state", EventsColumnFamily(0)}, std::nullopt);
+  Options o;
+  o.path = path;
+  o.partitions = 0;  // As stored.
+  o.read_only = true;
+  auto reader = EventLog::Open(o);
+  ASSERT_FALSE(reader.ok());
+  EXPECT_EQ(reader.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(reader.status().message().find("open it once read-write"), std::string::npos) << reader.status().message();
+  auto log = OpenLog(2);
+  ASSERT_NE(log, nullptr);
+  log.reset();
+  auto finished = EventLog::Open(o);
+  EXPECT_TRUE(finished.ok()) << finished.status().ToString();
+}
+
 // A log with its shape and no other column family (as an older build left one that stopped right
 // after writing the shape) is refused under another shape with nothing added, and finished under
 // its own.
