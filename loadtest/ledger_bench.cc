@@ -246,20 +246,22 @@ StateFigures MeasureState(const Flags& flags) {
   }
   const auto opened = AllocatedBytes();
   std::mt19937_64 rng(7);
+  std::vector<uint32_t> ticks(flags.accounts, 0);  // Each account's charges so far.
   const auto t0 = SteadyClock::now();
   for (size_t n = 0; n < flags.charges; ++n) {
     Charge charge;
     charge.txn_id = "ledger/0/" + std::to_string(++seq);
     charge.time_us = now_us;
-    // Ids shaped as the simulated fleet's (services/fleet_sim): most are too long for
-    // std::string's inline buffer, so each is a heap block of its own, as in production.
-    const std::string tick = std::to_string(n / flags.accounts);
-    charge.account_id = AccountId(static_cast<uint32_t>(rng() % flags.accounts));
-    charge.charge_id = "fleet-sim/1732000000/" + tick + "/" + charge.account_id + "/" + std::to_string(n);
+    // Ids of the simulated fleet's shape (services/fleet_sim): the charge id is too long for
+    // std::string's inline buffer and takes a heap block of its own, as in production.
+    const uint32_t account = static_cast<uint32_t>(rng() % flags.accounts);
+    const std::string tick = std::to_string(++ticks[account]);
+    charge.account_id = AccountId(account);
+    charge.charge_id = "fleet-sim/1732000000/" + tick + "/" + charge.account_id;
     charge.amount_minor = kChargeMinor;
     charge.energy_wh = 2000;
     charge.meter_id = "M-" + charge.account_id;
-    charge.reading_id = charge.meter_id + "/sim/" + tick + "/" + std::to_string(n);
+    charge.reading_id = charge.meter_id + "/sim/" + tick;
     charge.tariff_id = "flat-0.60";
     charge.tariff_version = 1;
     apply(std::move(charge));
