@@ -528,8 +528,7 @@ Result<Resume> FromProto(const v1::ResumeRequest& r) {
 }
 
 Result<TransferOwnership> FromProto(const v1::TransferRequest& r) {
-  WL_ASSIGN_OR_RETURN(TransferOwnership c,
-                      OperatorCommand<TransferOwnership>(r));
+  WL_ASSIGN_OR_RETURN(TransferOwnership c, OperatorCommand<TransferOwnership>(r));
   WL_ASSIGN_OR_RETURN(c.method, MethodOrCash(r.method()));
   c.new_customer_name = r.new_customer_name();
   c.new_phones.assign(r.new_phones().begin(), r.new_phones().end());
