@@ -109,7 +109,7 @@ struct TxnRecord {
 };
 
 // What an idempotency key or charge id took effect as: its txn and a 64-bit hash of what defines
-// the request (FNV-1a over its money fields), compared to tell a retry from a different request
+// the request (over its money fields, a word at a time), compared to tell a retry from a different request
 // under the same key. A hash, not the text, because every charge keeps one: the text is spelled
 // out again only for the message when a key is reused.
 struct KeyRecord {
