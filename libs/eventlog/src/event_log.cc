@@ -273,7 +273,16 @@ std::string HexEncode(std::string_view bytes) {
 }
 
 void WriteSet::SetPosition(std::string_view consumer, uint32_t source_partition, Position pos) {
-  positions_.push_back({PositionKey(consumer, source_partition), pos});
+  // A consumer sets its position after every message it applies, and a batch holds many from
+  // the few partitions it reads: overwritten here, not kept to be sorted out by Commit (which
+  // sorted hundreds of positions per commit, 2.5% of a charge's instructions).
+  for (auto it = positions_.rbegin(); it != positions_.rend(); ++it) {
+    if (it->source_partition == source_partition && it->consumer == consumer) {
+      it->pos = pos;
+      return;
+    }
+  }
+  positions_.push_back({std::string(consumer), source_partition, pos});
 }
 
 void WriteSet::Clear() {
@@ -628,10 +637,15 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
     const rocksdb::Slice value(op.value);
     batch.Put(meta_, rocksdb::SliceParts(key_parts, 2), rocksdb::SliceParts(&value, 1));
   }
-  for (size_t i : LastWriteOfEachKey(ws.positions_)) {
+  // One op per key already (see SetPosition); in key order, as the rest.
+  std::vector<std::pair<std::string, Position>> positions;
+  positions.reserve(ws.positions_.size());
+  for (const auto& op : ws.positions_) positions.emplace_back(PositionKey(op.consumer, op.source_partition), op.pos);
+  std::sort(positions.begin(), positions.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [key, pos] : positions) {
     char value[kPositionBytes];
-    EncodePosition(ws.positions_[i].pos, value);
-    batch.Put(meta_, ws.positions_[i].key, rocksdb::Slice(value, sizeof value));
+    EncodePosition(pos, value);
+    batch.Put(meta_, key, rocksdb::Slice(value, sizeof value));
   }
 
   rocksdb::WriteOptions wo;

@@ -253,7 +253,9 @@ TEST_F(EventLogTest, LastWriteOfAKeyInAWriteSetWinsInCallOrder) {
   ws.PutState("put-delete-put", "3");
   ws.SetPosition("c", 1, Position{9, 90});
   ws.SetPosition("c", 2, Position{7, 70});
+  ws.SetPosition("cc", 1, Position{3, 30});  // Another consumer of the same partition.
   ws.SetPosition("c", 1, Position{8, 80});  // Last, not highest: the caller decides.
+  ws.SetPosition("cc", 2, Position{4, 40});
   ws.PutIdempotency("K", "first");
   ws.PutIdempotency("K", "second");
   ASSERT_TRUE(log->Commit(std::move(ws)).ok());
@@ -264,6 +266,8 @@ TEST_F(EventLogTest, LastWriteOfAKeyInAWriteSetWinsInCallOrder) {
   EXPECT_EQ(log->GetState("put-delete-put")->value_or("absent"), "3");
   EXPECT_EQ(log->GetPosition("c", 1)->value(), (Position{8, 80}));
   EXPECT_EQ(log->GetPosition("c", 2)->value(), (Position{7, 70}));
+  EXPECT_EQ(log->GetPosition("cc", 1)->value(), (Position{3, 30}));
+  EXPECT_EQ(log->GetPosition("cc", 2)->value(), (Position{4, 40}));
   EXPECT_EQ(log->GetIdempotency("K")->value(), "second");
 }
 

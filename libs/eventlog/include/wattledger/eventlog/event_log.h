@@ -135,14 +135,17 @@ class WriteSet {
     std::string key, value;
     bool erase;
   };
+  // One per (consumer, source partition): a later SetPosition of the pair overwrites its pos.
   struct PosOp {
-    std::string key;
+    std::string consumer;
+    uint32_t source_partition;
     Position pos;
   };
   struct IdemOp {
     std::string key, value;
   };
-  // Every call in order; Commit keeps the last write of each key.
+  // Every call in order (positions: every pair, in the order first set); Commit keeps the last
+  // write of each key.
   std::vector<NewEvent> events_;
   std::vector<StateOp> state_;
   std::vector<PosOp> positions_;
