@@ -570,13 +570,26 @@ Result<Adjust> FromProto(const v1::AdjustRequest& r) {
 
 Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string txn_id,
                                int64_t time_us) {
-  WL_RETURN_IF_ERROR(Required(u.charge_id(), "charge_id"));
-  WL_RETURN_IF_ERROR(Required(u.account_id(), "account_id"));
-  WL_RETURN_IF_ERROR(AtLeast(u.amount_minor(), 1, "amount_minor"));
-  WL_RETURN_IF_ERROR(AtLeast(u.energy_wh(), 0, "energy_wh"));
-  return Charge{std::move(txn_id), time_us,      u.charge_id(), u.account_id(),
-                u.amount_minor(),  u.energy_wh(), u.meter_id(),  u.reading_id(),
-                u.tariff_id(),     u.tariff_version()};
+  billing::v1::UsageCharged copy = u;
+  return ChargeFromUsage(&copy, std::move(txn_id), time_us);
+}
+
+Result<Charge> ChargeFromUsage(billing::v1::UsageCharged* u, std::string txn_id, int64_t time_us) {
+  WL_RETURN_IF_ERROR(Required(u->charge_id(), "charge_id"));
+  WL_RETURN_IF_ERROR(Required(u->account_id(), "account_id"));
+  WL_RETURN_IF_ERROR(AtLeast(u->amount_minor(), 1, "amount_minor"));
+  WL_RETURN_IF_ERROR(AtLeast(u->energy_wh(), 0, "energy_wh"));
+  // Each id is a heap block when longer than 15 bytes, as the fleet's are: moved, not copied.
+  return Charge{std::move(txn_id),
+                time_us,
+                std::move(*u->mutable_charge_id()),
+                std::move(*u->mutable_account_id()),
+                u->amount_minor(),
+                u->energy_wh(),
+                std::move(*u->mutable_meter_id()),
+                std::move(*u->mutable_reading_id()),
+                std::move(*u->mutable_tariff_id()),
+                u->tariff_version()};
 }
 
 std::optional<std::string_view> UsageAccountIdOf(std::string_view payload) {

@@ -709,6 +709,21 @@ TEST(RequestCodec, UsageBecomesACharge) {
   ExpectInvalid(with([](auto& v) { v.set_amount_minor(0); }), "amount_minor must be > 0, got 0");
   ExpectInvalid(with([](auto& v) { v.set_amount_minor(-9); }), "amount_minor must be > 0, got -9");
   ExpectInvalid(with([](auto& v) { v.set_energy_wh(-1); }), "energy_wh must be >= 0, got -1");
+
+  // The taking form: the same charge, the usage's strings moved into it; a refused usage stays
+  // whole for the record of its rejection.
+  billing::v1::UsageCharged taken = u;
+  Result<Charge> t = ChargeFromUsage(&taken, "T1", kT);
+  ASSERT_TRUE(t.ok()) << t.status().ToString();
+  EXPECT_EQ(t->charge_id, "C1");
+  EXPECT_EQ(t->reading_id, "R1");
+  EXPECT_EQ(t->tariff_version, 4);
+  billing::v1::UsageCharged refused = u;
+  refused.set_amount_minor(0);
+  ExpectInvalid(ChargeFromUsage(&refused, "T1", kT).status(), "amount_minor must be > 0, got 0");
+  EXPECT_EQ(refused.charge_id(), "C1");
+  EXPECT_EQ(refused.account_id(), "A1");
+  EXPECT_EQ(refused.meter_id(), "M1");
 }
 
 }  // namespace

@@ -794,7 +794,7 @@ void LedgerService::OnMessage(uint32_t p, const bus::Message& m, eventlog::Write
           ? Result<Charge>(InvalidArgument("usage payload of " + std::to_string(m.envelope.payload().size()) +
                                            " bytes exceeds " + std::to_string(kMaxInputBytes)))
       : usage.ParseFromString(m.envelope.payload())
-          ? ChargeFromUsage(usage, txn, m.envelope.occurred_at_us())
+          ? ChargeFromUsage(&usage, txn, m.envelope.occurred_at_us())
           : Result<Charge>(InvalidArgument("payload does not parse as UsageCharged"));
   if (!charge.ok()) {
     metrics::KernelMetrics().rejected_inputs.Add({{"where", "ledger/billing"}}).Increment();
