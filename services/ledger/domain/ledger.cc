@@ -268,6 +268,73 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
 
 }  // namespace
 
+namespace {
+
+// The texts of an entry in the order StoredEntry keeps them: the txn id first.
+constexpr std::string StatementEntry::*kEntryTexts[] = {
+    &StatementEntry::txn_id,          &StatementEntry::operator_id,     &StatementEntry::reason,
+    &StatementEntry::method,          &StatementEntry::idempotency_key, &StatementEntry::original_txn_id,
+    &StatementEntry::charge_id,       &StatementEntry::meter_id,        &StatementEntry::reading_id,
+    &StatementEntry::tariff_id};
+
+// One text of `texts` at *pos, moving past it. A text cut short (never made by Pack) reads as
+// what is left, so a damaged entry cannot read outside its string.
+std::string_view NextText(std::string_view texts, size_t* pos) {
+  size_t len = 0;
+  for (int shift = 0; *pos < texts.size() && shift < 64; shift += 7) {
+    const auto byte = static_cast<unsigned char>(texts[(*pos)++]);
+    len |= static_cast<size_t>(byte & 0x7f) << shift;
+    if ((byte & 0x80) == 0) break;
+  }
+  len = std::min(len, texts.size() - *pos);
+  std::string_view text = texts.substr(*pos, len);
+  *pos += len;
+  return text;
+}
+
+}  // namespace
+
+StoredEntry StoredEntry::Pack(const StatementEntry& e) {
+  StoredEntry s{e.time_us, e.amount_minor, e.balance_after_minor, e.purchase_count,
+                e.tariff_version, e.energy_wh, e.kind, {}};
+  // Exactly the size it takes, in one allocation: any slack would stay for as long as the entry.
+  size_t size = 0;
+  for (auto text : kEntryTexts) {
+    size += (e.*text).size() + 1;
+    for (size_t len = (e.*text).size(); len >= 0x80; len >>= 7) size++;
+  }
+  s.texts.reserve(size);
+  for (auto text : kEntryTexts) {
+    const std::string& t = e.*text;
+    for (size_t len = t.size(); ; len >>= 7) {
+      s.texts.push_back(static_cast<char>((len & 0x7f) | (len >= 0x80 ? 0x80 : 0)));
+      if (len < 0x80) break;
+    }
+    s.texts.append(t);
+  }
+  WL_CHECK(s.texts.size() == size);
+  return s;
+}
+
+StatementEntry StoredEntry::Unpack() const {
+  StatementEntry e;
+  e.time_us = time_us;
+  e.kind = kind;
+  e.amount_minor = amount_minor;
+  e.balance_after_minor = balance_after_minor;
+  e.purchase_count = purchase_count;
+  e.tariff_version = tariff_version;
+  e.energy_wh = energy_wh;
+  size_t pos = 0;
+  for (auto text : kEntryTexts) e.*text = std::string(NextText(texts, &pos));
+  return e;
+}
+
+std::string_view StoredEntry::txn_id() const {
+  size_t pos = 0;
+  return NextText(texts, &pos);
+}
+
 Statement BuildStatement(std::string account_id, const StatementEntries& all,
                          int64_t from_us, int64_t to_us) {
   Statement s;
@@ -275,7 +342,7 @@ Statement BuildStatement(std::string account_id, const StatementEntries& all,
   s.from_us = from_us;
   s.to_us = to_us;
   bool seen_in_range = false;
-  for (const StatementEntry& e : all) {
+  for (const StoredEntry& e : all) {
     if (e.time_us < from_us) {
       if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor;
       continue;
@@ -283,7 +350,7 @@ Statement BuildStatement(std::string account_id, const StatementEntries& all,
     if (e.time_us >= to_us) continue;
     if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor - e.amount_minor;
     seen_in_range = true;
-    s.entries.push_back(e);
+    s.entries.push_back(e.Unpack());
   }
   s.closing_balance_minor =
       s.entries.empty() ? s.opening_balance_minor : s.entries.back().balance_after_minor;
@@ -306,7 +373,7 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
   // The record is the statement entry seen as a transaction (a charge's key is its charge id).
   const EntryTxn& r = *found;
   const Account& a = state_.accounts.at(r.account_id);
-  const StatementEntry& e = a.entries.at(r.entry);
+  const StatementEntry e = a.entries.at(r.entry).Unpack();
   auto reversal = state_.entry_reversed_by.find(txn_id);
   return TxnRecord{e.txn_id,
                    e.kind,
@@ -827,7 +894,7 @@ Status Ledger::ApplyPosting(const Posting& posting) {
 
 void Ledger::AddEntry(Account& account, StatementEntry&& entry) {
   entry.balance_after_minor = account.balance_minor;
-  account.entries.push_back(std::move(entry));
+  account.entries.push_back(StoredEntry::Pack(entry));
 }
 
 Status Ledger::AddTxn(TxnRecord record) {
@@ -842,7 +909,8 @@ Status Ledger::AddTxn(TxnRecord record) {
 
 template <typename MakeRecord>
 Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record) {
-  const StatementEntry& e = account.entries.at(account.entries.size() - 1);
+  const StoredEntry& e = account.entries.at(account.entries.size() - 1);
+  const std::string_view txn_id = e.txn_id();
   const auto& legs = posting.legs;
   size_t system = std::size(sys::kAll);
   if (legs.size() == 2 && !legs[0].system && legs[0].account == account.id && legs[0].delta_minor == e.amount_minor &&
@@ -851,11 +919,12 @@ Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const
                                  std::begin(sys::kAll));
   }
   if (system == std::size(sys::kAll)) return AddTxn(make_record());  // Another shape keeps its record.
-  WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(e.txn_id) || !state_.txns.contains(e.txn_id), "txn id used twice: " + e.txn_id);
+  WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(txn_id) || !state_.txns.contains(txn_id),
+                       "txn id used twice: " + std::string(txn_id));
   const bool inserted =
-      state_.entry_txns.emplace(e.txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
-  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + e.txn_id);
-  RaiseTxnIdMark(e.txn_id);
+      state_.entry_txns.emplace(txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
+  WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + std::string(txn_id));
+  RaiseTxnIdMark(txn_id);
   return Status::Ok();
 }
 
@@ -1229,7 +1298,7 @@ Status Ledger::AccountInvariantsHold(const Account& a, bool with_history, bool w
   // the previous one plus one, which keeps this true by induction.
   if (with_history) {
     int64_t count = 0;
-    for (const StatementEntry& e : a.entries) count += e.kind == TxnKind::kTopUp ? 1 : 0;
+    for (const StoredEntry& e : a.entries) count += e.kind == TxnKind::kTopUp ? 1 : 0;
     WL_LEDGER_EXPECT(count == a.purchase_count);
   }
   WL_LEDGER_EXPECT(a.entries.empty() ? a.balance_minor == 0 : a.entries.back().balance_after_minor == a.balance_minor);
@@ -1341,7 +1410,8 @@ std::string Ledger::CanonicalDump() const {
     d.Field("cut", a.supply_cut ? 1 : 0);
     d.Field("opened", a.opened_txn_id);
     d.Line("");
-    for (const StatementEntry& e : a.entries) {
+    for (const StoredEntry& stored : a.entries) {
+      const StatementEntry e = stored.Unpack();
       d.Field("entry", e.txn_id);
       d.Field("t", e.time_us);
       d.Field("kind", TxnKindName(e.kind));

@@ -122,6 +122,40 @@ size_t Count(const std::vector<Event>& events) {
 
 // ---- Open ------------------------------------------------------------------------------------
 
+// An account keeps its entries packed: every field comes back as it went in, whatever the length
+// of its texts (one over 127 bytes takes a two-byte length, one of 20,000 a three-byte one).
+TEST(StoredEntryTest, PacksAndUnpacksEveryField) {
+  StatementEntry e;
+  e.txn_id = "ledger/3/611";
+  e.time_us = 1'700'000'000'000'000;
+  e.kind = TxnKind::kCharge;
+  e.amount_minor = -1'234;
+  e.balance_after_minor = 98'766;
+  e.operator_id = "op-7";
+  e.reason = std::string(200, 'r');
+  e.method = "";
+  e.idempotency_key = std::string(20'000, 'k');
+  e.original_txn_id = "";
+  e.purchase_count = 12;
+  e.charge_id = "fleet-sim/run-1/000042/SIM-A000123";
+  e.meter_id = "M1";
+  e.reading_id = "张三的读数";
+  e.tariff_id = "tf";
+  e.tariff_version = 4;
+  e.energy_wh = 1'500;
+  const StoredEntry s = StoredEntry::Pack(e);
+  EXPECT_EQ(s.Unpack(), e);
+  EXPECT_EQ(s.txn_id(), "ledger/3/611");
+  EXPECT_EQ(s.kind, TxnKind::kCharge);
+  EXPECT_EQ(s.balance_after_minor, 98'766);
+  EXPECT_EQ(StoredEntry::Pack(StatementEntry{}).Unpack(), StatementEntry{});
+  // Packed is smaller than the entry it keeps: the point of it.
+  EXPECT_LT(sizeof(StoredEntry), sizeof(StatementEntry) / 3);
+  // A default entry (no texts at all) reads as all texts empty.
+  EXPECT_EQ(StoredEntry{}.Unpack(), StatementEntry{});
+  EXPECT_EQ(StoredEntry{}.txn_id(), "");
+}
+
 TEST_F(LedgerTest, OpenEmitsAccountOpenedAndTheInitialLevel) {
   OpenAccount c = OpenCmd("A1", {"M1", "M2"});
   Decision d = Do(c);
@@ -159,7 +193,7 @@ TEST_F(LedgerTest, OpeningBalanceFromAnOldMeterIsPostedFromMigration) {
   EXPECT_EQ(ledger_.SystemBalance("migration"), -Y(88));
   ASSERT_EQ(Acc("A1").entries.size(), 1u);
   EXPECT_EQ(Acc("A1").entries[0].kind, TxnKind::kOpen);
-  EXPECT_NE(Acc("A1").entries[0].reason.find("OM-7"), std::string::npos);
+  EXPECT_NE(Acc("A1").entries[0].Unpack().reason.find("OM-7"), std::string::npos);
   EXPECT_EQ(Acc("A1").purchase_count, 0);
 }
 
@@ -797,7 +831,7 @@ TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
   };
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(ledger_.SystemBalance("revenue"), Y(150));
-  const StatementEntry& e = Acc("A1").entries.back();
+  const StatementEntry e = Acc("A1").entries.back().Unpack();
   EXPECT_EQ(e.reading_id, c.reading_id);
   EXPECT_EQ(e.tariff_version, 3);
   EXPECT_EQ(e.energy_wh, 1500);
