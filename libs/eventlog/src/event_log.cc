@@ -640,8 +640,11 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
   // One op per key already (see SetPosition); in key order, as the rest.
   std::vector<std::pair<std::string, Position>> positions;
   positions.reserve(ws.positions_.size());
-  for (const auto& op : ws.positions_) positions.emplace_back(PositionKey(op.consumer, op.source_partition), op.pos);
-  std::sort(positions.begin(), positions.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& op : ws.positions_) {
+    positions.emplace_back(PositionKey(op.consumer, op.source_partition), op.pos);
+  }
+  std::sort(positions.begin(), positions.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [key, pos] : positions) {
     char value[kPositionBytes];
     EncodePosition(pos, value);

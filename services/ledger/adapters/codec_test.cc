@@ -10,6 +10,7 @@
 #include <functional>
 #include <memory>
 #include <random>
+#include <tuple>
 #include <set>
 #include <string>
 #include <thread>
@@ -710,20 +711,31 @@ TEST(RequestCodec, UsageBecomesACharge) {
   ExpectInvalid(with([](auto& v) { v.set_amount_minor(-9); }), "amount_minor must be > 0, got -9");
   ExpectInvalid(with([](auto& v) { v.set_energy_wh(-1); }), "energy_wh must be >= 0, got -1");
 
-  // The taking form: the same charge, the usage's strings moved into it; a refused usage stays
-  // whole for the record of its rejection.
-  billing::v1::UsageCharged taken = u;
+  // The taking form, with ids as long as the fleet's (heap strings, which it moves rather than
+  // copies): the same charge as the copying form; a refused usage stays whole for the record of
+  // its rejection.
+  billing::v1::UsageCharged fleet = u;
+  fleet.set_charge_id("fleet-sim/run-1/000042/SIM-A000123");
+  fleet.set_account_id("SIM-A000123-building-7");
+  fleet.set_meter_id("SIM-M000123-room-402");
+  fleet.set_reading_id("fleet-sim/run-1/000042/SIM-M000123");
+  fleet.set_tariff_id("residential-tiered-2026");
+  Result<Charge> copied = ChargeFromUsage(fleet, "T1", kT);
+  ASSERT_TRUE(copied.ok()) << copied.status().ToString();
+  billing::v1::UsageCharged taken = fleet;
   Result<Charge> t = ChargeFromUsage(&taken, "T1", kT);
   ASSERT_TRUE(t.ok()) << t.status().ToString();
-  EXPECT_EQ(t->charge_id, "C1");
-  EXPECT_EQ(t->reading_id, "R1");
-  EXPECT_EQ(t->tariff_version, 4);
-  billing::v1::UsageCharged refused = u;
+  const auto fields = [](const Charge& c) {
+    return std::tuple(c.txn_id, c.time_us, c.charge_id, c.account_id, c.amount_minor, c.energy_wh, c.meter_id,
+                      c.reading_id, c.tariff_id, c.tariff_version);
+  };
+  EXPECT_EQ(fields(*t), fields(*copied));
+  EXPECT_EQ(t->reading_id, "fleet-sim/run-1/000042/SIM-M000123");
+  billing::v1::UsageCharged refused = fleet;
   refused.set_amount_minor(0);
   ExpectInvalid(ChargeFromUsage(&refused, "T1", kT).status(), "amount_minor must be > 0, got 0");
-  EXPECT_EQ(refused.charge_id(), "C1");
-  EXPECT_EQ(refused.account_id(), "A1");
-  EXPECT_EQ(refused.meter_id(), "M1");
+  fleet.set_amount_minor(0);
+  EXPECT_EQ(refused.SerializeAsString(), fleet.SerializeAsString());
 }
 
 }  // namespace

@@ -131,12 +131,18 @@ class FingerprintHash {
     for (size_t k = 0; k < n; ++k) w |= static_cast<uint64_t>(static_cast<unsigned char>(p[k])) << (8 * k);
     return w;
   }
-  // Each step is a bijection of the word for a given state and of the state for a given word, so
-  // two requests that differ in one field (the usual reuse of a key: another amount) never hash
-  // alike; the rotation carries the product's high bits down, so differences in two high bits do
-  // not cancel. Only ever compared within one process (Decide against what Apply stored, both
-  // rebuilt from the log at start-up): never written anywhere.
-  void Mix(uint64_t v) { h_ = std::rotl((h_ ^ v) * 0x9e3779b97f4a7c15ULL, 29); }
+  // Each word is folded in through a 64x64->128-bit multiply, its two halves xored: every bit of
+  // the word and of the state reaches every bit of the result, so no difference in a few bits of
+  // two words cancels out by construction, as it does in a multiply and rotate alone. A 64-bit
+  // hash against accidental collisions (about 2^-64 for two different requests), not against
+  // crafted ones: a crafted collision only makes the crafter's own second request come back as a
+  // duplicate of its first, and charge ids come from billing. Only ever compared within one
+  // process (Decide against what Apply stored, both rebuilt from the log at start-up): never
+  // written anywhere, so it may change between builds (and with it CanonicalDump's `fp`).
+  void Mix(uint64_t v) {
+    const unsigned __int128 m = static_cast<unsigned __int128>(h_ ^ v) * 0x9e3779b97f4a7c15ULL;
+    h_ = static_cast<uint64_t>(m) ^ static_cast<uint64_t>(m >> 64);
+  }
   uint64_t h_ = 0xcbf29ce484222325ULL;
 };
 
@@ -297,7 +303,7 @@ std::string_view NextText(std::string_view texts, size_t* pos) {
 StoredEntry StoredEntry::Pack(const StatementEntry& e) {
   StoredEntry s{e.time_us, e.amount_minor, e.balance_after_minor, e.purchase_count,
                 e.tariff_version, e.energy_wh, e.kind, {}};
-  // Exactly the size it takes, in one allocation: any slack would stay for as long as the entry.
+  // Sized to fit, in one allocation: a reserve's slack would stay for as long as the entry does.
   size_t size = 0;
   for (auto text : kEntryTexts) {
     size += (e.*text).size() + 1;
@@ -922,7 +928,8 @@ Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const
   WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(txn_id) || !state_.txns.contains(txn_id),
                        "txn id used twice: " + std::string(txn_id));
   const bool inserted =
-      state_.entry_txns.emplace(txn_id, EntryTxn{account.id, account.entries.size() - 1, static_cast<uint8_t>(system)});
+      state_.entry_txns.emplace(txn_id, EntryTxn{account.id, account.entries.size() - 1,
+                                                  static_cast<uint8_t>(system)});
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + std::string(txn_id));
   RaiseTxnIdMark(txn_id);
   return Status::Ok();

@@ -130,9 +130,10 @@ struct TxnRecord {
 };
 
 // What an idempotency key or charge id took effect as: its txn and a 64-bit hash of what defines
-// the request (over its money fields, a word at a time), compared to tell a retry from a different request
-// under the same key. A hash, not the text, because every charge keeps one: the text is spelled
-// out again only for the message when a key is reused.
+// the request (its money fields, a word at a time), compared to tell a retry from a different
+// request under the same key. A hash, not the text, because every charge keeps one: the text is
+// spelled out again only for the message when a key is reused. Never stored: it may differ
+// between builds, and so may CanonicalDump, which lists it.
 struct KeyRecord {
   std::string txn_id;
   uint64_t fingerprint = 0;
@@ -255,7 +256,7 @@ class Ledger {
   bool TxnUsed(std::string_view txn_id) const;
   Result<Account*> MutableAccount(const std::string& id);
   Status ApplyPosting(const Posting& posting);
-  void AddEntry(Account& account, StatementEntry&& entry);  // Moved in once, not twice.
+  void AddEntry(Account& account, StatementEntry&& entry);  // Kept packed (StoredEntry::Pack).
   Status AddTxn(TxnRecord record);
   // Records the txn of `account`'s last statement entry: as an EntryTxn when `posting` is the two
   // legs that entry implies, else as the record `make_record()` builds.

@@ -876,6 +876,45 @@ TEST_F(LedgerTest, ChargesTakeEffectExactlyOncePerChargeId) {
   }
 }
 
+// The fingerprint hashes texts eight bytes at a time, each after its length: a text that moves
+// from one field to the next, or that differs only past its first word, or only in a word's high
+// bits, is another request.
+TEST_F(LedgerTest, ChargeFingerprintSeesEveryWordAndEveryFieldBoundary) {
+  const std::string account = "ACCT-0000000001-north-wing";  // Four words.
+  Given(OpenCmd(account));
+  Charge c = ChargeCmd(account, Y(3), "fleet-sim/run-1/000042/SIM-A000123");
+  c.meter_id = "M1";
+  c.reading_id = "R1";
+  Given(c);
+  std::vector<std::function<void(Charge&)>> changes = {
+      [](Charge& x) { x.meter_id = "M1R"; x.reading_id = "1"; },   // The boundary moves.
+      [](Charge& x) { x.meter_id = ""; x.reading_id = "M1R1"; },
+      [](Charge& x) { x.reading_id = std::string("R1\0", 3); },     // A trailing zero byte.
+      [](Charge& x) { x.tariff_id = "flat-1-extended-peak-tariff"; },
+      [](Charge& x) { x.tariff_id = "flat-1-extended-peak-tariff!"; },
+      [](Charge& x) { x.energy_wh ^= int64_t{1} << 62; },
+      [](Charge& x) { x.amount_minor += int64_t{1} << 40; },
+      // Bit 63 of one word and bit 28 of the next: they cancelled out when a word was folded in
+      // with a multiply and a rotate by 29 alone, and the charge came back a duplicate.
+      [](Charge& x) {
+        x.amount_minor = static_cast<int64_t>(static_cast<uint64_t>(x.amount_minor) ^ (uint64_t{1} << 63));
+        x.energy_wh ^= int64_t{1} << 28;
+      },
+  };
+  for (const auto& change : changes) {
+    Charge changed = c;
+    changed.txn_id = NextTxn();
+    change(changed);
+    ExpectRejected(When(changed), StatusCode::kAlreadyExists, "idempotency_key_reused");
+  }
+  // Opened under a name that differs from the first only in its third word: not the same top-up.
+  const std::string twin = "ACCT-0000000001-south-wing";
+  Given(OpenCmd(twin, {"M2"}));
+  Given(TopUpCmd(account, Y(10), "K-long"));
+  ExpectRejected(When(TopUpCmd(twin, Y(10), "K-long")), StatusCode::kAlreadyExists, "idempotency_key_reused");
+  EXPECT_TRUE(Do(TopUpCmd(account, Y(10), "K-long")).duplicate);
+}
+
 TEST_F(LedgerTest, ChargeRejections) {
   Given(OpenCmd("A1"));
   ExpectRejected(When(ChargeCmd("A1", 0, "C1")), StatusCode::kInvalidArgument, "amount_positive");
