@@ -1,7 +1,6 @@
 #include "services/ledger/domain/ledger.h"
 
 #include <algorithm>
-#include <bit>
 #include <iterator>
 #include <cstdio>
 #include <set>
@@ -271,10 +270,6 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
   }
   return sum;
 }
-
-}  // namespace
-
-namespace {
 
 // The texts of an entry in the order StoredEntry keeps them: the txn id first.
 constexpr std::string StatementEntry::*kEntryTexts[] = {
