@@ -1,8 +1,8 @@
 // Runs a fuzz target without libFuzzer (see fuzz.h): its seeds, every file named on the command
 // line (a file, or each file of a directory: a libFuzzer corpus or crash), then --mutations
 // inputs made from the seeds by flipping, cutting, repeating and splicing bytes, from a fixed
-// random seed so that every run (with any compiler) replays the same inputs. --write-seeds DIR writes the seeds as
-// files, to start a libFuzzer corpus from.
+// random seed so that every run (with any compiler) replays the same inputs. --write-seeds DIR
+// writes the seeds as files, to start a libFuzzer corpus from.
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>

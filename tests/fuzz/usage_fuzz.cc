@@ -1,7 +1,7 @@
 // Billing's UsageCharged payloads, as the ledger's consumer meets them. The account id read off the
 // wire (UsageAccountIdOf, which routes every charge to its partition) agrees with a full parse
 // wherever the parse succeeds, and ChargeFromUsage makes what parses into a charge within its
-// rules or refuses it with INVALID_ARGUMENT.
+// rules or refuses it with INVALID_ARGUMENT, leaving the usage as it came.
 #include <google/protobuf/stubs/logging.h>
 
 #include <string>
@@ -28,9 +28,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   WL_FUZZ_CHECK(routed.has_value(), "the wire reader refused a payload that parses");
   WL_FUZZ_CHECK(*routed == u.account_id(), "the wire reader read '%.*s', the parse '%s'",
                 static_cast<int>(routed->size()), routed->data(), u.account_id().c_str());
-  Result<ledger::Charge> charge = ChargeFromUsage(u, "ledger/0/1", 1);
+  billing::v1::UsageCharged taken = u;
+  Result<ledger::Charge> charge = ChargeFromUsage(&taken, "ledger/0/1", 1);
   if (!charge.ok()) {
     WL_FUZZ_CHECK(charge.status().code() == StatusCode::kInvalidArgument, "%s", charge.status().ToString().c_str());
+    WL_FUZZ_CHECK(taken.SerializeAsString() == u.SerializeAsString(), "a refused usage was changed");
     return 0;
   }
   WL_FUZZ_CHECK(!charge->charge_id.empty() && charge->account_id == u.account_id() && !charge->account_id.empty(),

@@ -568,12 +568,6 @@ Result<Adjust> FromProto(const v1::AdjustRequest& r) {
   return c;
 }
 
-Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string txn_id,
-                               int64_t time_us) {
-  billing::v1::UsageCharged copy = u;
-  return ChargeFromUsage(&copy, std::move(txn_id), time_us);
-}
-
 Result<Charge> ChargeFromUsage(billing::v1::UsageCharged* u, std::string txn_id, int64_t time_us) {
   WL_RETURN_IF_ERROR(Required(u->charge_id(), "charge_id"));
   WL_RETURN_IF_ERROR(Required(u->account_id(), "account_id"));

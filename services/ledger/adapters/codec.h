@@ -89,11 +89,9 @@ Result<Reverse> FromProto(const v1::ReverseRequest& r);
 Result<Adjust> FromProto(const v1::AdjustRequest& r);
 
 // Billing's usage event -> charge command. charge_id and account_id must be set, amount_minor > 0
-// and energy_wh >= 0: billing is another service, so its output is input here. The second form
-// takes the usage's strings into the charge (no copies), once every check passed: a usage
-// refused is left as it came, for the record of its rejection.
-Result<Charge> ChargeFromUsage(const billing::v1::UsageCharged& u, std::string txn_id,
-                               int64_t time_us);
+// and energy_wh >= 0: billing is another service, so its output is input here. The charge takes
+// the usage's strings (no copies) once every check passed; a usage refused is left as it came,
+// for the record of its rejection.
 Result<Charge> ChargeFromUsage(billing::v1::UsageCharged* u, std::string txn_id, int64_t time_us);
 
 // The account_id of a serialised UsageCharged, read off the wire without parsing the rest: the
