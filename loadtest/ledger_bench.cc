@@ -107,6 +107,7 @@ struct Flags {
   double disk_probe_seconds = 3;  // fdatasync latencies of the data dir's disk, before the paced run.
   uint32_t partitions = 4;
   bool fsync = true;
+  bool overlap = true;  // Writers build the next batch while the last one commits.
   bool pg = true;
   double pg_seconds = 4;
   int pg_clients = 16;
@@ -444,7 +445,9 @@ class LedgerEnv {
     lo.fsync = flags_.fsync ? eventlog::FsyncPolicy::kEveryCommit : eventlog::FsyncPolicy::kNone;
     auto ledger = eventlog::EventLog::Open(lo);
     Check(ledger.status(), "open ledger log");
-    svc_ = std::make_unique<LedgerService>(std::move(ledger).value(), LedgerOptions{});
+    LedgerOptions options;
+    options.overlap_commits = flags_.overlap;
+    svc_ = std::make_unique<LedgerService>(std::move(ledger).value(), options);
     svc_->log()->SetObserver({[w = &watch_](size_t events, int64_t us) {
       if (events == 0) return;  // Positions only (a writer passing a watermark): no posting.
       std::lock_guard lock(w->mu);
@@ -954,6 +957,9 @@ int Main(int argc, char** argv) {
       ->check(CLI::IsMember({"commit", "none"}));
   bool no_pg = false;
   app.add_flag("--no-pg", no_pg, "skip PostgreSQL (no ratios)");
+  bool no_overlap = false;
+  app.add_flag("--no-overlap", no_overlap,
+               "each writer commits a batch before it takes the next (diagnostic: the default overlaps them)");
   app.add_option("--pg-seconds", flags.pg_seconds, "seconds per pgbench run")->check(CLI::Range(1.0, 3600.0));
   app.add_option("--pg-clients", flags.pg_clients, "pgbench clients (-c)")->check(CLI::Range(1, 190));
   app.add_option("--pg-jobs", flags.pg_jobs, "pgbench threads (-j)")->check(CLI::Range(1, 64));
@@ -971,6 +977,7 @@ int Main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   flags.fsync = fsync == "commit";
   flags.pg = !no_pg;
+  flags.overlap = !no_overlap;
   signal(SIGPIPE, SIG_IGN);
 
   TempDir tmp(flags.dir, flags.keep);
@@ -979,9 +986,10 @@ int Main(int argc, char** argv) {
   std::printf("ledger_bench: %ld cpus, load average %.2f, data in %s\n", sysconf(_SC_NPROCESSORS_ONLN), load_before,
               tmp.path().c_str());
   std::printf(
-      "ours: LedgerService in-process, local bus, %u partitions, %s, %u accounts; charges: %zu (uniform) / "
+      "ours: LedgerService in-process, local bus, %u partitions, %s, %s, %u accounts; charges: %zu (uniform) / "
       "%zu (hot) pre-filled per run; top-ups: %d clients x %.1f s; %d rounds\n",
       flags.partitions, flags.fsync ? "fsync every commit (kEveryCommit)" : "NO fsync (kNone, CPU only)",
+      flags.overlap ? "next batch built during each commit" : "each batch committed before the next (--no-overlap)",
       flags.accounts, flags.charges, flags.hot_charges, flags.clients, flags.seconds, flags.rounds);
   std::fflush(stdout);
 
@@ -1202,6 +1210,7 @@ int Main(int argc, char** argv) {
   add("partitions", flags.partitions, "%.0f");
   add("rounds", flags.rounds, "%.0f");
   add_bool("fsync", flags.fsync);
+  add_bool("overlap_commits", flags.overlap);
   add("goal_postings_per_s", kGoalPostingsPerS, "%.0f");
   add("goal_ratio", kGoalRatio, "%.0f");
   add("goal_paced_p99_ms", kGoalPacedP99Ms, "%.0f");

@@ -285,12 +285,24 @@ void WriteSet::SetPosition(std::string_view consumer, uint32_t source_partition,
   positions_.push_back({std::string(consumer), source_partition, pos});
 }
 
+uint64_t WriteSet::head() const {
+  WL_CHECK_MSG(expected_.has_value(), "WriteSet::head() of a WriteSet whose writer set none (ExpectHead)");
+  return expected_->head;
+}
+
+uint64_t WriteSet::head_after() const {
+  uint64_t head = this->head();
+  for (const NewEvent& e : events_) head += e.partition == expected_->partition ? 1 : 0;
+  return head;
+}
+
 void WriteSet::Clear() {
   events_.clear();
   state_.clear();
   positions_.clear();
   idempotency_.clear();
   return_envelopes_ = false;
+  expected_.reset();
 }
 
 std::string EventLog::ComputeHash(const Envelope& envelope) {
@@ -543,6 +555,11 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
     }
   }
 
+  if (ws.expected_ && ws.expected_->partition >= options_.partitions) {
+    return Internal("commit expects the head of partition " + std::to_string(ws.expected_->partition) +
+                    ", which does not exist");
+  }
+
   auto start = std::chrono::steady_clock::now();
   const size_t n = ws.events_.size();
   // The events go into the batch in key order (partition, seq): the memtable skiplist then
@@ -573,6 +590,12 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
     heads = heads_;
     for (uint32_t p : touched) tips[p] = last_hash_[p];
     observer = observer_;
+  }
+  if (ws.expected_ && heads[ws.expected_->partition] != ws.expected_->head) {
+    // Not the input's fault: the writer lost track of its own commits. Nothing is written.
+    return Internal("commit expected partition " + std::to_string(ws.expected_->partition) + " at seq " +
+                    std::to_string(ws.expected_->head) + " but it is at " +
+                    std::to_string(heads[ws.expected_->partition]) + "; the writer's commits went out of order");
   }
   CommitResult result;
   result.events = n;

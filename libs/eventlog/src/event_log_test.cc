@@ -332,6 +332,43 @@ TEST_F(EventLogTest, InvalidWriteSetIsRejectedWholeAndWritesNothing) {
   EXPECT_EQ(log->Head(0), 0u);
 }
 
+// A writer that names its events' seqs before the commit (ExpectHead) gets INTERNAL, and
+// nothing is written, if the partition's head is not where it expected: the names would be wrong.
+TEST_F(EventLogTest, ACommitThatExpectsAnotherHeadIsRefusedWhole) {
+  auto log = OpenLog(2);
+  WriteSet first;
+  first.ExpectHead(1, 0);
+  first.Append(Ev(1, "a"));
+  first.Append(Ev(0, "other partition"));
+  first.Append(Ev(1, "b"));
+  EXPECT_EQ(first.head(), 0u);
+  EXPECT_EQ(first.head_after(), 2u) << "only the expected partition's events count";
+  ASSERT_TRUE(log->Commit(std::move(first)).ok());
+
+  WriteSet stale;
+  stale.ExpectHead(1, 1);  // The head is 2.
+  stale.Append(Ev(1, "c"));
+  stale.PutState("k", "v");
+  auto out = log->Commit(std::move(stale));
+  ASSERT_FALSE(out.ok());
+  EXPECT_EQ(out.status().code(), StatusCode::kInternal);
+  EXPECT_NE(out.status().message().find("expected partition 1 at seq 1 but it is at 2"), std::string::npos)
+      << out.status().ToString();
+  EXPECT_EQ(log->Head(1), 2u);
+  EXPECT_FALSE(log->GetState("k")->has_value());
+
+  WriteSet nowhere;
+  nowhere.ExpectHead(9, 0);
+  nowhere.PutState("k", "v");
+  EXPECT_EQ(log->Commit(std::move(nowhere)).status().code(), StatusCode::kInternal);
+
+  WriteSet right;
+  right.ExpectHead(1, 2);
+  right.Append(Ev(1, "c"));
+  ASSERT_TRUE(log->Commit(std::move(right)).ok());
+  EXPECT_EQ(log->Head(1), 3u);
+}
+
 // Envelope's text fields are proto3 strings: protobuf writes invalid UTF-8 (with a log line) but
 // refuses to parse it, so such an event would be stored and then never read back, and a log
 // whose last record does not parse cannot even be opened.

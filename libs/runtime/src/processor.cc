@@ -98,6 +98,8 @@ Status Processor::Start() {
   }
   for (uint32_t p = 0; p < parts_.size(); ++p) {
     WL_RETURN_IF_ERROR(LoadApplied(p));
+    parts_[p]->suspect_batch = options_.max_batch;
+    parts_[p]->committer = std::thread([this, p] { CommitterLoop(p); });
     parts_[p]->thread = std::thread([this, p] { WriterLoop(p); });
   }
   for (size_t i = 0; i < consumers_.size(); ++i) {
@@ -145,6 +147,7 @@ void MustNotThrow(const char* hook, Fn&& fn) {
 Result<bool> Processor::CommitHook(uint32_t p, const char* hook,
                                    void (Handler::*write)(uint32_t, eventlog::WriteSet&)) {
   eventlog::WriteSet ws;
+  ws.ExpectHead(p, log_->Head(p));  // No batch is in flight when a hook runs.
   MustNotThrow(hook, [&] { (handler_->*write)(p, ws); });
   if (ws.empty()) return false;
   WL_RETURN_IF_ERROR(log_->Commit(std::move(ws)).status());
@@ -221,28 +224,33 @@ void Processor::WriterLoop(uint32_t p) {
   auto& part = *parts_[p];
   auto& depth = metrics::KernelMetrics().queue_depth.Add({{"service", options_.name}, {"partition", std::to_string(p)}});
   auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/writer"}});
-  std::vector<Input> batch;
-  struct Pending {
-    Reply reply;
-    size_t begin, end;
+  // The batch in flight (owned by part.flight), or null. Only this thread launches and lands
+  // batches, so it reads the flight's positions and head here while the committer writes it.
+  const Flight* last = nullptr;
+  // Takes the batch in flight back; false once the store broke (everything is answered then).
+  auto land = [&](LandedBatch* landed) {
+    *landed = Land(p);
+    last = nullptr;
+    return landed->what != Landed::kStopped;
   };
-  std::vector<Pending> replies;
-  // After the log refused a batch for what its inputs wrote (no handler threw, so nothing tells
-  // which input is at fault), its messages and watermarks go back to the front of the queue as
-  // `suspects`, taken at most `suspect_batch` at a time: halved after each refusal, doubled after
-  // each commit. The input at fault ends up alone in a refused batch and is blamed for it, as
-  // one that throws is, so that it becomes poison instead of blocking the partition; a batch that
-  // was refused only for its size commits in smaller parts and nobody is blamed.
-  size_t suspects = 0;
-  size_t suspect_batch = options_.max_batch;
   while (true) {
-    batch.clear();
+    LandedBatch landed;
     if (store_broken_) {  // Another writer's commit failed for good.
-      AbandonQueue(p, StoppedByStore(options_.name));
+      if (land(&landed)) AbandonQueue(p, StoppedByStore(options_.name));
       return;
     }
+    auto flight = std::make_unique<Flight>();
+    std::vector<Input>& batch = flight->batch;
+    size_t taken_suspects = 0;  // While suspects are left, a batch holds only suspects.
     {
       std::unique_lock lock(part.mu);
+      if (last != nullptr && part.queue.size() < options_.overlap_backlog) {
+        // No backlog to work off during the commit: land it first, then take everything queued
+        // by then. (An idle or stopping writer starts from a landed batch too.)
+        lock.unlock();
+        if (!land(&landed)) return;
+        continue;
+      }
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
                               [&] { return !part.queue.empty() || stop_writing_; });
       if (part.queue.empty()) {
@@ -254,18 +262,22 @@ void Processor::WriterLoop(uint32_t p) {
         FinishWriter(p);
         break;
       }
-      const size_t limit = suspects > 0 ? std::min(suspects, suspect_batch) : options_.max_batch;
+      const size_t limit = part.suspects > 0 ? std::min(part.suspects, part.suspect_batch) : options_.max_batch;
       while (!part.queue.empty() && batch.size() < limit) {
         batch.push_back(std::move(part.queue.front()));
         part.queue.pop_front();
       }
+      if (part.suspects > 0) taken_suspects = batch.size();
       depth.Set(static_cast<double>(part.queue.size()));
     }
     part.not_full.notify_all();
 
-    eventlog::WriteSet ws;
-    replies.clear();
-    auto applied = part.applied;  // Committed view stays intact if the commit fails.
+    eventlog::WriteSet& ws = flight->ws;
+    ws.ExpectHead(p, last != nullptr ? last->head_after : log_->Head(p));
+    // The positions as of the batch before this one, committed or in flight.
+    flight->applied = last != nullptr ? last->applied : part.applied;
+    auto& applied = flight->applied;
+    auto& replies = flight->replies;
     Status failure;
     size_t processed = 0;  // Inputs whose handler ran (fully or until it threw).
     size_t thrower = SIZE_MAX;  // The input whose handler threw, if one did.
@@ -320,47 +332,29 @@ void Processor::WriterLoop(uint32_t p) {
     Failed thrown;
     if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);
 
-    std::vector<eventlog::Envelope> committed;
-    bool refused = false;  // The log refused the WriteSet (INVALID_ARGUMENT, FAILED_PRECONDITION).
-    if (failure.ok() && !ws.empty()) {
-      auto result = log_->Commit(std::move(ws));
-      // A lone input that cannot be blamed any more (a watermark, or a message passed over
-      // unrecorded) wrote nothing but its position: a log that refuses that refuses every commit
-      // (a read-only log), which no retry and no input can change.
-      const bool blameless = batch.size() == 1 && (batch[0].watermark != nullptr ||
-                                                   (batch[0].message && batch[0].failures > kMaxMessageFailures));
-      if (result.ok()) {
-        committed = std::move(result->envelopes);
-      } else if (StoreBroken(result.status()) || blameless) {
-        // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes
-        // is no better: answer this batch's commands (nothing of it is stored), then stop. Its
-        // messages come again from the stored positions after the restart.
-        errors.Increment();
-        log::Error("event log failed a commit; stopping the process", {{"service", options_.name},
-                                                                        {"partition", std::to_string(p)},
-                                                                        {"error", result.status().ToString()}});
-        const Status unavailable =
-            Unavailable(options_.name + " could not record this and is stopping: " + result.status().message());
-        for (auto& r : replies) {
-          if (r.reply) r.reply(unavailable, {});
-        }
-        if (!store_broken_.exchange(true)) options_.on_fatal(result.status());
-        AbandonQueue(p, unavailable);
-        return;
-      } else {
-        failure = result.status();
-        refused = true;
+    // The batch before this one must be durable before this one commits or answers anything,
+    // and if it failed this one goes with it: it was built on that batch's effects.
+    if (!land(&landed)) {
+      const Status why = StoppedByStore(options_.name);
+      Answer(replies, why, {});
+      for (size_t i = processed; i < batch.size(); ++i) {
+        if (batch[i].command && batch[i].on_failure) batch[i].on_failure(why);
       }
+      if (thrown) thrown(why);
+      return;
     }
-    // While suspects are left, the batch holds only suspects (see `limit`).
-    const size_t taken_suspects = suspects > 0 ? batch.size() : 0;
-    if (failure.ok()) {
-      part.applied = std::move(applied);
-      if (taken_suspects > 0) {
-        suspects -= taken_suspects;
-        suspect_batch = suspects > 0 ? std::min(suspect_batch * 2, options_.max_batch) : options_.max_batch;
-      }
-    } else {
+    if (landed.what == Landed::kUndone) {
+      // Behind the failed batch's inputs, in order. A command that ran here is answered: it may
+      // have answered its caller already, so it never runs twice (its caller retries).
+      Requeue(p, batch, processed, thrower, failure, landed.requeued);
+      Answer(replies,
+             Unavailable("not recorded: the batch before it failed (" + landed.why.message() +
+                         ") and this one was undone with it; retry"),
+             {});
+      if (thrown) thrown(failure);
+      continue;
+    }
+    if (!failure.ok()) {
       errors.Increment();
       log::Error("batch failed; reloading partition state from the store",
                  {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", failure.ToString()}});
@@ -369,39 +363,157 @@ void Processor::WriterLoop(uint32_t p) {
       WL_CHECK_MSG(reload.ok(), reload.ToString());
       // Nothing of this batch is stored. Messages must be applied later (the consumer will not
       // deliver them again), and commands that never ran must still run; both go back to the
-      // front of the queue in their order. Commands that ran are answered with the failure (a
-      // refusal too: they may have answered their callers already, so they never run twice).
-      // Blamed is the input whose handler threw, or the one input of a batch the log refused.
-      const size_t blamed = refused && batch.size() == 1 ? 0 : thrower;
-      std::deque<Input> again;
-      for (size_t i = 0; i < batch.size(); ++i) {
-        auto& in = batch[i];
-        if (in.message || in.watermark || i >= processed) {
-          if (i == blamed) {
-            in.failures++;
-            in.last_failure = failure;
-          }
-          again.push_back(std::move(in));
-        }
-      }
-      if (refused) {
-        if (taken_suspects == 0) suspects = again.size();  // Else the same ones are back in front.
-        suspect_batch = std::max<size_t>(1, batch.size() / 2);
-      }
-      std::lock_guard lock(part.mu);
-      part.queue.insert(part.queue.begin(), std::make_move_iterator(again.begin()),
-                        std::make_move_iterator(again.end()));
+      // front of the queue in their order. Commands that ran are answered with the failure.
+      Requeue(p, batch, processed, thrower, failure, 0);
+      Answer(replies, failure, {});
+      if (thrown) thrown(failure);
+      continue;
     }
-    for (auto& r : replies) {
-      if (!r.reply) continue;
-      std::span<const eventlog::Envelope> events;
-      // Empty unless a command asked for the envelopes (WriteSet::ReturnEnvelopes).
-      if (failure.ok() && r.end <= committed.size()) {
-        events = std::span<const eventlog::Envelope>(committed).subspan(r.begin, r.end - r.begin);
-      }
-      r.reply(failure, events);
+    if (ws.empty()) {
+      // Nothing to write (queries, say): answered now, the batch before it being durable.
+      Committed(p, std::move(applied), taken_suspects);
+      Answer(replies, Status::Ok(), {});
+      continue;
     }
-    if (thrown) thrown(failure);
+    flight->head_after = ws.head_after();
+    flight->taken_suspects = taken_suspects;
+    last = flight.get();
+    Launch(p, std::move(flight));
+    // While suspects are left each batch is landed before the next is taken, so that the one
+    // refused is known before anything else runs.
+    if (!options_.overlap_commits || part.suspects > 0) {
+      if (!land(&landed)) return;
+    }
+  }
+}
+
+void Processor::Committed(uint32_t p, Applied applied, size_t taken_suspects) {
+  auto& part = *parts_[p];
+  part.applied = std::move(applied);
+  if (taken_suspects > 0) {
+    part.suspects -= taken_suspects;
+    part.suspect_batch =
+        part.suspects > 0 ? std::min(part.suspect_batch * 2, options_.max_batch) : options_.max_batch;
+  }
+}
+
+void Processor::Launch(uint32_t p, std::unique_ptr<Flight> f) {
+  auto& part = *parts_[p];
+  {
+    std::lock_guard lock(part.flight_mu);
+    WL_CHECK(part.flight == nullptr);
+    part.flight = std::move(f);
+  }
+  part.flight_cv.notify_all();
+}
+
+void Processor::CommitterLoop(uint32_t p) {
+  on_writer_thread = true;
+  auto& part = *parts_[p];
+  while (true) {
+    Flight* f = nullptr;
+    {
+      std::unique_lock lock(part.flight_mu);
+      part.flight_cv.wait(lock, [&] { return (part.flight && !part.flight->started) || part.committer_stop; });
+      if (!part.flight || part.flight->started) return;  // Stopped, with nothing left to commit.
+      f = part.flight.get();
+      f->started = true;
+    }
+    auto result = log_->Commit(std::move(f->ws));
+    // Durable: answered at once, here, while the writer builds the next batch.
+    if (result.ok()) Answer(f->replies, Status::Ok(), result->envelopes);
+    {
+      std::lock_guard lock(part.flight_mu);
+      f->commit = result.status();
+      f->done = true;
+    }
+    part.flight_cv.notify_all();
+  }
+}
+
+Processor::LandedBatch Processor::Land(uint32_t p) {
+  auto& part = *parts_[p];
+  std::unique_ptr<Flight> f;
+  {
+    std::unique_lock lock(part.flight_mu);
+    if (!part.flight) return {};
+    part.flight_cv.wait(lock, [&] { return part.flight->done; });
+    f = std::move(part.flight);
+  }
+  if (f->commit.ok()) {
+    Committed(p, std::move(f->applied), f->taken_suspects);
+    return {Landed::kCommitted, 0, Status::Ok()};
+  }
+  const Status& failure = f->commit;
+  auto& batch = f->batch;
+  auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/writer"}});
+  errors.Increment();
+  // A lone input that cannot be blamed any more (a watermark, or a message passed over
+  // unrecorded) wrote nothing but its position: a log that refuses that refuses every commit (a
+  // read-only log), which no retry and no input can change.
+  const bool blameless = batch.size() == 1 && (batch[0].watermark != nullptr ||
+                                               (batch[0].message && batch[0].failures > kMaxMessageFailures));
+  if (StoreBroken(failure) || blameless) {
+    // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes is
+    // no better: answer this batch's commands (nothing of it is stored), then stop. Its messages
+    // come again from the stored positions after the restart.
+    log::Error("event log failed a commit; stopping the process",
+               {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", failure.ToString()}});
+    const Status unavailable =
+        Unavailable(options_.name + " could not record this and is stopping: " + failure.message());
+    Answer(f->replies, unavailable, {});
+    if (!store_broken_.exchange(true)) options_.on_fatal(failure);
+    AbandonQueue(p, unavailable);
+    return {Landed::kStopped, 0, Status::Ok()};
+  }
+  // The log refused the batch for what an input wrote (INVALID_ARGUMENT): nothing tells which
+  // input is at fault. Its messages and watermarks go back to the front of the queue as
+  // `suspects`, taken at most `suspect_batch` at a time: halved after each refusal, doubled after
+  // each commit. The input at fault ends up alone in a refused batch and is blamed for it, as one
+  // that throws is, so that it becomes poison instead of blocking the partition; a batch that was
+  // refused only for its size commits in smaller parts and nobody is blamed.
+  log::Error("batch failed; reloading partition state from the store",
+             {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", failure.ToString()}});
+  Status reload = handler_->Reload(p);
+  WL_CHECK_MSG(reload.ok(), reload.ToString());
+  const size_t requeued = Requeue(p, batch, batch.size(), batch.size() == 1 ? 0 : SIZE_MAX, failure, 0);
+  if (f->taken_suspects == 0) part.suspects = requeued;  // Else the same ones are back in front.
+  part.suspect_batch = std::max<size_t>(1, batch.size() / 2);
+  // Commands that ran are answered with the refusal: they may have answered their callers
+  // already, so they never run twice.
+  Answer(f->replies, failure, {});
+  return {Landed::kUndone, requeued, failure};
+}
+
+size_t Processor::Requeue(uint32_t p, std::vector<Input>& batch, size_t processed, size_t blamed,
+                          const Status& failure, size_t at) {
+  std::vector<Input> again;
+  for (size_t i = 0; i < batch.size(); ++i) {
+    auto& in = batch[i];
+    if (in.message || in.watermark || i >= processed) {
+      if (i == blamed) {
+        in.failures++;
+        in.last_failure = failure;
+      }
+      again.push_back(std::move(in));
+    }
+  }
+  auto& part = *parts_[p];
+  std::lock_guard lock(part.mu);
+  // Only this writer takes from the queue, so what it put in front at `at` is still there.
+  part.queue.insert(part.queue.begin() + static_cast<std::ptrdiff_t>(at), std::make_move_iterator(again.begin()),
+                    std::make_move_iterator(again.end()));
+  return again.size();
+}
+
+void Processor::Answer(std::vector<Pending>& replies, const Status& status,
+                       std::span<const eventlog::Envelope> committed) {
+  for (auto& r : replies) {
+    if (!r.reply) continue;
+    std::span<const eventlog::Envelope> events;
+    // Empty unless a command asked for the envelopes (WriteSet::ReturnEnvelopes).
+    if (status.ok() && r.end <= committed.size()) events = committed.subspan(r.begin, r.end - r.begin);
+    r.reply(status, events);
   }
 }
 
@@ -429,6 +541,13 @@ void Processor::Stop() {
   for (auto& part : parts_) {
     part->not_empty.notify_all();
     if (part->thread.joinable()) part->thread.join();
+    // The writer landed its last batch before it returned: nothing is left to commit.
+    {
+      std::lock_guard lock(part->flight_mu);
+      part->committer_stop = true;
+    }
+    part->flight_cv.notify_all();
+    if (part->committer.joinable()) part->committer.join();
   }
   consumers_.clear();
   started_ = false;

@@ -493,6 +493,145 @@ TEST_F(ProcessorTest, ACommandWhoseEffectsTheLogRefusesIsAnsweredWithTheRefusal)
   EXPECT_EQ(log->Head(0), 0u);
 }
 
+// The writer builds batch k+1 while batch k commits. If the log refuses k, k+1 was built on k's
+// effects: it is undone with it. Its messages are applied again, once; its commands, which ran,
+// are answered (their callers retry), and nothing of it is stored.
+TEST_F(ProcessorTest, ABatchBuiltWhileTheOneBeforeItCommitsIsUndoneWithItWhenThatOneIsRefused) {
+  class Routed : public CountingHandler {
+   public:
+    using CountingHandler::CountingHandler;
+    uint32_t Route(const bus::Message& m, uint32_t partitions) override {
+      const uint32_t p = Handler::Route(m, partitions);
+      if (p == writer && ++routed_ == expected) all_routed.set_value();
+      return p;
+    }
+    uint32_t writer = 0;
+    int expected = 0;
+    std::promise<void> all_routed;
+
+   private:
+    std::atomic<int> routed_ = 0;
+  };
+  auto log = Open("svc", "svc");
+  Routed h(log.get());
+  h.writer = PartitionForKey("k0", kParts);
+  for (int i = 0; i < 10; ++i) h.expected += PartitionForKey("k" + std::to_string(i % 5), kParts) == h.writer;
+  ProcessorOptions o{"svc", {"src"}};
+  o.overlap_backlog = 1;  // Any input queued during a commit is built meanwhile.
+  Processor proc(o, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  const uint32_t w = h.writer;
+  // Batch 1 commits. Its command holds the writer until batch 2's is queued behind it.
+  std::latch first_ran(1), release_first(1);
+  ASSERT_TRUE(proc.SubmitTo(w, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    first_ran.count_down();
+    release_first.wait();
+    ws.PutState("first", "1");
+    return nullptr;
+  }, nullptr).ok());
+  first_ran.wait();
+  // Batch 2: one event, which the log refuses (too large). Its command holds the writer until
+  // batch 3's inputs are queued, so that they are there when batch 2 has been handed over.
+  std::latch refused_ran(1), release(1);
+  std::promise<Status> refused;
+  ASSERT_TRUE(proc.SubmitTo(w, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
+    refused_ran.count_down();
+    release.wait();
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.type = "cmd";
+    e.payload = std::string(eventlog::kMaxPayloadBytes + 1, 'x');
+    e.causation.set_request_id("big");
+    ws.Append(std::move(e));
+    return [&](const Status& s, auto) { refused.set_value(s); };
+  }, nullptr).ok());
+  release_first.count_down();
+  refused_ran.wait();
+  // Batch 3: consumed messages, then a command with an event and a state write.
+  auto routed = h.all_routed.get_future();
+  Produce(10);
+  ASSERT_EQ(routed.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  std::atomic<int> third_runs{0};
+  std::atomic<uint64_t> third_head{UINT64_MAX};
+  std::promise<Status> third;
+  ASSERT_TRUE(proc.SubmitTo(w, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
+    third_runs++;
+    third_head = ws.head();
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.type = "cmd";
+    e.causation.set_request_id("third");
+    ws.Append(std::move(e));
+    ws.PutState("third", "1");
+    return [&](const Status& s, auto) { third.set_value(s); };
+  }, nullptr).ok());
+  release.count_down();
+
+  auto refusal = refused.get_future();
+  ASSERT_EQ(refusal.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(refusal.get().code(), StatusCode::kInvalidArgument);
+  auto undone = third.get_future();
+  ASSERT_EQ(undone.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  Status s = undone.get();
+  EXPECT_EQ(s.code(), StatusCode::kUnavailable) << s.ToString();
+  EXPECT_NE(s.message().find("the batch before it failed"), std::string::npos) << s.ToString();
+  EXPECT_EQ(third_head.load(), 1u) << "batch 3 was built with batch 2's event counted in the head";
+  WaitTotal(log.get(), 10);
+  proc.Stop();
+  EXPECT_EQ(Total(log.get()), 10) << "each message applied once";
+  EXPECT_EQ(third_runs.load(), 1) << "a command that ran is answered, not run again";
+  EXPECT_FALSE(log->GetState("third")->has_value());
+  EXPECT_TRUE(log->GetState("first")->has_value());
+  EXPECT_EQ(log->Head(w), 0u) << "neither batch's event is stored";
+  EXPECT_GE(h.reloads.load(), 1);
+}
+
+// A batch is built while the one before it commits only if overlap is on and at least
+// overlap_backlog inputs are queued; else each batch is committed and answered before the next
+// is taken.
+TEST_F(ProcessorTest, ABatchIsBuiltDuringTheLastOnesCommitOnlyWhenABacklogIsWaiting) {
+  struct Case {
+    bool overlap;
+    size_t backlog;
+    bool built_during_commit;
+  };
+  for (Case c : {Case{false, 1, false}, Case{true, 1, true}, Case{true, 2, false}}) {
+    SCOPED_TRACE("overlap " + std::to_string(c.overlap) + ", backlog " + std::to_string(c.backlog));
+    auto log = Open("svc" + std::to_string(c.overlap) + std::to_string(c.backlog), "svc");
+    CountingHandler h(log.get());
+    ProcessorOptions o{"svc", {}};
+    o.overlap_commits = c.overlap;
+    o.overlap_backlog = c.backlog;
+    Processor proc(o, log.get(), bus_.get(), &h);
+    ASSERT_TRUE(proc.Start().ok());
+    std::latch first_ran(1), release(1);
+    std::promise<void> first_answered;
+    auto answered = first_answered.get_future();
+    ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+      first_ran.count_down();
+      release.wait();  // Until the second command is queued.
+      ws.PutState("first", "1");
+      return [&](const Status&, auto) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        first_answered.set_value();
+      };
+    }, nullptr).ok());
+    first_ran.wait();  // The second command goes into the next batch, the only input queued.
+    std::atomic<bool> second_ran_before_first_answer{false};
+    std::promise<Status> second;
+    ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+      second_ran_before_first_answer = answered.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+      ws.PutState("second", "1");
+      return [&](const Status& s, auto) { second.set_value(s); };
+    }, nullptr).ok());
+    release.count_down();
+    EXPECT_TRUE(second.get_future().get().ok());
+    proc.Stop();
+    EXPECT_EQ(second_ran_before_first_answer.load(), c.built_during_commit);
+    EXPECT_TRUE(log->GetState("second")->has_value());
+  }
+}
+
 TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   auto log = Open("svc", "svc");
   Produce(30);  // Before the disk fills: only the consumer's own log fails below.

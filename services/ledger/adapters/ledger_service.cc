@@ -554,6 +554,7 @@ Status LedgerService::Start(bus::Bus* bus) {
   runtime::ProcessorOptions po;
   po.name = "ledger";
   po.topics = options_.topics;
+  po.overlap_commits = options_.overlap_commits;
   processor_ = std::make_unique<runtime::Processor>(po, log_.get(), bus, this);
   return processor_->Start();
 }
@@ -590,7 +591,7 @@ void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all)
   Owed& owed = owed_[p];
   const Ledger& ledger = *ledgers_[p];
   // Only this partition's writer appends to it: the batch's last event will have this seq.
-  const uint64_t seq = log_->Head(p) + ws.event_count();
+  const uint64_t seq = ws.head() + ws.event_count();
   size_t written = 0;
   auto write = [&](const std::string& id) {
     if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, seq, ws);
@@ -644,9 +645,10 @@ Status LedgerService::Reload(uint32_t partition) {
 }
 
 std::string LedgerService::NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const {
-  // Only this partition's writer appends to it, so the next seq is known before the commit.
+  // Only this partition's writer appends to it, so the next seq is known before the commit (the
+  // processor sets the head the commit will find, with its commit in flight counted).
   std::string id;
-  eventlog::SetEventId(&id, kLedgerTopic, partition, log_->Head(partition) + ws.event_count() + 1);
+  eventlog::SetEventId(&id, kLedgerTopic, partition, ws.head() + ws.event_count() + 1);
   return id;
 }
 
@@ -667,7 +669,7 @@ Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const 
 LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command, eventlog::WriteSet& ws,
                                               eventlog::Causation causation, const std::string& actor) {
   Ledger& ledger = *ledgers_[p];
-  const uint64_t first_seq = log_->Head(p) + ws.event_count() + 1;  // Of this command's first event.
+  const uint64_t first_seq = ws.head() + ws.event_count() + 1;  // Of this command's first event.
   auto decided = ledger.Decide(command);
   auto& metrics = LedgerMetrics::Get();
   if (!decided.ok()) {
@@ -843,6 +845,8 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       (*answer)(server::ToGrpc(out->error), nullptr);
       return nullptr;
     }
+    // The answer's account is taken now: the reply runs once the batch is durable, on the
+    // committer thread, while this writer may already be changing the ledger for the next batch.
     if (out->decision.accepted() && !out->decision.events.empty()) {
       // A reversal's request names only the original transaction; its events name the account.
       std::string id = CommandAccount(command);
@@ -851,8 +855,18 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
       out->account = std::make_unique<v1::Account>();
       ToProto(*a, out->account.get());
+    } else if (out->decision.duplicate) {
+      // The account as it is now (a reversal's request names only the original).
+      std::string id = CommandAccount(command);
+      if (id.empty()) {
+        if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) id = t->account_id;
+      }
+      if (const Account* a = ledgers_[p]->FindAccount(id)) {
+        out->account = std::make_unique<v1::Account>();
+        ToProto(*a, out->account.get());
+      }
     }
-    return [=, this, account = CommandAccount(command)](const Status& commit, std::span<const eventlog::Envelope>) {
+    return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
         // The log refused what the batch wrote (requests are checked before they are queued, so
@@ -877,16 +891,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       v1::MutationResponse response;
       response.set_txn_id(out->decision.txn_id);
       response.set_duplicate(out->decision.duplicate);
-      if (out->account) {
-        response.set_allocated_account(out->account.release());
-      } else {
-        // A duplicate: the account as it is now (a reversal's request names only the original).
-        std::string acct = account;
-        if (acct.empty()) {
-          if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) acct = t->account_id;
-        }
-        if (const Account* a = ledgers_[p]->FindAccount(acct)) ToProto(*a, response.mutable_account());
-      }
+      if (out->account) response.set_allocated_account(out->account.release());
       (*answer)(grpc::Status::OK, &response);
     };
   }, [answer](const Status& why) {

@@ -65,6 +65,8 @@ struct LedgerOptions {
   size_t view_postings_per_write = 16;
   std::chrono::milliseconds view_max_age{10'000};
   size_t view_max_per_batch = 1'024;
+  // Each writer builds its next batch while the last one is committed (runtime::ProcessorOptions).
+  bool overlap_commits = true;
 };
 
 // Which account owns each meter, over every partition. Thread-safe.

@@ -121,6 +121,17 @@ class WriteSet {
   void PutIdempotency(std::string key, std::string value) {
     idempotency_.push_back({std::move(key), std::move(value)});
   }
+  // Where `partition`'s chain stands before this WriteSet's events: the seq its first event of
+  // that partition will get is head() + 1. Set by the one writer that appends to the partition
+  // (runtime::Processor), which knows it before the commit even while its previous commit is
+  // still under way, so that a handler can name its events' seqs (the ledger's txn ids) as it
+  // writes them. Commit refuses the set (INTERNAL) if the partition's head is elsewhere by then:
+  // the names would be wrong.
+  void ExpectHead(uint32_t partition, uint64_t head) { expected_ = {partition, head}; }
+  // The head set by ExpectHead; a WriteSet without one is a caller's bug (WL_CHECK).
+  uint64_t head() const;
+  // That partition's head once this WriteSet is committed: head() plus its events there.
+  uint64_t head_after() const;
   // Asks Commit to return the appended envelopes in CommitResult::envelopes. Without it Commit
   // builds none: they cost allocations per event that most writers would only throw away.
   void ReturnEnvelopes() { return_envelopes_ = true; }
@@ -151,6 +162,11 @@ class WriteSet {
   std::vector<PosOp> positions_;
   std::vector<IdemOp> idempotency_;
   bool return_envelopes_ = false;
+  struct ExpectedHead {
+    uint32_t partition;
+    uint64_t head;
+  };
+  std::optional<ExpectedHead> expected_;
 };
 
 // What one commit appended to one partition.
