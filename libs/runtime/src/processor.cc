@@ -110,11 +110,13 @@ Status Processor::Start() {
 
 Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failure) {
   if (partition >= parts_.size()) return InvalidArgument("partition out of range");
-  if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
   auto& part = *parts_[partition];
   bool was_empty = false;
   {
     std::lock_guard lock(part.mu);
+    // Under the lock: a writer that saw its queue empty with stop_writing_ set (under it too)
+    // has returned, and a command queued after that would never be answered.
+    if (stop_writing_) return Unavailable(options_.name + " is shutting down; retry against another instance");
     // Checked under the lock: AbandonQueue empties the queue under it after the flag is set.
     if (store_broken_) return StoppedByStore(options_.name);
     if (part.queue.size() >= options_.queue_capacity) {
@@ -244,7 +246,7 @@ void Processor::WriterLoop(uint32_t p) {
     size_t taken_suspects = 0;  // While suspects are left, a batch holds only suspects.
     {
       std::unique_lock lock(part.mu);
-      if (last != nullptr && part.queue.size() < options_.overlap_backlog) {
+      if (last != nullptr && (part.queue.empty() || part.queue.size() < options_.overlap_backlog)) {
         // No backlog to work off during the commit: land it first, then take everything queued
         // by then. (An idle or stopping writer starts from a landed batch too.)
         lock.unlock();
@@ -332,21 +334,28 @@ void Processor::WriterLoop(uint32_t p) {
     Failed thrown;
     if (thrower != SIZE_MAX && batch[thrower].command) thrown = std::move(batch[thrower].on_failure);
 
-    // The batch before this one must be durable before this one commits or answers anything,
-    // and if it failed this one goes with it: it was built on that batch's effects.
-    if (!land(&landed)) {
+    // Once the store broke, nothing more is written: this batch is answered (its commands that
+    // ran by their Replies, the others through on_failure) and dropped, as the queue is.
+    auto abandon_batch = [&] {
       const Status why = StoppedByStore(options_.name);
       Answer(replies, why, {});
       for (size_t i = processed; i < batch.size(); ++i) {
         if (batch[i].command && batch[i].on_failure) batch[i].on_failure(why);
       }
       if (thrown) thrown(why);
+    };
+    // The batch before this one must be durable before this one commits or answers anything,
+    // and if it failed this one goes with it: it was built on that batch's effects.
+    if (!land(&landed)) {
+      abandon_batch();
       return;
     }
     if (landed.what == Landed::kUndone) {
       // Behind the failed batch's inputs, in order. A command that ran here is answered: it may
-      // have answered its caller already, so it never runs twice (its caller retries).
-      Requeue(p, batch, processed, thrower, failure, landed.requeued);
+      // have answered its caller already, so it never runs twice (its caller retries). Nobody is
+      // blamed: this batch ran on effects that were undone; an input that throws for itself
+      // throws again.
+      Requeue(p, batch, processed, /*blamed=*/SIZE_MAX, failure, landed.requeued);
       Answer(replies,
              Unavailable("not recorded: the batch before it failed (" + landed.why.message() +
                          ") and this one was undone with it; retry"),
@@ -374,6 +383,11 @@ void Processor::WriterLoop(uint32_t p) {
       Committed(p, std::move(applied), taken_suspects);
       Answer(replies, Status::Ok(), {});
       continue;
+    }
+    if (store_broken_) {  // Another writer's commit failed for good while this batch was built.
+      abandon_batch();
+      AbandonQueue(p, StoppedByStore(options_.name));
+      return;
     }
     flight->head_after = ws.head_after();
     flight->taken_suspects = taken_suspects;

@@ -605,14 +605,17 @@ TEST_F(ProcessorTest, ABatchIsBuiltDuringTheLastOnesCommitOnlyWhenABacklogIsWait
     Processor proc(o, log.get(), bus_.get(), &h);
     ASSERT_TRUE(proc.Start().ok());
     std::latch first_ran(1), release(1);
-    std::promise<void> first_answered;
+    std::promise<void> first_answered, second_started;
     auto answered = first_answered.get_future();
+    auto started = second_started.get_future();
     ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
       first_ran.count_down();
       release.wait();  // Until the second command is queued.
       ws.PutState("first", "1");
-      return [&](const Status&, auto) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      return [&, c](const Status&, auto) {
+        // Where the second batch is built during this commit, it starts while this Reply waits
+        // for it; where not, it cannot, and the wait runs out.
+        started.wait_for(c.built_during_commit ? std::chrono::seconds(30) : std::chrono::milliseconds(200));
         first_answered.set_value();
       };
     }, nullptr).ok());
@@ -621,11 +624,14 @@ TEST_F(ProcessorTest, ABatchIsBuiltDuringTheLastOnesCommitOnlyWhenABacklogIsWait
     std::promise<Status> second;
     ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
       second_ran_before_first_answer = answered.wait_for(std::chrono::seconds(0)) != std::future_status::ready;
+      second_started.set_value();
       ws.PutState("second", "1");
       return [&](const Status& s, auto) { second.set_value(s); };
     }, nullptr).ok());
     release.count_down();
-    EXPECT_TRUE(second.get_future().get().ok());
+    auto second_done = second.get_future();
+    ASSERT_EQ(second_done.wait_for(std::chrono::seconds(60)), std::future_status::ready);
+    EXPECT_TRUE(second_done.get().ok());
     proc.Stop();
     EXPECT_EQ(second_ran_before_first_answer.load(), c.built_during_commit);
     EXPECT_TRUE(log->GetState("second")->has_value());

@@ -487,12 +487,12 @@ LedgerService::~LedgerService() { Stop(); }
 namespace {
 
 // The ledger's gRPC face, on gRPC's callback API. A mutation is handed to the partition's writer
-// with the RPC's reactor, and the writer finishes the reactor once the answer is durable: no
+// with the RPC's reactor, and the reactor is finished once the answer is durable: no
 // thread waits for a commit, so the number of requests in flight is bounded by the partition
 // queues (RESOURCE_EXHAUSTED beyond), not by a thread pool. gRPC keeps the request and response
 // alive until the reactor is finished, also when the client has given up (deadline or cancel).
 // Reads are answered the same way: queued on the writers they need, and finished by the last
-// writer to answer, once its batch is durable.
+// partition to answer, once its batch is durable.
 class LedgerGrpc final : public v1::LedgerService::CallbackService {
  public:
   explicit LedgerGrpc(LedgerService* ledger) : ledger_(ledger) {}
@@ -942,7 +942,8 @@ void LedgerService::OnWritersAsync(std::vector<uint32_t> partitions,
     std::vector<Resp> none;
     return done(grpc::Status::OK, &none);
   }
-  // Shared by the partitions' answers; the last one to arrive calls `done`, on its writer.
+  // Shared by the partitions' answers; the last one to arrive calls `done` (on its committer
+  // thread, or its writer when its batch wrote nothing).
   struct Call {
     std::mutex mu;
     size_t pending = 0;

@@ -165,8 +165,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
 
-  // The answer to a mutation or a query, called exactly once: on a writer thread after the
-  // commit, or on the caller's thread when the request was refused before it was queued (a
+  // The answer to a mutation or a query, called exactly once: on a partition's committer thread
+  // after the commit (on its writer when the batch wrote nothing or failed), or on the caller's thread when the request was refused before it was queued (a
   // query over several partitions that one of them refused: on another one's writer, or there).
   // `response` is set (and may be moved from) only when the status is OK. It may start other
   // *Async calls, but not wait on the ledger: the synchronous methods and queries made on a
@@ -236,8 +236,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   grpc::Status Await(const std::function<void(Done<Resp>)>& start, Resp* out, const char* on_deadline);
   // Runs `fn` on each partition's writer (a read of the in-memory ledger) and calls `done` with
   // the results in the order of `partitions` once every writer answered, each after its batch
-  // is durable; the first partition's error wins. `done` runs on a writer thread, or on the
-  // caller's if the call is refused at once (not started, or made from a writer thread, which
+  // is durable; the first partition's error wins. `done` runs on a writer or committer thread,
+  // or on the caller's if the call is refused at once (not started, or made from a writer thread, which
   // would wait for itself: FAILED_PRECONDITION).
   template <typename Resp>
   void OnWritersAsync(std::vector<uint32_t> partitions, std::function<grpc::Status(uint32_t, const Ledger&, Resp*)> fn,

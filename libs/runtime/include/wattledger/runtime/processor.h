@@ -46,7 +46,8 @@ namespace wattledger::runtime {
 // batch for what an input of it wrote (INVALID_ARGUMENT, e.g. a text field that is not UTF-8),
 // the status is that refusal: the command is not run again, since it may have answered already.
 // A durable commit's Replies run on the partition's committer thread, while the writer may be
-// running the next batch's commands: a Reply must not read the handler's partition state.
+// running the next batch's commands; others (a batch that wrote nothing, or failed) on the
+// writer. A Reply must assume neither and must not read the handler's partition state.
 using Reply = std::function<void(const Status& commit, std::span<const eventlog::Envelope> events)>;
 // Runs on the writer thread: validates, updates in-memory state, adds to ws, returns its Reply.
 // A command that answered its caller itself (say, a malformed request) returns nullptr.
