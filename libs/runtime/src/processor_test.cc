@@ -16,6 +16,16 @@ namespace {
 
 constexpr uint32_t kParts = 3;
 
+// A command's event on partition p; a payload over kMaxPayloadBytes makes the log refuse it.
+eventlog::NewEvent CommandEvent(uint32_t p, std::string request_id, size_t payload_bytes = 0) {
+  eventlog::NewEvent e;
+  e.partition = p;
+  e.type = "cmd";
+  e.payload = std::string(payload_bytes, 'x');
+  e.causation.set_request_id(std::move(request_id));
+  return e;
+}
+
 // Counts consumed events per aggregate key in state "count/<key>"; keeps a mirror in memory
 // that Reload rebuilds from the store.
 class CountingHandler : public Handler {
@@ -468,12 +478,7 @@ TEST_F(ProcessorTest, ACommandWhoseEffectsTheLogRefusesIsAnsweredWithTheRefusal)
   std::promise<Status> answer;
   ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
     runs++;
-    eventlog::NewEvent e;
-    e.partition = p;
-    e.type = "cmd";
-    e.payload = std::string(eventlog::kMaxPayloadBytes + 1, 'x');
-    e.causation.set_request_id("K1");
-    ws.Append(std::move(e));
+    ws.Append(CommandEvent(p, "K1", eventlog::kMaxPayloadBytes + 1));
     return [&](const Status& s, auto) { answer.set_value(s); };
   }, [](const Status& s) { ADD_FAILURE() << "on_failure despite a Reply: " << s.ToString(); }).ok());
   auto got = answer.get_future();
@@ -537,12 +542,7 @@ TEST_F(ProcessorTest, ABatchBuiltWhileTheOneBeforeItCommitsIsUndoneWithItWhenTha
   ASSERT_TRUE(proc.SubmitTo(w, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
     refused_ran.count_down();
     release.wait();
-    eventlog::NewEvent e;
-    e.partition = p;
-    e.type = "cmd";
-    e.payload = std::string(eventlog::kMaxPayloadBytes + 1, 'x');
-    e.causation.set_request_id("big");
-    ws.Append(std::move(e));
+    ws.Append(CommandEvent(p, "big", eventlog::kMaxPayloadBytes + 1));
     return [&](const Status& s, auto) { refused.set_value(s); };
   }, nullptr).ok());
   release_first.count_down();
@@ -557,11 +557,7 @@ TEST_F(ProcessorTest, ABatchBuiltWhileTheOneBeforeItCommitsIsUndoneWithItWhenTha
   ASSERT_TRUE(proc.SubmitTo(w, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
     third_runs++;
     third_head = ws.head();
-    eventlog::NewEvent e;
-    e.partition = p;
-    e.type = "cmd";
-    e.causation.set_request_id("third");
-    ws.Append(std::move(e));
+    ws.Append(CommandEvent(p, "third"));
     ws.PutState("third", "1");
     return [&](const Status& s, auto) { third.set_value(s); };
   }, nullptr).ok());

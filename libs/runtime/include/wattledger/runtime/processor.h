@@ -214,8 +214,11 @@ class Processor {
   Status LoadApplied(uint32_t p);
   void WriterLoop(uint32_t p);
   void CommitterLoop(uint32_t p);
-  // Hands `f` to p's committer; none may be in flight.
-  void Launch(uint32_t p, std::unique_ptr<Flight> f);
+  // Makes `f` p's batch in flight (none may be): for the committer thread to run, or, without
+  // `by_committer`, for the writer to run itself with RunFlight.
+  void Launch(uint32_t p, std::unique_ptr<Flight> f, bool by_committer);
+  // Commits `f`, answers its replies if it is durable, and marks it done.
+  void RunFlight(uint32_t p, Flight* f);
   // Waits for p's batch in flight, if any, and deals with its outcome: committed (its replies
   // were answered by the committer), refused (state reloaded, its inputs requeued at the front,
   // its commands answered), or the store broke (answered, on_fatal, queue abandoned).
