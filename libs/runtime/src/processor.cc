@@ -256,8 +256,11 @@ void Processor::WriterLoop(uint32_t p) {
       part.not_empty.wait_for(lock, std::chrono::milliseconds(200),
                               [&] { return !part.queue.empty() || stop_writing_; });
       if (part.queue.empty()) {
+        // Read with the queue, under its lock: a SubmitTo after this sees the flag (it checks it
+        // under the lock too), so nothing is queued once this writer decided to finish.
+        const bool stopping = stop_writing_;
         lock.unlock();
-        if (!stop_writing_) {
+        if (!stopping) {
           IdleWriter(p);
           continue;
         }
@@ -404,7 +407,7 @@ void Processor::WriterLoop(uint32_t p) {
     last = f;
     Launch(p, std::move(flight), /*by_committer=*/overlap);
     if (!overlap) {
-      RunFlight(p, f);
+      RunFlight(p, f, /*by_committer=*/false);
       if (!land(&landed)) return;
     }
   }
@@ -431,7 +434,7 @@ void Processor::Launch(uint32_t p, std::unique_ptr<Flight> f, bool by_committer)
   if (by_committer) part.flight_cv.notify_all();
 }
 
-void Processor::RunFlight(uint32_t p, Flight* f) {
+void Processor::RunFlight(uint32_t p, Flight* f, bool by_committer) {
   auto& part = *parts_[p];
   auto result = log_->Commit(std::move(f->ws));
   // Durable: answered at once, before the writer hears of it.
@@ -441,7 +444,8 @@ void Processor::RunFlight(uint32_t p, Flight* f) {
     f->commit = result.status();
     f->done = true;
   }
-  part.flight_cv.notify_all();
+  // The writer may wait in Land for the committer; it does not wait for itself.
+  if (by_committer) part.flight_cv.notify_all();
 }
 
 void Processor::CommitterLoop(uint32_t p) {
@@ -456,7 +460,7 @@ void Processor::CommitterLoop(uint32_t p) {
       f = part.flight.get();
       f->started = true;
     }
-    RunFlight(p, f);  // While the writer builds the next batch.
+    RunFlight(p, f, /*by_committer=*/true);  // While the writer builds the next batch.
   }
 }
 

@@ -173,7 +173,8 @@ class Processor {
     Reply reply;
     size_t begin, end;
   };
-  // A batch handed to the committer thread: what its commit writes and what answers it.
+  // A batch being committed, by the committer thread or by the writer itself (RunFlight): what
+  // its commit writes and what answers it.
   struct Flight {
     std::vector<Input> batch;
     std::vector<Pending> replies;
@@ -181,9 +182,9 @@ class Processor {
     eventlog::WriteSet ws;    // Moved into the commit by the committer.
     uint64_t head_after = 0;  // The partition's head once it is committed.
     size_t taken_suspects = 0;
-    bool started = false;         // Set by the committer, under flight_mu.
-    bool done = false;            // Set by the committer, under flight_mu, once `commit` is.
-    Status commit;                  // The commit's status, once done.
+    bool started = false;  // Under flight_mu: its commit began (or the writer runs it itself).
+    bool done = false;     // Under flight_mu, once `commit` is set.
+    Status commit;         // The commit's status, once done.
   };
   // What became of a batch in flight once the writer took it back (Land).
   enum class Landed { kNone, kCommitted, kUndone, kStopped };
@@ -199,7 +200,8 @@ class Processor {
     // The committed positions. Writer thread only.
     Applied applied;
     std::thread thread;
-    // The batch in flight (null: none) and its committer thread.
+    // The batch in flight (null: none) and the committer thread that takes it when it is handed
+    // over.
     std::mutex flight_mu;
     std::condition_variable flight_cv;
     std::unique_ptr<Flight> flight;
@@ -217,8 +219,9 @@ class Processor {
   // Makes `f` p's batch in flight (none may be): for the committer thread to run, or, without
   // `by_committer`, for the writer to run itself with RunFlight.
   void Launch(uint32_t p, std::unique_ptr<Flight> f, bool by_committer);
-  // Commits `f`, answers its replies if it is durable, and marks it done.
-  void RunFlight(uint32_t p, Flight* f);
+  // Commits `f`, answers its replies if it is durable, and marks it done: on the committer
+  // thread (`by_committer`) or on the writer.
+  void RunFlight(uint32_t p, Flight* f, bool by_committer);
   // Waits for p's batch in flight, if any, and deals with its outcome: committed (its replies
   // were answered by the committer), refused (state reloaded, its inputs requeued at the front,
   // its commands answered), or the store broke (answered, on_fatal, queue abandoned).
