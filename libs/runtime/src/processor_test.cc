@@ -151,6 +151,17 @@ class ProcessorTest : public ::testing::Test {
     }).ok());
     return total;
   }
+  // Makes `log`'s WAL (in `dir`) by far the largest file of the test, so that a FileSizeLimit of
+  // its size fails writes to it and to no other file (RocksDB asserts that its info LOG never
+  // fails twice). Returns its size, or 0 (a failed expectation) if it is not the largest.
+  uint64_t PadWal(eventlog::EventLog* log, const std::string& dir) {
+    eventlog::WriteSet padding;
+    padding.PutState("padding", std::string(4 << 20, 'p'));
+    EXPECT_TRUE(log->Commit(std::move(padding)).ok());
+    const uint64_t wal_bytes = LargestFileBytes(dir_.Sub(dir), /*wal=*/true);
+    EXPECT_GT(wal_bytes, LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20));
+    return wal_bytes > LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20) ? wal_bytes : 0;
+  }
   // Waits (bounded) until the consumer applied `n` events in total.
   void WaitTotal(eventlog::EventLog* log, int64_t n) {
     for (int i = 0; i < 3000 && Total(log) < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -641,13 +652,8 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   ProcessorOptions o{"svc", {"src"}};
   FatalCatcher fatal(o);
   Processor proc(o, log.get(), bus_.get(), &h);
-  // Make the consumer's WAL by far the largest file of the test, so that the limit below fails
-  // writes to it and to no other file (RocksDB asserts that its info LOG never fails twice).
-  eventlog::WriteSet padding;
-  padding.PutState("padding", std::string(4 << 20, 'p'));
-  ASSERT_TRUE(log->Commit(std::move(padding)).ok());
-  const uint64_t wal_bytes = LargestFileBytes(dir_.Sub("svc"), /*wal=*/true);
-  ASSERT_GT(wal_bytes, LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20));
+  const uint64_t wal_bytes = PadWal(log.get(), "svc");
+  ASSERT_GT(wal_bytes, 0u);
   // Queued before the start, so it is in a batch that fails, whichever fails first.
   std::promise<Status> answer;
   ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
@@ -683,6 +689,60 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   ASSERT_TRUE(restarted.Start().ok());
   WaitTotal(log.get(), 30);
   restarted.Stop();
+}
+
+// The store fails the commit of batch k on the committer while batch k+1 is built: both are
+// answered UNAVAILABLE (each command once, by its Reply), the process is asked to stop once, and
+// nothing of either is stored or reloaded.
+TEST_F(ProcessorTest, AStoreThatFailsWhileTheNextBatchIsBuiltAnswersBothBatchesAndStops) {
+  auto log = Open("svc", "svc");
+  CountingHandler h(log.get());
+  ProcessorOptions o{"svc", {}};
+  o.overlap_backlog = 1;
+  FatalCatcher fatal(o);
+  Processor proc(o, log.get(), bus_.get(), &h);
+  const uint64_t wal_bytes = PadWal(log.get(), "svc");
+  ASSERT_GT(wal_bytes, 0u);
+  ASSERT_TRUE(proc.Start().ok());
+  auto unexpected = [](const Status& s) { ADD_FAILURE() << "on_failure despite a Reply: " << s.ToString(); };
+  std::latch first_ran(1), release(1);
+  std::promise<Status> first, second;
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    first_ran.count_down();
+    release.wait();  // Until the second command is queued: batch 1 goes to the committer.
+    ws.PutState("count/first", "1");
+    return [&](const Status& s, auto) { first.set_value(s); };
+  }, unexpected).ok());
+  first_ran.wait();
+  ASSERT_TRUE(proc.SubmitTo(0, [&](uint32_t, eventlog::WriteSet& ws) -> Reply {
+    ws.PutState("count/second", "1");
+    return [&](const Status& s, auto) { second.set_value(s); };
+  }, unexpected).ok());
+  {
+    FileSizeLimit disk_full(wal_bytes);
+    release.count_down();
+    if (fatal.get_future().wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "a broken store must stop the process";
+      std::filesystem::remove_all(dir_.path());
+      std::_Exit(1);
+    }
+  }
+  auto got_first = first.get_future();
+  auto got_second = second.get_future();
+  ASSERT_EQ(got_first.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  ASSERT_EQ(got_second.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  Status s1 = got_first.get(), s2 = got_second.get();
+  EXPECT_EQ(s1.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s1.message().find("could not record this and is stopping"), std::string::npos) << s1.ToString();
+  EXPECT_EQ(s2.code(), StatusCode::kUnavailable);
+  EXPECT_NE(s2.message().find("stopping after a store failure"), std::string::npos) << s2.ToString();
+  proc.Stop();
+  EXPECT_EQ(fatal.calls, 1);
+  EXPECT_EQ(h.reloads, 0) << "state was reloaded from a broken store";
+  log.reset();
+  log = Open("svc", "svc");
+  EXPECT_FALSE(log->GetState("count/first")->has_value());
+  EXPECT_FALSE(log->GetState("count/second")->has_value());
 }
 
 TEST_F(ProcessorTest, EachWriterCommitsWhatItOwesWhenStopped) {
