@@ -53,7 +53,10 @@ uint32_t Handler::Route(const bus::Message& message, uint32_t partitions) {
 
 Processor::Processor(ProcessorOptions options, eventlog::EventLog* log, bus::Bus* bus, Handler* handler)
     : options_(std::move(options)), log_(log), bus_(bus), handler_(handler) {
-  for (uint32_t p = 0; p < log_->partitions(); ++p) parts_.push_back(std::make_unique<Partition>());
+  for (uint32_t p = 0; p < log_->partitions(); ++p) {
+    parts_.push_back(std::make_unique<Partition>());
+    parts_.back()->suspect_batch = options_.max_batch;
+  }
 }
 
 Processor::~Processor() { Stop(); }
@@ -98,7 +101,6 @@ Status Processor::Start() {
   }
   for (uint32_t p = 0; p < parts_.size(); ++p) {
     WL_RETURN_IF_ERROR(LoadApplied(p));
-    parts_[p]->suspect_batch = options_.max_batch;
     parts_[p]->committer = std::thread([this, p] { CommitterLoop(p); });
     parts_[p]->thread = std::thread([this, p] { WriterLoop(p); });
   }

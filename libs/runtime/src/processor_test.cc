@@ -181,12 +181,8 @@ TEST_F(ProcessorTest, RepliesAfterCommitWithTheCommandsEvents) {
   std::promise<std::pair<Status, std::vector<eventlog::Envelope>>> done;
   ASSERT_TRUE(proc.Submit("acct-1", [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
     EXPECT_EQ(p, PartitionForKey("acct-1", kParts));
-    eventlog::NewEvent e;
-    e.partition = p;
-    e.type = "cmd";
-    e.causation.set_request_id("K1");
-    ws.Append(e);
-    ws.Append(e);
+    ws.Append(CommandEvent(p, "K1"));
+    ws.Append(CommandEvent(p, "K1"));
     ws.ReturnEnvelopes();
     return [&](const Status& s, std::span<const eventlog::Envelope> events) {
       // The reply runs only after the write is in the store.
@@ -208,11 +204,7 @@ TEST_F(ProcessorTest, RepliesCarryNoEventsUnlessACommandAskedForThem) {
   ASSERT_TRUE(proc.Start().ok());
   std::promise<std::pair<Status, size_t>> done;
   ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t p, eventlog::WriteSet& ws) -> Reply {
-    eventlog::NewEvent e;
-    e.partition = p;
-    e.type = "cmd";
-    e.causation.set_request_id("K2");
-    ws.Append(e);
+    ws.Append(CommandEvent(p, "K2"));
     return [&](const Status& s, std::span<const eventlog::Envelope> events) { done.set_value({s, events.size()}); };
   }, nullptr).ok());
   auto [status, events] = done.get_future().get();

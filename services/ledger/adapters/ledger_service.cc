@@ -847,21 +847,18 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
     }
     // The answer's account is taken now: the reply runs once the batch is durable, on the
     // committer thread, while this writer may already be changing the ledger for the next batch.
-    if (out->decision.accepted() && !out->decision.events.empty()) {
-      // A reversal's request names only the original transaction; its events name the account.
+    // An accepted command's account as it left it, a duplicate's as it is now. A reversal's
+    // request names only the original transaction: its events, or the original, name the account.
+    const bool changed = out->decision.accepted() && !out->decision.events.empty();
+    if (changed || out->decision.duplicate) {
       std::string id = CommandAccount(command);
-      if (id.empty()) id = EventAccountId(out->decision.events.front());
-      const Account* a = ledgers_[p]->FindAccount(id);
-      WL_CHECK_MSG(a != nullptr, "accepted command on unknown account " + id);
-      out->account = std::make_unique<v1::Account>();
-      ToProto(*a, out->account.get());
-    } else if (out->decision.duplicate) {
-      // The account as it is now (a reversal's request names only the original).
-      std::string id = CommandAccount(command);
-      if (id.empty()) {
+      if (id.empty() && changed) id = EventAccountId(out->decision.events.front());
+      if (id.empty() && out->decision.duplicate) {
         if (auto t = ledgers_[p]->FindTxn(out->decision.txn_id)) id = t->account_id;
       }
-      if (const Account* a = ledgers_[p]->FindAccount(id)) {
+      const Account* a = ledgers_[p]->FindAccount(id);
+      WL_CHECK_MSG(a != nullptr || !changed, "accepted command on unknown account " + id);
+      if (a != nullptr) {
         out->account = std::make_unique<v1::Account>();
         ToProto(*a, out->account.get());
       }

@@ -5,13 +5,14 @@
 // (one synced write). Only then are RPC replies released. That is what makes processing
 // exactly-once in effect: an input's effects and the record that it was applied are one write.
 //
-// The commit runs on the partition's committer thread, so that the writer builds the next batch
-// while the last one is written and synced (ProcessorOptions::overlap_commits). At most one
-// batch is in flight: the writer commits batch k+1 only after batch k is durable, and if k
-// fails, k+1 (built on k's effects) is undone with it before anything of it is answered. A
-// batch's replies run on the committer thread once its commit is durable, in batch order, while
-// the writer may already be changing handler state for the next batch: a Reply must not read
-// the handler's partition state (take what the answer needs when the command runs).
+// When a backlog waits, the commit runs on the partition's committer thread, so that the writer
+// builds the next batch while the last one is written and synced (ProcessorOptions::
+// overlap_commits, overlap_backlog); else the writer commits itself. At most one batch is in
+// flight: the writer commits batch k+1 only after batch k is durable, and if k fails, k+1 (built
+// on k's effects) is undone with it before anything of it is answered. The committer answers a
+// batch's replies once its commit is durable, in batch order, while the writer may already be
+// changing handler state for the next batch: a Reply must not read the handler's partition
+// state (take what the answer needs when the command runs).
 //
 // Consumed messages are routed to a partition by Handler::Route. Each partition remembers, per
 // source partition, the last seq it applied and skips anything at or below it; a consumer
