@@ -351,7 +351,6 @@ Account FullAccount() {
   a.level = Level::kCutoff;
   a.supply_cut = true;
   a.opened_txn_id = "T1";
-  a.entries.push_back(StoredEntry{});
   return a;
 }
 

@@ -249,6 +249,69 @@ void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet
   ws.PutState(kAccountPrefix + account.id, std::move(value));
 }
 
+namespace {
+constexpr char kStatementPrefix[] = "stmt/";
+constexpr char kStatementMarkPrefix[] = "stmt-mark/";
+constexpr size_t kStatementRowBytes = 16;
+
+void PutBigEndian(std::string* out, uint64_t v, int bytes) {
+  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
+}
+uint64_t GetBigEndian(std::string_view in) {
+  uint64_t v = 0;
+  for (char c : in) v = (v << 8) | static_cast<uint8_t>(c);
+  return v;
+}
+}  // namespace
+
+std::string StatementPrefix(std::string_view account_id) {
+  std::string key = kStatementPrefix;
+  PutBigEndian(&key, account_id.size(), 4);
+  key.append(account_id);
+  return key;
+}
+
+void PutStatementRow(std::string_view account_id, uint64_t seq, const EntryRow& row, eventlog::WriteSet& ws) {
+  std::string key = StatementPrefix(account_id);
+  PutBigEndian(&key, seq, 8);
+  std::string value;
+  value.reserve(kStatementRowBytes);
+  PutBigEndian(&value, static_cast<uint64_t>(row.time_us), 8);
+  PutBigEndian(&value, static_cast<uint64_t>(row.balance_after_minor), 8);
+  ws.PutState(std::move(key), std::move(value));
+}
+
+Status ParseStatementRow(std::string_view account_id, std::string_view key, std::string_view value, uint64_t* seq,
+                         EntryRow* row) {
+  const std::string prefix = StatementPrefix(account_id);
+  if (!key.starts_with(prefix) || key.size() != prefix.size() + 8 || value.size() != kStatementRowBytes) {
+    return DataLoss("stored statement row of account " + std::string(account_id) + " is " +
+                    std::to_string(key.size()) + "+" + std::to_string(value.size()) +
+                    " bytes, not the key of that account and a seq with a 16-byte value");
+  }
+  *seq = GetBigEndian(key.substr(prefix.size()));
+  row->time_us = static_cast<int64_t>(GetBigEndian(value.substr(0, 8)));
+  row->balance_after_minor = static_cast<int64_t>(GetBigEndian(value.substr(8)));
+  return Status::Ok();
+}
+
+std::string StatementMarkKey(uint32_t partition) { return kStatementMarkPrefix + std::to_string(partition); }
+
+Result<uint64_t> ReadStatementMark(const eventlog::EventLog& log, uint32_t partition) {
+  WL_ASSIGN_OR_RETURN(auto value, log.GetState(StatementMarkKey(partition)));
+  if (!value) return uint64_t{0};
+  uint64_t seq = 0;
+  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), seq);
+  if (ec != std::errc() || end != value->data() + value->size() || value->empty()) {
+    return DataLoss("stored " + StatementMarkKey(partition) + " is '" + *value + "', not a seq");
+  }
+  if (seq > log.Head(partition)) {
+    return DataLoss("stored " + StatementMarkKey(partition) + " names event " + std::to_string(seq) +
+                    " but the partition ends at " + std::to_string(log.Head(partition)));
+  }
+  return seq;
+}
+
 Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account) {
   *seq = untagged;
   if (!value.empty() && value[0] == kTaggedView) {
@@ -316,7 +379,8 @@ Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint
 }
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq, uint64_t to_seq,
-               const std::function<void(const std::string& account, uint64_t seq)>& on_event) {
+               const std::function<void(const std::string& account, uint64_t seq)>& on_event,
+               const std::function<Status(const MadeEntry& entry, uint64_t seq)>& on_entry) {
   if (to_seq < from_seq) return Status::Ok();
   const size_t max = to_seq == UINT64_MAX ? SIZE_MAX : static_cast<size_t>(to_seq - from_seq + 1);
   std::vector<Event> decision;
@@ -330,9 +394,12 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
     if (on_event) {
       for (size_t i = 0; i < decision.size(); ++i) on_event(EventAccountId(decision[i]), seqs[i]);
     }
+    if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
+    if (on_entry) {
+      for (const MadeEntry& m : ledger->made_entries()) WL_RETURN_IF_ERROR(on_entry(m, seqs[m.event]));
+    }
     decision.clear();
     seqs.clear();
-    if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
     return Status::Ok();
   };
   Status bad;
@@ -357,6 +424,23 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
   WL_RETURN_IF_ERROR(flush());
   if (to_seq == UINT64_MAX) ledger->CheckInvariants();  // O(state): once, at the end of the log.
   return Status::Ok();
+}
+
+StatementIndexer::StatementIndexer(eventlog::EventLog* log, uint32_t partition, uint64_t after_seq)
+    : log_(log), partition_(partition), after_seq_(after_seq) {}
+
+Status StatementIndexer::operator()(const MadeEntry& entry, uint64_t seq) {
+  if (seq <= after_seq_) return Status::Ok();
+  PutStatementRow(entry.account->id, seq, EntryRow{entry.time_us, entry.balance_after_minor}, part_);
+  rows_++;
+  if (part_.state_count() < kPart) return Status::Ok();
+  return log_->Commit(std::exchange(part_, {})).status();
+}
+
+Status StatementIndexer::Finish(uint64_t head) {
+  if (head > 0) part_.PutState(StatementMarkKey(partition_), std::to_string(head));
+  if (part_.empty()) return Status::Ok();
+  return log_->Commit(std::exchange(part_, {})).status();
 }
 
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh) {
@@ -415,8 +499,9 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
     uint64_t folded = 0;
     std::unordered_map<std::string, uint64_t> last_change;  // Of each account, in what was folded.
     auto note = [&](const std::string& account, uint64_t seq) { last_change[account] = seq; };
+    StatementIndexer indexer(fresh, p, 0);  // Every entry, as the live writers indexed it.
     for (const auto& [tag, ids] : at) {
-      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag, note); !s.ok()) return in_partition(s);
+      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag, note, std::ref(indexer)); !s.ok()) return in_partition(s);
       folded = tag;
       if (tag == mark.low) {
         // A view older than its account's last change up to here is one the writer forgot.
@@ -446,7 +531,10 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
       MaterializeSystem(p, ledger, ws);
       if (marks[p]) MaterializeViewMark(p, *marks[p], ws);  // Its low was checked above.
     }
-    if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX); !s.ok()) return in_partition(s);
+    if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX, nullptr, std::ref(indexer)); !s.ok()) {
+      return in_partition(s);
+    }
+    if (Status s = indexer.Finish(head); !s.ok()) return in_partition(s);
     // Every account must have a view: one without is written as of the end, which live lacks.
     std::set<std::string_view> seen;
     for (const auto& [id, value] : views[p]) seen.insert(id);
@@ -578,7 +666,11 @@ const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
   return nullptr;
 }
 
-void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/false); }
+void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
+  WriteOwedViews(p, ws, /*all=*/false);
+  // Every entry of the batch's events is indexed in this same write.
+  if (ws.event_count() > 0) ws.PutState(StatementMarkKey(p), std::to_string(ws.head() + ws.event_count()));
+}
 
 void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/true); }
 
@@ -635,9 +727,22 @@ Status LedgerService::Reload(uint32_t partition) {
   auto fresh = std::make_unique<Ledger>(options_.config);
   Owed owed;
   const auto now = std::chrono::steady_clock::now();
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
+  // A log written before the statement index, or by such a build since, has entries past the
+  // index's mark: they are indexed as they are folded, in parts, with the mark last.
+  WL_ASSIGN_OR_RETURN(const uint64_t indexed, ReadStatementMark(*log_, partition));
+  const uint64_t head = log_->Head(partition);
+  StatementIndexer indexer(log_.get(), partition, indexed);
+  auto on_entry = indexed < head ? std::function<Status(const MadeEntry&, uint64_t)>(std::ref(indexer)) : nullptr;
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low, nullptr, on_entry));
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
-                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); }));
+                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); },
+                             on_entry));
+  if (indexed < head) {
+    WL_RETURN_IF_ERROR(indexer.Finish(head));
+    log::Info("statement index written", {{"partition", std::to_string(partition)},
+                                          {"after_seq", std::to_string(indexed)},
+                                          {"entries", std::to_string(indexer.rows())}});
+  }
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
@@ -740,6 +845,9 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
 
   metrics.Command(command, kAccepted).Increment();
   ledger.ApplyAll(d.events);
+  for (const MadeEntry& m : ledger.made_entries()) {
+    PutStatementRow(m.account->id, first_seq + m.event, EntryRow{m.time_us, m.balance_after_minor}, ws);
+  }
   std::vector<std::string> touched;
   std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
@@ -1099,35 +1207,105 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
       });
 }
 
+namespace {
+
+// The statement entry the event at `seq` of `partition` made on `account_id` (its balance after
+// left 0): every stored row and entry txn names such an event, so anything else is DATA_LOSS.
+Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition, uint64_t seq,
+                               const std::string& account_id) {
+  const std::string where = "event " + std::to_string(seq) + " of partition " + std::to_string(partition);
+  WL_ASSIGN_OR_RETURN(std::vector<eventlog::Envelope> read, log.Read(partition, seq, 1));
+  if (read.empty() || read.front().seq() != seq) {
+    return DataLoss("the statement index of account " + account_id + " names " + where + ", which the log does not hold");
+  }
+  Result<Event> event = DecodeEvent(read.front().type(), read.front().payload());
+  if (!event.ok()) return DataLoss(where + " does not decode: " + event.status().message());
+  std::optional<StatementEntry> entry = EntryOf(*event);
+  if (!entry || EventAccountId(*event) != account_id) {
+    return DataLoss(where + " (" + read.front().type() + ") makes no statement entry of account " + account_id);
+  }
+  return *std::move(entry);
+}
+
+}  // namespace
+
 void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v1::GetStatementResponse> done) {
   if (req.account_id().empty()) return done({grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"}, nullptr);
   const int64_t to = req.to_us() == 0 ? INT64_MAX : req.to_us();
   if (req.from_us() < 0 || to < req.from_us()) {
     return done({grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"}, nullptr);
   }
-  OnWriterAsync<v1::GetStatementResponse>(
-      AccountPartition(req.account_id(), log_->partitions()),
-      [r = req, to](const Ledger& ledger, v1::GetStatementResponse* out) {
-        auto st = ledger.GetStatement(r.account_id(), r.from_us(), to);
-        if (!st.ok()) return server::ToGrpc(st.status());
-        out->set_account_id(st->account_id);
-        out->set_opening_balance_minor(st->opening_balance_minor);
-        out->set_closing_balance_minor(st->closing_balance_minor);
-        for (const auto& e : st->entries) *out->add_entries() = ToProto(e);
-        return grpc::Status::OK;
-      },
-      std::move(done));
+  // Read from the store, not the writer: the index rows and their events are committed together,
+  // so what is read is the history up to some commit, every answered command included.
+  auto statement = ReadStatement(req.account_id(), req.from_us(), to);
+  if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
+  v1::GetStatementResponse out;
+  out.set_account_id(statement->account_id);
+  out.set_opening_balance_minor(statement->opening_balance_minor);
+  out.set_closing_balance_minor(statement->closing_balance_minor);
+  for (const auto& e : statement->entries) *out.add_entries() = ToProto(e);
+  done(grpc::Status::OK, &out);
+}
+
+Result<Statement> LedgerService::ReadStatement(const std::string& account_id, int64_t from_us, int64_t to_us) const {
+  WL_ASSIGN_OR_RETURN(auto view, log_->GetState(kAccountPrefix + account_id));
+  if (!view) return NotFound("account " + account_id + " not found");
+  const uint32_t p = AccountPartition(account_id, log_->partitions());
+  std::vector<EntryRow> rows;
+  std::vector<uint64_t> seqs;
+  Status bad;
+  WL_RETURN_IF_ERROR(log_->ScanState(StatementPrefix(account_id), [&](std::string_view key, std::string_view value) {
+    uint64_t seq = 0;
+    EntryRow row;
+    bad = ParseStatementRow(account_id, key, value, &seq, &row);
+    if (!bad.ok()) return false;
+    rows.push_back(row);
+    seqs.push_back(seq);
+    return true;
+  }));
+  WL_RETURN_IF_ERROR(bad);
+  const StatementPlan plan = PlanStatement(rows, from_us, to_us);
+  Statement s{account_id, from_us, to_us, plan.opening_balance_minor, plan.closing_balance_minor, {}};
+  s.entries.reserve(plan.rows.size());
+  for (size_t i : plan.rows) {
+    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryAt(*log_, p, seqs[i], account_id));
+    e.balance_after_minor = rows[i].balance_after_minor;
+    s.entries.push_back(std::move(e));
+  }
+  return s;
 }
 
 void LedgerService::GetTransactionAsync(const v1::GetTransactionRequest& req, Done<v1::Transaction> done) {
   auto p = PartitionOfTxn(req.txn_id());
   if (!p.ok()) return done(server::ToGrpc(p.status()), nullptr);
-  OnWriterAsync<v1::Transaction>(*p, [id = req.txn_id()](const Ledger& ledger, v1::Transaction* out) {
-    const std::optional<TxnRecord> t = ledger.FindTxn(id);
+  // The writer knows every txn; of an entry txn it keeps only part, and the rest is read from its
+  // event once the answer is due (its batch, and so the txn, durable).
+  auto partial = std::make_shared<std::optional<TxnRecord>>();
+  OnWriterAsync<v1::Transaction>(*p, [id = req.txn_id(), partial](const Ledger& ledger, v1::Transaction* out) {
+    std::optional<TxnRecord> t = ledger.FindTxn(id);
     if (!t) return grpc::Status(grpc::StatusCode::NOT_FOUND, "transaction " + id + " does not exist");
-    *out = ToProto(*t);
+    if (ledger.IsEntryTxn(id)) {
+      *partial = std::move(t);
+    } else {
+      *out = ToProto(*t);
+    }
     return grpc::Status::OK;
-  }, std::move(done));
+  }, [this, p = *p, partial, done = std::move(done)](grpc::Status status, v1::Transaction* out) {
+    if (!status.ok() || !partial->has_value()) return done(std::move(status), out);
+    const TxnRecord& t = **partial;
+    std::string_view prefix;
+    uint64_t seq = 0;
+    if (!SplitTxnId(t.txn_id, &prefix, &seq)) {
+      return done({grpc::StatusCode::DATA_LOSS, "transaction " + t.txn_id + " has no seq to read its event at"}, nullptr);
+    }
+    Result<StatementEntry> entry = EntryAt(*log_, p, seq, t.account_id);
+    if (entry.ok() && entry->txn_id != t.txn_id) {
+      entry = DataLoss("event " + std::to_string(seq) + " is of txn " + entry->txn_id + ", not " + t.txn_id);
+    }
+    if (!entry.ok()) return done(server::ToGrpc(entry.status()), nullptr);
+    v1::Transaction whole = ToProto(CompleteTxn(t, *entry));
+    done(grpc::Status::OK, &whole);
+  });
 }
 
 void LedgerService::GetTotalsAsync(const v1::LedgerTotalsRequest&, Done<v1::LedgerTotalsResponse> done) {

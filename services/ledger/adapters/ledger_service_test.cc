@@ -1153,6 +1153,179 @@ TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
   EXPECT_EQ(st.closing_balance_minor(), 70'000);
 }
 
+// The ledger keeps no statement entries: a statement and a txn's details are read back from the
+// statement index and the log, the same before and after a restart.
+TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse top, refund, adjust, reverse;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &top).ok());
+  const int64_t top_time = clock_.NowMicros();
+  clock_.AdvanceMicros(1'000'000);
+  Usage("C1", "A1", 30'000, 1'500);
+  WaitConsumed();
+  v1::RefundRequest rf;
+  rf.set_operator_id("op2");
+  rf.set_account_id("A1");
+  rf.set_idempotency_key("K2");
+  rf.set_amount_minor(20'000);
+  rf.set_method(v1::PAYMENT_METHOD_WECHAT);
+  rf.set_reason("moving out");
+  ASSERT_TRUE(svc_->Refund(nullptr, &rf, &refund).ok());
+  v1::AdjustRequest ad;
+  ad.set_operator_id("op3");
+  ad.set_account_id("A1");
+  ad.set_idempotency_key("K3");
+  ad.set_amount_minor(-5'000);
+  ad.set_reason("meter fault");
+  ASSERT_TRUE(svc_->Adjust(nullptr, &ad, &adjust).ok());
+  v1::ReverseRequest rr;
+  rr.set_operator_id("op4");
+  rr.set_original_txn_id(refund.txn_id());
+  rr.set_reason("refund entered twice");
+  ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &reverse).ok());
+
+  auto check = [&] {
+    v1::GetStatementRequest sr;
+    sr.set_account_id("A1");
+    v1::GetStatementResponse st;
+    ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+    ASSERT_EQ(st.entries_size(), 5);
+    const std::vector<v1::TxnKind> kinds = {v1::TXN_KIND_TOP_UP, v1::TXN_KIND_CHARGE, v1::TXN_KIND_REFUND,
+                                            v1::TXN_KIND_ADJUSTMENT, v1::TXN_KIND_REVERSAL};
+    const std::vector<int64_t> after = {100'000, 70'000, 50'000, 45'000, 65'000};
+    for (int i = 0; i < st.entries_size(); ++i) {
+      EXPECT_EQ(st.entries(i).kind(), kinds[i]) << i;
+      EXPECT_EQ(st.entries(i).balance_after_minor(), after[i]) << i;
+    }
+    EXPECT_EQ(st.entries(0).txn_id(), top.txn_id());
+    EXPECT_EQ(st.entries(0).idempotency_key(), "K1");
+    EXPECT_EQ(st.entries(0).purchase_count(), 1);
+    EXPECT_EQ(st.entries(1).charge_id(), "C1");
+    EXPECT_EQ(st.entries(1).reading_id(), "R-C1");
+    EXPECT_EQ(st.entries(1).energy_wh(), 1'500);
+    EXPECT_EQ(st.entries(2).operator_id(), "op2");
+    EXPECT_EQ(st.entries(2).reason(), "moving out");
+    EXPECT_EQ(st.entries(4).original_txn_id(), refund.txn_id());
+    EXPECT_EQ(st.opening_balance_minor(), 0);
+    EXPECT_EQ(st.closing_balance_minor(), 65'000);
+    // A period after the top-up: it opens with the top-up's balance.
+    sr.set_from_us(top_time + 1);
+    ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+    ASSERT_EQ(st.entries_size(), 4);
+    EXPECT_EQ(st.opening_balance_minor(), 100'000);
+
+    // A top-up keeps only part of itself in the ledger; the rest comes from its event.
+    v1::GetTransactionRequest tr;
+    tr.set_txn_id(top.txn_id());
+    v1::Transaction t;
+    ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
+    EXPECT_EQ(t.kind(), v1::TXN_KIND_TOP_UP);
+    EXPECT_EQ(t.account_id(), "A1");
+    EXPECT_EQ(t.amount_minor(), 100'000);
+    EXPECT_EQ(t.time_us(), top_time);
+    EXPECT_EQ(t.operator_id(), "op1");
+    EXPECT_EQ(t.idempotency_key(), "K1");
+    tr.set_txn_id(refund.txn_id());
+    ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
+    EXPECT_EQ(t.reason(), "moving out");
+    EXPECT_EQ(t.reversed_by(), reverse.txn_id());
+    EXPECT_EQ(t.posting().legs_size(), 2);
+    tr.set_txn_id(reverse.txn_id());
+    ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
+    EXPECT_EQ(t.original_txn_id(), refund.txn_id());
+    EXPECT_EQ(t.operator_id(), "op4");
+    // Of an account never opened: not found, as before.
+    sr.set_account_id("A9");
+    EXPECT_EQ(svc_->GetStatement(nullptr, &sr, &st).error_code(), grpc::StatusCode::NOT_FOUND);
+  };
+  check();
+  Restart();
+  check();
+  ExpectReplayEqualsLive();
+}
+
+// A log written before the statement index has no rows and no mark: start-up indexes every
+// entry it holds, so its statements are whole again, and replay agrees.
+TEST_F(LedgerServiceTest, ALogWithoutTheStatementIndexIsIndexedAtStart) {
+  const auto ids = IdsIn(2, 2);
+  for (const auto& id : ids) ASSERT_TRUE(Open(id, {"M-" + id}).ok());
+  v1::MutationResponse r;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(TopUp(ids[i % 2], 10'000 * (i + 1), "K" + std::to_string(i), &r).ok());
+  svc_->Stop();
+  auto rows = [&] {
+    std::vector<std::string> keys;
+    EXPECT_TRUE(svc_->log()->ScanState("stmt/", [&](std::string_view k, std::string_view) {
+      keys.emplace_back(k);
+      return true;
+    }).ok());
+    return keys;
+  };
+  const std::vector<std::string> written = rows();
+  ASSERT_EQ(written.size(), 5u);
+  auto mark = ReadStatementMark(*svc_->log(), 2);
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(*mark, svc_->log()->Head(2));
+  eventlog::WriteSet ws;
+  for (const auto& k : written) ws.DeleteState(k);
+  for (uint32_t p = 0; p < kParts; ++p) ws.DeleteState(StatementMarkKey(p));
+  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
+  {
+    // Replay indexes every entry, so it tells such a log from this build's.
+    auto fresh = OpenLog("fresh-unindexed", "ledger");
+    auto report = ReplayViews(*svc_->log(), fresh.get());
+    ASSERT_TRUE(report.ok()) << report.status().ToString();
+    EXPECT_NE(report->replayed_digest, report->live_digest);
+  }
+  Restart();
+  EXPECT_EQ(rows(), written);
+  mark = ReadStatementMark(*svc_->log(), 2);
+  ASSERT_TRUE(mark.ok());
+  EXPECT_EQ(*mark, svc_->log()->Head(2));
+  v1::GetStatementRequest sr;
+  sr.set_account_id(ids[0]);
+  v1::GetStatementResponse st;
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  ASSERT_EQ(st.entries_size(), 3);
+  EXPECT_EQ(st.closing_balance_minor(), 10'000 + 30'000 + 50'000);
+  ExpectReplayEqualsLive();
+}
+
+// A statement row that does not say what the log does: replay's digest differs, and one that is
+// not a row at all makes the statement DATA_LOSS naming the account, not a wrong statement.
+TEST_F(LedgerServiceTest, AWrongStatementRowIsFoundByReplayAndAMalformedOneRefusesTheStatement) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
+  std::string key, value;
+  ASSERT_TRUE(svc_->log()->ScanState(StatementPrefix("A1"), [&](std::string_view k, std::string_view v) {
+    key = k;
+    value = v;
+    return false;
+  }).ok());
+  ASSERT_EQ(value.size(), 16u);
+  uint64_t seq = 0;
+  EntryRow row;
+  ASSERT_TRUE(ParseStatementRow("A1", key, value, &seq, &row).ok());
+  EXPECT_EQ(row.balance_after_minor, 10'000);
+  eventlog::WriteSet off;
+  PutStatementRow("A1", seq, EntryRow{row.time_us, row.balance_after_minor + 1}, off);
+  ASSERT_TRUE(svc_->log()->Commit(std::move(off)).ok());
+  auto fresh = OpenLog("fresh-row", "ledger");
+  auto report = ReplayViews(*svc_->log(), fresh.get());
+  ASSERT_TRUE(report.ok()) << report.status().ToString();
+  EXPECT_NE(report->replayed_digest, report->live_digest);
+
+  eventlog::WriteSet bad;
+  bad.PutState(key, "short");
+  ASSERT_TRUE(svc_->log()->Commit(std::move(bad)).ok());
+  v1::GetStatementRequest sr;
+  sr.set_account_id("A1");
+  v1::GetStatementResponse st;
+  grpc::Status s = svc_->GetStatement(nullptr, &sr, &st);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
+  EXPECT_NE(s.error_message().find("account A1"), std::string::npos) << s.error_message();
+}
+
 // Many top-ups in flight without a thread each: every one is answered exactly once, after its
 // commit, with its own txn; a request refused before it is queued is answered at once.
 TEST_F(LedgerServiceTest, AsyncMutationsAreEachAnsweredOnceAfterTheirCommit) {

@@ -31,14 +31,15 @@
 
 namespace wattledger::ledger {
 
-// A transaction whose record is its statement entry: charges, top-ups, refunds, reversals and
-// adjustments whose posting is the two legs the entry implies (the entry's amount on the tenant,
-// its negation on `system`). These are the bulk of all transactions: FindTxn builds the record
-// from the entry (entries are append-only), instead of each keeping a copy of it.
+// A transaction that keeps only what decisions need of it: charges, top-ups, refunds and
+// adjustments whose posting is the two legs their amount implies (the amount on the tenant, its
+// negation on `system`). These are the bulk of all transactions; the rest of each (time,
+// operator, reason, key) is on its event in the log.
 struct EntryTxn {
   std::string account_id;  // Never empty for a txn (account ids are not).
-  size_t entry = 0;
+  int64_t amount_minor = 0;  // Signed change of the tenant balance.
   uint8_t system = 0;  // Index into sys::kAll.
+  uint8_t kind = 0;    // A TxnKind.
   bool operator==(const EntryTxn&) const = default;
 };
 

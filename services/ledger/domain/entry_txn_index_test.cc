@@ -10,7 +10,7 @@
 namespace wattledger::ledger {
 namespace {
 
-EntryTxn Txn(const std::string& account, size_t entry) { return EntryTxn{account, entry, 1}; }
+EntryTxn Txn(const std::string& account, size_t entry) { return EntryTxn{account, static_cast<int64_t>(entry), 1, 0}; }
 
 std::vector<std::string> Ids(const EntryTxnIndex& index) {
   std::vector<std::string> ids;
@@ -171,7 +171,7 @@ TEST(EntryTxnIndexTest, BehavesLikeAMapUnderRandomIds) {
         case 3: next[p] += 5000 + rng() % 20000; [[fallthrough]];                // A long gap.
         default: next[p] += rng() % 4; id = prefix + "/" + std::to_string(next[p]); break;
       }
-      const EntryTxn txn{rng() % 10 == 0 ? "" : "A" + std::to_string(rng() % 7), static_cast<size_t>(op), 1};
+      const EntryTxn txn{rng() % 10 == 0 ? "" : "A" + std::to_string(rng() % 7), static_cast<int64_t>(op), 1, 0};
       ASSERT_EQ(index.emplace(id, txn), ref.emplace(id, txn).second) << seed << " " << id;
       const std::string probe = rng() % 2 ? id : prefix + "/" + std::to_string(rng() % 100000);
       const EntryTxn* found = index.find(probe);

@@ -36,6 +36,10 @@ const std::string& EventTxnId(const Event& e) {
   return std::visit([](const auto& ev) -> const std::string& { return ev.txn_id; }, e);
 }
 
+int64_t EventTimeUs(const Event& e) {
+  return std::visit([](const auto& ev) { return ev.time_us; }, e);
+}
+
 const std::string& EventAccountId(const Event& e) {
   return std::visit([](const auto& ev) -> const std::string& { return ev.account_id; }, e);
 }

@@ -219,5 +219,6 @@ using Event = std::variant<AccountOpened, MeterAttached, MeterDetached, LimitsCh
 std::string_view EventTypeName(const Event& e);
 const std::string& EventTxnId(const Event& e);
 const std::string& EventAccountId(const Event& e);
+int64_t EventTimeUs(const Event& e);
 
 }  // namespace wattledger::ledger

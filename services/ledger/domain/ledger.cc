@@ -271,91 +271,111 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
   return sum;
 }
 
-// The texts of an entry in the order StoredEntry keeps them: the txn id first.
-constexpr std::string StatementEntry::*kEntryTexts[] = {
-    &StatementEntry::txn_id,          &StatementEntry::operator_id,     &StatementEntry::reason,
-    &StatementEntry::method,          &StatementEntry::idempotency_key, &StatementEntry::original_txn_id,
-    &StatementEntry::charge_id,       &StatementEntry::meter_id,        &StatementEntry::reading_id,
-    &StatementEntry::tariff_id};
-
-// One text of `texts` at *pos, moving past it. A text cut short (never made by Pack) reads as
-// what is left, so a damaged entry cannot read outside its string.
-std::string_view NextText(std::string_view texts, size_t* pos) {
-  size_t len = 0;
-  for (int shift = 0; *pos < texts.size() && shift < 64; shift += 7) {
-    const auto byte = static_cast<unsigned char>(texts[(*pos)++]);
-    len |= static_cast<size_t>(byte & 0x7f) << shift;
-    if ((byte & 0x80) == 0) break;
-  }
-  len = std::min(len, texts.size() - *pos);
-  std::string_view text = texts.substr(*pos, len);
-  *pos += len;
-  return text;
-}
-
 }  // namespace
 
-StoredEntry StoredEntry::Pack(const StatementEntry& e) {
-  StoredEntry s{e.time_us, e.amount_minor, e.balance_after_minor, e.purchase_count,
-                e.tariff_version, e.energy_wh, e.kind, {}};
-  // Sized to fit, in one allocation: a reserve's slack would stay for as long as the entry does.
-  size_t size = 0;
-  for (auto text : kEntryTexts) {
-    size += (e.*text).size() + 1;
-    for (size_t len = (e.*text).size(); len >= 0x80; len >>= 7) size++;
-  }
-  s.texts.reserve(size);
-  for (auto text : kEntryTexts) {
-    const std::string& t = e.*text;
-    for (size_t len = t.size(); ; len >>= 7) {
-      s.texts.push_back(static_cast<char>((len & 0x7f) | (len >= 0x80 ? 0x80 : 0)));
-      if (len < 0x80) break;
+bool MakesEntry(const Event& event) {
+  return std::visit(
+      [](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, AccountOpened>) return e.opening_balance_minor != 0;
+        else if constexpr (std::is_same_v<T, OwnershipTransferred> || std::is_same_v<T, AccountClosed>)
+          return e.settlement_refund_minor != 0;
+        else return std::is_same_v<T, ToppedUp> || std::is_same_v<T, Refunded> || std::is_same_v<T, Reversed> ||
+                    std::is_same_v<T, Adjusted> || std::is_same_v<T, Charged>;
+      },
+      event);
+}
+
+std::optional<StatementEntry> EntryOf(const Event& event) {
+  if (!MakesEntry(event)) return std::nullopt;
+  return std::visit(
+      [](const auto& e) {
+        using T = std::decay_t<decltype(e)>;
+        StatementEntry entry;
+        entry.txn_id = e.txn_id;
+        entry.time_us = e.time_us;
+        if constexpr (std::is_same_v<T, AccountOpened>) {
+          entry.kind = TxnKind::kOpen;
+          entry.amount_minor = e.opening_balance_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = "opening balance from " + e.opening_balance_source;
+        } else if constexpr (std::is_same_v<T, OwnershipTransferred>) {
+          entry.kind = TxnKind::kTransfer;
+          entry.amount_minor = -e.settlement_refund_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = "settled to previous owner " + e.old_customer_name;
+          entry.method = std::string(PaymentMethodName(e.method));
+        } else if constexpr (std::is_same_v<T, AccountClosed>) {
+          entry.kind = TxnKind::kClose;
+          entry.amount_minor = -e.settlement_refund_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.method = std::string(PaymentMethodName(e.method));
+        } else if constexpr (std::is_same_v<T, ToppedUp>) {
+          entry.kind = TxnKind::kTopUp;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.method = std::string(PaymentMethodName(e.method));
+          entry.idempotency_key = e.idempotency_key;
+          entry.purchase_count = e.purchase_count;
+        } else if constexpr (std::is_same_v<T, Refunded>) {
+          entry.kind = TxnKind::kRefund;
+          entry.amount_minor = -e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.method = std::string(PaymentMethodName(e.method));
+          entry.idempotency_key = e.idempotency_key;
+        } else if constexpr (std::is_same_v<T, Reversed>) {
+          entry.kind = TxnKind::kReversal;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.idempotency_key = e.idempotency_key;
+          entry.original_txn_id = e.original_txn_id;
+        } else if constexpr (std::is_same_v<T, Adjusted>) {
+          entry.kind = TxnKind::kAdjustment;
+          entry.amount_minor = e.amount_minor;
+          entry.operator_id = e.operator_id;
+          entry.reason = e.reason;
+          entry.idempotency_key = e.idempotency_key;
+        } else if constexpr (std::is_same_v<T, Charged>) {
+          entry.kind = TxnKind::kCharge;
+          entry.amount_minor = -e.amount_minor;
+          entry.charge_id = e.charge_id;
+          entry.meter_id = e.meter_id;
+          entry.reading_id = e.reading_id;
+          entry.tariff_id = e.tariff_id;
+          entry.tariff_version = e.tariff_version;
+          entry.energy_wh = e.energy_wh;
+        }
+        return entry;
+      },
+      event);
+}
+
+TxnRecord CompleteTxn(TxnRecord partial, const StatementEntry& entry) {
+  partial.time_us = entry.time_us;
+  partial.operator_id = entry.operator_id;
+  partial.reason = entry.reason;
+  partial.idempotency_key = entry.kind == TxnKind::kCharge ? entry.charge_id : entry.idempotency_key;
+  partial.original_txn_id = entry.original_txn_id;
+  return partial;
+}
+
+StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, int64_t to_us) {
+  StatementPlan plan;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const EntryRow& r = rows[i];
+    if (r.time_us >= from_us && r.time_us < to_us) {
+      if (plan.rows.empty()) plan.opening_balance_minor = i == 0 ? 0 : rows[i - 1].balance_after_minor;
+      plan.rows.push_back(i);
+    } else if (r.time_us < from_us && plan.rows.empty()) {
+      plan.opening_balance_minor = r.balance_after_minor;
     }
-    s.texts.append(t);
   }
-  WL_CHECK(s.texts.size() == size);
-  return s;
-}
-
-StatementEntry StoredEntry::Unpack() const {
-  StatementEntry e;
-  e.time_us = time_us;
-  e.kind = kind;
-  e.amount_minor = amount_minor;
-  e.balance_after_minor = balance_after_minor;
-  e.purchase_count = purchase_count;
-  e.tariff_version = tariff_version;
-  e.energy_wh = energy_wh;
-  size_t pos = 0;
-  for (auto text : kEntryTexts) e.*text = std::string(NextText(texts, &pos));
-  return e;
-}
-
-std::string_view StoredEntry::txn_id() const {
-  size_t pos = 0;
-  return NextText(texts, &pos);
-}
-
-Statement BuildStatement(std::string account_id, const StatementEntries& all,
-                         int64_t from_us, int64_t to_us) {
-  Statement s;
-  s.account_id = std::move(account_id);
-  s.from_us = from_us;
-  s.to_us = to_us;
-  bool seen_in_range = false;
-  for (const StoredEntry& e : all) {
-    if (e.time_us < from_us) {
-      if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor;
-      continue;
-    }
-    if (e.time_us >= to_us) continue;
-    if (!seen_in_range) s.opening_balance_minor = e.balance_after_minor - e.amount_minor;
-    seen_in_range = true;
-    s.entries.push_back(e.Unpack());
-  }
-  s.closing_balance_minor =
-      s.entries.empty() ? s.opening_balance_minor : s.entries.back().balance_after_minor;
-  return s;
+  plan.closing_balance_minor =
+      plan.rows.empty() ? plan.opening_balance_minor : rows[plan.rows.back()].balance_after_minor;
+  return plan;
 }
 
 Ledger::Ledger(LedgerConfig config) : config_(config) {
@@ -371,22 +391,17 @@ std::optional<TxnRecord> Ledger::FindTxn(std::string_view txn_id) const {
   if (auto it = state_.txns.find(txn_id); it != state_.txns.end()) return it->second;
   const EntryTxn* found = state_.entry_txns.find(txn_id);
   if (found == nullptr) return std::nullopt;
-  // The record is the statement entry seen as a transaction (a charge's key is its charge id).
+  // What decisions need; the rest is on the txn's event.
   const EntryTxn& r = *found;
-  const Account& a = state_.accounts.at(r.account_id);
-  const StatementEntry e = a.entries.at(r.entry).Unpack();
   auto reversal = state_.entry_reversed_by.find(txn_id);
-  return TxnRecord{e.txn_id,
-                   e.kind,
-                   a.id,
-                   e.time_us,
-                   e.amount_minor,
-                   e.operator_id,
-                   e.reason,
-                   e.kind == TxnKind::kCharge ? e.charge_id : e.idempotency_key,
-                   e.original_txn_id,
-                   reversal == state_.entry_reversed_by.end() ? "" : reversal->second,
-                   TwoLegs(a.id, e.amount_minor, sys::kAll[r.system])};
+  TxnRecord t;
+  t.txn_id = std::string(txn_id);
+  t.kind = static_cast<TxnKind>(r.kind);
+  t.account_id = r.account_id;
+  t.amount_minor = r.amount_minor;
+  if (reversal != state_.entry_reversed_by.end()) t.reversed_by = reversal->second;
+  t.posting = TwoLegs(r.account_id, r.amount_minor, sys::kAll[r.system]);
+  return t;
 }
 
 size_t Ledger::TxnIdMarkOf(std::string_view prefix) const {
@@ -426,17 +441,6 @@ bool Ledger::TxnUsed(std::string_view txn_id) const {
 int64_t Ledger::SystemBalance(std::string_view name) const {
   auto it = state_.system_balances.find(name);
   return it == state_.system_balances.end() ? 0 : it->second;
-}
-
-Result<Statement> Ledger::GetStatement(std::string_view account_id, int64_t from_us,
-                                       int64_t to_us) const {
-  const Account* a = FindAccount(account_id);
-  if (a == nullptr) return NotFound("account " + std::string(account_id) + " not found");
-  if (to_us < from_us) {
-    return InvalidArgument("statement period is empty: to (" + std::to_string(to_us) +
-                           ") is before from (" + std::to_string(from_us) + ")");
-  }
-  return BuildStatement(a->id, a->entries, from_us, to_us);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -893,11 +897,6 @@ Status Ledger::ApplyPosting(const Posting& posting) {
   return Status::Ok();
 }
 
-void Ledger::AddEntry(Account& account, StatementEntry&& entry) {
-  entry.balance_after_minor = account.balance_minor;
-  account.entries.push_back(StoredEntry::Pack(entry));
-}
-
 Status Ledger::AddTxn(TxnRecord record) {
   // The emplace finds a reuse among txns itself.
   WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(record.txn_id) || !state_.entry_txns.contains(record.txn_id),
@@ -909,13 +908,12 @@ Status Ledger::AddTxn(TxnRecord record) {
 }
 
 template <typename MakeRecord>
-Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record) {
-  const StoredEntry& e = account.entries.at(account.entries.size() - 1);
-  const std::string_view txn_id = e.txn_id();
+Status Ledger::AddEntryTxn(std::string_view txn_id, const Account& account, TxnKind kind, int64_t amount_minor,
+                           const Posting& posting, const MakeRecord& make_record) {
   const auto& legs = posting.legs;
   size_t system = std::size(sys::kAll);
-  if (legs.size() == 2 && !legs[0].system && legs[0].account == account.id && legs[0].delta_minor == e.amount_minor &&
-      legs[1].system && legs[1].delta_minor == -e.amount_minor) {
+  if (legs.size() == 2 && !legs[0].system && legs[0].account == account.id && legs[0].delta_minor == amount_minor &&
+      legs[1].system && legs[1].delta_minor == -amount_minor) {
     system = static_cast<size_t>(std::find(std::begin(sys::kAll), std::end(sys::kAll), legs[1].account) -
                                  std::begin(sys::kAll));
   }
@@ -923,8 +921,8 @@ Status Ledger::AddEntryTxn(const Account& account, const Posting& posting, const
   WL_LEDGER_EXPECT_MSG(TxnIdAboveMarks(txn_id) || !state_.txns.contains(txn_id),
                        "txn id used twice: " + std::string(txn_id));
   const bool inserted =
-      state_.entry_txns.emplace(txn_id, EntryTxn{account.id, account.entries.size() - 1,
-                                                  static_cast<uint8_t>(system)});
+      state_.entry_txns.emplace(txn_id, EntryTxn{account.id, amount_minor, static_cast<uint8_t>(system),
+                                                  static_cast<uint8_t>(kind)});
   WL_LEDGER_EXPECT_MSG(inserted, "txn id used twice: " + std::string(txn_id));
   RaiseTxnIdMark(txn_id);
   return Status::Ok();
@@ -995,18 +993,6 @@ Status Ledger::TryApply(const Event& event) {
           }
           state_.accounts.emplace(e.account_id, std::move(a));
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
-          WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
-          Account& acc = *accp;
-          if (e.opening_balance_minor != 0) {
-            StatementEntry entry;
-            entry.txn_id = e.txn_id;
-            entry.time_us = e.time_us;
-            entry.kind = TxnKind::kOpen;
-            entry.amount_minor = e.opening_balance_minor;
-            entry.operator_id = e.operator_id;
-            entry.reason = "opening balance from " + e.opening_balance_source;
-            AddEntry(acc, std::move(entry));
-          }
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kOpen, e.account_id, e.time_us, e.opening_balance_minor,
                            e.operator_id, "", "", "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, MeterAttached>) {
@@ -1060,17 +1046,6 @@ Status Ledger::TryApply(const Event& event) {
           acc.phones = e.new_phones;
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           if (e.settled) WL_LEDGER_EXPECT(acc.balance_minor == 0);
-          if (e.settlement_refund_minor != 0) {
-            StatementEntry entry;
-            entry.txn_id = e.txn_id;
-            entry.time_us = e.time_us;
-            entry.kind = TxnKind::kTransfer;
-            entry.amount_minor = -e.settlement_refund_minor;
-            entry.operator_id = e.operator_id;
-            entry.reason = "settled to previous owner " + e.old_customer_name;
-            entry.method = std::string(PaymentMethodName(e.method));
-            AddEntry(acc, std::move(entry));
-          }
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
                            -e.settlement_refund_minor, e.operator_id,
                            "from " + e.old_customer_name + " to " + e.new_customer_name, "", "", "",
@@ -1091,17 +1066,6 @@ Status Ledger::TryApply(const Event& event) {
           acc.meters.clear();
           acc.state = AccountState::kClosed;
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          if (e.settlement_refund_minor != 0) {
-            StatementEntry entry;
-            entry.txn_id = e.txn_id;
-            entry.time_us = e.time_us;
-            entry.kind = TxnKind::kClose;
-            entry.amount_minor = -e.settlement_refund_minor;
-            entry.operator_id = e.operator_id;
-            entry.reason = e.reason;
-            entry.method = std::string(PaymentMethodName(e.method));
-            AddEntry(acc, std::move(entry));
-          }
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kClose, e.account_id, e.time_us,
                            -e.settlement_refund_minor, e.operator_id, e.reason, "", "", "", e.posting}));
         } else if constexpr (std::is_same_v<T, ToppedUp>) {
@@ -1113,19 +1077,9 @@ Status Ledger::TryApply(const Event& event) {
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           acc.purchase_count = e.purchase_count;
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          StatementEntry entry;
-          entry.txn_id = e.txn_id;
-          entry.time_us = e.time_us;
-          entry.kind = TxnKind::kTopUp;
-          entry.amount_minor = e.amount_minor;
-          entry.operator_id = e.operator_id;
-          entry.method = std::string(PaymentMethodName(e.method));
-          entry.idempotency_key = e.idempotency_key;
-          entry.purchase_count = e.purchase_count;
-          AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribePayment(sink, "top-up", e.account_id, e.amount_minor, e.method); }));
-          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+          WL_RETURN_IF_ERROR(AddEntryTxn(e.txn_id, acc, TxnKind::kTopUp, e.amount_minor, e.posting, [&] {
             return TxnRecord{e.txn_id, TxnKind::kTopUp, e.account_id, e.time_us, e.amount_minor,
                              e.operator_id, "", e.idempotency_key, "", "", e.posting};
           }));
@@ -1136,19 +1090,9 @@ Status Ledger::TryApply(const Event& event) {
           WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          StatementEntry entry;
-          entry.txn_id = e.txn_id;
-          entry.time_us = e.time_us;
-          entry.kind = TxnKind::kRefund;
-          entry.amount_minor = -e.amount_minor;
-          entry.operator_id = e.operator_id;
-          entry.reason = e.reason;
-          entry.method = std::string(PaymentMethodName(e.method));
-          entry.idempotency_key = e.idempotency_key;
-          AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribePayment(sink, "refund", e.account_id, e.amount_minor, e.method); }));
-          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+          WL_RETURN_IF_ERROR(AddEntryTxn(e.txn_id, acc, TxnKind::kRefund, -e.amount_minor, e.posting, [&] {
             return TxnRecord{e.txn_id, TxnKind::kRefund, e.account_id, e.time_us, -e.amount_minor,
                              e.operator_id, e.reason, e.idempotency_key, "", "", e.posting};
           }));
@@ -1159,22 +1103,13 @@ Status Ledger::TryApply(const Event& event) {
           WL_RETURN_IF_ERROR(MarkReversed(e.original_txn_id, e.txn_id, e.original_kind, e.account_id, e.amount_minor));
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          StatementEntry entry;
-          entry.txn_id = e.txn_id;
-          entry.time_us = e.time_us;
-          entry.kind = TxnKind::kReversal;
-          entry.amount_minor = e.amount_minor;
-          entry.operator_id = e.operator_id;
-          entry.reason = e.reason;
-          entry.idempotency_key = e.idempotency_key;
-          entry.original_txn_id = e.original_txn_id;
-          AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribeReverse(sink, e.original_txn_id); }));
-          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
-            return TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
-                             e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "", e.posting};
-          }));
+          // A reversal keeps its whole record: it is rare, and a second reversal's refusal names
+          // the txn it reversed.
+          WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kReversal, e.account_id, e.time_us, e.amount_minor,
+                                              e.operator_id, e.reason, e.idempotency_key, e.original_txn_id, "",
+                                              e.posting}));
         } else if constexpr (std::is_same_v<T, Adjusted>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1182,18 +1117,9 @@ Status Ledger::TryApply(const Event& event) {
           WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == e.amount_minor);
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          StatementEntry entry;
-          entry.txn_id = e.txn_id;
-          entry.time_us = e.time_us;
-          entry.kind = TxnKind::kAdjustment;
-          entry.amount_minor = e.amount_minor;
-          entry.operator_id = e.operator_id;
-          entry.reason = e.reason;
-          entry.idempotency_key = e.idempotency_key;
-          AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.idempotency_keys, e.idempotency_key, e.txn_id,
                     [&](auto& sink) { DescribeAdjust(sink, e.account_id, e.amount_minor); }));
-          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+          WL_RETURN_IF_ERROR(AddEntryTxn(e.txn_id, acc, TxnKind::kAdjustment, e.amount_minor, e.posting, [&] {
             return TxnRecord{e.txn_id, TxnKind::kAdjustment, e.account_id, e.time_us, e.amount_minor,
                              e.operator_id, e.reason, e.idempotency_key, "", "", e.posting};
           }));
@@ -1204,24 +1130,12 @@ Status Ledger::TryApply(const Event& event) {
           WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.amount_minor);
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           WL_RETURN_IF_ERROR(RefreshClosedState(acc));
-          StatementEntry entry;
-          entry.txn_id = e.txn_id;
-          entry.time_us = e.time_us;
-          entry.kind = TxnKind::kCharge;
-          entry.amount_minor = -e.amount_minor;
-          entry.charge_id = e.charge_id;
-          entry.meter_id = e.meter_id;
-          entry.reading_id = e.reading_id;
-          entry.tariff_id = e.tariff_id;
-          entry.tariff_version = e.tariff_version;
-          entry.energy_wh = e.energy_wh;
-          AddEntry(acc, std::move(entry));
           WL_RETURN_IF_ERROR(RecordKey(state_.charges, e.charge_id, e.txn_id,
                     [&](auto& sink) {
                       DescribeCharge(sink, e.account_id, e.amount_minor, e.energy_wh, e.meter_id,
                                      e.reading_id, e.tariff_id, e.tariff_version);
                     }));
-          WL_RETURN_IF_ERROR(AddEntryTxn(acc, e.posting, [&] {
+          WL_RETURN_IF_ERROR(AddEntryTxn(e.txn_id, acc, TxnKind::kCharge, -e.amount_minor, e.posting, [&] {
             return TxnRecord{e.txn_id, TxnKind::kCharge, e.account_id, e.time_us, -e.amount_minor, "", "",
                              e.charge_id, "", "", e.posting};
           }));
@@ -1259,7 +1173,14 @@ void Ledger::ApplyAll(const std::vector<Event>& events) {
 }
 
 Status Ledger::TryApplyAll(const std::vector<Event>& events) {
-  for (const Event& e : events) WL_RETURN_IF_ERROR(TryApply(e));
+  made_.clear();
+  for (size_t i = 0; i < events.size(); ++i) {
+    WL_RETURN_IF_ERROR(TryApply(events[i]));
+    if (MakesEntry(events[i])) {
+      const Account* a = FindAccount(EventAccountId(events[i]));
+      made_.push_back(MadeEntry{i, a, EventTimeUs(events[i]), a->balance_minor});
+    }
+  }
   // Only these events change who owns a meter (and each checks the owner map as it applies), so
   // only a decision with one of them re-walks the account's meters: for a top-up or a charge
   // that walk was the dearest part of the check, and it can find nothing new.
@@ -1273,12 +1194,12 @@ Status Ledger::TryApplyAll(const std::vector<Event>& events) {
     std::string_view id = EventAccountId(e);
     if (id == last) continue;
     last = id;
-    WL_RETURN_IF_ERROR(AccountInvariantsHold(*FindAccount(id), /*with_history=*/false, moves_meters));
+    WL_RETURN_IF_ERROR(AccountInvariantsHold(*FindAccount(id), moves_meters));
   }
   return Status::Ok();
 }
 
-Status Ledger::AccountInvariantsHold(const Account& a, bool with_history, bool with_meters) const {
+Status Ledger::AccountInvariantsHold(const Account& a, bool with_meters) const {
   if (Tracked(a)) {
     WL_LEDGER_EXPECT_MSG(a.level == LevelFor(a.balance_minor, a.limits), "level of " + a.id + " is stale");
     WL_LEDGER_EXPECT_MSG(a.supply_cut == (a.level == Level::kCutoff), "cut flag of " + a.id + " is stale");
@@ -1296,14 +1217,6 @@ Status Ledger::AccountInvariantsHold(const Account& a, bool with_history, bool w
       }
     }
   }
-  // O(history): only in the whole-state check. Per decision, Apply checks each top-up's count is
-  // the previous one plus one, which keeps this true by induction.
-  if (with_history) {
-    int64_t count = 0;
-    for (const StoredEntry& e : a.entries) count += e.kind == TxnKind::kTopUp ? 1 : 0;
-    WL_LEDGER_EXPECT(count == a.purchase_count);
-  }
-  WL_LEDGER_EXPECT(a.entries.empty() ? a.balance_minor == 0 : a.entries.back().balance_after_minor == a.balance_minor);
   return Status::Ok();
 }
 
@@ -1311,7 +1224,7 @@ void Ledger::CheckInvariants() const {
   __int128 sum = 0;
   size_t meters = 0;
   for (const auto& [id, a] : state_.accounts) {
-    Status held = AccountInvariantsHold(a, /*with_history=*/true, /*with_meters=*/true);
+    Status held = AccountInvariantsHold(a, /*with_meters=*/true);
     WL_CHECK_MSG(held.ok(), held.ToString());
     sum += a.balance_minor;
     meters += a.meters.size();
@@ -1412,27 +1325,6 @@ std::string Ledger::CanonicalDump() const {
     d.Field("cut", a.supply_cut ? 1 : 0);
     d.Field("opened", a.opened_txn_id);
     d.Line("");
-    for (const StoredEntry& stored : a.entries) {
-      const StatementEntry e = stored.Unpack();
-      d.Field("entry", e.txn_id);
-      d.Field("t", e.time_us);
-      d.Field("kind", TxnKindName(e.kind));
-      d.Field("amount", e.amount_minor);
-      d.Field("after", e.balance_after_minor);
-      d.Field("op", e.operator_id);
-      d.Field("reason", e.reason);
-      d.Field("method", e.method);
-      d.Field("key", e.idempotency_key);
-      d.Field("orig", e.original_txn_id);
-      d.Field("count", e.purchase_count);
-      d.Field("charge", e.charge_id);
-      d.Field("meter", e.meter_id);
-      d.Field("reading", e.reading_id);
-      d.Field("tariff", e.tariff_id);
-      d.Field("tariff_version", e.tariff_version);
-      d.Field("wh", e.energy_wh);
-      d.Line("");
-    }
   }
   for (const auto& [meter, owner] : state_.meter_owner) {
     d.Field("meter", meter);
@@ -1457,7 +1349,8 @@ std::string Ledger::CanonicalDump() const {
   for (const auto& [id, txn] : state_.entry_txns.SortedById()) {
     d.Field("entry_txn", id);
     d.Field("account", txn->account_id);
-    d.Field("entry", static_cast<int64_t>(txn->entry));
+    d.Field("kind", TxnKindName(static_cast<TxnKind>(txn->kind)));
+    d.Field("amount", txn->amount_minor);
     d.Field("system", sys::kAll[txn->system]);
     d.Line("");
   }

@@ -2,9 +2,10 @@
 // Decide() turns a command into the events it would produce (or a rejection), and Apply() folds
 // an event into the state. No I/O, no clock, no randomness, no threads: the adapter owns those.
 //
-// What it owns: tenant accounts (balance, limits, level, purchase count, meters, statement
-// entries), the system accounts' balances, every transaction by id, and the idempotency keys and
-// charge ids that already took effect.
+// What it owns: tenant accounts (balance, limits, level, purchase count, meters), the system
+// accounts' balances, every transaction by id (of most, only what decisions need), and the
+// idempotency keys and charge ids that already took effect. Not the statement entries: each
+// event makes its own (EntryOf), and the adapter reads them back from the log.
 //
 // Invariants, checked on every Apply (release builds too; a crash when live, a DataLoss status
 // from TryApply when replaying events read back from the log):
@@ -32,7 +33,6 @@
 #include "services/ledger/domain/events.h"
 #include "services/ledger/domain/types.h"
 #include "wattledger/base/sharded_map.h"
-#include "wattledger/base/stable_vector.h"
 #include "wattledger/base/status.h"
 
 namespace wattledger::ledger {
@@ -68,31 +68,15 @@ struct StatementEntry {
   bool operator==(const StatementEntry&) const = default;
 };
 
-// How an account keeps a statement entry: the numbers as they are, and the ten texts (most of
-// them empty for any one kind) one after the other in one string, each after its length. That is
-// 88 bytes and one heap block, against a StatementEntry's 376 bytes and a block for every text of
-// over 15 bytes (a fleet's charge and reading ids): an account keeps every entry for as long as
-// the process runs. Queries unpack the entries they return.
-struct StoredEntry {
-  int64_t time_us = 0;
-  int64_t amount_minor = 0;
-  int64_t balance_after_minor = 0;
-  int64_t purchase_count = 0;
-  int64_t tariff_version = 0;
-  int64_t energy_wh = 0;
-  TxnKind kind = TxnKind::kTopUp;
-  std::string texts;  // Each text's length (LEB128), then its bytes; see Pack.
+// The statement entry `event` makes on its account, its balance_after_minor left 0 (the running
+// balance is the ledger's: see Ledger::made_entries), or nullopt if it makes none. An event makes
+// one exactly when it moves its tenant's money: a top-up, refund, reversal, adjustment or charge,
+// an opening balance, and a settlement refund on transfer or close. The ledger keeps no entries:
+// the adapter indexes where each one is in the log and rebuilds it from its event when a
+// statement asks for it.
+std::optional<StatementEntry> EntryOf(const Event& event);
+bool MakesEntry(const Event& event);
 
-  static StoredEntry Pack(const StatementEntry& e);
-  StatementEntry Unpack() const;
-  std::string_view txn_id() const;  // The first text: read without unpacking the rest.
-  bool operator==(const StoredEntry&) const = default;
-};
-
-// An account's statement. Its first chunk holds one entry, not four: an account is kept in memory
-// for as long as the process runs, and most hold few entries for a long time (ledger_bench's
-// "state" line: 2,565 bytes per account with four, when an entry was 376 bytes).
-using StatementEntries = StableVector<StoredEntry, 0>;
 
 struct Account {
   std::string id;
@@ -109,7 +93,6 @@ struct Account {
   Level level = Level::kNormal;
   bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
   std::string opened_txn_id;
-  StatementEntries entries;  // Append-only; never moved, so growing never stalls.
   bool operator==(const Account&) const = default;
 };
 
@@ -190,9 +173,37 @@ struct Statement {
   std::vector<StatementEntry> entries;
 };
 
-// Entries of `all` (in log order) with from_us <= time_us < to_us, with the balances around them.
-Statement BuildStatement(std::string account_id, const StatementEntries& all,
-                         int64_t from_us, int64_t to_us);
+// The whole record of an entry txn: what FindTxn keeps of it (`partial`), and its time, operator,
+// reason, key (a charge's is its charge id) and original txn from the entry its event made.
+TxnRecord CompleteTxn(TxnRecord partial, const StatementEntry& entry);
+
+// Where an account's statement entry is, in log order: its time and the balance after it.
+struct EntryRow {
+  int64_t time_us = 0;
+  int64_t balance_after_minor = 0;
+  bool operator==(const EntryRow&) const = default;
+};
+
+// What a statement over [from_us, to_us) lists of an account whose entries are `rows` (in log
+// order): the indexes of the rows with from_us <= time_us < to_us, and the balances around them.
+// Times need not grow with the log (a charge carries the time its usage occurred), so the opening
+// balance is the one before the first row listed, and with none listed the balance after the last
+// row before the period.
+struct StatementPlan {
+  std::vector<size_t> rows;
+  int64_t opening_balance_minor = 0;
+  int64_t closing_balance_minor = 0;
+};
+StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, int64_t to_us);
+
+// A statement entry the last ApplyAll made: of its `event`-th event, on `account`, which that
+// event left at `balance_after_minor`.
+struct MadeEntry {
+  size_t event = 0;
+  const Account* account = nullptr;
+  int64_t time_us = 0;
+  int64_t balance_after_minor = 0;
+};
 
 class Ledger {
  public:
@@ -210,6 +221,7 @@ class Ledger {
   void Apply(const Event& event);
 
   // Applies a decision's events and then checks the level invariants of the accounts touched.
+  // made_entries() then lists the statement entries they made.
   void ApplyAll(const std::vector<Event>& events);
 
   // Apply and ApplyAll for events read back from the log: an event that does not fit the state
@@ -224,10 +236,16 @@ class Ledger {
   const LedgerState& state() const { return state_; }
   const LedgerConfig& config() const { return config_; }
   const Account* FindAccount(std::string_view id) const;
-  // A copy: most records are built from their statement entry (see EntryTxn).
+  // A copy. Of an entry txn (see EntryTxn: most top-ups, refunds, adjustments and charges) the
+  // ledger keeps only what decisions need: kind, account, amount, posting and reversed_by. Its
+  // time, operator, reason and key are on its event (EntryOf), where the adapter reads them.
   std::optional<TxnRecord> FindTxn(std::string_view txn_id) const;
+  // Whether FindTxn(txn_id) is an entry txn's partial record.
+  bool IsEntryTxn(std::string_view txn_id) const { return state_.entry_txns.contains(txn_id); }
   int64_t SystemBalance(std::string_view name) const;
-  Result<Statement> GetStatement(std::string_view account_id, int64_t from_us, int64_t to_us) const;
+  // The statement entries the last ApplyAll or TryApplyAll made, in event order (a decision makes
+  // at most one). Valid until the next one.
+  const std::vector<MadeEntry>& made_entries() const { return made_; }
 
   // A canonical text dump of the whole state (maps are ordered), equal for equal states: replay
   // compares the dumps (or a hash of them) of the live and the rebuilt ledger.
@@ -256,18 +274,18 @@ class Ledger {
   bool TxnUsed(std::string_view txn_id) const;
   Result<Account*> MutableAccount(const std::string& id);
   Status ApplyPosting(const Posting& posting);
-  void AddEntry(Account& account, StatementEntry&& entry);  // Kept packed (StoredEntry::Pack).
   Status AddTxn(TxnRecord record);
-  // Records the txn of `account`'s last statement entry: as an EntryTxn when `posting` is the two
-  // legs that entry implies, else as the record `make_record()` builds.
+  // Records txn `txn_id` of `kind`, which moved `account`'s balance by `amount_minor`: as an
+  // EntryTxn when `posting` is the two legs that implies, else as the record `make_record()`
+  // builds.
   template <typename MakeRecord>
-  Status AddEntryTxn(const Account& account, const Posting& posting, const MakeRecord& make_record);
+  Status AddEntryTxn(std::string_view txn_id, const Account& account, TxnKind kind, int64_t amount_minor,
+                     const Posting& posting, const MakeRecord& make_record);
   // The txn `txn_id` reversed by `reversal`: a top-up, refund or adjustment not reversed before.
   Status MarkReversed(const std::string& txn_id, const std::string& reversal, TxnKind kind,
                       const std::string& account_id, int64_t amount_minor);
-  // with_history adds the checks that walk the account's whole history (the full check only);
-  // with_meters the walk over its meters' owners.
-  Status AccountInvariantsHold(const Account& account, bool with_history, bool with_meters) const;
+  // with_meters adds the walk over its meters' owners.
+  Status AccountInvariantsHold(const Account& account, bool with_meters) const;
 
   // Txn ids usually end in a number that grows: the adapter makes "<log>/<partition>/<seq>". For
   // each prefix before the last '/', the highest number of any txn recorded, so that an id above
@@ -287,6 +305,7 @@ class Ledger {
   LedgerState state_;
   std::vector<TxnIdMark> txn_id_marks_;
   bool txn_id_marks_full_ = false;
+  std::vector<MadeEntry> made_;
 };
 
 }  // namespace wattledger::ledger

@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,11 +38,31 @@ class LedgerTest : public ::testing::Test {
     return r.ok() ? std::move(r).value() : Decision{};
   }
   // Decides and applies; returns the decision.
+  // Decides and applies; returns the decision. Keeps the statement entries it made, as the
+  // adapter does (EntryOf of the event, the balance after it from made_entries).
   Decision Do(Command c) {
     Decision d = When(std::move(c));
     ledger_.ApplyAll(d.events);
+    EXPECT_LE(ledger_.made_entries().size(), 1u);
+    for (const MadeEntry& m : ledger_.made_entries()) {
+      std::optional<StatementEntry> e = EntryOf(d.events.at(m.event));
+      EXPECT_TRUE(e.has_value());
+      EXPECT_EQ(e->time_us, m.time_us);
+      e->balance_after_minor = m.balance_after_minor;
+      entries_[m.account->id].push_back(*e);
+    }
     all_events_.insert(all_events_.end(), d.events.begin(), d.events.end());
     return d;
+  }
+  const std::vector<StatementEntry>& Entries(const std::string& id) { return entries_[id]; }
+  // The statement of `id` over [from, to) as the adapter builds it from the entries.
+  Statement StatementOf(const std::string& id, int64_t from_us, int64_t to_us) {
+    std::vector<EntryRow> rows;
+    for (const StatementEntry& e : Entries(id)) rows.push_back({e.time_us, e.balance_after_minor});
+    const StatementPlan plan = PlanStatement(rows, from_us, to_us);
+    Statement s{id, from_us, to_us, plan.opening_balance_minor, plan.closing_balance_minor, {}};
+    for (size_t i : plan.rows) s.entries.push_back(Entries(id)[i]);
+    return s;
   }
   // Given: a command that must be accepted.
   std::vector<Event> Given(Command c) {
@@ -110,6 +132,7 @@ class LedgerTest : public ::testing::Test {
 
   Ledger ledger_{TestConfig()};
   std::vector<Event> all_events_;
+  std::map<std::string, std::vector<StatementEntry>> entries_;
   int64_t txn_seq_ = 0;
 };
 
@@ -121,40 +144,6 @@ size_t Count(const std::vector<Event>& events) {
 }
 
 // ---- Open ------------------------------------------------------------------------------------
-
-// An account keeps its entries packed: every field comes back as it went in, whatever the length
-// of its texts (one over 127 bytes takes a two-byte length, one of 20,000 a three-byte one).
-TEST(StoredEntryTest, PacksAndUnpacksEveryField) {
-  StatementEntry e;
-  e.txn_id = "ledger/3/611";
-  e.time_us = 1'700'000'000'000'000;
-  e.kind = TxnKind::kCharge;
-  e.amount_minor = -1'234;
-  e.balance_after_minor = 98'766;
-  e.operator_id = "op-7";
-  e.reason = std::string(200, 'r');
-  e.method = "";
-  e.idempotency_key = std::string(20'000, 'k');
-  e.original_txn_id = "";
-  e.purchase_count = 12;
-  e.charge_id = "fleet-sim/run-1/000042/SIM-A000123";
-  e.meter_id = "M1";
-  e.reading_id = "张三的读数";
-  e.tariff_id = "tf";
-  e.tariff_version = 4;
-  e.energy_wh = 1'500;
-  const StoredEntry s = StoredEntry::Pack(e);
-  EXPECT_EQ(s.Unpack(), e);
-  EXPECT_EQ(s.txn_id(), "ledger/3/611");
-  EXPECT_EQ(s.kind, TxnKind::kCharge);
-  EXPECT_EQ(s.balance_after_minor, 98'766);
-  EXPECT_EQ(StoredEntry::Pack(StatementEntry{}).Unpack(), StatementEntry{});
-  // Packed is smaller than the entry it keeps: the point of it.
-  EXPECT_LT(sizeof(StoredEntry), sizeof(StatementEntry) / 3);
-  // A default entry (no texts at all) reads as all texts empty.
-  EXPECT_EQ(StoredEntry{}.Unpack(), StatementEntry{});
-  EXPECT_EQ(StoredEntry{}.txn_id(), "");
-}
 
 TEST_F(LedgerTest, OpenEmitsAccountOpenedAndTheInitialLevel) {
   OpenAccount c = OpenCmd("A1", {"M1", "M2"});
@@ -191,9 +180,10 @@ TEST_F(LedgerTest, OpeningBalanceFromAnOldMeterIsPostedFromMigration) {
   ASSERT_EQ(d.events.size(), 1u);  // 88 is above alarm 1: the level stays normal.
   EXPECT_EQ(Balance("A1"), Y(88));
   EXPECT_EQ(ledger_.SystemBalance("migration"), -Y(88));
-  ASSERT_EQ(Acc("A1").entries.size(), 1u);
-  EXPECT_EQ(Acc("A1").entries[0].kind, TxnKind::kOpen);
-  EXPECT_NE(Acc("A1").entries[0].Unpack().reason.find("OM-7"), std::string::npos);
+  ASSERT_EQ(Entries("A1").size(), 1u);
+  EXPECT_EQ(Entries("A1")[0].kind, TxnKind::kOpen);
+  EXPECT_EQ(Entries("A1")[0].balance_after_minor, Y(88));
+  EXPECT_NE(Entries("A1")[0].reason.find("OM-7"), std::string::npos);
   EXPECT_EQ(Acc("A1").purchase_count, 0);
 }
 
@@ -419,7 +409,7 @@ TEST_F(LedgerTest, TransferSettlingRefundsTheOldOwner) {
   EXPECT_EQ(t.old_customer_name, "张三");
   EXPECT_EQ(Balance("A1"), 0);
   EXPECT_EQ(std::get<LevelChanged>(d.events[1]).to, Level::kAlarm2);
-  EXPECT_EQ(Acc("A1").entries.back().kind, TxnKind::kTransfer);
+  EXPECT_EQ(Entries("A1").back().kind, TxnKind::kTransfer);
 }
 
 TEST_F(LedgerTest, SettledTransferWithArrearsIsRejected) {
@@ -676,8 +666,9 @@ TEST_F(LedgerTest, ReversingATopUpNegatesItsPostingButNotThePurchaseCount) {
   EXPECT_TRUE(Do(next).accepted());
 }
 
-// Most transactions are kept as their statement entry (no record of their own); each reads back
-// as the whole record, posting included, and a reversal marks the original either way.
+// Most transactions keep only what decisions need; with the statement entry their event makes,
+// each reads back as the whole record, posting included, and a reversal marks the original
+// either way.
 TEST_F(LedgerTest, EveryTransactionReadsBackWhole) {
   Given(OpenCmd("A1"));
   TopUp top = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat);
@@ -707,11 +698,18 @@ TEST_F(LedgerTest, EveryTransactionReadsBackWhole) {
     SCOPED_TRACE(t.txn_id);
     std::optional<TxnRecord> got = ledger_.FindTxn(t.txn_id);
     ASSERT_TRUE(got.has_value());
+    if (ledger_.IsEntryTxn(t.txn_id)) {
+      EXPECT_EQ(got->time_us, 0);  // Not kept: it is on the event.
+      auto entry = std::find_if(Entries("A1").begin(), Entries("A1").end(),
+                                [&](const StatementEntry& e) { return e.txn_id == t.txn_id; });
+      ASSERT_NE(entry, Entries("A1").end());
+      got = CompleteTxn(*std::move(got), *entry);
+    }
     EXPECT_EQ(*got, t);
   }
-  // Only the open has a record of its own.
-  EXPECT_EQ(ledger_.state().txns.size(), 1u);
-  EXPECT_EQ(ledger_.state().entry_txns.size(), want.size());
+  // Only the open and the reversal keep a record of their own.
+  EXPECT_EQ(ledger_.state().txns.size(), 2u);
+  EXPECT_EQ(ledger_.state().entry_txns.size(), want.size() - 1);
   // A reversed top-up reads back reversed too.
   Reverse again = ReverseCmd(top.txn_id, "K5");
   Given(again);
@@ -831,14 +829,14 @@ TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
   };
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(ledger_.SystemBalance("revenue"), Y(150));
-  const StatementEntry e = Acc("A1").entries.back().Unpack();
+  const StatementEntry e = Entries("A1").back();
   EXPECT_EQ(e.reading_id, c.reading_id);
   EXPECT_EQ(e.tariff_version, 3);
   EXPECT_EQ(e.energy_wh, 1500);
   // The charge is a transaction like any other, found by its id.
   std::optional<TxnRecord> t = ledger_.FindTxn(c.txn_id);
   ASSERT_TRUE(t.has_value());
-  EXPECT_EQ(*t, (TxnRecord{c.txn_id, TxnKind::kCharge, "A1", c.time_us, -Y(150), "", "", "C1", "", "",
+  EXPECT_EQ(CompleteTxn(*t, e), (TxnRecord{c.txn_id, TxnKind::kCharge, "A1", c.time_us, -Y(150), "", "", "C1", "", "",
                            Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}}));
   // Its id is taken: a later command may not reuse it.
   TopUp reuse = TopUpCmd("A1", Y(1), "K9");
@@ -983,32 +981,51 @@ TEST_F(LedgerTest, StatementHasRunningBalancesAndCausesOverAPeriod) {
   Given(r1);
   Charge c2 = ChargeCmd("A1", Y(5), "C2");
   Given(c2);
-  auto s = ledger_.GetStatement("A1", c1.time_us, c2.time_us);
-  ASSERT_TRUE(s.ok());
-  EXPECT_EQ(s->opening_balance_minor, Y(100));
-  ASSERT_EQ(s->entries.size(), 2u);
-  EXPECT_EQ(s->entries[0].txn_id, c1.txn_id);
-  EXPECT_EQ(s->entries[0].kind, TxnKind::kCharge);
-  EXPECT_EQ(s->entries[0].amount_minor, -Y(30));
-  EXPECT_EQ(s->entries[0].balance_after_minor, Y(70));
-  EXPECT_EQ(s->entries[0].reading_id, c1.reading_id);
-  EXPECT_EQ(s->entries[0].tariff_id, "flat-1");
-  EXPECT_EQ(s->entries[1].kind, TxnKind::kRefund);
-  EXPECT_EQ(s->entries[1].operator_id, "op1");
-  EXPECT_EQ(s->entries[1].reason, "moving out");
-  EXPECT_EQ(s->closing_balance_minor, Y(50));
-  auto everything = ledger_.GetStatement("A1", 0, INT64_MAX);
-  ASSERT_TRUE(everything.ok());
-  EXPECT_EQ(everything->entries.size(), 4u);
-  EXPECT_EQ(everything->opening_balance_minor, 0);
-  EXPECT_EQ(everything->closing_balance_minor, Y(45));
-  auto empty = ledger_.GetStatement("A1", c2.time_us + 1, c2.time_us + 2);
-  ASSERT_TRUE(empty.ok());
-  EXPECT_TRUE(empty->entries.empty());
-  EXPECT_EQ(empty->opening_balance_minor, Y(45));
-  EXPECT_EQ(empty->closing_balance_minor, Y(45));
-  EXPECT_EQ(ledger_.GetStatement("A9", 0, 1).status().code(), StatusCode::kNotFound);
-  EXPECT_EQ(ledger_.GetStatement("A1", 2, 1).status().code(), StatusCode::kInvalidArgument);
+  Statement s = StatementOf("A1", c1.time_us, c2.time_us);
+  EXPECT_EQ(s.opening_balance_minor, Y(100));
+  ASSERT_EQ(s.entries.size(), 2u);
+  EXPECT_EQ(s.entries[0].txn_id, c1.txn_id);
+  EXPECT_EQ(s.entries[0].kind, TxnKind::kCharge);
+  EXPECT_EQ(s.entries[0].amount_minor, -Y(30));
+  EXPECT_EQ(s.entries[0].balance_after_minor, Y(70));
+  EXPECT_EQ(s.entries[0].reading_id, c1.reading_id);
+  EXPECT_EQ(s.entries[0].tariff_id, "flat-1");
+  EXPECT_EQ(s.entries[1].kind, TxnKind::kRefund);
+  EXPECT_EQ(s.entries[1].operator_id, "op1");
+  EXPECT_EQ(s.entries[1].reason, "moving out");
+  EXPECT_EQ(s.closing_balance_minor, Y(50));
+  Statement everything = StatementOf("A1", 0, INT64_MAX);
+  EXPECT_EQ(everything.entries.size(), 4u);
+  EXPECT_EQ(everything.opening_balance_minor, 0);
+  EXPECT_EQ(everything.closing_balance_minor, Y(45));
+  Statement empty = StatementOf("A1", c2.time_us + 1, c2.time_us + 2);
+  EXPECT_TRUE(empty.entries.empty());
+  EXPECT_EQ(empty.opening_balance_minor, Y(45));
+  EXPECT_EQ(empty.closing_balance_minor, Y(45));
+}
+
+// Times need not grow with the log: a charge carries the time its usage occurred, which may be
+// before a top-up recorded ahead of it. The opening balance is the one before the first entry
+// listed; with none listed, the one after the last entry before the period.
+TEST(PlanStatementTest, OpensWithTheBalanceBeforeTheFirstEntryListed) {
+  // Balances: 100 (t=10), 70 (t=30), 50 (t=5, a late charge), 45 (t=40).
+  const std::vector<EntryRow> rows = {{10, 100}, {30, 70}, {5, 50}, {40, 45}};
+  StatementPlan p = PlanStatement(rows, 20, 35);
+  EXPECT_EQ(p.rows, (std::vector<size_t>{1}));
+  EXPECT_EQ(p.opening_balance_minor, 100);
+  EXPECT_EQ(p.closing_balance_minor, 70);
+  p = PlanStatement(rows, 0, 20);  // The first and the late charge.
+  EXPECT_EQ(p.rows, (std::vector<size_t>{0, 2}));
+  EXPECT_EQ(p.opening_balance_minor, 0);
+  EXPECT_EQ(p.closing_balance_minor, 50);
+  p = PlanStatement(rows, 31, 40);  // Nothing listed: after the last entry before the period.
+  EXPECT_TRUE(p.rows.empty());
+  EXPECT_EQ(p.opening_balance_minor, 50);
+  EXPECT_EQ(p.closing_balance_minor, 50);
+  p = PlanStatement({}, 0, 100);
+  EXPECT_TRUE(p.rows.empty());
+  EXPECT_EQ(p.opening_balance_minor, 0);
+  EXPECT_EQ(p.closing_balance_minor, 0);
 }
 
 TEST_F(LedgerTest, ReplayFromGivenEventsEqualsLiveAndDigestsTrackState) {
