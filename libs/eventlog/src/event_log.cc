@@ -65,17 +65,16 @@ void EncodePosition(const Position& pos, char (&out)[kPositionBytes]) {
   for (int i = 0; i < 8; ++i) out[8 + i] = static_cast<char>(offset >> (8 * (7 - i)));
 }
 
-// The indices of the last op of each distinct key in `ops`, in key order. Sorting by (key, call
-// index) puts the calls for one key next to each other in call order, so the last of each run
-// is the write that wins; the others never reach the WriteBatch.
+// The indices of the last op of each distinct key in `ops`, in key order. A stable sort by key
+// puts the calls for one key next to each other in call order, so the last of each run is the
+// write that wins; the others never reach the WriteBatch. Stable, a merge sort: a batch's
+// statement rows come mostly in key order already (introsort met such runs with its heap-sort
+// fallback, 3% of a hot account's charges).
 template <typename Op>
 std::vector<size_t> LastWriteOfEachKey(const std::vector<Op>& ops) {
   std::vector<size_t> order(ops.size());
   std::iota(order.begin(), order.end(), size_t{0});
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const int c = ops[a].key.compare(ops[b].key);
-    return c < 0 || (c == 0 && a < b);
-  });
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return ops[a].key < ops[b].key; });
   size_t kept = 0;
   for (size_t i = 0; i < order.size(); ++i) {
     if (i + 1 < order.size() && ops[order[i]].key == ops[order[i + 1]].key) continue;
@@ -466,7 +465,13 @@ Status EventLog::Init() {
   // The state's column family and each partition's events'. Logs written before the per-partition
   // layout keep their one shared column family; its keys are the same (partition, seq), so
   // everything else reads and writes them the same way.
-  std::vector<rocksdb::ColumnFamilyDescriptor> wanted = {{"state", cf}};
+  // A batch's state keys reach the memtable in key order (see Commit), and a service keeps each
+  // kind of record under a prefix of its own (the ledger writes a statement row per posting): an
+  // insert hint per 5-byte prefix starts each key's search from the last one of its kind, not
+  // from the top of a skiplist of millions. As for the events, nothing may DeleteRange here.
+  rocksdb::ColumnFamilyOptions state_cf = cf;
+  state_cf.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(5));
+  std::vector<rocksdb::ColumnFamilyDescriptor> wanted = {{"state", state_cf}};
   if (shared_events_) {
     wanted.emplace_back(kSharedEventsColumnFamily, events_cf);
   } else {
