@@ -272,7 +272,12 @@ std::string StatementPrefix(std::string_view account_id) {
 }
 
 void PutStatementRow(std::string_view account_id, uint64_t seq, const EntryRow& row, eventlog::WriteSet& ws) {
-  std::string key = StatementPrefix(account_id);
+  // Sized once: one row per charge, on the writer.
+  std::string key;
+  key.reserve(sizeof(kStatementPrefix) - 1 + 4 + account_id.size() + 8);
+  key.append(kStatementPrefix);
+  PutBigEndian(&key, account_id.size(), 4);
+  key.append(account_id);
   PutBigEndian(&key, seq, 8);
   std::string value;
   value.reserve(kStatementRowBytes);
