@@ -141,12 +141,12 @@ Status AtLeast(int64_t value, int64_t min, std::string_view field) {
   X(original_kind) X(charge_id) X(energy_wh) X(reading_id) X(tariff_version) X(from) X(to)   \
   X(balance_minor) X(cutoff_line_minor) X(credit_limit_minor) X(alarm1_minor)                \
   X(alarm2_minor) X(hoarding_cap_minor) X(kind) X(state) X(level) X(supply_cut)               \
-  X(balance_after_minor) X(reversed_by) X(opened_txn_id)
+  X(balance_after_minor) X(reversed_by) X(opened_txn_id) X(prev_entry_seq)
 
 // Set through p.mutable_<name>(): repeated strings and sub-messages.
 #define WL_CODEC_COMPOSITES(X)                                                                 \
   X(phones) X(meters) X(old_phones) X(new_phones) X(released_meters) X(limits) X(before)     \
-  X(after) X(posting)
+  X(after) X(posting) X(link)
 
 // Encoding: an enum goes through its table, anything else as is.
 template <typename T>
@@ -163,6 +163,7 @@ void Put(const std::vector<std::string>& v, RepeatedPtrField<std::string>* w) {
 }
 void Put(const Limits& l, v1::Limits* w);
 void Put(const Posting& p, v1::Posting* w);
+void Put(const EntryLink& l, v1::EntryLink* w);
 
 // Sets every field of `p` that D has; the others are left as they are. Into a message that
 // already holds strings (and legs), the strings are assigned in place: no allocation once they
@@ -186,6 +187,7 @@ P ToWire(const D& d) {
 }
 
 void Put(const Limits& l, v1::Limits* w) { ToWire(l, w); }
+void Put(const EntryLink& l, v1::EntryLink* w) { ToWire(l, w); }
 void Put(const Posting& p, v1::Posting* w) {
   // Cleared legs stay allocated, and add_legs hands them out again.
   w->clear_legs();
@@ -227,6 +229,8 @@ Status In(const v1::Limits& w, std::string_view field, Limits* d) {
   WL_RETURN_IF_ERROR(AtLeast(d->alarm2_minor, 0, prefix + "alarm2_minor"));
   return AtLeast(d->hoarding_cap_minor, 0, prefix + "hoarding_cap_minor");
 }
+
+Status In(const v1::EntryLink& w, std::string_view, EntryLink* d) { return FromWire(w, d); }
 
 bool IsSystemAccount(std::string_view name) {
   return std::find(std::begin(sys::kAll), std::end(sys::kAll), name) != std::end(sys::kAll);

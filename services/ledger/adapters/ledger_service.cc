@@ -249,74 +249,6 @@ void MaterializeAccount(const Account& account, uint64_t seq, eventlog::WriteSet
   ws.PutState(kAccountPrefix + account.id, std::move(value));
 }
 
-namespace {
-constexpr char kStatementPrefix[] = "stmt/";
-constexpr char kStatementMarkPrefix[] = "stmt-mark/";
-constexpr size_t kStatementRowBytes = 16;
-
-void PutBigEndian(std::string* out, uint64_t v, int bytes) {
-  for (int i = bytes - 1; i >= 0; --i) out->push_back(static_cast<char>(v >> (8 * i)));
-}
-uint64_t GetBigEndian(std::string_view in) {
-  uint64_t v = 0;
-  for (char c : in) v = (v << 8) | static_cast<uint8_t>(c);
-  return v;
-}
-}  // namespace
-
-std::string StatementPrefix(std::string_view account_id) {
-  std::string key = kStatementPrefix;
-  PutBigEndian(&key, account_id.size(), 4);
-  key.append(account_id);
-  return key;
-}
-
-void PutStatementRow(std::string_view account_id, uint64_t seq, const EntryRow& row, eventlog::WriteSet& ws) {
-  // Sized once: one row per charge, on the writer.
-  std::string key;
-  key.reserve(sizeof(kStatementPrefix) - 1 + 4 + account_id.size() + 8);
-  key.append(kStatementPrefix);
-  PutBigEndian(&key, account_id.size(), 4);
-  key.append(account_id);
-  PutBigEndian(&key, seq, 8);
-  std::string value;
-  value.reserve(kStatementRowBytes);
-  PutBigEndian(&value, static_cast<uint64_t>(row.time_us), 8);
-  PutBigEndian(&value, static_cast<uint64_t>(row.balance_after_minor), 8);
-  ws.PutState(std::move(key), std::move(value));
-}
-
-Status ParseStatementRow(std::string_view account_id, std::string_view key, std::string_view value, uint64_t* seq,
-                         EntryRow* row) {
-  const std::string prefix = StatementPrefix(account_id);
-  if (!key.starts_with(prefix) || key.size() != prefix.size() + 8 || value.size() != kStatementRowBytes) {
-    return DataLoss("stored statement row of account " + std::string(account_id) + " is " +
-                    std::to_string(key.size()) + "+" + std::to_string(value.size()) +
-                    " bytes, not the key of that account and a seq with a 16-byte value");
-  }
-  *seq = GetBigEndian(key.substr(prefix.size()));
-  row->time_us = static_cast<int64_t>(GetBigEndian(value.substr(0, 8)));
-  row->balance_after_minor = static_cast<int64_t>(GetBigEndian(value.substr(8)));
-  return Status::Ok();
-}
-
-std::string StatementMarkKey(uint32_t partition) { return kStatementMarkPrefix + std::to_string(partition); }
-
-Result<uint64_t> ReadStatementMark(const eventlog::EventLog& log, uint32_t partition) {
-  WL_ASSIGN_OR_RETURN(auto value, log.GetState(StatementMarkKey(partition)));
-  if (!value) return uint64_t{0};
-  uint64_t seq = 0;
-  auto [end, ec] = std::from_chars(value->data(), value->data() + value->size(), seq);
-  if (ec != std::errc() || end != value->data() + value->size() || value->empty()) {
-    return DataLoss("stored " + StatementMarkKey(partition) + " is '" + *value + "', not a seq");
-  }
-  if (seq > log.Head(partition)) {
-    return DataLoss("stored " + StatementMarkKey(partition) + " names event " + std::to_string(seq) +
-                    " but the partition ends at " + std::to_string(log.Head(partition)));
-  }
-  return seq;
-}
-
 Status ParseAccountView(std::string_view value, uint64_t untagged, uint64_t* seq, v1::Account* account) {
   *seq = untagged;
   if (!value.empty() && value[0] == kTaggedView) {
@@ -384,8 +316,7 @@ Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint
 }
 
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq, uint64_t to_seq,
-               const std::function<void(const std::string& account, uint64_t seq)>& on_event,
-               const std::function<Status(const MadeEntry& entry, uint64_t seq)>& on_entry) {
+               const std::function<void(const std::string& account, uint64_t seq)>& on_event) {
   if (to_seq < from_seq) return Status::Ok();
   const size_t max = to_seq == UINT64_MAX ? SIZE_MAX : static_cast<size_t>(to_seq - from_seq + 1);
   std::vector<Event> decision;
@@ -400,9 +331,6 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
       for (size_t i = 0; i < decision.size(); ++i) on_event(EventAccountId(decision[i]), seqs[i]);
     }
     if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
-    if (on_entry) {
-      for (const MadeEntry& m : ledger->made_entries()) WL_RETURN_IF_ERROR(on_entry(m, seqs[m.event]));
-    }
     decision.clear();
     seqs.clear();
     return Status::Ok();
@@ -413,6 +341,12 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
     auto event = DecodeEvent(env.type(), env.payload());
     if (!event.ok()) {
       bad = DataLoss("ledger event " + env.event_id() + " does not decode: " + event.status().message());
+      return false;
+    }
+    // A statement finds an entry at the seq its txn id names (EntryLink): so must replay.
+    if (MakesEntry(*event) && EntrySeqOf(EventTxnId(*event)) != env.seq()) {
+      bad = DataLoss("ledger event " + env.event_id() + " makes an entry of txn " + EventTxnId(*event) +
+                     ", whose id names another seq: a statement could not find it");
       return false;
     }
     if (EventTxnId(*event) != txn) {
@@ -429,23 +363,6 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
   WL_RETURN_IF_ERROR(flush());
   if (to_seq == UINT64_MAX) ledger->CheckInvariants();  // O(state): once, at the end of the log.
   return Status::Ok();
-}
-
-StatementIndexer::StatementIndexer(eventlog::EventLog* log, uint32_t partition, uint64_t after_seq)
-    : log_(log), partition_(partition), after_seq_(after_seq) {}
-
-Status StatementIndexer::operator()(const MadeEntry& entry, uint64_t seq) {
-  if (seq <= after_seq_) return Status::Ok();
-  PutStatementRow(entry.account->id, seq, EntryRow{entry.time_us, entry.balance_after_minor}, part_);
-  rows_++;
-  if (part_.state_count() < kPart) return Status::Ok();
-  return log_->Commit(std::exchange(part_, {})).status();
-}
-
-Status StatementIndexer::Finish(uint64_t head) {
-  if (head > 0) part_.PutState(StatementMarkKey(partition_), std::to_string(head));
-  if (part_.empty()) return Status::Ok();
-  return log_->Commit(std::exchange(part_, {})).status();
 }
 
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh) {
@@ -504,9 +421,8 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
     uint64_t folded = 0;
     std::unordered_map<std::string, uint64_t> last_change;  // Of each account, in what was folded.
     auto note = [&](const std::string& account, uint64_t seq) { last_change[account] = seq; };
-    StatementIndexer indexer(fresh, p, 0);  // Every entry, as the live writers indexed it.
     for (const auto& [tag, ids] : at) {
-      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag, note, std::ref(indexer)); !s.ok()) return in_partition(s);
+      if (Status s = Rebuild(live, p, &ledger, folded + 1, tag, note); !s.ok()) return in_partition(s);
       folded = tag;
       if (tag == mark.low) {
         // A view older than its account's last change up to here is one the writer forgot.
@@ -536,10 +452,7 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
       MaterializeSystem(p, ledger, ws);
       if (marks[p]) MaterializeViewMark(p, *marks[p], ws);  // Its low was checked above.
     }
-    if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX, nullptr, std::ref(indexer)); !s.ok()) {
-      return in_partition(s);
-    }
-    if (Status s = indexer.Finish(head); !s.ok()) return in_partition(s);
+    if (Status s = Rebuild(live, p, &ledger, folded + 1, UINT64_MAX); !s.ok()) return in_partition(s);
     // Every account must have a view: one without is written as of the end, which live lacks.
     std::set<std::string_view> seen;
     for (const auto& [id, value] : views[p]) seen.insert(id);
@@ -648,12 +561,50 @@ Status LedgerService::Start(bus::Bus* bus) {
   po.name = "ledger";
   po.topics = options_.topics;
   po.overlap_commits = options_.overlap_commits;
+  reader_ = std::make_unique<LogReader>();
   processor_ = std::make_unique<runtime::Processor>(po, log_.get(), bus, this);
   return processor_->Start();
 }
 
 void LedgerService::Stop() {
   if (processor_) processor_->Stop();  // Each writer's BeforeStop writes every view it owes.
+  if (reader_) reader_->Stop();        // After the writers: their last answers may post to it.
+}
+
+LogReader::LogReader() : thread_([this] { Loop(); }) {}
+
+LogReader::~LogReader() { Stop(); }
+
+bool LogReader::Post(std::function<void()> work) {
+  {
+    std::lock_guard lock(mu_);
+    if (stopping_) return false;
+    queue_.push_back(std::move(work));
+  }
+  wake_.notify_one();
+  return true;
+}
+
+void LogReader::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stopping_ = true;
+  }
+  wake_.notify_one();
+  if (thread_.joinable()) thread_.join();
+}
+
+void LogReader::Loop() {
+  std::unique_lock lock(mu_);
+  for (;;) {
+    wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // Stopping, with everything run.
+    std::function<void()> work = std::move(queue_.front());
+    queue_.pop_front();
+    lock.unlock();
+    work();
+    lock.lock();
+  }
 }
 
 // ---- Views ----
@@ -673,8 +624,6 @@ const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
 
 void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
   WriteOwedViews(p, ws, /*all=*/false);
-  // Every entry of the batch's events is indexed in this same write.
-  if (ws.event_count() > 0) ws.PutState(StatementMarkKey(p), std::to_string(ws.head() + ws.event_count()));
 }
 
 void LedgerService::BeforeStop(uint32_t p, eventlog::WriteSet& ws) { WriteOwedViews(p, ws, /*all=*/true); }
@@ -732,22 +681,9 @@ Status LedgerService::Reload(uint32_t partition) {
   auto fresh = std::make_unique<Ledger>(options_.config);
   Owed owed;
   const auto now = std::chrono::steady_clock::now();
-  // A log written before the statement index, or by such a build since, has entries past the
-  // index's mark: they are indexed as they are folded, in parts, with the mark last.
-  WL_ASSIGN_OR_RETURN(const uint64_t indexed, ReadStatementMark(*log_, partition));
-  const uint64_t head = log_->Head(partition);
-  StatementIndexer indexer(log_.get(), partition, indexed);
-  auto on_entry = indexed < head ? std::function<Status(const MadeEntry&, uint64_t)>(std::ref(indexer)) : nullptr;
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low, nullptr, on_entry));
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
-                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); },
-                             on_entry));
-  if (indexed < head) {
-    WL_RETURN_IF_ERROR(indexer.Finish(head));
-    log::Info("statement index written", {{"partition", std::to_string(partition)},
-                                          {"after_seq", std::to_string(indexed)},
-                                          {"entries", std::to_string(indexer.rows())}});
-  }
+                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); }));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
@@ -850,9 +786,6 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
 
   metrics.Command(command, kAccepted).Increment();
   ledger.ApplyAll(d.events);
-  for (const MadeEntry& m : ledger.made_entries()) {
-    PutStatementRow(m.account->id, first_seq + m.event, EntryRow{m.time_us, m.balance_after_minor}, ws);
-  }
   std::vector<std::string> touched;
   std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
@@ -1214,14 +1147,15 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
 
 namespace {
 
-// The statement entry the event at `seq` of `partition` made on `account_id` (its balance after
-// left 0): every stored row and entry txn names such an event, so anything else is DATA_LOSS.
+// The statement entry the event at `seq` of `partition` made on `account_id`, and (if `prev` is
+// given) the seq of the account's entry before it: every entry txn and entry link names such an
+// event, so anything else is DATA_LOSS.
 Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition, uint64_t seq,
-                               const std::string& account_id) {
+                               const std::string& account_id, uint64_t* prev = nullptr) {
   const std::string where = "event " + std::to_string(seq) + " of partition " + std::to_string(partition);
   WL_ASSIGN_OR_RETURN(std::vector<eventlog::Envelope> read, log.Read(partition, seq, 1));
   if (read.empty() || read.front().seq() != seq) {
-    return DataLoss("the statement index of account " + account_id + " names " + where + ", which the log does not hold");
+    return DataLoss("the entries of account " + account_id + " name " + where + ", which the log does not hold");
   }
   Result<Event> event = DecodeEvent(read.front().type(), read.front().payload());
   if (!event.ok()) return DataLoss(where + " does not decode: " + event.status().message());
@@ -1229,10 +1163,37 @@ Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition
   if (!entry || EventAccountId(*event) != account_id) {
     return DataLoss(where + " (" + read.front().type() + ") makes no statement entry of account " + account_id);
   }
+  if (prev != nullptr) *prev = EntryLinkOf(*event)->prev_entry_seq;
   return *std::move(entry);
 }
 
 }  // namespace
+
+Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
+                                int64_t from_us, int64_t to_us) {
+  const uint32_t p = AccountPartition(account_id, log.partitions());
+  std::vector<StatementEntry> entries;  // Newest first, as walked.
+  for (uint64_t seq = last_entry_seq; seq != 0;) {
+    uint64_t prev = 0;
+    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryAt(log, p, seq, account_id, &prev));
+    // Each link points back, so the walk ends; a link that does not is a corrupt log.
+    if (prev >= seq) {
+      return DataLoss("event " + std::to_string(seq) + " of partition " + std::to_string(p) + " links account " +
+                      account_id + "'s entry before it to event " + std::to_string(prev) + ", which is not earlier");
+    }
+    entries.push_back(std::move(e));
+    seq = prev;
+  }
+  std::reverse(entries.begin(), entries.end());
+  std::vector<EntryRow> rows;
+  rows.reserve(entries.size());
+  for (const StatementEntry& e : entries) rows.push_back({e.time_us, e.balance_after_minor});
+  const StatementPlan plan = PlanStatement(rows, from_us, to_us);
+  Statement s{account_id, from_us, to_us, plan.opening_balance_minor, plan.closing_balance_minor, {}};
+  s.entries.reserve(plan.rows.size());
+  for (size_t i : plan.rows) s.entries.push_back(std::move(entries[i]));
+  return s;
+}
 
 void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v1::GetStatementResponse> done) {
   if (req.account_id().empty()) return done({grpc::StatusCode::INVALID_ARGUMENT, "account_id is required"}, nullptr);
@@ -1240,44 +1201,33 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
   if (req.from_us() < 0 || to < req.from_us()) {
     return done({grpc::StatusCode::INVALID_ARGUMENT, "statement period must have 0 <= from <= to"}, nullptr);
   }
-  // Read from the store, not the writer: the index rows and their events are committed together,
-  // so what is read is the history up to some commit, every answered command included.
-  auto statement = ReadStatement(req.account_id(), req.from_us(), to);
-  if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
-  v1::GetStatementResponse out;
-  out.set_account_id(statement->account_id);
-  out.set_opening_balance_minor(statement->opening_balance_minor);
-  out.set_closing_balance_minor(statement->closing_balance_minor);
-  for (const auto& e : statement->entries) *out.add_entries() = ToProto(e);
-  done(grpc::Status::OK, &out);
-}
-
-Result<Statement> LedgerService::ReadStatement(const std::string& account_id, int64_t from_us, int64_t to_us) const {
-  WL_ASSIGN_OR_RETURN(auto view, log_->GetState(kAccountPrefix + account_id));
-  if (!view) return NotFound("account " + account_id + " not found");
-  const uint32_t p = AccountPartition(account_id, log_->partitions());
-  std::vector<EntryRow> rows;
-  std::vector<uint64_t> seqs;
-  Status bad;
-  WL_RETURN_IF_ERROR(log_->ScanState(StatementPrefix(account_id), [&](std::string_view key, std::string_view value) {
-    uint64_t seq = 0;
-    EntryRow row;
-    bad = ParseStatementRow(account_id, key, value, &seq, &row);
-    if (!bad.ok()) return false;
-    rows.push_back(row);
-    seqs.push_back(seq);
-    return true;
-  }));
-  WL_RETURN_IF_ERROR(bad);
-  const StatementPlan plan = PlanStatement(rows, from_us, to_us);
-  Statement s{account_id, from_us, to_us, plan.opening_balance_minor, plan.closing_balance_minor, {}};
-  s.entries.reserve(plan.rows.size());
-  for (size_t i : plan.rows) {
-    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryAt(*log_, p, seqs[i], account_id));
-    e.balance_after_minor = rows[i].balance_after_minor;
-    s.entries.push_back(std::move(e));
-  }
-  return s;
+  // The writer names the account's latest entry, and answers once the batch it ran in is
+  // durable: every entry back from it is then in the log, every answered command's included.
+  // The walk back runs on the statement reader, so that a long history holds up no commit.
+  auto last = std::make_shared<uint64_t>(0);
+  const std::string& id = req.account_id();
+  OnWriterAsync<v1::GetStatementResponse>(
+      AccountPartition(id, log_->partitions()),
+      [id, last](const Ledger& ledger, v1::GetStatementResponse*) {
+        const Account* a = ledger.FindAccount(id);
+        if (a == nullptr) return grpc::Status(grpc::StatusCode::NOT_FOUND, "account " + id + " not found");
+        *last = a->last_entry_seq;
+        return grpc::Status::OK;
+      },
+      [this, id, from = req.from_us(), to, last, done](grpc::Status status, v1::GetStatementResponse*) {
+        if (!status.ok()) return done(std::move(status), nullptr);
+        const bool posted = reader_->Post([this, id, from, to, last, done] {
+          auto statement = ReadStatement(*log_, id, *last, from, to);
+          if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
+          v1::GetStatementResponse out;
+          out.set_account_id(statement->account_id);
+          out.set_opening_balance_minor(statement->opening_balance_minor);
+          out.set_closing_balance_minor(statement->closing_balance_minor);
+          for (const auto& e : statement->entries) *out.add_entries() = ToProto(e);
+          done(grpc::Status::OK, &out);
+        });
+        if (!posted) done({grpc::StatusCode::UNAVAILABLE, "the ledger is stopping; retry"}, nullptr);
+      });
 }
 
 void LedgerService::GetTransactionAsync(const v1::GetTransactionRequest& req, Done<v1::Transaction> done) {

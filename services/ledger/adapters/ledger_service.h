@@ -32,6 +32,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <deque>
 #include <functional>
 #include <map>
@@ -39,6 +40,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -111,51 +113,14 @@ std::string ViewMarkKey(uint32_t partition);
 Result<std::optional<ViewMark>> ReadViewMark(const eventlog::EventLog& log, uint32_t partition);
 Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition, std::string_view value);
 
-// The statement index, in the state column family: for each statement entry, the key
-// "stmt/" + the account id's length (4 bytes big-endian) + the id + the seq of the event that
-// made it (8 bytes big-endian), so that an account's entries are one range in log order; the
-// value is the entry's time and the balance after it (8 bytes big-endian each, two's
-// complement). The entry itself is rebuilt from its event (EntryOf). Written in the same commit as
-// the event. "stmt-mark/<partition>" holds the seq up to which the index is complete (the head
-// after the last batch with events); start-up indexes what a log written before the index holds
-// after it.
-std::string StatementPrefix(std::string_view account_id);
-void PutStatementRow(std::string_view account_id, uint64_t seq, const EntryRow& row, eventlog::WriteSet& ws);
-// A stored row's seq (from the key, under StatementPrefix(account_id)) and value, or DATA_LOSS.
-Status ParseStatementRow(std::string_view account_id, std::string_view key, std::string_view value, uint64_t* seq,
-                         EntryRow* row);
-std::string StatementMarkKey(uint32_t partition);
-// 0 if the partition never wrote one.
-Result<uint64_t> ReadStatementMark(const eventlog::EventLog& log, uint32_t partition);
-
-// Writes the statement rows of the entries a fold makes after `after_seq` into `log`, in parts
-// of kPart rows, and then (Finish) the partition's mark. For start-up over a log written before
-// the index, and for replay.
-class StatementIndexer {
- public:
-  static constexpr size_t kPart = 10'000;
-  StatementIndexer(eventlog::EventLog* log, uint32_t partition, uint64_t after_seq);
-  Status operator()(const MadeEntry& entry, uint64_t seq);  // An on_entry for Rebuild.
-  Status Finish(uint64_t head);  // The rows left, and the mark at `head` (none for an empty log).
-  uint64_t rows() const { return rows_; }
-
- private:
-  eventlog::EventLog* log_;
-  uint32_t partition_;
-  uint64_t after_seq_;
-  eventlog::WriteSet part_;
-  uint64_t rows_ = 0;
-};
-
 // Folds the events of one log partition with from_seq <= seq <= to_seq into `ledger` (in order,
 // a decision at a time), which must hold the state before from_seq. `on_event`, if given, is
-// called with the account and seq of each event folded, and `on_entry` with each statement
-// entry made and the seq of its event. A fold to the end (to_seq UINT64_MAX) ends with the
+// called with the account and seq of each event folded. An event that makes a statement entry
+// must be at the seq its txn id names. A fold to the end (to_seq UINT64_MAX) ends with the
 // ledger's whole-state invariant check.
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq = 1,
                uint64_t to_seq = UINT64_MAX,
-               const std::function<void(const std::string& account, uint64_t seq)>& on_event = nullptr,
-               const std::function<Status(const MadeEntry& entry, uint64_t seq)>& on_entry = nullptr);
+               const std::function<void(const std::string& account, uint64_t seq)>& on_event = nullptr);
 
 // What ReplayViews found.
 struct ReplayReport {
@@ -174,6 +139,35 @@ struct ReplayReport {
 // the log is DATA_LOSS. `live` must not be written meanwhile: the CLI opens it read-only, which
 // sees the store as it was when opened, next to a running ledger.
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh);
+
+// The statement of `account_id` over [from_us, to_us), read from `log`: its entries are walked
+// back from the one at `last_entry_seq` (the account's latest; 0 for none) through each entry's
+// link to the one before it (EntryLink), and rebuilt from their events. O(the account's entries):
+// times need not grow with the log, so every entry is read to find those of the period.
+Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
+                                int64_t from_us, int64_t to_us);
+
+// One thread that runs what is posted to it, in order: reads of the log too long for a writer or
+// a committer, whose commits and answers would wait for them.
+class LogReader {
+ public:
+  LogReader();
+  ~LogReader();
+  LogReader(const LogReader&) = delete;
+  LogReader& operator=(const LogReader&) = delete;
+  // Queues `work`; false (and `work` never runs) once Stop began.
+  bool Post(std::function<void()> work);
+  // Runs what was queued, then ends the thread. Idempotent.
+  void Stop();
+
+ private:
+  void Loop();
+  std::mutex mu_;
+  std::condition_variable wake_;
+  std::deque<std::function<void()>> queue_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
 
 class LedgerService final : public server::Service, public runtime::Handler, public v1::LedgerService::Service {
  public:
@@ -232,9 +226,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // their batch is durable), like the mutations. The synchronous methods below wait on these.
   void GetAccountAsync(const v1::GetAccountRequest& req, Done<v1::Account> done);
   void ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v1::ListAccountsResponse> done);
+  // Answered on the statement reader's thread (LogReader), after the account's writer named its
+  // latest entry.
   void GetStatementAsync(const v1::GetStatementRequest& req, Done<v1::GetStatementResponse> done);
-  // The statement of an account over [from_us, to_us), from the statement index and the log.
-  Result<Statement> ReadStatement(const std::string& account_id, int64_t from_us, int64_t to_us) const;
   void GetTransactionAsync(const v1::GetTransactionRequest& req, Done<v1::Transaction> done);
   void GetTotalsAsync(const v1::LedgerTotalsRequest& req, Done<v1::LedgerTotalsResponse> done);
 
@@ -319,6 +313,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   std::vector<Owed> owed_;
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
+  std::unique_ptr<LogReader> reader_;  // Of statements; made by Start, stopped after the writers.
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.
 };
 

@@ -1244,86 +1244,104 @@ TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
   ExpectReplayEqualsLive();
 }
 
-// A log written before the statement index has no rows and no mark: start-up indexes every
-// entry it holds, so its statements are whole again, and replay agrees.
-TEST_F(LedgerServiceTest, ALogWithoutTheStatementIndexIsIndexedAtStart) {
-  const auto ids = IdsIn(2, 2);
+// Each entry's event names the account's entry before it and the balance it leaves, so that a
+// statement is read back through the log alone: two accounts of one partition, entries
+// interleaved, each chained to its own.
+TEST_F(LedgerServiceTest, EachEntryLinksToItsAccountsEntryBeforeIt) {
+  const auto ids = IdsIn(1, 2);
   for (const auto& id : ids) ASSERT_TRUE(Open(id, {"M-" + id}).ok());
   v1::MutationResponse r;
-  for (int i = 0; i < 5; ++i) ASSERT_TRUE(TopUp(ids[i % 2], 10'000 * (i + 1), "K" + std::to_string(i), &r).ok());
-  svc_->Stop();
-  auto rows = [&] {
-    std::vector<std::string> keys;
-    EXPECT_TRUE(svc_->log()->ScanState("stmt/", [&](std::string_view k, std::string_view) {
-      keys.emplace_back(k);
-      return true;
-    }).ok());
-    return keys;
-  };
-  const std::vector<std::string> written = rows();
-  ASSERT_EQ(written.size(), 5u);
-  auto mark = ReadStatementMark(*svc_->log(), 2);
-  ASSERT_TRUE(mark.ok());
-  EXPECT_EQ(*mark, svc_->log()->Head(2));
-  eventlog::WriteSet ws;
-  for (const auto& k : written) ws.DeleteState(k);
-  for (uint32_t p = 0; p < kParts; ++p) ws.DeleteState(StatementMarkKey(p));
-  ASSERT_TRUE(svc_->log()->Commit(std::move(ws)).ok());
-  {
-    // Replay indexes every entry, so it tells such a log from this build's.
-    auto fresh = OpenLog("fresh-unindexed", "ledger");
-    auto report = ReplayViews(*svc_->log(), fresh.get());
-    ASSERT_TRUE(report.ok()) << report.status().ToString();
-    EXPECT_NE(report->replayed_digest, report->live_digest);
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(TopUp(ids[i % 2], 10'000 * (i + 1), "K" + std::to_string(i), &r).ok());
+  Usage("C1", ids[0], 2'500);
+  WaitConsumed();
+  std::map<std::string, std::pair<uint64_t, int64_t>> last;  // Account -> (seq, balance) of its last entry.
+  auto read = svc_->log()->Read(1, 1, 1000);
+  ASSERT_TRUE(read.ok());
+  int entries = 0;
+  for (const eventlog::Envelope& env : *read) {
+    if (!IsLedgerEventType(env.type())) continue;
+    auto event = DecodeEvent(env.type(), env.payload());
+    ASSERT_TRUE(event.ok());
+    const EntryLink* link = EntryLinkOf(*event);
+    if (link == nullptr) continue;
+    entries++;
+    auto& [seq, balance] = last[EventAccountId(*event)];
+    EXPECT_EQ(link->prev_entry_seq, seq) << env.event_id();
+    EXPECT_EQ(EntrySeqOf(EventTxnId(*event)), env.seq()) << env.event_id();
+    seq = env.seq();
+    balance = link->balance_after_minor;
   }
-  Restart();
-  EXPECT_EQ(rows(), written);
-  mark = ReadStatementMark(*svc_->log(), 2);
-  ASSERT_TRUE(mark.ok());
-  EXPECT_EQ(*mark, svc_->log()->Head(2));
+  EXPECT_EQ(entries, 7);
+  EXPECT_EQ(last[ids[0]].second, 10'000 + 30'000 + 50'000 - 2'500);
+  EXPECT_EQ(last[ids[1]].second, 20'000 + 40'000 + 60'000);
   v1::GetStatementRequest sr;
   sr.set_account_id(ids[0]);
   v1::GetStatementResponse st;
   ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
-  ASSERT_EQ(st.entries_size(), 3);
-  EXPECT_EQ(st.closing_balance_minor(), 10'000 + 30'000 + 50'000);
+  ASSERT_EQ(st.entries_size(), 4);
+  EXPECT_EQ(st.entries(3).kind(), v1::TXN_KIND_CHARGE);
+  EXPECT_EQ(st.entries(3).balance_after_minor(), last[ids[0]].second);
+  EXPECT_EQ(st.closing_balance_minor(), last[ids[0]].second);
   ExpectReplayEqualsLive();
 }
 
-// A statement row that does not say what the log does: replay's digest differs, and one that is
-// not a row at all makes the statement DATA_LOSS naming the account, not a wrong statement.
-TEST_F(LedgerServiceTest, AWrongStatementRowIsFoundByReplayAndAMalformedOneRefusesTheStatement) {
-  ASSERT_TRUE(Open("A1", {"M1"}).ok());
-  v1::MutationResponse r;
-  ASSERT_TRUE(TopUp("A1", 10'000, "K1", &r).ok());
-  std::string key, value;
-  ASSERT_TRUE(svc_->log()->ScanState(StatementPrefix("A1"), [&](std::string_view k, std::string_view v) {
-    key = k;
-    value = v;
-    return false;
-  }).ok());
-  ASSERT_EQ(value.size(), 16u);
-  uint64_t seq = 0;
-  EntryRow row;
-  ASSERT_TRUE(ParseStatementRow("A1", key, value, &seq, &row).ok());
-  EXPECT_EQ(row.balance_after_minor, 10'000);
-  eventlog::WriteSet off;
-  PutStatementRow("A1", seq, EntryRow{row.time_us, row.balance_after_minor + 1}, off);
-  ASSERT_TRUE(svc_->log()->Commit(std::move(off)).ok());
-  auto fresh = OpenLog("fresh-row", "ledger");
-  auto report = ReplayViews(*svc_->log(), fresh.get());
-  ASSERT_TRUE(report.ok()) << report.status().ToString();
-  EXPECT_NE(report->replayed_digest, report->live_digest);
+namespace {
+// A hand-made log of partition 0: the events as given, one commit each.
+void AppendAll(eventlog::EventLog& log, const std::vector<Event>& events) {
+  for (const Event& e : events) {
+    Encoded enc = EncodeEvent(e);
+    eventlog::WriteSet ws;
+    eventlog::NewEvent ne;
+    ne.partition = 0;
+    ne.aggregate_key = EventAccountId(e);
+    ne.type = enc.type;
+    ne.payload = enc.payload;
+    ne.actor = "op1";
+    ne.causation.set_request_id(EventTxnId(e));
+    ws.Append(std::move(ne));
+    ASSERT_TRUE(log.Commit(std::move(ws)).ok());
+  }
+}
+}  // namespace
 
-  eventlog::WriteSet bad;
-  bad.PutState(key, "short");
-  ASSERT_TRUE(svc_->log()->Commit(std::move(bad)).ok());
-  v1::GetStatementRequest sr;
-  sr.set_account_id("A1");
-  v1::GetStatementResponse st;
-  grpc::Status s = svc_->GetStatement(nullptr, &sr, &st);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::DATA_LOSS) << s.error_message();
-  EXPECT_NE(s.error_message().find("account A1"), std::string::npos) << s.error_message();
+// An entry whose link does not fit the account (here the second top-up names no entry before
+// it) stops the fold with DATA_LOSS naming it; so does an entry away from the seq its txn names.
+// A link that does not point back refuses the statement instead of walking in a circle.
+TEST_F(LedgerServiceTest, AnEntryLinkThatDoesNotFitIsDataLoss) {
+  svc_->Stop();
+  svc_.reset();
+  const std::string a = IdsIn(0, 1)[0];
+  const Posting ten{{Leg{false, a, 10}, Leg{true, "cash", -10}}};
+  AccountOpened opened{"ledger/0/1", 1, "op1", a, "x", {}, "", {"M1"}, "", Mode::kPostpaid, Limits{}, 0, "", {}, {}};
+  {
+    auto log = OpenLog("unlinked", "ledger");
+    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}},
+                     ToppedUp{"ledger/0/3", 3, "op1", a, "K2", 10, PaymentMethod::kCash, 2, ten, EntryLink{0, 20}}});
+    Ledger ledger;
+    Status s = Rebuild(*log, 0, &ledger);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("names entry 0 before it, but the last entry of account " + a + " is 2"),
+              std::string::npos) << s.ToString();
+  }
+  {
+    auto log = OpenLog("misplaced", "ledger");
+    AppendAll(*log, {opened, ToppedUp{"ledger/0/7", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}}});
+    Ledger ledger;
+    Status s = Rebuild(*log, 0, &ledger);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("whose id names another seq"), std::string::npos) << s.ToString();
+  }
+  {
+    auto log = OpenLog("circular", "ledger");
+    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{2, 10}}});
+    auto st = ReadStatement(*log, a, 2, 0, INT64_MAX);
+    EXPECT_EQ(st.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(st.status().message().find("which is not earlier"), std::string::npos) << st.status().ToString();
+    st = ReadStatement(*log, a, 1, 0, INT64_MAX);  // The opening makes no entry.
+    EXPECT_EQ(st.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(st.status().message().find("makes no statement entry of account " + a), std::string::npos)
+        << st.status().ToString();
+  }
 }
 
 // Many top-ups in flight without a thread each: every one is answered exactly once, after its
@@ -1474,7 +1492,7 @@ TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
   {
     auto log = OpenLog("ledger", "ledger");
     ToppedUp t{"ledger/0/1", 1, "op1", "NOBODY", "K1", 100, PaymentMethod::kCash, 1,
-               Posting{{Leg{false, "NOBODY", 100}, Leg{true, "cash", -100}}}};
+               Posting{{Leg{false, "NOBODY", 100}, Leg{true, "cash", -100}}}, EntryLink{0, 100}};
     Encoded enc = EncodeEvent(t);
     eventlog::WriteSet ws;
     eventlog::NewEvent ne;

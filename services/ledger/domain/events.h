@@ -14,6 +14,18 @@
 
 namespace wattledger::ledger {
 
+// What an event that makes a statement entry (see MakesEntry) says of the account's entries, so
+// that an account's statement is read from the log alone: the seq of the account's entry before
+// this one (the number of its txn id; 0 for the first) and the balance this one leaves. Decide
+// fills it in; Apply checks it against the account. The service's txn id is the seq of the
+// decision's first event, which is the one that makes the entry, so each entry names the event
+// of the one before it: a chain, newest first, through the account's part of its partition.
+struct EntryLink {
+  uint64_t prev_entry_seq = 0;
+  int64_t balance_after_minor = 0;
+  bool operator==(const EntryLink&) const = default;
+};
+
 struct AccountOpened {
   std::string txn_id;
   int64_t time_us = 0;
@@ -31,6 +43,7 @@ struct AccountOpened {
   int64_t opening_balance_minor = 0;
   std::string opening_balance_source;
   Posting posting;
+  EntryLink link;
   bool operator==(const AccountOpened&) const = default;
 };
 
@@ -94,6 +107,7 @@ struct OwnershipTransferred {
   int64_t settlement_refund_minor = 0;
   PaymentMethod method = PaymentMethod::kCash;
   Posting posting;
+  EntryLink link;
   bool operator==(const OwnershipTransferred&) const = default;
 };
 
@@ -110,6 +124,7 @@ struct AccountClosed {
   int64_t arrears_minor = 0;
   std::vector<std::string> released_meters;
   Posting posting;
+  EntryLink link;
   bool operator==(const AccountClosed&) const = default;
 };
 
@@ -123,6 +138,7 @@ struct ToppedUp {
   PaymentMethod method = PaymentMethod::kCash;
   int64_t purchase_count = 0;  // The account's count after this top-up: 1 for the first.
   Posting posting;
+  EntryLink link;
   bool operator==(const ToppedUp&) const = default;
 };
 
@@ -136,6 +152,7 @@ struct Refunded {
   PaymentMethod method = PaymentMethod::kCash;
   std::string reason;
   Posting posting;
+  EntryLink link;
   bool operator==(const Refunded&) const = default;
 };
 
@@ -150,6 +167,7 @@ struct Reversed {
   int64_t amount_minor = 0;  // Signed change of the tenant balance (minus the original's).
   std::string reason;
   Posting posting;  // The original posting with every leg negated.
+  EntryLink link;
   bool operator==(const Reversed&) const = default;
 };
 
@@ -162,6 +180,7 @@ struct Adjusted {
   int64_t amount_minor = 0;  // Signed, != 0.
   std::string reason;
   Posting posting;
+  EntryLink link;
   bool operator==(const Adjusted&) const = default;
 };
 
@@ -177,6 +196,7 @@ struct Charged {
   std::string tariff_id;
   int64_t tariff_version = 0;
   Posting posting;
+  EntryLink link;
   bool operator==(const Charged&) const = default;
 };
 

@@ -294,6 +294,7 @@ std::optional<StatementEntry> EntryOf(const Event& event) {
         StatementEntry entry;
         entry.txn_id = e.txn_id;
         entry.time_us = e.time_us;
+        if constexpr (requires { e.link; }) entry.balance_after_minor = e.link.balance_after_minor;
         if constexpr (std::is_same_v<T, AccountOpened>) {
           entry.kind = TxnKind::kOpen;
           entry.amount_minor = e.opening_balance_minor;
@@ -351,6 +352,25 @@ std::optional<StatementEntry> EntryOf(const Event& event) {
         return entry;
       },
       event);
+}
+
+const EntryLink* EntryLinkOf(const Event& event) {
+  if (!MakesEntry(event)) return nullptr;
+  return std::visit(
+      [](const auto& e) -> const EntryLink* {
+        if constexpr (requires { e.link; }) {
+          return &e.link;
+        } else {
+          return nullptr;
+        }
+      },
+      event);
+}
+
+uint64_t EntrySeqOf(std::string_view txn_id) {
+  std::string_view prefix;
+  uint64_t seq = 0;
+  return SplitTxnId(txn_id, &prefix, &seq) ? seq : 0;
 }
 
 TxnRecord CompleteTxn(TxnRecord partial, const StatementEntry& entry) {
@@ -453,7 +473,7 @@ Result<Decision> Ledger::Decide(const Command& command) const {
     return Internal("txn id " + txn_id + " is already used by an earlier transaction; txn ids "
                     "must be unique");
   }
-  return std::visit(
+  Decision d = std::visit(
       [this](const auto& c) -> Decision {
         using T = std::decay_t<decltype(c)>;
         if constexpr (std::is_same_v<T, OpenAccount>) return DecideOpen(c);
@@ -472,6 +492,22 @@ Result<Decision> Ledger::Decide(const Command& command) const {
         else static_assert(sizeof(T) == 0, "command without a decision");
       },
       command);
+  if (d.accepted() && !d.events.empty()) LinkEntry(d.events.front());
+  return d;
+}
+
+void Ledger::LinkEntry(Event& event) const {
+  // Only a decision's first event makes an entry (events.h), and it is the one at its txn's seq.
+  if (!MakesEntry(event)) return;
+  std::visit(
+      [this](auto& e) {
+        if constexpr (requires { e.link; }) {
+          const Account* a = FindAccount(e.account_id);  // None yet for an opening.
+          e.link.prev_entry_seq = a != nullptr ? a->last_entry_seq : 0;
+          e.link.balance_after_minor = (a != nullptr ? a->balance_minor : 0) + TenantDelta(e.posting, e.account_id);
+        }
+      },
+      event);
 }
 
 #define WL_LEDGER_REQUIRE_OPERATOR(c)                                                   \
@@ -538,7 +574,7 @@ Decision Ledger::DecideOpen(const OpenAccount& c) const {
   }
   AccountOpened e{c.txn_id,    c.time_us, c.operator_id, c.account_id, c.customer_name,
                   c.phones,    c.room,    c.meters,      c.tariff_id,  c.mode,
-                  limits,      c.opening_balance_minor, c.opening_balance_source, {}};
+                  limits,      c.opening_balance_minor, c.opening_balance_source, {}, {}};
   if (c.opening_balance_minor != 0) {
     e.posting = TwoLegs(c.account_id, c.opening_balance_minor, sys::kMigration);
     if (auto overflow = PostingOverflow(e.posting, state_)) {
@@ -637,7 +673,7 @@ Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
   WL_LEDGER_FIND_ACCOUNT(a, c);
   WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "transfer ownership");
   OwnershipTransferred e{c.txn_id, c.time_us, c.operator_id, a->id, a->customer_name, a->phones,
-                         c.new_customer_name, c.new_phones, c.settle, 0, c.method, {}};
+                         c.new_customer_name, c.new_phones, c.settle, 0, c.method, {}, {}};
   int64_t balance_after = a->balance_minor;
   if (c.settle) {
     if (a->balance_minor < 0) {
@@ -666,7 +702,7 @@ Decision Ledger::DecideClose(const CloseAccount& c) const {
     return Precondition(c.txn_id, "already_closed",
                         "account " + a->id + " is already " + std::string(AccountStateName(a->state)));
   }
-  AccountClosed e{c.txn_id, c.time_us, c.operator_id, a->id, c.reason, 0, c.method, 0, a->meters, {}};
+  AccountClosed e{c.txn_id, c.time_us, c.operator_id, a->id, c.reason, 0, c.method, 0, a->meters, {}, {}};
   if (a->balance_minor > 0) {
     e.settlement_refund_minor = a->balance_minor;
     e.posting = TwoLegs(a->id, -a->balance_minor, sys::kRefunds);
@@ -722,7 +758,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
                             FormatYuan(a->limits.hoarding_cap_minor));
   }
   std::vector<Event> events = EventsFrom(ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                                  c.amount_minor, c.method, next_count, std::move(posting)});
+                                                  c.amount_minor, c.method, next_count, std::move(posting), {}});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -752,7 +788,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRefunds);
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                                  c.amount_minor, c.method, c.reason, std::move(posting)});
+                                                  c.amount_minor, c.method, c.reason, std::move(posting), {}});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -795,7 +831,7 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   int64_t after = a->balance_minor + delta;
   if (auto d = CheckClosedBalance(*a, after, "reversal", c.txn_id)) return *std::move(d);
   std::vector<Event> events = EventsFrom(Reversed{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                                  orig->txn_id, orig->kind, delta, c.reason, std::move(posting)});
+                                                  orig->txn_id, orig->kind, delta, c.reason, std::move(posting), {}});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -817,7 +853,7 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
   int64_t after = a->balance_minor + c.amount_minor;
   if (auto d = CheckClosedBalance(*a, after, "adjustment", c.txn_id)) return *std::move(d);
   std::vector<Event> events = EventsFrom(Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
-                                                  c.amount_minor, c.reason, std::move(posting)});
+                                                  c.amount_minor, c.reason, std::move(posting), {}});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -844,7 +880,7 @@ Decision Ledger::DecideCharge(const Charge& c) const {
   if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
                                                  c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
-                                                 c.tariff_version, std::move(posting)});
+                                                 c.tariff_version, std::move(posting), {}});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -971,6 +1007,25 @@ void Ledger::Apply(const Event& event) {
 }
 
 Status Ledger::TryApply(const Event& event) {
+  const EntryLink* link = EntryLinkOf(event);
+  if (link == nullptr) return ApplyEvent(event);
+  const std::string& id = EventAccountId(event);
+  const Account* before = FindAccount(id);
+  const uint64_t last = before != nullptr ? before->last_entry_seq : 0;
+  WL_LEDGER_EXPECT_MSG(link->prev_entry_seq == last,
+                       "the entry of txn " + EventTxnId(event) + " names entry " + std::to_string(link->prev_entry_seq) +
+                           " before it, but the last entry of account " + id + " is " + std::to_string(last) +
+                           " (a log written before entries were linked is read by the build that wrote it)");
+  WL_RETURN_IF_ERROR(ApplyEvent(event));
+  WL_ASSIGN_OR_RETURN(Account * a, MutableAccount(id));
+  WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
+                       "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
+                           std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
+  a->last_entry_seq = EntrySeqOf(EventTxnId(event));
+  return Status::Ok();
+}
+
+Status Ledger::ApplyEvent(const Event& event) {
   return std::visit(
       [this](const auto& e) -> Status {
         using T = std::decay_t<decltype(e)>;
@@ -1173,14 +1228,7 @@ void Ledger::ApplyAll(const std::vector<Event>& events) {
 }
 
 Status Ledger::TryApplyAll(const std::vector<Event>& events) {
-  made_.clear();
-  for (size_t i = 0; i < events.size(); ++i) {
-    WL_RETURN_IF_ERROR(TryApply(events[i]));
-    if (MakesEntry(events[i])) {
-      const Account* a = FindAccount(EventAccountId(events[i]));
-      made_.push_back(MadeEntry{i, a, EventTimeUs(events[i]), a->balance_minor});
-    }
-  }
+  for (const Event& e : events) WL_RETURN_IF_ERROR(TryApply(e));
   // Only these events change who owns a meter (and each checks the owner map as it applies), so
   // only a decision with one of them re-walks the account's meters: for a top-up or a charge
   // that walk was the dearest part of the check, and it can find nothing new.
@@ -1324,6 +1372,7 @@ std::string Ledger::CanonicalDump() const {
     d.Field("level", LevelName(a.level));
     d.Field("cut", a.supply_cut ? 1 : 0);
     d.Field("opened", a.opened_txn_id);
+    d.Field("last_entry", static_cast<int64_t>(a.last_entry_seq));
     d.Line("");
   }
   for (const auto& [meter, owner] : state_.meter_owner) {

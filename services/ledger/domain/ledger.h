@@ -5,13 +5,16 @@
 // What it owns: tenant accounts (balance, limits, level, purchase count, meters), the system
 // accounts' balances, every transaction by id (of most, only what decisions need), and the
 // idempotency keys and charge ids that already took effect. Not the statement entries: each
-// event makes its own (EntryOf), and the adapter reads them back from the log.
+// event makes its own (EntryOf), linked to the account's entry before it (EntryLink), and the
+// adapter reads them back from the log.
 //
 // Invariants, checked on every Apply (release builds too; a crash when live, a DataLoss status
 // from TryApply when replaying events read back from the log):
 //   * each posting's legs sum to zero and the sum of all balances is zero;
 //   * a meter belongs to at most one account that is not closed;
 //   * purchase counts grow by exactly one per top-up;
+//   * an event that makes a statement entry names the account's entry before it and the balance
+//     it leaves (EntryLink);
 //   * (after a whole decision, ApplyAll) a tracked account's level equals LevelFor(balance) and it
 //     is marked cut exactly when its level is kCutoff.
 //
@@ -68,14 +71,18 @@ struct StatementEntry {
   bool operator==(const StatementEntry&) const = default;
 };
 
-// The statement entry `event` makes on its account, its balance_after_minor left 0 (the running
-// balance is the ledger's: see Ledger::made_entries), or nullopt if it makes none. An event makes
+// The statement entry `event` makes on its account, or nullopt if it makes none. An event makes
 // one exactly when it moves its tenant's money: a top-up, refund, reversal, adjustment or charge,
 // an opening balance, and a settlement refund on transfer or close. The ledger keeps no entries:
-// the adapter indexes where each one is in the log and rebuilds it from its event when a
-// statement asks for it.
+// the adapter walks an account's entries back through the log (EntryLinkOf) and rebuilds each
+// from its event when a statement asks for it.
 std::optional<StatementEntry> EntryOf(const Event& event);
 bool MakesEntry(const Event& event);
+// The link of an event that makes an entry; nullptr for any other event.
+const EntryLink* EntryLinkOf(const Event& event);
+// The seq an entry of txn `txn_id` is at: the number its id ends in ("ledger/2/41" is 41), or 0
+// for an id without one (which then links nothing).
+uint64_t EntrySeqOf(std::string_view txn_id);
 
 
 struct Account {
@@ -93,6 +100,7 @@ struct Account {
   Level level = Level::kNormal;
   bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
   std::string opened_txn_id;
+  uint64_t last_entry_seq = 0;  // EntrySeqOf the txn of its latest statement entry; 0 for none.
   bool operator==(const Account&) const = default;
 };
 
@@ -196,15 +204,6 @@ struct StatementPlan {
 };
 StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, int64_t to_us);
 
-// A statement entry the last ApplyAll made: of its `event`-th event, on `account`, which that
-// event left at `balance_after_minor`.
-struct MadeEntry {
-  size_t event = 0;
-  const Account* account = nullptr;
-  int64_t time_us = 0;
-  int64_t balance_after_minor = 0;
-};
-
 class Ledger {
  public:
   explicit Ledger(LedgerConfig config = {});
@@ -221,7 +220,6 @@ class Ledger {
   void Apply(const Event& event);
 
   // Applies a decision's events and then checks the level invariants of the accounts touched.
-  // made_entries() then lists the statement entries they made.
   void ApplyAll(const std::vector<Event>& events);
 
   // Apply and ApplyAll for events read back from the log: an event that does not fit the state
@@ -243,9 +241,6 @@ class Ledger {
   // Whether FindTxn(txn_id) is an entry txn's partial record.
   bool IsEntryTxn(std::string_view txn_id) const { return state_.entry_txns.contains(txn_id); }
   int64_t SystemBalance(std::string_view name) const;
-  // The statement entries the last ApplyAll or TryApplyAll made, in event order (a decision makes
-  // at most one). Valid until the next one.
-  const std::vector<MadeEntry>& made_entries() const { return made_; }
 
   // A canonical text dump of the whole state (maps are ordered), equal for equal states: replay
   // compares the dumps (or a hash of them) of the live and the rebuilt ledger.
@@ -257,6 +252,10 @@ class Ledger {
   bool operator==(const Ledger& other) const { return state_ == other.state_; }
 
  private:
+  // Fills in the link of `event`, the first of an accepted decision, if it makes an entry.
+  void LinkEntry(Event& event) const;
+  // TryApply without the link's checks.
+  Status ApplyEvent(const Event& event);
   Decision DecideOpen(const OpenAccount& c) const;
   Decision DecideAttach(const AttachMeter& c) const;
   Decision DecideDetach(const DetachMeter& c) const;
@@ -305,7 +304,6 @@ class Ledger {
   LedgerState state_;
   std::vector<TxnIdMark> txn_id_marks_;
   bool txn_id_marks_full_ = false;
-  std::vector<MadeEntry> made_;
 };
 
 }  // namespace wattledger::ledger

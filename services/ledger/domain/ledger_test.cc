@@ -37,19 +37,14 @@ class LedgerTest : public ::testing::Test {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? std::move(r).value() : Decision{};
   }
-  // Decides and applies; returns the decision.
   // Decides and applies; returns the decision. Keeps the statement entries it made, as the
-  // adapter does (EntryOf of the event, the balance after it from made_entries).
+  // adapter reads them back (EntryOf of the event, which carries the balance after it).
   Decision Do(Command c) {
     Decision d = When(std::move(c));
     ledger_.ApplyAll(d.events);
-    EXPECT_LE(ledger_.made_entries().size(), 1u);
-    for (const MadeEntry& m : ledger_.made_entries()) {
-      std::optional<StatementEntry> e = EntryOf(d.events.at(m.event));
-      EXPECT_TRUE(e.has_value());
-      EXPECT_EQ(e->time_us, m.time_us);
-      e->balance_after_minor = m.balance_after_minor;
-      entries_[m.account->id].push_back(*e);
+    for (const Event& event : d.events) {
+      std::optional<StatementEntry> e = EntryOf(event);
+      if (e) entries_[EventAccountId(event)].push_back(*e);
     }
     all_events_.insert(all_events_.end(), d.events.begin(), d.events.end());
     return d;
@@ -151,7 +146,7 @@ TEST_F(LedgerTest, OpenEmitsAccountOpenedAndTheInitialLevel) {
   ASSERT_TRUE(d.accepted());
   EXPECT_EQ(d.txn_id, c.txn_id);
   AccountOpened opened{c.txn_id, c.time_us, "op1", "A1", "张三", {"13800000000"}, "B2-301", {"M1", "M2"},
-                       "flat-1", Mode::kPrepaid, Limits{Y(10), Y(20), Y(10), Y(5000)}, 0, "", {}};
+                       "flat-1", Mode::kPrepaid, Limits{Y(10), Y(20), Y(10), Y(5000)}, 0, "", {}, {}};
   std::vector<Event> want{opened, LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kAlarm2, 0}};
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(Acc("A1").level, Level::kAlarm2);
@@ -290,7 +285,7 @@ TEST_F(LedgerTest, ReusedTxnIdsOfTheAdaptersFormAreFoundWhateverTheirNumber) {
   const auto& e = std::get<ToppedUp>(all_events_[2]);  // The top-up ledger/0/7.
   ASSERT_EQ(e.txn_id, "ledger/0/7");
   Status s = fresh.TryApplyAll({AccountOpened{"ledger/0/7", 9, "op", "A2", "x", {}, "", {"M2"}, "",
-                                              Mode::kPrepaid, Limits{}, 0, "", {}}});
+                                              Mode::kPrepaid, Limits{}, 0, "", {}, {}}});
   EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
   EXPECT_NE(s.message().find("txn id used twice: ledger/0/7"), std::string::npos) << s.ToString();
 }
@@ -433,7 +428,8 @@ TEST_F(LedgerTest, CloseRefundsAPositiveBalanceAndReleasesMeters) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{AccountClosed{c.txn_id, c.time_us, "op1", "A1", "moved out", Y(60), PaymentMethod::kBank,
                                         0, {"M1", "M2"},
-                                        Posting{{Leg{false, "A1", -Y(60)}, Leg{true, "refunds", Y(60)}}}}};
+                                        Posting{{Leg{false, "A1", -Y(60)}, Leg{true, "refunds", Y(60)}}},
+                                        EntryLink{0, 0}}};
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(Acc("A1").state, AccountState::kClosed);
   EXPECT_EQ(Balance("A1"), 0);
@@ -480,7 +476,7 @@ TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       ToppedUp{c.txn_id, c.time_us, "op1", "A1", "K1", Y(100), PaymentMethod::kWechat, 1,
-               Posting{{Leg{false, "A1", Y(100)}, Leg{true, "wechat", -Y(100)}}}},
+               Posting{{Leg{false, "A1", Y(100)}, Leg{true, "wechat", -Y(100)}}}, EntryLink{0, Y(100)}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kAlarm2, Level::kNormal, Y(100)},
   };
   EXPECT_EQ(d.events, want);
@@ -643,7 +639,7 @@ TEST_F(LedgerTest, ReversingATopUpNegatesItsPostingButNotThePurchaseCount) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       Reversed{c.txn_id, c.time_us, "op2", "A1", "R1", top.txn_id, TxnKind::kTopUp, -Y(100), "entered twice",
-               Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "alipay", Y(100)}}}},
+               Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "alipay", Y(100)}}}, EntryLink{0, 0}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kAlarm2, 0},
   };
   EXPECT_EQ(d.events, want);
@@ -721,11 +717,11 @@ TEST_F(LedgerTest, EveryTransactionReadsBackWhole) {
 TEST(LedgerGivenEvents, APostingOfAnotherShapeReadsBackAsPosted) {
   Ledger l;
   ASSERT_TRUE(l.TryApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
-                                           Limits{0, 0, 0, 0}, 0, "", {}},
+                                           Limits{0, 0, 0, 0}, 0, "", {}, {}},
                              LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}})
                   .ok());
   const Posting split{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}};
-  ASSERT_TRUE(l.TryApplyAll({ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, split},
+  ASSERT_TRUE(l.TryApplyAll({ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, split, EntryLink{0, Y(40)}},
                              LevelChanged{"E2", 2, "B1", Level::kAlarm2, Level::kNormal, Y(40)}})
                   .ok());
   EXPECT_EQ(l.FindTxn("E2")->posting, split);
@@ -823,7 +819,7 @@ TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       Charged{c.txn_id, c.time_us, "A1", "C1", Y(150), 1500, "M1", c.reading_id, "flat-1", 3,
-              Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}},
+              Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}, EntryLink{0, -Y(50)}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kCutoff, -Y(50)},
       SupplyCutRequired{c.txn_id, c.time_us, "A1", -Y(50), -Y(10), {"M1"}},
   };
@@ -1044,10 +1040,10 @@ TEST(LedgerGivenEvents, DecisionsOnStateBuiltFromLiteralEvents) {
   // Given: hand-written events only, as replay would feed them.
   Ledger l;
   l.ApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
-                            Limits{0, 0, 0, Y(50)}, 0, "", {}},
+                            Limits{0, 0, 0, Y(50)}, 0, "", {}, {}},
               LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}});
   l.ApplyAll({ToppedUp{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 1,
-                       Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}},
+                       Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}, EntryLink{0, Y(40)}},
               LevelChanged{"E2", 2, "B1", Level::kAlarm2, Level::kNormal, Y(40)}});
   // When a top-up over the cap: then a rejection naming the values.
   auto over = l.Decide(TopUp{"E3", 3, "op", "B1", "K2", Y(20), PaymentMethod::kCash, 2});
@@ -1060,7 +1056,7 @@ TEST(LedgerGivenEvents, DecisionsOnStateBuiltFromLiteralEvents) {
   ASSERT_TRUE(charge.ok());
   std::vector<Event> want{
       Charged{"E4", 4, "B1", "CH1", Y(41), 900, "MB", "R9", "t1", 2,
-              Posting{{Leg{false, "B1", -Y(41)}, Leg{true, "revenue", Y(41)}}}},
+              Posting{{Leg{false, "B1", -Y(41)}, Leg{true, "revenue", Y(41)}}}, EntryLink{0, -Y(1)}},
       LevelChanged{"E4", 4, "B1", Level::kNormal, Level::kCutoff, -Y(1)},
       SupplyCutRequired{"E4", 4, "B1", -Y(1), 0, {"MB"}},
   };
@@ -1075,25 +1071,25 @@ TEST(LedgerGivenEvents, DecisionsOnStateBuiltFromLiteralEvents) {
 
 TEST(LedgerDeathTest, UnbalancedPostingCrashes) {
   Ledger l;
-  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}});
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}, {}});
   ToppedUp bad{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 1,
-               Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}};
+               Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}, {}};
   EXPECT_DEATH(l.Apply(bad), "");
 }
 
 TEST(LedgerDeathTest, OutOfSequencePurchaseCountCrashes) {
   Ledger l;
-  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}});
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPostpaid, Limits{}, 0, "", {}, {}});
   ToppedUp skip{"E2", 2, "op", "B1", "KB", Y(40), PaymentMethod::kCash, 2,
-                Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}};
+                Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(40)}}}, {}};
   EXPECT_DEATH(l.Apply(skip), "");
 }
 
 TEST(LedgerDeathTest, SecondCutWithoutRestoreCrashes) {
   Ledger l;
-  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid, Limits{}, 0, "", {}});
+  l.Apply(AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid, Limits{}, 0, "", {}, {}});
   l.Apply(Charged{"E2", 2, "B1", "C", 5, 1, "MB", "R", "t", 1,
-                  Posting{{Leg{false, "B1", -5}, Leg{true, "revenue", 5}}}});
+                  Posting{{Leg{false, "B1", -5}, Leg{true, "revenue", 5}}}, EntryLink{0, -5}});
   l.Apply(LevelChanged{"E2", 2, "B1", Level::kNormal, Level::kCutoff, -5});
   l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}});
   EXPECT_DEATH(l.Apply(SupplyCutRequired{"E2", 2, "B1", -5, 0, {"MB"}}), "");
@@ -1106,7 +1102,7 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
   auto opened = [] {
     auto l = std::make_unique<Ledger>();
     EXPECT_TRUE(l->TryApplyAll({AccountOpened{"E1", 1, "op", "B1", "王五", {}, "", {"MB"}, "", Mode::kPrepaid,
-                                              Limits{0, 0, 0, 0}, 0, "", {}},
+                                              Limits{0, 0, 0, 0}, 0, "", {}, {}},
                                 LevelChanged{"E1", 1, "B1", Level::kNormal, Level::kAlarm2, 0}})
                     .ok());
     return l;
@@ -1118,69 +1114,69 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
     std::string says;
   };
   std::vector<Case> cases = {
-      {"unknown account", {ToppedUp{"E2", 2, "op", "NOPE", "K", Y(40), PaymentMethod::kCash, 1, forty}},
+      {"unknown account", {ToppedUp{"E2", 2, "op", "NOPE", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}}},
        "unknown account NOPE"},
-      {"purchase count skips", {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 3, forty}},
+      {"purchase count skips", {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 3, forty, EntryLink{0, Y(40)}}},
        "purchase count out of sequence"},
       {"unbalanced posting",
        {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
-                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}}},
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(39)}}}, {}}},
        "legs do not sum to zero"},
       {"unknown system account",
        {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
-                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "nowhere", -Y(40)}}}}},
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "nowhere", -Y(40)}}}, {}}},
        "unknown system account nowhere"},
       {"level change from the wrong level",
-       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}},
         LevelChanged{"E2", 2, "B1", Level::kCutoff, Level::kNormal, Y(40)}},
        "level change out of sequence"},
       {"stale level after the decision",
        {Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}}},
        "level of B1 is stale"},
       {"reversal of an unknown txn",
        {Reversed{"E2", 2, "op", "B1", "", "E9", TxnKind::kTopUp, -Y(40), "r",
-                 Posting{{Leg{false, "B1", -Y(40)}, Leg{true, "cash", Y(40)}}}}},
+                 Posting{{Leg{false, "B1", -Y(40)}, Leg{true, "cash", Y(40)}}}, {}}},
        "reversal of unknown txn E9"},
       {"account opened twice",
-       {AccountOpened{"E2", 2, "op", "B1", "x", {}, "", {"MC"}, "", Mode::kPrepaid, Limits{}, 0, "", {}}},
+       {AccountOpened{"E2", 2, "op", "B1", "x", {}, "", {"MC"}, "", Mode::kPrepaid, Limits{}, 0, "", {}, {}}},
        "account opened twice: B1"},
       // A txn id names one transaction, whichever map (txns, entry_txns) holds it.
       {"top-up under the open's txn id",
-       {ToppedUp{"E1", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty}},
+       {ToppedUp{"E1", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}}},
        "txn id used twice: E1"},
       {"charge under a txn id kept as a record",
        {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
-                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}},
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}, EntryLink{0, Y(40)}},
         Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}}},
        "txn id used twice: E2"},
       {"top-up under a used txn id",
-       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
-        ToppedUp{"E2", 2, "op", "B1", "K2", Y(40), PaymentMethod::kCash, 2, forty}},
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}},
+        ToppedUp{"E2", 2, "op", "B1", "K2", Y(40), PaymentMethod::kCash, 2, forty, EntryLink{0, Y(40)}}},
        "txn id used twice: E2"},
       {"charge under a top-up's txn id",
-       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}},
         Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}}},
        "txn id used twice: E2"},
       {"a record under a charge's txn id",
        {Charged{"E3", 3, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}},
         ToppedUp{"E3", 3, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1,
-                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}}},
+                 Posting{{Leg{false, "B1", Y(40)}, Leg{true, "cash", -Y(30)}, Leg{true, "wechat", -Y(10)}}}, EntryLink{0, Y(40)}}},
        "txn id used twice: E3"},
       {"charge under a charge's txn id",
        {Charged{"E2", 2, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}},
         Charged{"E2", 2, "B1", "C2", Y(1), 1, "MB", "R2", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, -Y(1)}}},
        "txn id used twice: E2"},
       {"top-up under a charge's txn id",
-       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty},
+       {ToppedUp{"E2", 2, "op", "B1", "K", Y(40), PaymentMethod::kCash, 1, forty, EntryLink{0, Y(40)}},
         Charged{"E3", 3, "B1", "C", Y(1), 1, "MB", "R", "t", 1,
-                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}},
-        ToppedUp{"E3", 3, "op", "B1", "K3", Y(40), PaymentMethod::kCash, 2, forty}},
+                Posting{{Leg{false, "B1", -Y(1)}, Leg{true, "revenue", Y(1)}}}, EntryLink{0, Y(39)}},
+        ToppedUp{"E3", 3, "op", "B1", "K3", Y(40), PaymentMethod::kCash, 2, forty, EntryLink{0, Y(40)}}},
        "txn id used twice: E3"},
   };
   for (const Case& c : cases) {
@@ -1195,7 +1191,7 @@ TEST(LedgerGivenEvents, ImpossibleEventsFromTheLogAreDataLossNotACrash) {
 TEST(LedgerDeathTest, ImpossibleEventCrashesTheLivePath) {
   Ledger l;
   EXPECT_DEATH(l.ApplyAll({ToppedUp{"E2", 2, "op", "NOPE", "K", Y(40), PaymentMethod::kCash, 1,
-                                    Posting{{Leg{false, "NOPE", Y(40)}, Leg{true, "cash", -Y(40)}}}}}),
+                                    Posting{{Leg{false, "NOPE", Y(40)}, Leg{true, "cash", -Y(40)}}}, {}}}),
                "unknown account NOPE");
 }
 
