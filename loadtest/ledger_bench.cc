@@ -620,6 +620,10 @@ struct ChargeRun {
   double start_s = 0;
   Cores cores;
   CommitFigures commit;
+  // Of the hot run: what the hot account's whole statement took to read (walked back through
+  // the log, one event per entry), and how many entries it listed.
+  int statement_entries = 0;
+  double statement_ms = 0;
   double per_s() const { return seconds > 0 ? static_cast<double>(charges) / seconds : 0; }
 };
 
@@ -692,6 +696,15 @@ ChargeRun RunCharges(LedgerEnv& env, const Flags& flags, bool hot, int round) {
   if (got != want) {
     Die("revenue grew by " + std::to_string(got) + " minor, want " + std::to_string(want) +
         " (every charge posted exactly once)");
+  }
+  if (hot) {
+    v1::GetStatementRequest req;
+    req.set_account_id(AccountId(0));
+    v1::GetStatementResponse st;
+    const auto q0 = SteadyClock::now();
+    Check(env.svc()->GetStatement(nullptr, &req, &st), "statement of the hot account");
+    run.statement_ms = Seconds(SteadyClock::now() - q0) * 1000;
+    run.statement_entries = st.entries_size();
   }
   return run;
 }
@@ -903,6 +916,10 @@ void PrintCharges(const char* dist, const ChargeRun& c, const Flags& flags, doub
       "%.2f cores, %.2f stolen by the host; set-up: %u accounts %.1f s, pre-fill %.1f s, restart %.2f s)\n",
       dist, Thousands(c.per_s()).c_str(), c.charges, c.seconds, c.commit.postings_per_commit, c.commit.p50_us / 1000,
       c.commit.p99_us / 1000, c.cores.used, c.cores.stolen, flags.accounts, open_s, c.prefill_s, c.start_s);
+  if (c.statement_entries > 0) {
+    std::printf("  ours     statement of the hot account: %d entries read in %.1f ms\n", c.statement_entries,
+                c.statement_ms);
+  }
   std::fflush(stdout);
 }
 
