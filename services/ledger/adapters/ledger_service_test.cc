@@ -1154,7 +1154,7 @@ TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
 }
 
 // The ledger keeps no statement entries: a statement and a txn's details are read back from the
-// statement index and the log, the same before and after a restart.
+// entry links and the log, the same before and after a restart.
 TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse top, refund, adjust, reverse;
