@@ -216,7 +216,7 @@ struct StateFigures {
 };
 
 // The memory a partition's domain ledger holds for each account and each charge, which stays for
-// as long as the process runs: the accounts, their statement entries, the charge ids kept for
+// as long as the process runs: the accounts, the entry txns, the charge ids kept for
 // exactly-once, the txn index. As many accounts and uniform charges as the charge runs, into a
 // domain Ledger alone (no log, no bus), with no other thread of this process running yet.
 StateFigures MeasureState(const Flags& flags) {

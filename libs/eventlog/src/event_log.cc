@@ -68,8 +68,8 @@ void EncodePosition(const Position& pos, char (&out)[kPositionBytes]) {
 // The indices of the last op of each distinct key in `ops`, in key order. A stable sort by key
 // puts the calls for one key next to each other in call order, so the last of each run is the
 // write that wins; the others never reach the WriteBatch. Stable, a merge sort: a batch's
-// statement rows come mostly in key order already (introsort met such runs with its heap-sort
-// fallback, 3% of a hot account's charges).
+// state keys often come in runs already in key order (the ledger's statement rows, while it wrote
+// them, did: introsort met such runs with its heap-sort fallback, 3% of a hot account's charges).
 template <typename Op>
 std::vector<size_t> LastWriteOfEachKey(const std::vector<Op>& ops) {
   std::vector<size_t> order(ops.size());
@@ -466,7 +466,7 @@ Status EventLog::Init() {
   // layout keep their one shared column family; its keys are the same (partition, seq), so
   // everything else reads and writes them the same way.
   // A batch's state keys reach the memtable in key order (see Commit), and a service keeps each
-  // kind of record under a prefix of its own (the ledger writes a statement row per posting): an
+  // kind of record under a prefix of its own (the ledger's account views under "acct/"): an
   // insert hint per 5-byte prefix starts each key's search from the last one of its kind, not
   // from the top of a skiplist of millions. As for the events, nothing may DeleteRange here.
   rocksdb::ColumnFamilyOptions state_cf = cf;

@@ -193,6 +193,28 @@ TEST(EventCodec, OutOfRangeFieldsAreRejected) {
 // Protobuf logs invalid UTF-8 in string fields; the fuzz loop would print thousands of lines.
 void DiscardLog(google::protobuf::LogLevel, const char*, int, const std::string&) {}
 
+// Only an event that moves the tenant's money links an entry: a link on one that moves none
+// (an opening without a balance, a transfer or close without a refund) is refused.
+TEST(EventCodec, ALinkOnAnEventThatMovesNoMoneyIsRejected) {
+  ExpectInvalid(DecodeMutated<v1::AccountOpened>([](auto& p) {
+                  p.set_opening_balance_minor(0);
+                  p.clear_posting();
+                  p.mutable_link()->set_balance_after_minor(0);
+                  p.mutable_link()->set_prev_entry_seq(3);
+                }),
+                "link must be empty: the event moves no money");
+  ExpectInvalid(DecodeMutated<v1::AccountClosed>([](auto& p) {
+                  p.set_settlement_refund_minor(0);
+                  p.clear_posting();
+                }),
+                "link must be empty");
+  EXPECT_TRUE(DecodeMutated<v1::AccountClosed>([](auto& p) {
+                p.set_settlement_refund_minor(0);
+                p.clear_posting();
+                p.clear_link();
+              }).ok());
+}
+
 TEST(EventCodec, RandomBytesNeverCrash) {
   std::vector<Encoded> samples;
   for (const Event& e : sample::Events()) samples.push_back(EncodeEvent(e));

@@ -1172,10 +1172,18 @@ Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition
 Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
                                 int64_t from_us, int64_t to_us) {
   const uint32_t p = AccountPartition(account_id, log.partitions());
-  std::vector<StatementEntry> entries;  // Newest first, as walked.
+  // Newest first, as walked. Every entry's time and balance are needed to place the period; of
+  // those outside it nothing else is kept.
+  std::vector<StatementEntry> entries;
   for (uint64_t seq = last_entry_seq; seq != 0;) {
     uint64_t prev = 0;
     WL_ASSIGN_OR_RETURN(StatementEntry e, EntryAt(log, p, seq, account_id, &prev));
+    if (e.time_us < from_us || e.time_us >= to_us) {
+      StatementEntry placed;
+      placed.time_us = e.time_us;
+      placed.balance_after_minor = e.balance_after_minor;
+      e = std::move(placed);
+    }
     // Each link points back, so the walk ends; a link that does not is a corrupt log.
     if (prev >= seq) {
       return DataLoss("event " + std::to_string(seq) + " of partition " + std::to_string(p) + " links account " +

@@ -28,7 +28,8 @@
 // releases it is durable, so that no failed commit can leave a meter with two owners.
 //
 // Thread safety: gRPC handlers run on gRPC's threads and hand work to the partition writers;
-// domain state is only touched by its partition's writer thread.
+// domain state is only touched by its partition's writer thread. Statements are walked through
+// the log on the service's one statement reader thread (LogReader), which reads no domain state.
 #pragma once
 
 #include <chrono>

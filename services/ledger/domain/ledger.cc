@@ -1006,6 +1006,11 @@ void Ledger::Apply(const Event& event) {
   WL_CHECK_MSG(s.ok(), s.ToString());
 }
 
+namespace {
+constexpr char kBeforeLinks[] =
+    " (a log written before entries were linked is read by the build that wrote it)";
+}  // namespace
+
 Status Ledger::TryApply(const Event& event) {
   const EntryLink* link = EntryLinkOf(event);
   if (link == nullptr) return ApplyEvent(event);
@@ -1015,12 +1020,13 @@ Status Ledger::TryApply(const Event& event) {
   WL_LEDGER_EXPECT_MSG(link->prev_entry_seq == last,
                        "the entry of txn " + EventTxnId(event) + " names entry " + std::to_string(link->prev_entry_seq) +
                            " before it, but the last entry of account " + id + " is " + std::to_string(last) +
-                           " (a log written before entries were linked is read by the build that wrote it)");
+                           kBeforeLinks);
   WL_RETURN_IF_ERROR(ApplyEvent(event));
   WL_ASSIGN_OR_RETURN(Account * a, MutableAccount(id));
   WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
                        "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
-                           std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
+                           std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor) +
+                           kBeforeLinks);
   a->last_entry_seq = EntrySeqOf(EventTxnId(event));
   return Status::Ok();
 }
