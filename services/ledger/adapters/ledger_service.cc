@@ -571,7 +571,13 @@ void LedgerService::Stop() {
   if (reader_) reader_->Stop();        // After the writers: their last answers may post to it.
 }
 
+namespace {
+thread_local bool on_reader_thread = false;
+}  // namespace
+
 LogReader::LogReader() : thread_([this] { Loop(); }) {}
+
+bool LogReader::OnReaderThread() { return on_reader_thread; }
 
 LogReader::~LogReader() { Stop(); }
 
@@ -595,6 +601,7 @@ void LogReader::Stop() {
 }
 
 void LogReader::Loop() {
+  on_reader_thread = true;
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
@@ -949,10 +956,11 @@ template <typename Resp>
 grpc::Status LedgerService::Await(const std::function<void(Done<Resp>)>& start, Resp* out, const char* on_deadline) {
   // Owned jointly by this call and the answering thread, which never touches *out: gRPC frees it
   // once this function returned (possibly on the deadline, before the answer came).
-  if (runtime::Processor::OnWriterThread()) {
-    // The answer comes from a writer: waiting for it on one could wait for itself.
+  if (runtime::Processor::OnWriterThread() || LogReader::OnReaderThread()) {
+    // The answer comes from a writer (and a statement's from the reader): waiting for it on one
+    // could wait for itself.
     return {grpc::StatusCode::FAILED_PRECONDITION,
-            "a synchronous ledger call cannot be made from a writer thread; use the *Async methods"};
+            "a synchronous ledger call cannot be made from a writer or reader thread; use the *Async methods"};
   }
   struct Call {
     std::promise<grpc::Status> done;
@@ -1225,7 +1233,12 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
       [this, id, from = req.from_us(), to, last, done](grpc::Status status, v1::GetStatementResponse*) {
         if (!status.ok()) return done(std::move(status), nullptr);
         const bool posted = reader_->Post([this, id, from, to, last, done] {
-          auto statement = ReadStatement(*log_, id, *last, from, to);
+          Result<Statement> statement = Internal("reading the statement did not finish");
+          try {
+            statement = ReadStatement(*log_, id, *last, from, to);
+          } catch (const std::exception& e) {  // Out of memory on a long history, say: answered.
+            statement = Internal(std::string("reading the statement of account ") + id + " threw: " + e.what());
+          }
           if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
           v1::GetStatementResponse out;
           out.set_account_id(statement->account_id);

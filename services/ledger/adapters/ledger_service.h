@@ -160,6 +160,8 @@ class LogReader {
   bool Post(std::function<void()> work);
   // Runs what was queued, then ends the thread. Idempotent.
   void Stop();
+  // Whether the calling thread is a LogReader's.
+  static bool OnReaderThread();
 
  private:
   void Loop();

@@ -1074,6 +1074,32 @@ TEST_F(LedgerServiceTest, AQueryFromAWriterThreadIsRefusedNotLeftToWaitForItself
   EXPECT_EQ(future.get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// A statement is answered on the statement reader: a synchronous call from there is refused too,
+// and an asynchronous one is answered. After Stop a statement is answered UNAVAILABLE.
+TEST_F(LedgerServiceTest, ACallFromTheStatementReaderIsRefusedOnlyIfItWouldWait) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  std::promise<grpc::Status> sync, async;
+  v1::GetStatementRequest sr;
+  sr.set_account_id("A1");
+  svc_->GetStatementAsync(sr, [&](grpc::Status status, v1::GetStatementResponse*) {
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    EXPECT_TRUE(LogReader::OnReaderThread());
+    v1::GetStatementResponse st;
+    sync.set_value(svc_->GetStatement(nullptr, &sr, &st));
+    svc_->GetStatementAsync(sr, [&](grpc::Status again, v1::GetStatementResponse*) { async.set_value(again); });
+  });
+  auto refused = sync.get_future();
+  ASSERT_EQ(refused.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(refused.get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  auto answered = async.get_future();
+  ASSERT_EQ(answered.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(answered.get().ok());
+  EXPECT_FALSE(LogReader::OnReaderThread());
+  svc_->Stop();
+  v1::GetStatementResponse st;
+  EXPECT_EQ(svc_->GetStatement(nullptr, &sr, &st).error_code(), grpc::StatusCode::UNAVAILABLE);
+}
+
 TEST_F(LedgerServiceTest, ListAccountsPagesInIdOrderOverEveryPartition) {
   std::vector<std::string> ids;
   v1::MutationResponse r;
