@@ -757,6 +757,32 @@ Status EventLog::ScanInto(uint32_t partition, uint64_t from_seq, size_t max, Slo
   return FromRocks(it->status(), "scan event log");
 }
 
+Status EventLog::Walk(uint32_t partition, uint64_t seq,
+                      const std::function<Result<uint64_t>(const Envelope&)>& fn) const {
+  if (partition >= options_.partitions) {
+    return InvalidArgument("partition " + std::to_string(partition) + " out of range 0.." +
+                           std::to_string(options_.partitions - 1));
+  }
+  // No upper bound: each record found is checked to be the one asked for.
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_[partition]));
+  Envelope env;
+  while (seq != 0) {
+    const std::string key = EventKey(partition, seq);
+    it->Seek(key);
+    if (!it->Valid() || it->key() != rocksdb::Slice(key)) {
+      WL_RETURN_IF_ERROR(FromRocks(it->status(), "walk event log"));
+      return DataLoss("event " + std::to_string(partition) + "/" + std::to_string(seq) + " is not in the log");
+    }
+    if (!env.ParseFromArray(it->value().data(), static_cast<int>(it->value().size())) || env.seq() != seq ||
+        env.partition() != partition) {
+      return DataLoss("event " + std::to_string(partition) + "/" + std::to_string(seq) +
+                      " does not parse as itself; run `wlctl audit verify`");
+    }
+    WL_ASSIGN_OR_RETURN(seq, fn(env));
+  }
+  return Status::Ok();
+}
+
 bool EventLog::WaitForAppend(uint32_t partition, uint64_t after_seq,
                              std::chrono::milliseconds timeout) const {
   std::unique_lock lock(mu_);

@@ -581,6 +581,33 @@ TEST_F(EventLogTest, ReadReturnsRangeInOrder) {
   EXPECT_FALSE(log->Read(9, 1, 10).ok());
 }
 
+// A walk reads the events its callback names, in the order named (here back and forth), stops at
+// 0, and ends with the callback's error or DATA_LOSS for a seq the partition does not hold.
+TEST_F(EventLogTest, WalkReadsTheEventsEachOneNames) {
+  auto log = OpenLog();
+  WriteSet ws;
+  for (int i = 1; i <= 10; ++i) ws.Append(Ev(3, "k", std::to_string(i)));
+  ws.Append(Ev(2, "k", "other"));
+  ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  std::vector<uint64_t> next = {3, 9, 1, 0};  // After 7: 3, 9, 1, then stop.
+  std::vector<std::string> seen;
+  Status s = log->Walk(3, 7, [&](const Envelope& e) -> Result<uint64_t> {
+    seen.push_back(e.payload());
+    uint64_t n = next.front();
+    next.erase(next.begin());
+    return n;
+  });
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  EXPECT_EQ(seen, (std::vector<std::string>{"7", "3", "9", "1"}));
+  s = log->Walk(3, 5, [](const Envelope&) -> Result<uint64_t> { return uint64_t{11}; });
+  EXPECT_EQ(s.code(), StatusCode::kDataLoss) << s.ToString();
+  EXPECT_NE(s.message().find("3/11 is not in the log"), std::string::npos) << s.ToString();
+  s = log->Walk(3, 5, [](const Envelope&) -> Result<uint64_t> { return InvalidArgument("stop here"); });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  EXPECT_TRUE(log->Walk(3, 0, [](const Envelope&) -> Result<uint64_t> { return Internal("never called"); }).ok());
+  EXPECT_FALSE(log->Walk(9, 1, [](const Envelope&) -> Result<uint64_t> { return uint64_t{0}; }).ok());
+}
+
 TEST_F(EventLogTest, VerifyDetectsEditedPayloadAndGap) {
   auto path = dir_.Sub("log");
   {

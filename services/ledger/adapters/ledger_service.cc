@@ -1155,24 +1155,31 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
 
 namespace {
 
-// The statement entry the event at `seq` of `partition` made on `account_id`, and (if `prev` is
-// given) the seq of the account's entry before it: every entry txn and entry link names such an
-// event, so anything else is DATA_LOSS.
-Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition, uint64_t seq,
-                               const std::string& account_id, uint64_t* prev = nullptr) {
-  const std::string where = "event " + std::to_string(seq) + " of partition " + std::to_string(partition);
-  WL_ASSIGN_OR_RETURN(std::vector<eventlog::Envelope> read, log.Read(partition, seq, 1));
-  if (read.empty() || read.front().seq() != seq) {
-    return DataLoss("the entries of account " + account_id + " name " + where + ", which the log does not hold");
-  }
-  Result<Event> event = DecodeEvent(read.front().type(), read.front().payload());
+// The statement entry `env` made on `account_id`, and (if `prev` is given) the seq of the
+// account's entry before it: every entry txn and entry link names such an event, so anything
+// else is DATA_LOSS.
+Result<StatementEntry> EntryIn(const eventlog::Envelope& env, const std::string& account_id,
+                               uint64_t* prev = nullptr) {
+  const std::string where = "event " + std::to_string(env.seq()) + " of partition " + std::to_string(env.partition());
+  Result<Event> event = DecodeEvent(env.type(), env.payload());
   if (!event.ok()) return DataLoss(where + " does not decode: " + event.status().message());
   std::optional<StatementEntry> entry = EntryOf(*event);
   if (!entry || EventAccountId(*event) != account_id) {
-    return DataLoss(where + " (" + read.front().type() + ") makes no statement entry of account " + account_id);
+    return DataLoss(where + " (" + env.type() + ") makes no statement entry of account " + account_id);
   }
   if (prev != nullptr) *prev = EntryLinkOf(*event)->prev_entry_seq;
   return *std::move(entry);
+}
+
+// EntryIn of the event at `seq` of `partition`.
+Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition, uint64_t seq,
+                               const std::string& account_id) {
+  Result<StatementEntry> entry = DataLoss("event " + std::to_string(seq) + " was not read");
+  WL_RETURN_IF_ERROR(log.Walk(partition, seq, [&](const eventlog::Envelope& env) -> Result<uint64_t> {
+    entry = EntryIn(env, account_id);
+    return uint64_t{0};
+  }));
+  return entry;
 }
 
 }  // namespace
@@ -1183,9 +1190,9 @@ Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string
   // Newest first, as walked. Every entry's time and balance are needed to place the period; of
   // those outside it nothing else is kept.
   std::vector<StatementEntry> entries;
-  for (uint64_t seq = last_entry_seq; seq != 0;) {
+  WL_RETURN_IF_ERROR(log.Walk(p, last_entry_seq, [&](const eventlog::Envelope& env) -> Result<uint64_t> {
     uint64_t prev = 0;
-    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryAt(log, p, seq, account_id, &prev));
+    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryIn(env, account_id, &prev));
     if (e.time_us < from_us || e.time_us >= to_us) {
       StatementEntry placed;
       placed.time_us = e.time_us;
@@ -1193,13 +1200,14 @@ Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string
       e = std::move(placed);
     }
     // Each link points back, so the walk ends; a link that does not is a corrupt log.
-    if (prev >= seq) {
-      return DataLoss("event " + std::to_string(seq) + " of partition " + std::to_string(p) + " links account " +
-                      account_id + "'s entry before it to event " + std::to_string(prev) + ", which is not earlier");
+    if (prev >= env.seq()) {
+      return DataLoss("event " + std::to_string(env.seq()) + " of partition " + std::to_string(p) +
+                      " links account " + account_id + "'s entry before it to event " + std::to_string(prev) +
+                      ", which is not earlier");
     }
     entries.push_back(std::move(e));
-    seq = prev;
-  }
+    return prev;
+  }));
   std::reverse(entries.begin(), entries.end());
   std::vector<EntryRow> rows;
   rows.reserve(entries.size());

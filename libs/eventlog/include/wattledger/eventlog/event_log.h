@@ -230,6 +230,12 @@ class EventLog {
   // No allocation per event, so replays and tailers should prefer it to Read.
   Status Scan(uint32_t partition, uint64_t from_seq, size_t max,
               const std::function<bool(const Envelope&)>& fn) const;
+  // Reads events of `partition` one at a time, starting at `seq`: fn gets each (reused, as in
+  // Scan) and returns the seq of the next to read, 0 to stop, or an error, which ends the walk
+  // and is returned. One iterator serves the whole walk, so a long chain of events (an account's
+  // entries, each naming the one before it) costs a seek per event, not an iterator. A seq the
+  // partition does not hold is DATA_LOSS: whoever named it named an event that is not there.
+  Status Walk(uint32_t partition, uint64_t seq, const std::function<Result<uint64_t>(const Envelope&)>& fn) const;
   // Blocks until Head(partition) > after_seq or the timeout passes; true if there is news.
   bool WaitForAppend(uint32_t partition, uint64_t after_seq, std::chrono::milliseconds timeout) const;
   // Number of commits so far, and a wait for the next one: lets a tailer watch every partition.
