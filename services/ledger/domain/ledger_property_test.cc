@@ -113,7 +113,8 @@ class Runner {
  private:
   int64_t Rand(int64_t lo, int64_t hi) { return std::uniform_int_distribution<int64_t>(lo, hi)(rng_); }
   bool Chance(int percent) { return Rand(1, 100) <= percent; }
-  std::string NextTxn() { return "T" + std::to_string(++seq_); }
+  // Of the service's form, so that each entry names the one before it by a real number.
+  std::string NextTxn() { return "ledger/0/" + std::to_string(++seq_); }
 
   std::string PickAccount() {
     if (Chance(3) || m_.accounts.empty()) return "AX";  // Unknown.
@@ -413,10 +414,43 @@ class Runner {
     ASSERT_TRUE(replayed == ledger_);
     ASSERT_EQ(replayed.CanonicalDump(), ledger_.CanonicalDump());
     ASSERT_EQ(replayed.Digest(), ledger_.Digest());
+    CheckEntryChains();
     // Each outcome should occur, or the generator is not exploring.
     ASSERT_GT(counts_[0], 50);
     ASSERT_GT(counts_[1], 0);
     ASSERT_GT(counts_[2], 10);
+  }
+
+  // Walked back from each account's latest entry, the links visit exactly the account's entries
+  // in the log, newest first, each leaving the balance the one before it left plus its amount.
+  void CheckEntryChains() {
+    std::map<uint64_t, const Event*> entry_at;
+    std::map<std::string, std::vector<uint64_t>> in_log;  // Account -> its entries' seqs, in order.
+    for (const Event& e : log_) {
+      if (!MakesEntry(e)) continue;
+      const uint64_t seq = EntrySeqOf(EventTxnId(e));
+      ASSERT_NE(seq, 0u);
+      ASSERT_TRUE(entry_at.emplace(seq, &e).second) << "two entries at " << seq;
+      in_log[EventAccountId(e)].push_back(seq);
+    }
+    for (const auto& [id, account] : ledger_.state().accounts) {
+      std::vector<uint64_t> walked;
+      int64_t balance = account.balance_minor;
+      for (uint64_t seq = account.last_entry_seq; seq != 0;) {
+        auto it = entry_at.find(seq);
+        ASSERT_NE(it, entry_at.end()) << id << " links " << seq;
+        const EntryLink* link = EntryLinkOf(*it->second);
+        ASSERT_EQ(EventAccountId(*it->second), id);
+        ASSERT_EQ(link->balance_after_minor, balance) << id << " at " << seq;
+        balance -= EntryOf(*it->second)->amount_minor;
+        ASSERT_LT(link->prev_entry_seq, seq);
+        walked.push_back(seq);
+        seq = link->prev_entry_seq;
+      }
+      ASSERT_EQ(balance, 0) << id << ": the first entry starts from nothing";
+      std::reverse(walked.begin(), walked.end());
+      ASSERT_EQ(walked, in_log[id]) << id;
+    }
   }
 
   std::mt19937_64 rng_;
