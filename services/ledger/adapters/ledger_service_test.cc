@@ -1331,7 +1331,8 @@ void AppendAll(eventlog::EventLog& log, const std::vector<Event>& events) {
 }  // namespace
 
 // An entry whose link does not fit the account (here the second top-up names no entry before
-// it) stops the fold with DATA_LOSS naming it; so does an entry away from the seq its txn names.
+// it) stops the fold with DATA_LOSS naming it; so do an entry without a link (a log written
+// before the links) and an entry away from the seq its txn names.
 // A link that does not point back refuses the statement instead of walking in a circle.
 TEST_F(LedgerServiceTest, AnEntryLinkThatDoesNotFitIsDataLoss) {
   svc_->Stop();
@@ -1347,6 +1348,16 @@ TEST_F(LedgerServiceTest, AnEntryLinkThatDoesNotFitIsDataLoss) {
     Status s = Rebuild(*log, 0, &ledger);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss);
     EXPECT_NE(s.message().find("names entry 0 before it, but the last entry of account " + a + " is 2"),
+              std::string::npos) << s.ToString();
+  }
+  {
+    // As a build before the links wrote it: the entry carries none.
+    auto log = OpenLog("before-links", "ledger");
+    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, {}}});
+    Ledger ledger;
+    Status s = Rebuild(*log, 0, &ledger);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("carries no entry link: the log was written by a build before entries were linked"),
               std::string::npos) << s.ToString();
   }
   {

@@ -1014,6 +1014,13 @@ constexpr char kBeforeLinks[] =
 Status Ledger::TryApply(const Event& event) {
   const EntryLink* link = EntryLinkOf(event);
   if (link == nullptr) return ApplyEvent(event);
+  // Where txn ids are numbered (the service's are), only an account's first entry names none
+  // before it, and what moves money first moves it off 0: so an empty link there is a log
+  // written before entries were linked.
+  WL_LEDGER_EXPECT_MSG(*link != EntryLink{} || EntrySeqOf(EventTxnId(event)) == 0,
+                       "the entry of txn " + EventTxnId(event) + " carries no entry link: the log was written by a "
+                       "build before entries were linked; start this build on a new data dir (for `make run`, "
+                       "move data/dev away) or read the log with the build that wrote it");
   const std::string& id = EventAccountId(event);
   const Account* before = FindAccount(id);
   const uint64_t last = before != nullptr ? before->last_entry_seq : 0;
