@@ -575,20 +575,23 @@ namespace {
 thread_local bool on_reader_thread = false;
 }  // namespace
 
-LogReader::LogReader() : thread_([this] { Loop(); }) {}
+LogReader::LogReader(size_t capacity) : capacity_(capacity), thread_([this] { Loop(); }) {}
 
 bool LogReader::OnReaderThread() { return on_reader_thread; }
 
 LogReader::~LogReader() { Stop(); }
 
-bool LogReader::Post(std::function<void()> work) {
+Status LogReader::Post(std::function<void()> work) {
   {
     std::lock_guard lock(mu_);
-    if (stopping_) return false;
+    if (stopping_) return Unavailable("the ledger is stopping; retry");
+    if (queue_.size() >= capacity_) {
+      return ResourceExhausted(std::to_string(queue_.size()) + " statements are waiting to be read; retry later");
+    }
     queue_.push_back(std::move(work));
   }
   wake_.notify_one();
-  return true;
+  return Status::Ok();
 }
 
 void LogReader::Stop() {
@@ -1240,7 +1243,7 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
       },
       [this, id, from = req.from_us(), to, last, done](grpc::Status status, v1::GetStatementResponse*) {
         if (!status.ok()) return done(std::move(status), nullptr);
-        const bool posted = reader_->Post([this, id, from, to, last, done] {
+        const Status posted = reader_->Post([this, id, from, to, last, done] {
           Result<Statement> statement = Internal("reading the statement did not finish");
           try {
             statement = ReadStatement(*log_, id, *last, from, to);
@@ -1255,7 +1258,7 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
           for (const auto& e : statement->entries) *out.add_entries() = ToProto(e);
           done(grpc::Status::OK, &out);
         });
-        if (!posted) done({grpc::StatusCode::UNAVAILABLE, "the ledger is stopping; retry"}, nullptr);
+        if (!posted.ok()) done(server::ToGrpc(posted), nullptr);
       });
 }
 

@@ -152,12 +152,14 @@ Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string
 // a committer, whose commits and answers would wait for them.
 class LogReader {
  public:
-  LogReader();
+  // At most `capacity` pieces of work wait at once.
+  explicit LogReader(size_t capacity = 256);
   ~LogReader();
   LogReader(const LogReader&) = delete;
   LogReader& operator=(const LogReader&) = delete;
-  // Queues `work`; false (and `work` never runs) once Stop began.
-  bool Post(std::function<void()> work);
+  // Queues `work`, or (and `work` never runs) UNAVAILABLE once Stop began and RESOURCE_EXHAUSTED
+  // while `capacity` wait.
+  Status Post(std::function<void()> work);
   // Runs what was queued, then ends the thread. Idempotent.
   void Stop();
   // Whether the calling thread is a LogReader's.
@@ -168,6 +170,7 @@ class LogReader {
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<std::function<void()>> queue_;
+  const size_t capacity_;
   bool stopping_ = false;
   std::thread thread_;
 };

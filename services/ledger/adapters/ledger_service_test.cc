@@ -1074,6 +1074,32 @@ TEST_F(LedgerServiceTest, AQueryFromAWriterThreadIsRefusedNotLeftToWaitForItself
   EXPECT_EQ(future.get().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// The reader runs what is posted in order, refuses work beyond its capacity while it is busy,
+// runs what was queued when stopped, and refuses work after.
+TEST(LogReaderTest, RunsInOrderBoundedAndStopsAfterWhatWasQueued) {
+  LogReader reader(2);
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::promise<void> busy;
+  std::vector<int> ran;
+  ASSERT_TRUE(reader.Post([&] {
+    busy.set_value();
+    released.wait();
+    ran.push_back(0);
+  }).ok());
+  busy.get_future().wait();  // The first one runs: the queue is empty again.
+  ASSERT_TRUE(reader.Post([&] { ran.push_back(1); }).ok());
+  ASSERT_TRUE(reader.Post([&] { ran.push_back(2); }).ok());
+  Status full = reader.Post([&] { ran.push_back(3); });
+  EXPECT_EQ(full.code(), StatusCode::kResourceExhausted) << full.ToString();
+  std::thread stopper([&] { reader.Stop(); });
+  release.set_value();
+  stopper.join();
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
+  EXPECT_EQ(reader.Post([] {}).code(), StatusCode::kUnavailable);
+  reader.Stop();  // Again: nothing to do.
+}
+
 // A statement is answered on the statement reader: a synchronous call from there is refused too,
 // and an asynchronous one is answered. After Stop a statement is answered UNAVAILABLE.
 TEST_F(LedgerServiceTest, ACallFromTheStatementReaderIsRefusedOnlyIfItWouldWait) {
