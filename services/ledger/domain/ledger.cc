@@ -1006,11 +1006,6 @@ void Ledger::Apply(const Event& event) {
   WL_CHECK_MSG(s.ok(), s.ToString());
 }
 
-namespace {
-constexpr char kBeforeLinks[] =
-    " (a log written before entries were linked is read by the build that wrote it)";
-}  // namespace
-
 Status Ledger::TryApply(const Event& event) {
   const EntryLink* link = EntryLinkOf(event);
   if (link == nullptr) return ApplyEvent(event);
@@ -1026,14 +1021,12 @@ Status Ledger::TryApply(const Event& event) {
   const uint64_t last = before != nullptr ? before->last_entry_seq : 0;
   WL_LEDGER_EXPECT_MSG(link->prev_entry_seq == last,
                        "the entry of txn " + EventTxnId(event) + " names entry " + std::to_string(link->prev_entry_seq) +
-                           " before it, but the last entry of account " + id + " is " + std::to_string(last) +
-                           kBeforeLinks);
+                           " before it, but the last entry of account " + id + " is " + std::to_string(last));
   WL_RETURN_IF_ERROR(ApplyEvent(event));
   WL_ASSIGN_OR_RETURN(Account * a, MutableAccount(id));
   WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
                        "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
-                           std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor) +
-                           kBeforeLinks);
+                           std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
   a->last_entry_seq = EntrySeqOf(EventTxnId(event));
   return Status::Ok();
 }
