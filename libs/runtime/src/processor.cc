@@ -5,6 +5,7 @@
 
 #include "wattledger/base/check.h"
 #include "wattledger/base/log.h"
+#include "wattledger/base/thread_name.h"
 #include "wattledger/metrics/metrics.h"
 
 namespace wattledger::runtime {
@@ -179,6 +180,7 @@ void Processor::FinishWriter(uint32_t p) {
 }
 
 void Processor::ConsumerLoop(const std::string& topic, bus::Consumer* consumer) {
+  NameThisThread(options_.name + "<" + topic);
   auto& lag = metrics::KernelMetrics().consumer_lag.Add({{"topic", topic}, {"consumer", options_.name}});
   auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/consume/" + topic}});
   while (!stop_consuming_) {
@@ -225,6 +227,7 @@ bool Processor::OnWriterThread() { return on_writer_thread; }
 
 void Processor::WriterLoop(uint32_t p) {
   on_writer_thread = true;
+  NameThisThread(options_.name + "/w" + std::to_string(p));
   auto& part = *parts_[p];
   auto& depth = metrics::KernelMetrics().queue_depth.Add({{"service", options_.name}, {"partition", std::to_string(p)}});
   auto& errors = metrics::KernelMetrics().internal_errors.Add({{"where", options_.name + "/writer"}});
@@ -452,6 +455,7 @@ void Processor::RunFlight(uint32_t p, Flight* f, bool by_committer) {
 
 void Processor::CommitterLoop(uint32_t p) {
   on_writer_thread = true;
+  NameThisThread(options_.name + "/c" + std::to_string(p));
   auto& part = *parts_[p];
   while (true) {
     Flight* f = nullptr;

@@ -9,6 +9,7 @@
 #include "services/ledger/adapters/codec.h"
 #include "wattledger/base/check.h"
 #include "wattledger/base/log.h"
+#include "wattledger/base/thread_name.h"
 #include "wattledger/billing/v1/events.pb.h"
 #include "wattledger/metrics/metrics.h"
 #include "wattledger/money/money.h"
@@ -605,6 +606,7 @@ void LogReader::Stop() {
 
 void LogReader::Loop() {
   on_reader_thread = true;
+  NameThisThread("ledger/stmt");
   std::unique_lock lock(mu_);
   for (;;) {
     wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
