@@ -344,10 +344,11 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
       bad = DataLoss("ledger event " + env.event_id() + " does not decode: " + event.status().message());
       return false;
     }
-    // A statement finds an entry at the seq its txn id names (EntryLink): so must replay.
-    if (MakesEntry(*event) && EntrySeqOf(EventTxnId(*event)) != env.seq()) {
+    // A statement finds an entry at the seq its txn id names (EntryLink), in the partition it
+    // names: the txn id of an entry is its event's id.
+    if (MakesEntry(*event) && EventTxnId(*event) != env.event_id()) {
       bad = DataLoss("ledger event " + env.event_id() + " makes an entry of txn " + EventTxnId(*event) +
-                     ", whose id names another seq: a statement could not find it");
+                     ", whose id names another event: a statement could not find it");
       return false;
     }
     if (EventTxnId(*event) != txn) {

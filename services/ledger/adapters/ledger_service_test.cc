@@ -1392,7 +1392,17 @@ TEST_F(LedgerServiceTest, AnEntryLinkThatDoesNotFitIsDataLoss) {
     Ledger ledger;
     Status s = Rebuild(*log, 0, &ledger);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-    EXPECT_NE(s.message().find("whose id names another seq"), std::string::npos) << s.ToString();
+    EXPECT_NE(s.message().find("ledger/0/2 makes an entry of txn ledger/0/7, whose id names another event"),
+              std::string::npos) << s.ToString();
+  }
+  {
+    // The right seq of another partition.
+    auto log = OpenLog("other-partition", "ledger");
+    AppendAll(*log, {opened, ToppedUp{"ledger/3/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}}});
+    Ledger ledger;
+    Status s = Rebuild(*log, 0, &ledger);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("whose id names another event"), std::string::npos) << s.ToString();
   }
   {
     auto log = OpenLog("circular", "ledger");
