@@ -78,6 +78,8 @@ struct LedgerMetrics {
   prometheus::Counter& cuts;
   prometheus::Counter& restores;
   prometheus::Counter& views_written;
+  // How long a statement's walk back through the log took (its count: statements read).
+  prometheus::Histogram& statement_seconds;
   prometheus::Counter& Command(const ledger::Command& c, CommandOutcome o) { return *commands[c.index()][o]; }
   static LedgerMetrics& Get() {
     static LedgerMetrics* m = [] {
@@ -88,8 +90,13 @@ struct LedgerMetrics {
                          .Help("Supply cut-required and restore-allowed events emitted").Register(r);
       auto& views = prometheus::BuildCounter().Name("wattledger_ledger_views_written_total")
                         .Help("Account views written (a view is written once for many postings)").Register(r);
+      auto& statements = prometheus::BuildHistogram().Name("wattledger_ledger_statement_seconds")
+                             .Help("Time to read one statement back through the log (one event per entry of the account)")
+                             .Register(r);
       auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}}),
-                                   views.Add({})};
+                                   views.Add({}),
+                                   statements.Add({}, prometheus::Histogram::BucketBoundaries{
+                                                          0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30})};
       for (size_t c = 0; c < std::size(kCommandNames); ++c) {
         for (int o = 0; o < kOutcomes; ++o) {
           lm->commands[c][o] = &cmds.Add({{"command", kCommandNames[c]}, {"outcome", kOutcomeNames[o]}});
@@ -1248,11 +1255,14 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
         if (!status.ok()) return done(std::move(status), nullptr);
         const Status posted = reader_->Post([this, id, from, to, last, done] {
           Result<Statement> statement = Internal("reading the statement did not finish");
+          const auto started = std::chrono::steady_clock::now();
           try {
             statement = ReadStatement(*log_, id, *last, from, to);
           } catch (const std::exception& e) {  // Out of memory on a long history, say: answered.
             statement = Internal(std::string("reading the statement of account ") + id + " threw: " + e.what());
           }
+          LedgerMetrics::Get().statement_seconds.Observe(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
           if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
           v1::GetStatementResponse out;
           out.set_account_id(statement->account_id);

@@ -15,6 +15,7 @@
 
 #include "services/ledger/adapters/codec.h"
 #include "wattledger/billing/v1/events.pb.h"
+#include "wattledger/metrics/metrics.h"
 #include "wattledger/testing/temp_dir.h"
 
 namespace wattledger::ledger::adapters {
@@ -1334,6 +1335,17 @@ TEST_F(LedgerServiceTest, EachEntryLinksToItsAccountsEntryBeforeIt) {
   EXPECT_EQ(st.entries(3).kind(), v1::TXN_KIND_CHARGE);
   EXPECT_EQ(st.entries(3).balance_after_minor(), last[ids[0]].second);
   EXPECT_EQ(st.closing_balance_minor(), last[ids[0]].second);
+  // Each statement read is counted, with its time, for the dashboards.
+  auto statements_read = [] {
+    for (const auto& family : metrics::Registry().Collect()) {
+      if (family.name != "wattledger_ledger_statement_seconds") continue;
+      return family.metric.at(0).histogram.sample_count;
+    }
+    return uint64_t{0};
+  };
+  const uint64_t before = statements_read();
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  EXPECT_EQ(statements_read(), before + 1);
   ExpectReplayEqualsLive();
 }
 
