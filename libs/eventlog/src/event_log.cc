@@ -541,10 +541,7 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
                            " events; the limit is " + std::to_string(kMaxEventsPerCommit));
   }
   for (const auto& e : ws.events_) {
-    if (e.partition >= options_.partitions) {
-      return InvalidArgument("event partition " + std::to_string(e.partition) + " out of range 0.." +
-                             std::to_string(options_.partitions - 1));
-    }
+    WL_RETURN_IF_ERROR(CheckPartition(e.partition, "event partition"));
     if (e.type.empty()) return InvalidArgument("event type is empty");
     if (e.payload.size() > kMaxPayloadBytes) {
       return InvalidArgument("event payload of " + std::to_string(e.payload.size()) +
@@ -706,6 +703,12 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
   return result;
 }
 
+Status EventLog::CheckPartition(uint32_t partition, const char* what) const {
+  if (partition < options_.partitions) return Status::Ok();
+  return InvalidArgument(std::string(what) + " " + std::to_string(partition) + " out of range 0.." +
+                         std::to_string(options_.partitions - 1));
+}
+
 uint64_t EventLog::Head(uint32_t partition) const {
   std::lock_guard lock(mu_);
   return partition < heads_.size() ? heads_[partition] : 0;
@@ -730,10 +733,7 @@ Status EventLog::Scan(uint32_t partition, uint64_t from_seq, size_t max,
 
 template <typename Slot, typename Accept>
 Status EventLog::ScanInto(uint32_t partition, uint64_t from_seq, size_t max, Slot slot, Accept accept) const {
-  if (partition >= options_.partitions) {
-    return InvalidArgument("partition " + std::to_string(partition) + " out of range 0.." +
-                           std::to_string(options_.partitions - 1));
-  }
+  WL_RETURN_IF_ERROR(CheckPartition(partition));
   rocksdb::ReadOptions ro;
   std::string upper = EventKey(partition + 1, 0);
   rocksdb::Slice upper_slice(upper);
@@ -759,10 +759,7 @@ Status EventLog::ScanInto(uint32_t partition, uint64_t from_seq, size_t max, Slo
 
 Status EventLog::Walk(uint32_t partition, uint64_t seq,
                       const std::function<Result<uint64_t>(const Envelope&)>& fn) const {
-  if (partition >= options_.partitions) {
-    return InvalidArgument("partition " + std::to_string(partition) + " out of range 0.." +
-                           std::to_string(options_.partitions - 1));
-  }
+  WL_RETURN_IF_ERROR(CheckPartition(partition));
   // No upper bound: each record found is checked to be the one asked for.
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_[partition]));
   Envelope env;

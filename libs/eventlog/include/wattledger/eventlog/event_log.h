@@ -265,6 +265,9 @@ class EventLog {
   static std::string ComputeHash(const Envelope& envelope);
 
  private:
+  // INVALID_ARGUMENT naming the range if the log has no partition `partition`; `what` says what
+  // was asked of it ("partition", "event partition").
+  Status CheckPartition(uint32_t partition, const char* what = "partition") const;
   // The loop of Read and Scan: parses each event of the range into *slot() and checks its place
   // in the chain, then calls accept(event) until it returns false.
   template <typename Slot, typename Accept>
