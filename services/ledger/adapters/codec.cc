@@ -317,12 +317,9 @@ Status CheckEvent(const D& e) {
   }
   if constexpr (requires { e.energy_wh; }) WL_RETURN_IF_ERROR(AtLeast(e.energy_wh, 0, "energy_wh"));
   if constexpr (requires { e.link; }) {
-    // Only an event that moves the tenant's money makes an entry (MakesEntry); another one with a
-    // link would fold the same as without it.
-    bool moves = true;
-    if constexpr (requires { e.opening_balance_minor; }) moves = e.opening_balance_minor != 0;
-    if constexpr (requires { e.settlement_refund_minor; }) moves = e.settlement_refund_minor != 0;
-    if (!moves && e.link != EntryLink{}) return InvalidArgument("link must be empty: the event moves no money");
+    // Only an event that moves the tenant's money makes an entry; another one with a link would
+    // fold the same as without it.
+    if (!MakesEntryOf(e) && e.link != EntryLink{}) return InvalidArgument("link must be empty: the event moves no money");
   }
   return Status::Ok();
 }

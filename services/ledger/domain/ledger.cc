@@ -274,16 +274,7 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
 }  // namespace
 
 bool MakesEntry(const Event& event) {
-  return std::visit(
-      [](const auto& e) {
-        using T = std::decay_t<decltype(e)>;
-        if constexpr (std::is_same_v<T, AccountOpened>) return e.opening_balance_minor != 0;
-        else if constexpr (std::is_same_v<T, OwnershipTransferred> || std::is_same_v<T, AccountClosed>)
-          return e.settlement_refund_minor != 0;
-        else return std::is_same_v<T, ToppedUp> || std::is_same_v<T, Refunded> || std::is_same_v<T, Reversed> ||
-                    std::is_same_v<T, Adjusted> || std::is_same_v<T, Charged>;
-      },
-      event);
+  return std::visit([](const auto& e) { return MakesEntryOf(e); }, event);
 }
 
 std::optional<StatementEntry> EntryOf(const Event& event) {

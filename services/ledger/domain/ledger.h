@@ -28,6 +28,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <vector>
 
@@ -78,6 +79,18 @@ struct StatementEntry {
 // from its event when a statement asks for it.
 std::optional<StatementEntry> EntryOf(const Event& event);
 bool MakesEntry(const Event& event);
+// MakesEntry of an event of type T (the codec checks a decoded event with it before it is one).
+template <typename T>
+bool MakesEntryOf(const T& e) {
+  if constexpr (std::is_same_v<T, AccountOpened>) {
+    return e.opening_balance_minor != 0;
+  } else if constexpr (std::is_same_v<T, OwnershipTransferred> || std::is_same_v<T, AccountClosed>) {
+    return e.settlement_refund_minor != 0;
+  } else {
+    return std::is_same_v<T, ToppedUp> || std::is_same_v<T, Refunded> || std::is_same_v<T, Reversed> ||
+           std::is_same_v<T, Adjusted> || std::is_same_v<T, Charged>;
+  }
+}
 // The link of an event that makes an entry; nullptr for any other event.
 const EntryLink* EntryLinkOf(const Event& event);
 // The seq an entry of txn `txn_id` is at: the number its id ends in ("ledger/2/41" is 41), or 0
