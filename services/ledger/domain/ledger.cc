@@ -1008,13 +1008,18 @@ Status Ledger::TryApply(const Event& event) {
                        "build before entries were linked; start this build on a new data dir (for `make run`, "
                        "move data/dev away) or read the log with the build that wrote it");
   const std::string& id = EventAccountId(event);
-  const Account* before = FindAccount(id);
-  const uint64_t last = before != nullptr ? before->last_entry_seq : 0;
+  // Found once: an account's place in the map stays put as others are added (an opening adds
+  // this one, and is looked up after).
+  auto found = state_.accounts.find(id);
+  Account* a = found != state_.accounts.end() ? &found->second : nullptr;
+  const uint64_t last = a != nullptr ? a->last_entry_seq : 0;
   WL_LEDGER_EXPECT_MSG(link->prev_entry_seq == last,
                        "the entry of txn " + EventTxnId(event) + " names entry " + std::to_string(link->prev_entry_seq) +
                            " before it, but the last entry of account " + id + " is " + std::to_string(last));
   WL_RETURN_IF_ERROR(ApplyEvent(event));
-  WL_ASSIGN_OR_RETURN(Account * a, MutableAccount(id));
+  if (a == nullptr) {
+    WL_ASSIGN_OR_RETURN(a, MutableAccount(id));
+  }
   WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
                        "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
                            std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
