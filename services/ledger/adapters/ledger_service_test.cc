@@ -1378,47 +1378,31 @@ TEST_F(LedgerServiceTest, AnEntryLinkThatDoesNotFitIsDataLoss) {
   const std::string a = IdsIn(0, 1)[0];
   const Posting ten{{Leg{false, a, 10}, Leg{true, "cash", -10}}};
   AccountOpened opened{"ledger/0/1", 1, "op1", a, "x", {}, "", {"M1"}, "", Mode::kPostpaid, Limits{}, 0, "", {}, {}};
-  {
-    auto log = OpenLog("unlinked", "ledger");
-    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}},
-                     ToppedUp{"ledger/0/3", 3, "op1", a, "K2", 10, PaymentMethod::kCash, 2, ten, EntryLink{0, 20}}});
+  // The fold of a log holding `events` stops with DATA_LOSS saying `says`.
+  auto fold_refuses = [&](const std::string& dir, const std::vector<Event>& events, const std::string& says) {
+    SCOPED_TRACE(dir);
+    auto log = OpenLog(dir, "ledger");
+    AppendAll(*log, events);
     Ledger ledger;
     Status s = Rebuild(*log, 0, &ledger);
     EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-    EXPECT_NE(s.message().find("names entry 0 before it, but the last entry of account " + a + " is 2"),
-              std::string::npos) << s.ToString();
-  }
-  {
-    // As a build before the links wrote it: the entry carries none.
-    auto log = OpenLog("before-links", "ledger");
-    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, {}}});
-    Ledger ledger;
-    Status s = Rebuild(*log, 0, &ledger);
-    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-    EXPECT_NE(s.message().find("carries no entry link: the log was written by a build before entries were linked"),
-              std::string::npos) << s.ToString();
-  }
-  {
-    auto log = OpenLog("misplaced", "ledger");
-    AppendAll(*log, {opened, ToppedUp{"ledger/0/7", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}}});
-    Ledger ledger;
-    Status s = Rebuild(*log, 0, &ledger);
-    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-    EXPECT_NE(s.message().find("ledger/0/2 makes an entry of txn ledger/0/7, whose id names another event"),
-              std::string::npos) << s.ToString();
-  }
-  {
-    // The right seq of another partition.
-    auto log = OpenLog("other-partition", "ledger");
-    AppendAll(*log, {opened, ToppedUp{"ledger/3/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{0, 10}}});
-    Ledger ledger;
-    Status s = Rebuild(*log, 0, &ledger);
-    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
-    EXPECT_NE(s.message().find("whose id names another event"), std::string::npos) << s.ToString();
-  }
+    EXPECT_NE(s.message().find(says), std::string::npos) << s.ToString();
+  };
+  auto top_up = [&](const std::string& txn, int64_t count, EntryLink link) {
+    return ToppedUp{txn, count + 1, "op1", a, "K" + std::to_string(count), 10, PaymentMethod::kCash, count, ten, link};
+  };
+  fold_refuses("unlinked", {opened, top_up("ledger/0/2", 1, EntryLink{0, 10}), top_up("ledger/0/3", 2, EntryLink{0, 20})},
+               "names entry 0 before it, but the last entry of account " + a + " is 2");
+  // As a build before the links wrote it: the entry carries none.
+  fold_refuses("before-links", {opened, top_up("ledger/0/2", 1, {})},
+               "carries no entry link: the log was written by a build before entries were linked");
+  fold_refuses("misplaced", {opened, top_up("ledger/0/7", 1, EntryLink{0, 10})},
+               "ledger/0/2 makes an entry of txn ledger/0/7, whose id names another event");
+  // The right seq of another partition.
+  fold_refuses("other-partition", {opened, top_up("ledger/3/2", 1, EntryLink{0, 10})}, "whose id names another event");
   {
     auto log = OpenLog("circular", "ledger");
-    AppendAll(*log, {opened, ToppedUp{"ledger/0/2", 2, "op1", a, "K1", 10, PaymentMethod::kCash, 1, ten, EntryLink{2, 10}}});
+    AppendAll(*log, {opened, top_up("ledger/0/2", 1, EntryLink{2, 10})});
     auto st = ReadStatement(*log, a, 2, 0, INT64_MAX);
     EXPECT_EQ(st.status().code(), StatusCode::kDataLoss);
     EXPECT_NE(st.status().message().find("which is not earlier"), std::string::npos) << st.status().ToString();
@@ -1578,17 +1562,7 @@ TEST_F(LedgerServiceTest, AnImpossibleEventInTheLogIsDataLossNamingIt) {
     auto log = OpenLog("ledger", "ledger");
     ToppedUp t{"ledger/0/1", 1, "op1", "NOBODY", "K1", 100, PaymentMethod::kCash, 1,
                Posting{{Leg{false, "NOBODY", 100}, Leg{true, "cash", -100}}}, EntryLink{0, 100}};
-    Encoded enc = EncodeEvent(t);
-    eventlog::WriteSet ws;
-    eventlog::NewEvent ne;
-    ne.partition = 0;
-    ne.aggregate_key = "NOBODY";
-    ne.type = enc.type;
-    ne.payload = enc.payload;
-    ne.actor = "op1";
-    ne.causation.set_request_id("r1");
-    ws.Append(std::move(ne));
-    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+    AppendAll(*log, {t});
     ASSERT_TRUE(log->Verify().ok());
     Ledger ledger;
     Status s = Rebuild(*log, 0, &ledger);
