@@ -211,15 +211,15 @@ std::string DescriptionOf(const Describe& describe) {
 
 // A retry under a used key is a duplicate; another request under it is a conflict. nullopt: the
 // key is new.
-template <typename Keys, typename Describe>
-std::optional<Decision> CheckKey(const Keys& keys, std::string_view what, const std::string& key,
+template <typename Describe>
+std::optional<Decision> CheckKey(const KeyTable& keys, std::string_view what, const std::string& key,
                                  const Describe& describe, const std::string& txn_id) {
-  auto it = keys.find(key);
-  if (it == keys.end()) return std::nullopt;
-  if (it->second.fingerprint == FingerprintOf(describe)) return Duplicate(it->second.txn_id);
+  const auto used = keys.find(key);
+  if (!used) return std::nullopt;
+  if (used->fingerprint == FingerprintOf(describe)) return Duplicate(std::string(used->txn_id));
   return Reject(txn_id, StatusCode::kAlreadyExists, "idempotency_key_reused",
                 std::string(what) + " " + key + " was used for a different request (first: " +
-                    it->second.txn_id + "; now: " + DescriptionOf(describe) + ")");
+                    std::string(used->txn_id) + "; now: " + DescriptionOf(describe) + ")");
 }
 
 // Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
@@ -982,10 +982,10 @@ Status RefreshClosedState(Account& a) {
   return Status::Ok();
 }
 
-template <typename Keys, typename Describe>
-Status RecordKey(Keys& keys, const std::string& key, const std::string& txn_id, const Describe& describe) {
+template <typename Describe>
+Status RecordKey(KeyTable& keys, const std::string& key, const std::string& txn_id, const Describe& describe) {
   if (key.empty()) return Status::Ok();
-  bool inserted = keys.emplace(key, KeyRecord{txn_id, FingerprintOf(describe)}).second;
+  bool inserted = keys.emplace(key, txn_id, FingerprintOf(describe));
   WL_LEDGER_EXPECT_MSG(inserted, "idempotency key used twice: " + key);
   return Status::Ok();
 }
@@ -1410,18 +1410,16 @@ std::string Ledger::CanonicalDump() const {
     d.Field("by", kv->second);
     d.Line("");
   }
-  for (const auto* kv : Sorted(state_.idempotency_keys)) {
-    const auto& [key, r] = *kv;
-    d.Field("key", key);
-    d.Field("txn", r.txn_id);
-    d.Field("fp", static_cast<int64_t>(r.fingerprint));
+  for (const KeyTable::Entry& e : state_.idempotency_keys.SortedByKey()) {
+    d.Field("key", e.key);
+    d.Field("txn", e.txn_id);
+    d.Field("fp", static_cast<int64_t>(e.fingerprint));
     d.Line("");
   }
-  for (const auto* kv : Sorted(state_.charges)) {
-    const auto& [id, r] = *kv;
-    d.Field("charge", id);
-    d.Field("txn", r.txn_id);
-    d.Field("fp", static_cast<int64_t>(r.fingerprint));
+  for (const KeyTable::Entry& e : state_.charges.SortedByKey()) {
+    d.Field("charge", e.key);
+    d.Field("txn", e.txn_id);
+    d.Field("fp", static_cast<int64_t>(e.fingerprint));
     d.Line("");
   }
   return d.Take();

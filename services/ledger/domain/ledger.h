@@ -35,6 +35,7 @@
 #include "services/ledger/domain/commands.h"
 #include "services/ledger/domain/entry_txn_index.h"
 #include "services/ledger/domain/events.h"
+#include "services/ledger/domain/key_table.h"
 #include "services/ledger/domain/types.h"
 #include "wattledger/base/sharded_map.h"
 #include "wattledger/base/status.h"
@@ -133,17 +134,6 @@ struct TxnRecord {
   bool operator==(const TxnRecord&) const = default;
 };
 
-// What an idempotency key or charge id took effect as: its txn and a 64-bit hash of what defines
-// the request (its money fields, a word at a time), compared to tell a retry from a different
-// request under the same key. A hash, not the text, because every charge keeps one: the text is
-// spelled out again only for the message when a key is reused. Never stored: it may differ
-// between builds, and so may CanonicalDump, which lists it.
-struct KeyRecord {
-  std::string txn_id;
-  uint64_t fingerprint = 0;
-  bool operator==(const KeyRecord&) const = default;
-};
-
 // Hash maps with lookup by string_view. Every command looks up its account and key several times,
 // so the per-lookup cost matters; ordered output (CanonicalDump) sorts the keys itself. Sharded,
 // so that growing a map of millions of keys never stalls the partition's writer (see
@@ -160,8 +150,8 @@ struct LedgerState {
   StringMap<TxnRecord> txns;  // Every transaction not in entry_txns.
   EntryTxnIndex entry_txns;
   StringMap<std::string> entry_reversed_by;  // Entry txns reversed, and the reversal's txn id.
-  StringMap<KeyRecord> idempotency_keys;
-  StringMap<KeyRecord> charges;
+  KeyTable idempotency_keys;  // Of top-ups, refunds and adjustments.
+  KeyTable charges;           // By charge id.
   int64_t total_minor = 0;         // Running sum of every balance; always 0.
   int64_t tenant_total_minor = 0;  // Running sum of the tenant accounts' balances.
   bool operator==(const LedgerState&) const = default;

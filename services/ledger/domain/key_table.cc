@@ -1,0 +1,140 @@
+#include "services/ledger/domain/key_table.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+#include <functional>
+
+#include "wattledger/base/check.h"
+
+namespace wattledger::ledger {
+
+namespace {
+
+constexpr size_t kHeaderBytes = 16;  // fingerprint (8), key length (4), txn id length (4).
+constexpr size_t kMinSlots = 16;
+
+// Where a slot with these 32 bits of hash starts its probe in a table of 2^bits slots:
+// Fibonacci hashing, so that the place depends on all 32 bits, not only on the low ones.
+size_t Home(uint32_t tag, unsigned bits) { return static_cast<uint32_t>(tag * 0x9E3779B9u) >> (32 - bits); }
+
+unsigned BitsOf(size_t slots) { return static_cast<unsigned>(std::countr_zero(slots)); }
+
+uint32_t TagOf(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
+uint32_t RefOf(uint64_t slot) { return static_cast<uint32_t>(slot); }
+
+}  // namespace
+
+KeyTable::Entry KeyTable::Read(const Shard& s, uint32_t ref) {
+  const uint32_t at = ref - 1;
+  const char* p = s.chunks[at >> kOffsetBits].data() + size_t{at & ((1u << kOffsetBits) - 1)} * 8;
+  Entry e;
+  uint32_t key_len = 0, txn_len = 0;
+  std::memcpy(&e.fingerprint, p, 8);
+  std::memcpy(&key_len, p + 8, 4);
+  std::memcpy(&txn_len, p + 12, 4);
+  e.key = std::string_view(p + kHeaderBytes, key_len);
+  e.txn_id = std::string_view(p + kHeaderBytes + key_len, txn_len);
+  return e;
+}
+
+size_t KeyTable::Probe(const Shard& s, std::string_view key, uint32_t tag) {
+  const size_t mask = s.slots.size() - 1;
+  for (size_t i = Home(tag, BitsOf(s.slots.size()));; i = (i + 1) & mask) {
+    const uint64_t slot = s.slots[i];
+    if (slot == 0) return i;
+    if (TagOf(slot) == tag && Read(s, RefOf(slot)).key == key) return i;
+  }
+}
+
+void KeyTable::Grow(Shard& s) {
+  const size_t n = std::max(kMinSlots, s.slots.size() * 2);
+  WL_CHECK_MSG(BitsOf(n) < 32, "a key table shard outgrew 2^31 slots");
+  std::vector<uint64_t> slots(n, 0);
+  const size_t mask = n - 1;
+  for (uint64_t slot : s.slots) {
+    if (slot == 0) continue;
+    size_t i = Home(TagOf(slot), BitsOf(n));
+    while (slots[i] != 0) i = (i + 1) & mask;
+    slots[i] = slot;
+  }
+  s.slots = std::move(slots);
+}
+
+uint32_t KeyTable::Append(Shard& s, std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
+  WL_CHECK(key.size() <= UINT32_MAX && txn_id.size() <= UINT32_MAX);
+  const size_t bytes = (kHeaderBytes + key.size() + txn_id.size() + 7) & ~size_t{7};
+  if (s.chunks.empty() || s.chunks.back().size() + bytes > s.chunks.back().capacity() ||
+      s.chunks.back().size() + bytes > kChunkBytes) {
+    WL_CHECK_MSG(s.chunks.size() < kMaxChunks, "a key table shard outgrew its chunks");
+    // A shard's first chunks are small (1 KiB, then doubling), so that a ledger with few keys
+    // does not hold 64 KiB for each of its shards.
+    const size_t grown = std::min(kChunkBytes, size_t{1024} << std::min<size_t>(s.chunks.size(), 6));
+    s.chunks.emplace_back().reserve(std::max(bytes, grown));
+  }
+  std::string& chunk = s.chunks.back();
+  const size_t offset = chunk.size();
+  const auto key_len = static_cast<uint32_t>(key.size());
+  const auto txn_len = static_cast<uint32_t>(txn_id.size());
+  char header[kHeaderBytes];
+  std::memcpy(header, &fingerprint, 8);
+  std::memcpy(header + 8, &key_len, 4);
+  std::memcpy(header + 12, &txn_len, 4);
+  chunk.append(header, kHeaderBytes).append(key).append(txn_id);
+  chunk.resize(offset + bytes);  // Pads the next record to 8 bytes.
+  return static_cast<uint32_t>(((s.chunks.size() - 1) << kOffsetBits) | (offset / 8)) + 1;
+}
+
+std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
+  const uint64_t h = std::hash<std::string_view>{}(key);
+  const Shard& s = shards_[h >> (64 - std::countr_zero(kShards))];
+  if (s.slots.empty()) return std::nullopt;
+  const uint64_t slot = s.slots[Probe(s, key, static_cast<uint32_t>(h))];
+  if (slot == 0) return std::nullopt;
+  return Read(s, RefOf(slot));
+}
+
+bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
+  const uint64_t h = std::hash<std::string_view>{}(key);
+  const auto tag = static_cast<uint32_t>(h);
+  Shard& s = shards_[h >> (64 - std::countr_zero(kShards))];
+  if (s.slots.empty()) Grow(s);
+  size_t i = Probe(s, key, tag);
+  if (s.slots[i] != 0) return false;
+  // At most three quarters full, so a probe for a new key reads a few slots, not a long run.
+  if ((s.used + 1) * 4 > s.slots.size() * 3) {
+    Grow(s);
+    i = Probe(s, key, tag);
+  }
+  s.slots[i] = (uint64_t{tag} << 32) | Append(s, key, txn_id, fingerprint);
+  s.used++;
+  size_++;
+  return true;
+}
+
+std::vector<KeyTable::Entry> KeyTable::SortedByKey() const {
+  std::vector<Entry> out;
+  out.reserve(size_);
+  for (const Shard& s : shards_) {
+    for (uint64_t slot : s.slots) {
+      if (slot != 0) out.push_back(Read(s, RefOf(slot)));
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
+  return out;
+}
+
+bool operator==(const KeyTable& a, const KeyTable& b) {
+  if (a.size_ != b.size_) return false;
+  for (const KeyTable::Shard& s : a.shards_) {
+    for (uint64_t slot : s.slots) {
+      if (slot == 0) continue;
+      const KeyTable::Entry e = KeyTable::Read(s, RefOf(slot));
+      const auto other = b.find(e.key);
+      if (!other || other->txn_id != e.txn_id || other->fingerprint != e.fingerprint) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace wattledger::ledger

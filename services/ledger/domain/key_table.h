@@ -1,0 +1,79 @@
+// KeyTable: the idempotency keys and charge ids the ledger has seen, each with what it took
+// effect as: its txn and a 64-bit hash of what defines the request (its money fields, a word at a
+// time), compared to tell a retry from a different request under the same key. A hash, not the
+// text, because every charge keeps one: the text is spelled out again only for the message when a
+// key is reused. Never stored: it may differ between builds, and so may CanonicalDump, which
+// lists it.
+//
+// Every top-up, refund and adjustment brings a key, and every charge an id, that must be looked
+// up and is nearly always new; the table keeps all of them, so it is one of the ledger's largest
+// maps. As a node-based hash map each key was a node, a bucket and (past 15 bytes) its text on
+// the heap: about 100-150 bytes, three or four cache misses per lookup and an allocation per
+// insert. Here a key is an 8-byte slot in an open-addressed array, and its record (fingerprint,
+// key and txn id, one after the other) is appended to 64 KiB chunks that are never moved as
+// the table grows. A slot holds 32 bits of the key's hash beside the record's place, so a lookup
+// that misses (a new key) reads one cache line of slots and no record but once in 2^32 probes.
+//
+// Like ShardedStringMap, the keys are spread over kShards shards by their hash, so that growing
+// one rehashes 1/kShards of the slots and never stalls the writer for long; growing reads only
+// slots, never records, since a slot's place follows from its 32 bits of hash alone.
+//
+// A view returned by find or SortedByKey is valid until the next emplace.
+// Thread safety: none, like the Ledger that owns it.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace wattledger::ledger {
+
+class KeyTable {
+ public:
+  struct Entry {
+    std::string_view key;
+    std::string_view txn_id;
+    uint64_t fingerprint = 0;
+  };
+
+  std::optional<Entry> find(std::string_view key) const;
+  bool contains(std::string_view key) const { return find(key).has_value(); }
+  // Adds `key`: false, and nothing changes, if it is there already.
+  bool emplace(std::string_view key, std::string_view txn_id, uint64_t fingerprint);
+  size_t size() const { return size_; }
+  // Every entry, sorted by key: what a canonical dump lists.
+  std::vector<Entry> SortedByKey() const;
+
+  // The same keys with the same txns and fingerprints, however each side placed them.
+  friend bool operator==(const KeyTable& a, const KeyTable& b);
+
+  static constexpr size_t kShards = 256;
+  static constexpr size_t kChunkBytes = 64 << 10;
+
+ private:
+  // A slot is (hash low 32 bits) << 32 | ref, 0 when empty. ref - 1 is the record's chunk
+  // (above kOffsetBits) and its offset in the chunk in 8-byte units (below).
+  static constexpr unsigned kOffsetBits = 13;  // kChunkBytes / 8 offsets.
+  static constexpr uint64_t kMaxChunks = (uint64_t{1} << (32 - kOffsetBits)) - 1;
+  struct Shard {
+    std::vector<uint64_t> slots;  // A power of two of them, or none yet.
+    size_t used = 0;
+    // Records, appended. A chunk's capacity (at most kChunkBytes) is reserved when it is
+    // started and never exceeded, except by a record larger than that, which has one of its own.
+    std::vector<std::string> chunks;
+  };
+  static Entry Read(const Shard& s, uint32_t ref);
+  // The slot of `key` in `s`, or of the empty slot where it would go.
+  static size_t Probe(const Shard& s, std::string_view key, uint32_t tag);
+  static void Grow(Shard& s);
+  static uint32_t Append(Shard& s, std::string_view key, std::string_view txn_id, uint64_t fingerprint);
+
+  std::array<Shard, kShards> shards_;
+  size_t size_ = 0;
+};
+
+}  // namespace wattledger::ledger
