@@ -4,10 +4,13 @@
 #include <bit>
 #include <cstring>
 #include <functional>
+#include <utility>
 
 #include "wattledger/base/check.h"
 
 namespace wattledger::ledger {
+
+static_assert(sizeof(size_t) == 8, "a shard is chosen by the top bits of a 64-bit hash");
 
 namespace {
 
@@ -24,6 +27,20 @@ uint32_t TagOf(uint64_t slot) { return static_cast<uint32_t>(slot >> 32); }
 uint32_t RefOf(uint64_t slot) { return static_cast<uint32_t>(slot); }
 
 }  // namespace
+
+KeyTable::KeyTable(KeyTable&& other) noexcept
+    : shards_(std::move(other.shards_)), size_(std::exchange(other.size_, 0)) {
+  for (Shard& s : other.shards_) s = Shard{};
+}
+
+KeyTable& KeyTable::operator=(KeyTable&& other) noexcept {
+  if (this != &other) {
+    shards_ = std::move(other.shards_);
+    size_ = std::exchange(other.size_, 0);
+    for (Shard& s : other.shards_) s = Shard{};
+  }
+  return *this;
+}
 
 KeyTable::Entry KeyTable::Read(const Shard& s, uint32_t ref) {
   const uint32_t at = ref - 1;
@@ -64,6 +81,9 @@ void KeyTable::Grow(Shard& s) {
 uint32_t KeyTable::Append(Shard& s, std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
   WL_CHECK(key.size() <= UINT32_MAX && txn_id.size() <= UINT32_MAX);
   const size_t bytes = (kHeaderBytes + key.size() + txn_id.size() + 7) & ~size_t{7};
+  // Both bounds are needed: the capacity, so that a record never moves, and kChunkBytes, so that
+  // its offset fits the ref (a copy-assigned chunk may have kept a larger buffer; KeyTableTest.
+  // ACopyOverALargerTableKeepsOffsetsInRange fails without it).
   if (s.chunks.empty() || s.chunks.back().size() + bytes > s.chunks.back().capacity() ||
       s.chunks.back().size() + bytes > kChunkBytes) {
     WL_CHECK_MSG(s.chunks.size() < kMaxChunks, "a key table shard outgrew its chunks");
@@ -87,7 +107,7 @@ uint32_t KeyTable::Append(Shard& s, std::string_view key, std::string_view txn_i
 
 std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
   const uint64_t h = std::hash<std::string_view>{}(key);
-  const Shard& s = shards_[h >> (64 - std::countr_zero(kShards))];
+  const Shard& s = shards_[ShardOf(h)];
   if (s.slots.empty()) return std::nullopt;
   const uint64_t slot = s.slots[Probe(s, key, static_cast<uint32_t>(h))];
   if (slot == 0) return std::nullopt;
@@ -97,7 +117,7 @@ std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
 bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
   const uint64_t h = std::hash<std::string_view>{}(key);
   const auto tag = static_cast<uint32_t>(h);
-  Shard& s = shards_[h >> (64 - std::countr_zero(kShards))];
+  Shard& s = shards_[ShardOf(h)];
   if (s.slots.empty()) Grow(s);
   size_t i = Probe(s, key, tag);
   if (s.slots[i] != 0) return false;

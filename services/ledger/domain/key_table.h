@@ -10,9 +10,11 @@
 // maps. As a node-based hash map each key was a node, a bucket and (past 15 bytes) its text on
 // the heap: about 100-150 bytes, three or four cache misses per lookup and an allocation per
 // insert. Here a key is an 8-byte slot in an open-addressed array, and its record (fingerprint,
-// key and txn id, one after the other) is appended to 64 KiB chunks that are never moved as
-// the table grows. A slot holds 32 bits of the key's hash beside the record's place, so a lookup
-// that misses (a new key) reads one cache line of slots and no record but once in 2^32 probes.
+// key and txn id, one after the other) is appended to chunks (1 KiB at first, doubling to 64 KiB)
+// that never move as the table grows. A slot holds 32 bits of the key's hash beside the record's
+// place, so a lookup that misses (a new key) reads the run of slots from the key's place to the
+// first empty one (a few slots at most three quarters full: usually one cache line, sometimes
+// two) and no record but once in 2^32 probes.
 //
 // Like ShardedStringMap, the keys are spread over kShards shards by their hash, so that growing
 // one rehashes 1/kShards of the slots and never stalls the writer for long; growing reads only
@@ -23,6 +25,7 @@
 #pragma once
 
 #include <array>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -39,6 +42,13 @@ class KeyTable {
     std::string_view txn_id;
     uint64_t fingerprint = 0;
   };
+
+  KeyTable() = default;
+  KeyTable(const KeyTable&) = default;
+  KeyTable& operator=(const KeyTable&) = default;
+  // The table moved from is left empty.
+  KeyTable(KeyTable&& other) noexcept;
+  KeyTable& operator=(KeyTable&& other) noexcept;
 
   std::optional<Entry> find(std::string_view key) const;
   bool contains(std::string_view key) const { return find(key).has_value(); }
@@ -58,14 +68,18 @@ class KeyTable {
   // A slot is (hash low 32 bits) << 32 | ref, 0 when empty. ref - 1 is the record's chunk
   // (above kOffsetBits) and its offset in the chunk in 8-byte units (below).
   static constexpr unsigned kOffsetBits = 13;  // kChunkBytes / 8 offsets.
+  static_assert(kChunkBytes / 8 == size_t{1} << kOffsetBits, "an offset in 8-byte units fills kOffsetBits");
   static constexpr uint64_t kMaxChunks = (uint64_t{1} << (32 - kOffsetBits)) - 1;
   struct Shard {
     std::vector<uint64_t> slots;  // A power of two of them, or none yet.
     size_t used = 0;
-    // Records, appended. A chunk's capacity (at most kChunkBytes) is reserved when it is
-    // started and never exceeded, except by a record larger than that, which has one of its own.
+    // Records, appended. A chunk holds at most kChunkBytes (an offset must fit kOffsetBits), or
+    // one record larger than that alone; its capacity is reserved when it is started and never
+    // exceeded, so records never move. (A copied chunk's capacity may be its size, or, copied
+    // over an older string, more than kChunkBytes: Append checks both.)
     std::vector<std::string> chunks;
   };
+  static size_t ShardOf(uint64_t hash) { return hash >> (64 - std::countr_zero(kShards)); }
   static Entry Read(const Shard& s, uint32_t ref);
   // The slot of `key` in `s`, or of the empty slot where it would go.
   static size_t Probe(const Shard& s, std::string_view key, uint32_t tag);

@@ -2,9 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <map>
 #include <random>
 #include <string>
+#include <unordered_map>
 
 namespace wattledger::ledger {
 namespace {
@@ -126,6 +128,84 @@ TEST(KeyTableTest, ACopyGrowsApart) {
   c = std::move(b);
   EXPECT_EQ(c.size(), 40'000u);
   EXPECT_TRUE(c.contains("k39999"));
+}
+
+TEST(KeyTableTest, AMovedFromTableIsEmpty) {
+  KeyTable a;
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(a.emplace("k" + std::to_string(i), "t", i));
+  KeyTable b = std::move(a);
+  EXPECT_EQ(b.size(), 1000u);
+  EXPECT_EQ(a.size(), 0u);  // NOLINT(bugprone-use-after-move): what a move leaves is the point.
+  EXPECT_TRUE(a == KeyTable{});
+  EXPECT_FALSE(a.contains("k1"));
+  ASSERT_TRUE(a.emplace("k1", "t2", 1));
+  EXPECT_EQ(a.size(), 1u);
+  KeyTable c;
+  ASSERT_TRUE(c.emplace("x", "t", 0));
+  c = std::move(b);
+  EXPECT_EQ(c.size(), 1000u);
+  EXPECT_FALSE(c.contains("x"));
+  EXPECT_EQ(b.size(), 0u);  // NOLINT(bugprone-use-after-move)
+  EXPECT_TRUE(b == KeyTable{});
+}
+
+// Two keys whose hashes agree in the 40 bits the table keeps of them (the shard's 8 and the
+// slot's 32) are told apart by their text: found by trying keys until two agree (about a
+// million, by the birthday bound), whatever std::hash is.
+TEST(KeyTableTest, KeysThatShareShardAndTagAreToldApart) {
+  std::unordered_map<uint64_t, int> seen;
+  std::string a, b;
+  for (int i = 0; a.empty(); ++i) {
+    const std::string key = "c" + std::to_string(i);
+    const uint64_t h = std::hash<std::string_view>{}(key);
+    auto [it, added] = seen.emplace(((h >> 56) << 32) | (h & 0xffffffffu), i);
+    if (!added) {
+      a = "c" + std::to_string(it->second);
+      b = key;
+    }
+  }
+  KeyTable t;
+  ASSERT_TRUE(t.emplace(a, "ta", 1));
+  EXPECT_FALSE(t.contains(b));
+  ASSERT_TRUE(t.emplace(b, "tb", 2));
+  auto check = [&] {
+    ASSERT_TRUE(t.find(a).has_value());
+    ASSERT_TRUE(t.find(b).has_value());
+    EXPECT_EQ(t.find(a)->txn_id, "ta");
+    EXPECT_EQ(t.find(b)->txn_id, "tb");
+    EXPECT_EQ(t.find(b)->fingerprint, 2u);
+  };
+  check();
+  for (int i = 0; i < 5000; ++i) ASSERT_TRUE(t.emplace("more-" + std::to_string(i), "t", 0));  // Growth moves them.
+  check();
+  EXPECT_EQ(t.size(), 5002u);
+}
+
+// A table copied over one whose chunks were larger keeps those buffers (std::string's copy
+// assignment reuses a large enough one), so a chunk's capacity may exceed kChunkBytes: records
+// must still start within it, or their offsets would spill into the chunk's bits. The records
+// here are long enough to fill about ten chunks per shard, so the chunk's bits are used too.
+TEST(KeyTableTest, ACopyOverALargerTableKeepsOffsetsInRange) {
+  KeyTable big;
+  for (int i = 0; i < 300; ++i) {
+    ASSERT_TRUE(big.emplace("big-" + std::to_string(i) + std::string(70'000, 'x'), "t", 0));
+  }
+  KeyTable small;
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(small.emplace("s" + std::to_string(i), "t", 0));
+  big = small;
+  EXPECT_TRUE(big == small);
+  const std::string pad(200, 'p');
+  for (int i = 0; i < 400'000; ++i) {
+    ASSERT_TRUE(big.emplace("n" + std::to_string(i) + pad, "txn/" + std::to_string(i), i)) << i;
+  }
+  for (int i = 0; i < 400'000; ++i) {
+    auto e = big.find("n" + std::to_string(i) + pad);
+    ASSERT_TRUE(e.has_value()) << i;
+    ASSERT_EQ(e->txn_id, "txn/" + std::to_string(i));
+    ASSERT_EQ(e->fingerprint, static_cast<uint64_t>(i));
+  }
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(big.contains("s" + std::to_string(i))) << i;
+  EXPECT_EQ(big.size(), 403'000u);
 }
 
 }  // namespace
