@@ -629,7 +629,7 @@ void LogReader::Loop() {
 
 // ---- Views ----
 
-void LedgerService::Owed::Add(const std::string& account, uint64_t seq, std::chrono::steady_clock::time_point now) {
+void LedgerService::Owed::Add(const Account* account, uint64_t seq, std::chrono::steady_clock::time_point now) {
   if (seq_of.try_emplace(account, seq).second) queue.push_back({account, seq, now});
 }
 
@@ -659,14 +659,14 @@ void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all)
   // Only this partition's writer appends to it: the batch's last event will have this seq.
   const uint64_t seq = ws.head() + ws.event_count();
   size_t written = 0;
-  auto write = [&](const std::string& id) {
-    if (const Account* a = ledger.FindAccount(id)) MaterializeAccount(*a, seq, ws);
-    owed.seq_of.erase(id);
+  auto write = [&](const Account* a) {
+    MaterializeAccount(*a, seq, ws);
+    owed.seq_of.erase(a);
     written++;
   };
   // A new account is listed (its view exists) from the batch that opened it.
-  for (const std::string& id : owed.opened) {
-    if (owed.seq_of.contains(id)) write(id);
+  for (const Account* a : owed.opened) {
+    if (owed.seq_of.contains(a)) write(a);
   }
   // One view per view_postings_per_write postings, and those owed too long: a batch of charges
   // on one account writes its view once, and no batch writes thousands.
@@ -679,9 +679,9 @@ void LedgerService::WriteOwedViews(uint32_t p, eventlog::WriteSet& ws, bool all)
     const bool overdue = now - oldest->since >= options_.view_max_age && written < options_.view_max_per_batch;
     if (!all && regular >= share && !overdue) break;
     regular++;
-    const std::string id = oldest->account;
+    const Account* a = oldest->account;
     owed.queue.pop_front();
-    write(id);
+    write(a);
   }
   owed.opened.clear();
   owed.postings = 0;
@@ -702,8 +702,12 @@ Status LedgerService::Reload(uint32_t partition) {
   Owed owed;
   const auto now = std::chrono::steady_clock::now();
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
+  // Called once each event's decision is applied, so its account exists (unless the fold fails,
+  // which fails the reload).
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
-                             [&](const std::string& account, uint64_t seq) { owed.Add(account, seq, now); }));
+                             [&](const std::string& account, uint64_t seq) {
+                               if (const Account* a = fresh->FindAccount(account)) owed.Add(a, seq, now);
+                             }));
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
@@ -805,13 +809,12 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   }
 
   metrics.Command(command, kAccepted).Increment();
-  ledger.ApplyAll(d.events);
-  std::vector<std::string> touched;
+  std::vector<const Account*> touched;
+  ledger.ApplyAll(d.events, &touched);
   std::vector<std::pair<std::string, std::string>> released;
   for (const auto& e : d.events) {
     Encoded enc = EncodeEvent(e);
     new_event(EventAccountId(e), std::move(enc.type), std::move(enc.payload), &e == &d.events.back());
-    if (touched.empty() || touched.back() != EventAccountId(e)) touched.push_back(EventAccountId(e));
     if (auto* c = std::get_if<AccountClosed>(&e)) {
       for (const auto& m : c->released_meters) released.emplace_back(m, c->account_id);
     }
@@ -837,10 +840,15 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   // some with each batch); that of a new account is written with this batch.
   Owed& owed = owed_[p];
   const auto now = std::chrono::steady_clock::now();
-  for (const auto& id : touched) owed.Add(id, first_seq, now);
+  for (const Account* a : touched) owed.Add(a, first_seq, now);
   // A new account's view is written with its batch: that pays for it.
-  if (std::holds_alternative<ledger::OpenAccount>(command)) owed.opened.push_back(CommandAccount(command));
-  else owed.postings++;
+  if (const auto* open = std::get_if<ledger::OpenAccount>(&command)) {
+    for (const Account* a : touched) {
+      if (a->id == open->account_id) owed.opened.push_back(a);
+    }
+  } else {
+    owed.postings++;
+  }
   return {Status::Ok(), std::move(d), std::move(released)};
 }
 

@@ -297,22 +297,24 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
   // The views each partition owes: accounts it moved after their views were last written, in the
   // order they became owed. Writer p only.
+  // Accounts are held by address, which stays put while the partition's Ledger lives (see
+  // Ledger::ApplyAll); Reload replaces a partition's Owed with its Ledger.
   struct Owed {
     struct Entry {
-      std::string account;
+      const Account* account;
       uint64_t seq;  // The first event that moved it since its view was written.
       std::chrono::steady_clock::time_point since;
     };
     std::deque<Entry> queue;  // Oldest first; an entry whose account is no longer owed (or owed
                               // again, from a later seq) is skipped.
-    std::unordered_map<std::string, uint64_t> seq_of;  // Owed accounts.
-    std::vector<std::string> opened;  // Opened in this batch: their views are written with it.
+    std::unordered_map<const Account*, uint64_t> seq_of;  // Owed accounts.
+    std::vector<const Account*> opened;  // Opened in this batch: their views are written with it.
     size_t postings = 0;              // Accepted in this batch.
     size_t credit = 0;                // Postings not yet paid for with a view write.
     // What this partition's system views hold once the batches that wrote them commit. A batch
     // that fails reloads the partition with a new Owed, so nothing is skipped on its word.
     SystemViews system_written;
-    void Add(const std::string& account, uint64_t seq, std::chrono::steady_clock::time_point now);
+    void Add(const Account* account, uint64_t seq, std::chrono::steady_clock::time_point now);
     // The oldest entry still owed, or null.
     const Entry* Front();
   };

@@ -1224,12 +1224,12 @@ Status Ledger::ApplyEvent(const Event& event) {
       event);
 }
 
-void Ledger::ApplyAll(const std::vector<Event>& events) {
-  Status s = TryApplyAll(events);
+void Ledger::ApplyAll(const std::vector<Event>& events, std::vector<const Account*>* touched) {
+  Status s = TryApplyAll(events, touched);
   WL_CHECK_MSG(s.ok(), s.ToString());
 }
 
-Status Ledger::TryApplyAll(const std::vector<Event>& events) {
+Status Ledger::TryApplyAll(const std::vector<Event>& events, std::vector<const Account*>* touched) {
   for (const Event& e : events) WL_RETURN_IF_ERROR(TryApply(e));
   // Only these events change who owns a meter (and each checks the owner map as it applies), so
   // only a decision with one of them re-walks the account's meters: for a top-up or a charge
@@ -1244,7 +1244,9 @@ Status Ledger::TryApplyAll(const std::vector<Event>& events) {
     std::string_view id = EventAccountId(e);
     if (id == last) continue;
     last = id;
-    WL_RETURN_IF_ERROR(AccountInvariantsHold(*FindAccount(id), moves_meters));
+    const Account* a = FindAccount(id);
+    WL_RETURN_IF_ERROR(AccountInvariantsHold(*a, moves_meters));
+    if (touched != nullptr) touched->push_back(a);
   }
   return Status::Ok();
 }

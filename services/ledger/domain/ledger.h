@@ -223,13 +223,16 @@ class Ledger {
   void Apply(const Event& event);
 
   // Applies a decision's events and then checks the level invariants of the accounts touched.
-  void ApplyAll(const std::vector<Event>& events);
+  // `touched`, if given, gets those accounts: each once per run of events that names it (a
+  // decision names one account), in order. An account's address never changes: accounts are
+  // never removed, and the map's nodes do not move as it grows.
+  void ApplyAll(const std::vector<Event>& events, std::vector<const Account*>* touched = nullptr);
 
   // Apply and ApplyAll for events read back from the log: an event that does not fit the state
   // (unknown account, out-of-sequence count, unbalanced posting...) is a DataLoss status naming
   // what did not hold, instead of a crash. After an error the ledger is unusable: throw it away.
   Status TryApply(const Event& event);
-  Status TryApplyAll(const std::vector<Event>& events);
+  Status TryApplyAll(const std::vector<Event>& events, std::vector<const Account*>* touched = nullptr);
 
   // Every invariant over the whole state, O(state). Crashes on a violation.
   void CheckInvariants() const;

@@ -469,6 +469,25 @@ TEST_F(LedgerTest, CloseWithArrearsKeepsThemCollectable) {
 
 // ---- Top-up ----------------------------------------------------------------------------------
 
+// ApplyAll names the accounts a decision touched, by an address that stays valid as accounts
+// are added (the adapter keeps it to write the account's view later).
+TEST_F(LedgerTest, ApplyAllNamesTheAccountsItTouchedByAStableAddress) {
+  Decision opened = When(OpenCmd("A1"));
+  std::vector<const Account*> touched;
+  ledger_.ApplyAll(opened.events, &touched);
+  all_events_.insert(all_events_.end(), opened.events.begin(), opened.events.end());
+  ASSERT_EQ(touched.size(), 1u);  // AccountOpened and its LevelChanged: one account, once.
+  EXPECT_EQ(touched[0], ledger_.FindAccount("A1"));
+  for (int i = 0; i < 5000; ++i) Given(OpenCmd("B" + std::to_string(i), {"MB" + std::to_string(i)}));
+  Decision topped = When(TopUpCmd("A1", 100'00, "K1"));
+  touched.clear();
+  ledger_.ApplyAll(topped.events, &touched);
+  all_events_.insert(all_events_.end(), topped.events.begin(), topped.events.end());
+  ASSERT_EQ(touched.size(), 1u);
+  EXPECT_EQ(touched[0], ledger_.FindAccount("A1"));  // Not moved by 5,000 openings.
+  EXPECT_EQ(touched[0]->balance_minor, 100'00);
+}
+
 TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   Given(OpenCmd("A1"));
   TopUp c = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat);
