@@ -488,6 +488,26 @@ TEST_F(LedgerTest, ApplyAllNamesTheAccountsItTouchedByAStableAddress) {
   EXPECT_EQ(touched[0]->balance_minor, 100'00);
 }
 
+// A ledger remembers the account it last found; a copy or a move must find its own.
+TEST_F(LedgerTest, ACopiedOrMovedLedgerFindsItsOwnAccounts) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", 50'00, "K1"));
+  ASSERT_NE(ledger_.FindAccount("A1"), nullptr);  // Now the one it last found.
+  Ledger copy = ledger_;
+  const Account* mine = &copy.state().accounts.find("A1")->second;
+  EXPECT_EQ(copy.FindAccount("A1"), mine);
+  EXPECT_NE(copy.FindAccount("A1"), ledger_.FindAccount("A1"));
+  auto d = copy.Decide(TopUpCmd("A1", 10'00, "K2"));
+  ASSERT_TRUE(d.ok() && d->accepted());
+  copy.ApplyAll(d->events);
+  EXPECT_EQ(copy.FindAccount("A1")->balance_minor, 60'00);
+  EXPECT_EQ(Balance("A1"), 50'00);  // The original's is its own.
+  Ledger moved = std::move(copy);
+  EXPECT_EQ(moved.FindAccount("A1"), &moved.state().accounts.find("A1")->second);
+  EXPECT_EQ(moved.FindAccount("A1")->balance_minor, 60'00);
+  EXPECT_EQ(moved.FindAccount("nobody"), nullptr);
+}
+
 TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   Given(OpenCmd("A1"));
   TopUp c = TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat);
