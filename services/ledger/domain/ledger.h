@@ -19,7 +19,8 @@
 //     is marked cut exactly when its level is kCutoff.
 //
 // Thread safety: none. One thread owns a Ledger (the partition's single writer); Decide is const
-// and may be called by that thread as often as it likes.
+// and may be called by that thread as often as it likes. Not even two readers may share one: the
+// const lookups (Decide, FindAccount) remember the account they found (RecentAccount).
 #pragma once
 
 #include <cstdint>
@@ -312,14 +313,20 @@ class Ledger {
 
   // The account the last LookUp found. An account's address never changes (accounts are never
   // removed, and the map's nodes do not move as it grows), and its id is its key
-  // (CheckInvariants). A copy or move of the ledger starts without one: the address would be
-  // another ledger's, or one the move may leave behind.
+  // (CheckInvariants). A copy or move of the ledger starts without one, as the address would be
+  // another ledger's; so does the ledger moved from, whose accounts went with the move.
   struct RecentAccount {
     Account* account = nullptr;
     RecentAccount() = default;
     RecentAccount(const RecentAccount&) noexcept {}
+    RecentAccount(RecentAccount&& other) noexcept { other.account = nullptr; }
     RecentAccount& operator=(const RecentAccount&) noexcept {
       account = nullptr;
+      return *this;
+    }
+    RecentAccount& operator=(RecentAccount&& other) noexcept {
+      account = nullptr;
+      other.account = nullptr;
       return *this;
     }
   };

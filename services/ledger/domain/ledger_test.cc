@@ -506,6 +506,18 @@ TEST_F(LedgerTest, ACopiedOrMovedLedgerFindsItsOwnAccounts) {
   EXPECT_EQ(moved.FindAccount("A1"), &moved.state().accounts.find("A1")->second);
   EXPECT_EQ(moved.FindAccount("A1")->balance_minor, 60'00);
   EXPECT_EQ(moved.FindAccount("nobody"), nullptr);
+  // The ledger moved from remembers nothing of the accounts that went with the move.
+  EXPECT_EQ(copy.FindAccount("A1"), nullptr);  // NOLINT(bugprone-use-after-move): the point.
+  Ledger assigned(TestConfig());
+  ASSERT_NE(moved.FindAccount("A1"), nullptr);
+  assigned = std::move(moved);
+  EXPECT_EQ(moved.FindAccount("A1"), nullptr);  // NOLINT(bugprone-use-after-move)
+  EXPECT_EQ(assigned.FindAccount("A1"), &assigned.state().accounts.find("A1")->second);
+  // Lookups of other accounts in between find each its own.
+  Given(OpenCmd("A2", {"M2"}));
+  EXPECT_EQ(ledger_.FindAccount("A1")->id, "A1");
+  EXPECT_EQ(ledger_.FindAccount("A2")->id, "A2");
+  EXPECT_EQ(ledger_.FindAccount("A1")->id, "A1");
 }
 
 TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
