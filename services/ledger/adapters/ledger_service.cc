@@ -335,10 +335,10 @@ Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger
   auto flush = [&]() -> Status {
     if (decision.empty()) return Status::Ok();
     Status s = ledger->TryApplyAll(decision);
+    if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
     if (on_event) {
       for (size_t i = 0; i < decision.size(); ++i) on_event(EventAccountId(decision[i]), seqs[i]);
     }
-    if (!s.ok()) return DataLoss("ledger event " + first_event_id + " (txn " + txn + "): " + s.message());
     decision.clear();
     seqs.clear();
     return Status::Ok();
@@ -702,12 +702,19 @@ Status LedgerService::Reload(uint32_t partition) {
   Owed owed;
   const auto now = std::chrono::steady_clock::now();
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
-  // Called once each event's decision is applied, so its account exists (unless the fold fails,
-  // which fails the reload).
+  // Called once each event's decision is applied, so its account exists.
+  Status missing;
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
                              [&](const std::string& account, uint64_t seq) {
-                               if (const Account* a = fresh->FindAccount(account)) owed.Add(a, seq, now);
+                               if (const Account* a = fresh->FindAccount(account)) {
+                                 owed.Add(a, seq, now);
+                               } else if (missing.ok()) {
+                                 missing = Internal("event " + std::to_string(seq) + " of partition " +
+                                                    std::to_string(partition) + " names account " + account +
+                                                    ", which the folded ledger does not hold");
+                               }
                              }));
+  WL_RETURN_IF_ERROR(missing);
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);

@@ -116,9 +116,11 @@ Result<ViewMark> ParseViewMark(const eventlog::EventLog& log, uint32_t partition
 
 // Folds the events of one log partition with from_seq <= seq <= to_seq into `ledger` (in order,
 // a decision at a time), which must hold the state before from_seq. `on_event`, if given, is
-// called with the account and seq of each event folded. An event that makes a statement entry
-// must be the event its txn id names (the id of a txn is that of its first event). A fold to the end (to_seq UINT64_MAX) ends with the
-// ledger's whole-state invariant check.
+// called with the account and seq of each event folded, once the decision it belongs to is
+// applied (so the account exists), and not for a decision that fails to apply. An event that
+// makes a statement entry must be the event its txn id names (the id of a txn is that of its
+// first event). A fold to the end (to_seq UINT64_MAX) ends with the ledger's whole-state
+// invariant check.
 Status Rebuild(const eventlog::EventLog& log, uint32_t partition, Ledger* ledger, uint64_t from_seq = 1,
                uint64_t to_seq = UINT64_MAX,
                const std::function<void(const std::string& account, uint64_t seq)>& on_event = nullptr);

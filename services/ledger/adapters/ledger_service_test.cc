@@ -556,6 +556,40 @@ TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison)
   }
 }
 
+// The views owed are held by account address: a batch that fails after its commands made some
+// owed reloads the partition's ledger and what it owes together, so the views written after it
+// are of the new ledger's accounts, and equal a replay.
+TEST_F(LedgerServiceTest, ViewsWrittenAfterAFailedBatchEqualAReplay) {
+  options_.view_postings_per_write = 1;
+  Restart();
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  ASSERT_TRUE(Open("A2", {"M2"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  ASSERT_TRUE(TopUp("A2", 100'000, "K2", &r).ok());
+  svc_->Stop();
+  PoisonOnce handler(svc_.get());
+  runtime::ProcessorOptions po;
+  po.name = "ledger";
+  po.topics = {kBillingTopic};
+  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
+  ASSERT_TRUE(proc.Start().ok());
+  Usage("C1", "A1", 1'000);
+  Usage("C2", "A2", 2'000);
+  Usage("POISON", "A1", 4'000);  // Fails each batch it is in, after C1 and C2 made views owed.
+  Usage("C3", "A1", 8'000);
+  Usage("C4", "A2", 16'000);
+  WaitConsumed();
+  proc.Stop();
+  Restart();
+  EXPECT_EQ(Get("A1").balance_minor(), 100'000 - 1'000 - 8'000);
+  EXPECT_EQ(Get("A2").balance_minor(), 100'000 - 2'000 - 16'000);
+  // One view per posting: the last batches wrote both accounts' views as of their charges.
+  EXPECT_EQ(StoredView("A1").balance_minor(), 100'000 - 1'000 - 8'000);
+  EXPECT_EQ(StoredView("A2").balance_minor(), 100'000 - 2'000 - 16'000);
+  ExpectReplayEqualsLive();
+}
+
 TEST_F(LedgerServiceTest, PoisonIsRecordedReadablyWhateverTheFailureSays) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse r;
