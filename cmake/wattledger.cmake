@@ -22,7 +22,7 @@ endif()
 # A ledger posting makes a few dozen small allocations across threads (the consumer allocates,
 # a writer frees); glibc's malloc spent about a fifth of the ledger's CPU on them and jemalloc
 # about a third less overall (loadtest/README.md). Sanitizer builds keep their own allocator.
-# jemalloc_conf.cc sets its options: transparent huge pages for what it maps.
+# jemalloc_conf.cc sets its options: no transparent huge pages (see there).
 find_library(WL_JEMALLOC NAMES jemalloc REQUIRED)
 function(wl_use_jemalloc target)
   if(NOT WL_SANITIZE)
