@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <set>
@@ -185,6 +186,10 @@ class LedgerServiceTest : public ::testing::Test {
   }
 
   // Waits (bounded) until every billing event has been consumed by the ledger.
+  // Stops the service's writers and consumes, with the ledger's handler in a processor of its
+  // own whose handler throws `what` on usage with charge id "POISON" (PoisonOnce), the usage
+  // `publish` sends.
+  void ConsumeWithPoison(const std::function<void()>& publish, const std::string& what = "bug");
   void WaitConsumed() {
     for (int i = 0; i < 3000; ++i) {
       uint64_t want = 0, have = 0;
@@ -519,23 +524,28 @@ class PoisonOnce : public runtime::Handler {
   const std::string what_;
 };
 
-TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison) {
-  ASSERT_TRUE(Open("A1", {"M1"}).ok());
-  v1::MutationResponse r;
-  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
-  // The ledger's handler, in a processor of its own whose handler throws on one usage event.
+void LedgerServiceTest::ConsumeWithPoison(const std::function<void()>& publish, const std::string& what) {
   svc_->Stop();
-  PoisonOnce handler(svc_.get());
+  PoisonOnce handler(svc_.get(), what);
   runtime::ProcessorOptions po;
   po.name = "ledger";
   po.topics = {kBillingTopic};
   runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
   ASSERT_TRUE(proc.Start().ok());
-  Usage("C1", "A1", 1'000);
-  Usage("POISON", "A1", 2'000);
-  Usage("C2", "A1", 3'000);
+  publish();
   WaitConsumed();
   proc.Stop();
+}
+
+TEST_F(LedgerServiceTest, UsageThatFailsEveryBatchIsSetAsideAndRecordedAsPoison) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
+  ConsumeWithPoison([&] {
+    Usage("C1", "A1", 1'000);
+    Usage("POISON", "A1", 2'000);
+    Usage("C2", "A1", 3'000);
+  });
   // The partition went on past it, and the log says which input was set aside and why. (The
   // service's own writers are stopped: a restart reads the balance back from the log.)
   Restart();
@@ -567,20 +577,13 @@ TEST_F(LedgerServiceTest, ViewsWrittenAfterAFailedBatchEqualAReplay) {
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
   ASSERT_TRUE(TopUp("A2", 100'000, "K2", &r).ok());
-  svc_->Stop();
-  PoisonOnce handler(svc_.get());
-  runtime::ProcessorOptions po;
-  po.name = "ledger";
-  po.topics = {kBillingTopic};
-  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
-  ASSERT_TRUE(proc.Start().ok());
-  Usage("C1", "A1", 1'000);
-  Usage("C2", "A2", 2'000);
-  Usage("POISON", "A1", 4'000);  // Fails each batch it is in, after C1 and C2 made views owed.
-  Usage("C3", "A1", 8'000);
-  Usage("C4", "A2", 16'000);
-  WaitConsumed();
-  proc.Stop();
+  ConsumeWithPoison([&] {
+    Usage("C1", "A1", 1'000);
+    Usage("C2", "A2", 2'000);
+    Usage("POISON", "A1", 4'000);  // Fails each batch it is in, after C1 and C2 made views owed.
+    Usage("C3", "A1", 8'000);
+    Usage("C4", "A2", 16'000);
+  });
   Restart();
   EXPECT_EQ(Get("A1").balance_minor(), 100'000 - 1'000 - 8'000);
   EXPECT_EQ(Get("A2").balance_minor(), 100'000 - 2'000 - 16'000);
@@ -594,20 +597,11 @@ TEST_F(LedgerServiceTest, PoisonIsRecordedReadablyWhateverTheFailureSays) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse r;
   ASSERT_TRUE(TopUp("A1", 100'000, "K1", &r).ok());
-  svc_->Stop();
   // The failure's text is not all UTF-8, and the record's bound of 1,024 bytes falls inside a
   // character: "handler threw: bug: \xff" is 21 bytes, each 张 three.
   std::string what = "bug: \xff";
   for (int i = 0; i < 400; ++i) what += "张";
-  PoisonOnce handler(svc_.get(), what);
-  runtime::ProcessorOptions po;
-  po.name = "ledger";
-  po.topics = {kBillingTopic};
-  runtime::Processor proc(po, svc_->log(), bus_.get(), &handler);
-  ASSERT_TRUE(proc.Start().ok());
-  Usage("POISON", "A1", 2'000);
-  WaitConsumed();
-  proc.Stop();
+  ConsumeWithPoison([&] { Usage("POISON", "A1", 2'000); }, what);
   auto rejected = Rejections();
   ASSERT_EQ(rejected.size(), 1u);
   EXPECT_EQ(rejected[0].rule(), "poison_input");
