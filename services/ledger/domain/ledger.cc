@@ -393,9 +393,7 @@ Ledger::Ledger(LedgerConfig config) : config_(config) {
   for (std::string_view name : sys::kAll) state_.system_balances.emplace(std::string(name), 0);
 }
 
-const Account* Ledger::FindAccount(std::string_view id) const { return LookUp(id); }
-
-const Account* Ledger::LookUp(std::string_view id) const {
+const Account* Ledger::FindAccount(std::string_view id) const {
   if (recent_.account != nullptr && recent_.account->id == id) return recent_.account;
   auto it = state_.accounts.find(id);
   if (it == state_.accounts.end()) return nullptr;
@@ -901,7 +899,7 @@ Decision Ledger::DecideCharge(const Charge& c) const {
 #define WL_LEDGER_EXPECT(cond) WL_LEDGER_EXPECT_MSG(cond, #cond)
 
 Result<Account*> Ledger::MutableAccount(const std::string& id) {
-  const Account* a = LookUp(id);
+  const Account* a = FindAccount(id);
   if (a == nullptr) return DataLoss("event does not apply to the ledger: unknown account " + id);
   return const_cast<Account*>(a);  // Not const: this ledger's state, in a non-const method.
 }
@@ -1016,7 +1014,7 @@ Status Ledger::TryApply(const Event& event) {
   const std::string& id = EventAccountId(event);
   // Found once: an account's place in the map stays put as others are added (an opening adds
   // this one, and is looked up after).
-  Account* a = const_cast<Account*>(LookUp(id));  // Not const: see MutableAccount.
+  Account* a = const_cast<Account*>(FindAccount(id));  // Not const: see MutableAccount.
   const uint64_t last = a != nullptr ? a->last_entry_seq : 0;
   WL_LEDGER_EXPECT_MSG(link->prev_entry_seq == last,
                        "the entry of txn " + EventTxnId(event) + " names entry " + std::to_string(link->prev_entry_seq) +
@@ -1281,7 +1279,7 @@ void Ledger::CheckInvariants() const {
   __int128 sum = 0;
   size_t meters = 0;
   for (const auto& [id, a] : state_.accounts) {
-    WL_CHECK_MSG(a.id == id, "account " + a.id + " is kept under id " + id);  // LookUp relies on it.
+    WL_CHECK_MSG(a.id == id, "account " + a.id + " is kept under id " + id);  // FindAccount relies on it.
     Status held = AccountInvariantsHold(a, /*with_meters=*/true);
     WL_CHECK_MSG(held.ok(), held.ToString());
     sum += a.balance_minor;

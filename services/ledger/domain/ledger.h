@@ -278,10 +278,6 @@ class Ledger {
   Decision DecideCharge(const Charge& c) const;
 
   bool TxnUsed(std::string_view txn_id) const;
-  // The account under `id`, or null. FindAccount, MutableAccount and TryApply look up through
-  // it, so that a command's several lookups of its account (to decide, link, apply, post and
-  // check) find the map once.
-  const Account* LookUp(std::string_view id) const;
   Result<Account*> MutableAccount(const std::string& id);
   Status ApplyPosting(const Posting& posting);
   Status AddTxn(TxnRecord record);
@@ -311,9 +307,10 @@ class Ledger {
   bool TxnIdAboveMarks(std::string_view txn_id) const;
   void RaiseTxnIdMark(std::string_view txn_id);
 
-  // The account the last LookUp found. An account's address never changes (accounts are never
-  // removed, and the map's nodes do not move as it grows), and its id is its key
-  // (CheckInvariants). A copy or move of the ledger starts without one, as the address would be
+  // The account the last FindAccount found (MutableAccount and TryApply look up through it):
+  // a command's lookups of its account (to decide, link, apply, post and check) find the map
+  // once. An account's address never changes (accounts are never removed, and the map's nodes
+  // do not move as it grows), and its id is its key (CheckInvariants). A copy or move of the ledger starts without one, as the address would be
   // another ledger's; so does the ledger moved from, whose accounts went with the move.
   struct RecentAccount {
     Account* account = nullptr;
