@@ -3,10 +3,10 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <functional>
 #include <utility>
 
 #include "wattledger/base/check.h"
+#include "wattledger/base/sharded_map.h"
 
 namespace wattledger::ledger {
 
@@ -106,7 +106,7 @@ uint32_t KeyTable::Append(Shard& s, std::string_view key, std::string_view txn_i
 }
 
 std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
-  const uint64_t h = std::hash<std::string_view>{}(key);
+  const uint64_t h = TransparentStringHash{}(key);
   const Shard& s = shards_[ShardOf(h)];
   if (s.slots.empty()) return std::nullopt;
   const uint64_t slot = s.slots[Probe(s, key, static_cast<uint32_t>(h))];
@@ -115,7 +115,7 @@ std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
 }
 
 bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
-  const uint64_t h = std::hash<std::string_view>{}(key);
+  const uint64_t h = TransparentStringHash{}(key);
   const auto tag = static_cast<uint32_t>(h);
   Shard& s = shards_[ShardOf(h)];
   if (s.slots.empty()) Grow(s);

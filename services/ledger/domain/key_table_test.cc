@@ -2,11 +2,12 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <map>
 #include <random>
 #include <string>
 #include <unordered_map>
+
+#include "wattledger/base/sharded_map.h"
 
 namespace wattledger::ledger {
 namespace {
@@ -151,13 +152,13 @@ TEST(KeyTableTest, AMovedFromTableIsEmpty) {
 
 // Two keys whose hashes agree in the 40 bits the table keeps of them (the shard's 8 and the
 // slot's 32) are told apart by their text: found by trying keys until two agree (about a
-// million, by the birthday bound), whatever std::hash is.
+// million, by the birthday bound), whatever the hash is.
 TEST(KeyTableTest, KeysThatShareShardAndTagAreToldApart) {
   std::unordered_map<uint64_t, int> seen;
   std::string a, b;
   for (int i = 0; a.empty(); ++i) {
     const std::string key = "c" + std::to_string(i);
-    const uint64_t h = std::hash<std::string_view>{}(key);
+    const uint64_t h = TransparentStringHash{}(key);
     auto [it, added] = seen.emplace(((h >> 56) << 32) | (h & 0xffffffffu), i);
     if (!added) {
       a = "c" + std::to_string(it->second);
