@@ -711,7 +711,10 @@ Status LedgerService::Reload(uint32_t partition) {
                                } else if (missing.ok()) {
                                  missing = Internal("event " + std::to_string(seq) + " of partition " +
                                                     std::to_string(partition) + " names account " + account +
-                                                    ", which the folded ledger does not hold");
+                                                    ", which the folded ledger does not hold; the fold "
+                                                    "applied that event, so this is a bug: keep the data "
+                                                    "dir and report it with what `wattledger ledger replay "
+                                                    "--verify --data-dir DIR` says of it");
                                }
                              }));
   WL_RETURN_IF_ERROR(missing);
