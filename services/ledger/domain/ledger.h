@@ -135,10 +135,10 @@ struct TxnRecord {
   bool operator==(const TxnRecord&) const = default;
 };
 
-// Hash maps with lookup by string_view. Every command looks up its account and key several times,
-// so the per-lookup cost matters; ordered output (CanonicalDump) sorts the keys itself. Sharded,
-// so that growing a map of millions of keys never stalls the partition's writer (see
-// sharded_map.h).
+// Hash maps with lookup by string_view: every command looks up its account, so the per-lookup
+// cost matters; ordered output (CanonicalDump) sorts the keys itself. Sharded, so that growing a
+// map of millions of entries never stalls the partition's writer (see sharded_map.h). Keys and
+// charge ids have a table of their own (KeyTable).
 template <typename V>
 using StringMap = ShardedStringMap<V>;
 
