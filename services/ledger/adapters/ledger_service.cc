@@ -3,6 +3,7 @@
 #include <charconv>
 #include <condition_variable>
 #include <future>
+#include <unordered_map>
 
 #include <google/protobuf/stubs/common.h>
 
@@ -630,13 +631,13 @@ void LogReader::Loop() {
 // ---- Views ----
 
 void LedgerService::Owed::Add(const Account* account, uint64_t seq, std::chrono::steady_clock::time_point now) {
-  if (seq_of.try_emplace(account, seq).second) queue.push_back({account, seq, now});
+  if (seq_of.try_emplace(account, seq)) queue.push_back({account, seq, now});
 }
 
 const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
   while (!queue.empty()) {
-    auto it = seq_of.find(queue.front().account);
-    if (it != seq_of.end() && it->second == queue.front().seq) return &queue.front();
+    const uint64_t* owed_from = seq_of.find(queue.front().account);
+    if (owed_from != nullptr && *owed_from == queue.front().seq) return &queue.front();
     queue.pop_front();  // Written since, or owed again from a later seq (a later entry).
   }
   return nullptr;

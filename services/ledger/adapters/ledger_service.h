@@ -42,10 +42,10 @@
 #include <optional>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
 #include "services/ledger/domain/ledger.h"
+#include "wattledger/base/pointer_map.h"
 #include "wattledger/ledger/v1/ledger.grpc.pb.h"
 #include "wattledger/runtime/processor.h"
 #include "wattledger/server/server.h"
@@ -309,7 +309,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     };
     std::deque<Entry> queue;  // Oldest first; an entry whose account is no longer owed (or owed
                               // again, from a later seq) is skipped.
-    std::unordered_map<const Account*, uint64_t> seq_of;  // Owed accounts.
+    PointerMap<Account, uint64_t> seq_of;  // Owed accounts: a posting looks its account up here.
     std::vector<const Account*> opened;  // Opened in this batch: their views are written with it.
     size_t postings = 0;              // Accepted in this batch.
     size_t credit = 0;                // Postings not yet paid for with a view write.
