@@ -742,34 +742,36 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
       start + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(kWarmupS));
   const auto window_end =
       window_begin + std::chrono::duration_cast<SteadyClock::duration>(std::chrono::duration<double>(seconds));
-  // One per driver. Its callbacks run on the ledger's writer threads: they count the call out of
-  // `in_flight` and record it under `mu`. The driver takes `mu` only to wait for a free slot
-  // (`waiting` tells the callbacks to wake it), so issuing a call does not contend with answers.
+  // One per driver. Its callbacks run on the ledger's threads (a writer or a committer): each
+  // records its call and counts it out of `in_flight` under `mu`. The driver counts its calls in
+  // without the lock and takes it only to wait for a free slot (`waiting` tells the callbacks to
+  // wake it), so issuing a call does not contend with the answers.
   struct Driver {
     std::mutex mu;
     std::condition_variable freed;
     std::atomic<int> in_flight{0};
-    std::atomic<bool> waiting{false};
     std::atomic<int> low_water{0};  // The driver waits until no more than this many calls are in flight.
+    bool waiting = false;           // Under mu.
     uint64_t completed = 0, ok = 0, errors = 0;
     std::string first_error;
     std::vector<double> lat;
     std::vector<double> start;  // Of each latency: when it was due, in µs from window_begin.
-    // Blocks until no more than low_water calls are in flight. The flag is set before the count
-    // is read (both sequentially consistent), and a callback reads the flag after its decrement:
-    // so either this sees the decrement or the callback sees the flag and notifies under `mu`.
+    // Blocks until no more than low_water calls are in flight. A callback counts out and reads
+    // `waiting` under `mu`, so it either counted out before the check below or sees the flag.
     void AwaitSlots() {
-      if (in_flight.load() <= low_water) return;
+      if (in_flight.load() <= low_water.load()) return;
       std::unique_lock lock(mu);
-      waiting.store(true);
-      freed.wait(lock, [&] { return in_flight.load() <= low_water; });
-      waiting.store(false);
+      waiting = true;
+      freed.wait(lock, [&] { return in_flight.load() <= low_water.load(); });
+      waiting = false;
     }
-    void Done() {
-      if (in_flight.fetch_sub(1) - 1 <= low_water && waiting.load()) {
-        std::lock_guard lock(mu);
-        freed.notify_one();
-      }
+    // Once every call is answered. Without the fast path: a callback touches the driver until it
+    // releases `mu`, so only a count of zero seen under `mu` says that none will again.
+    void AwaitAll() {
+      std::unique_lock lock(mu);
+      low_water.store(0);
+      waiting = true;
+      freed.wait(lock, [&] { return in_flight.load() == 0; });
     }
   };
   std::vector<std::unique_ptr<Driver>> ds;
@@ -810,21 +812,19 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
         r.set_idempotency_key(key);
         env.svc()->TopUpAsync(r, [&me, due, window_begin, window_end](grpc::Status s, v1::MutationResponse* resp) {
           const auto end = SteadyClock::now();
-          {
-            std::lock_guard lock(me.mu);
-            if (!s.ok() || resp->duplicate()) {
-              if (me.errors++ == 0) me.first_error = s.ok() ? "answered as a duplicate" : s.error_message();
-            } else {
-              me.ok++;
-              // Throughput: calls that completed in the window. Latency: calls that were due in it.
-              if (end >= window_begin && end <= window_end) me.completed++;
-              if (due >= window_begin) {
-                me.lat.push_back(std::chrono::duration<double, std::micro>(end - due).count());
-                me.start.push_back(std::chrono::duration<double, std::micro>(due - window_begin).count());
-              }
+          std::lock_guard lock(me.mu);
+          if (!s.ok() || resp->duplicate()) {
+            if (me.errors++ == 0) me.first_error = s.ok() ? "answered as a duplicate" : s.error_message();
+          } else {
+            me.ok++;
+            // Throughput: calls that completed in the window. Latency: calls that were due in it.
+            if (end >= window_begin && end <= window_end) me.completed++;
+            if (due >= window_begin) {
+              me.lat.push_back(std::chrono::duration<double, std::micro>(end - due).count());
+              me.start.push_back(std::chrono::duration<double, std::micro>(due - window_begin).count());
             }
           }
-          me.Done();
+          if (me.in_flight.fetch_sub(1) - 1 <= me.low_water.load() && me.waiting) me.freed.notify_one();
         });
       };
       std::this_thread::sleep_until(start);
@@ -863,14 +863,13 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
             issue(k, now);
           }
           if (issued < issuable) {
-            // Give back the slots not used; a callback may be waiting on none, as no one waits.
+            // Give back the slots not used. No notify: only this thread waits, and it is not waiting.
             me.in_flight.fetch_sub(issuable - issued);
             break;
           }
         }
       }
-      me.low_water.store(0);  // Then wait for every answer.
-      me.AwaitSlots();
+      me.AwaitAll();
     });
   }
   cpu_probe.join();
