@@ -96,7 +96,7 @@ TEST(PointerMapTest, KeysAFixedStrideApart) {
 }
 
 TEST(PointerMapTest, TryEmplaceKeepsTheFirstValue) {
-  Obj a, b;
+  Obj a{}, b{};
   PointerMap<Obj, uint64_t> m;
   EXPECT_EQ(m.find(&a), nullptr);
   EXPECT_FALSE(m.erase(&a));
