@@ -94,10 +94,10 @@ class PointerMap {
     V value{};
   };
 
-  // The top bits of the address, mixed by MurmurHash3's 64-bit finalizer. Objects allocated one
-  // after another lie a fixed stride apart; a single multiply (Fibonacci hashing) maps some
-  // strides onto a few slots: 4,096 keys 1,008 bytes apart took 41 probes each on average, against
-  // 1.5 mixed.
+  // The top bits of the address once MurmurHash3's 64-bit finalizer has mixed it. Objects
+  // allocated one after another lie a fixed stride apart, and a single multiply (Fibonacci
+  // hashing) maps some strides onto a few slots: 4,096 keys 1,008 bytes apart took 41 probes each
+  // on average, against 1.5 mixed.
   size_t Home(const T* key) const {
     uint64_t h = reinterpret_cast<uintptr_t>(key);
     h ^= h >> 33;
