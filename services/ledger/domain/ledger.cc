@@ -80,6 +80,7 @@ void AppendLevelEvents(const Account& a, int64_t balance, const Limits& limits,
 
 Posting TwoLegs(const std::string& tenant, int64_t tenant_delta, std::string_view system) {
   Posting p;
+  p.legs.reserve(2);  // One allocation, not two, for every posting.
   p.legs.push_back(Leg{false, tenant, tenant_delta});
   p.legs.push_back(Leg{true, std::string(system), -tenant_delta});
   return p;
