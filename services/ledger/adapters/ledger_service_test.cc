@@ -185,11 +185,11 @@ class LedgerServiceTest : public ::testing::Test {
     ASSERT_TRUE(billing_->Commit(std::move(ws)).ok());
   }
 
-  // Waits (bounded) until every billing event has been consumed by the ledger.
   // Stops the service's writers and consumes, with the ledger's handler in a processor of its
   // own whose handler throws `what` on usage with charge id "POISON" (PoisonOnce), the usage
   // `publish` sends.
   void ConsumeWithPoison(const std::function<void()>& publish, const std::string& what = "bug");
+  // Waits (bounded) until every billing event has been consumed by the ledger.
   void WaitConsumed() {
     for (int i = 0; i < 3000; ++i) {
       uint64_t want = 0, have = 0;
