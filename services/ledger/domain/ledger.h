@@ -310,8 +310,9 @@ class Ledger {
   // The account the last FindAccount found (MutableAccount and TryApply look up through it):
   // a command's lookups of its account (to decide, link, apply, post and check) find the map
   // once. An account's address never changes (accounts are never removed, and the map's nodes
-  // do not move as it grows), and its id is its key (CheckInvariants). A copy or move of the ledger starts without one, as the address would be
-  // another ledger's; so does the ledger moved from, whose accounts went with the move.
+  // do not move as it grows), and its id is its key (CheckInvariants). A copy or move of the
+  // ledger starts without one, as the address would be another ledger's; so does the ledger
+  // moved from, whose accounts went with the move.
   struct RecentAccount {
     Account* account = nullptr;
     RecentAccount() = default;
