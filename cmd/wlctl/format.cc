@@ -193,7 +193,17 @@ Json MutationJson(const pb::MutationResponse& r) {
   Json out;
   out["txn_id"] = r.txn_id();
   out["duplicate"] = r.duplicate();
-  out["account"] = AccountJson(r.account());
+  if (r.has_balance()) {
+    // A posting's: the account's fields it changes, named as in AccountJson.
+    const pb::AccountBalance& b = r.balance();
+    out["account"] = {{"account_id", b.account_id()},
+                      {"balance", FormatYuan(b.balance_minor())},
+                      {"level", LevelWord(b.level())},
+                      {"purchase_count", b.purchase_count()},
+                      {"supply_cut", b.supply_cut()}};
+  } else {
+    out["account"] = AccountJson(r.account());
+  }
   return out;
 }
 

@@ -36,6 +36,8 @@ std::string MethodWord(ledger::v1::PaymentMethod method);
 
 Json LimitsJson(const ledger::v1::Limits& limits);
 Json AccountJson(const ledger::v1::Account& account);
+// Under "account": the whole account after an account command, the fields a posting changes
+// (account_id, balance, level, purchase_count, supply_cut) after a posting.
 Json MutationJson(const ledger::v1::MutationResponse& response);
 Json AccountListJson(const ledger::v1::ListAccountsResponse& response);
 Json StatementJson(const ledger::v1::GetStatementResponse& response);

@@ -207,6 +207,23 @@ TEST(FormatTest, MutationStatementAndTotalsUseYuanStrings) {
   EXPECT_EQ(mj["txn_id"], "T9");
   EXPECT_EQ(mj["duplicate"], true);
   EXPECT_EQ(mj["account"]["balance"], "12.3456");
+  EXPECT_EQ(mj["account"]["customer_name"], SampleAccount().customer_name());
+
+  // A posting's answer: only what it changes, under the same names.
+  pb::MutationResponse posting;
+  posting.set_txn_id("T10");
+  pb::AccountBalance* b = posting.mutable_balance();
+  b->set_account_id("A1");
+  b->set_balance_minor(-325'000);
+  b->set_level(pb::LEVEL_CUTOFF);
+  b->set_purchase_count(3);
+  b->set_supply_cut(true);
+  Json pj = MutationJson(posting);
+  EXPECT_EQ(pj["txn_id"], "T10");
+  EXPECT_EQ(pj["duplicate"], false);
+  EXPECT_EQ(pj["account"],
+            Json({{"account_id", "A1"}, {"balance", "-32.5000"}, {"level", "cutoff"}, {"purchase_count", 3},
+                  {"supply_cut", true}}));
 
   pb::GetStatementResponse s;
   s.set_account_id("A1");

@@ -485,6 +485,13 @@ void ToProto(const Account& a, v1::Account* out) {
   ToWire(a, out);
   out->set_account_id(a.id);  // The only field named differently; entries are served separately.
 }
+void ToProto(const Account& a, v1::AccountBalance* out) {
+  out->set_account_id(a.id);
+  out->set_balance_minor(a.balance_minor);
+  out->set_level(ToProto(a.level));
+  out->set_purchase_count(a.purchase_count);
+  out->set_supply_cut(a.supply_cut);
+}
 v1::Account ToProto(const Account& a) {
   v1::Account p;
   ToProto(a, &p);

@@ -65,6 +65,8 @@ v1::Account ToProto(const Account& a);  // Every field but the statement entries
 // The same into *out, whose every field of an account it sets: a message that held another
 // account holds nothing of it afterwards.
 void ToProto(const Account& a, v1::Account* out);
+// What a posting left the account at (a receipt), into *out, every field of which it sets.
+void ToProto(const Account& a, v1::AccountBalance* out);
 v1::StatementEntry ToProto(const StatementEntry& e);
 v1::Transaction ToProto(const TxnRecord& t);
 v1::Limits ToProto(const Limits& l);

@@ -120,6 +120,14 @@ std::string CommandAccount(const Command& c) {
       c);
 }
 
+// A command that moves money on an account it does not otherwise change: answered with the
+// account's balance, not the whole account.
+bool IsPosting(const Command& c) {
+  return std::holds_alternative<TopUp>(c) || std::holds_alternative<Refund>(c) ||
+         std::holds_alternative<Reverse>(c) || std::holds_alternative<Adjust>(c) ||
+         std::holds_alternative<Charge>(c);
+}
+
 std::string CommandOperator(const Command& c) {
   return std::visit(
       [](const auto& x) -> std::string {
@@ -486,9 +494,11 @@ struct LedgerService::Outcome {
   // released earlier, another partition could take the meter and commit while this commit
   // fails, and Reload would then restore this partition's claim (one meter, two owners).
   std::vector<std::pair<std::string, std::string>> released_claims = {};
-  // The account as an accepted command left it, for the answer; made on the writer right after
-  // the command, while the account is still in the CPU's cache. Handed to the answer as it is.
+  // The account as an accepted command left it, for the answer: the whole account after an
+  // account command, its balance after a posting. Made on the writer right after the command,
+  // while the account is still in the CPU's cache; handed to the answer as it is.
   std::unique_ptr<v1::Account> account = {};
+  std::unique_ptr<v1::AccountBalance> balance = {};
 };
 
 LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOptions options)
@@ -943,7 +953,10 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       }
       const Account* a = ledgers_[p]->FindAccount(id);
       WL_CHECK_MSG(a != nullptr || !changed, "accepted command on unknown account " + id);
-      if (a != nullptr) {
+      if (a != nullptr && IsPosting(command)) {
+        out->balance = std::make_unique<v1::AccountBalance>();
+        ToProto(*a, out->balance.get());
+      } else if (a != nullptr) {
         out->account = std::make_unique<v1::Account>();
         ToProto(*a, out->account.get());
       }
@@ -974,6 +987,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       response.set_txn_id(out->decision.txn_id);
       response.set_duplicate(out->decision.duplicate);
       if (out->account) response.set_allocated_account(out->account.release());
+      if (out->balance) response.set_allocated_balance(out->balance.release());
       (*answer)(grpc::Status::OK, &response);
     };
   }, [answer](const Status& why) {

@@ -248,8 +248,12 @@ TEST_F(LedgerServiceTest, TopUpIsIdempotentAndAnswersItsTxnAfterCommit) {
   ASSERT_TRUE(TopUp("A1", 1'000'000, "K1", &r1, 1).ok());
   EXPECT_TRUE(r1.txn_id().starts_with("ledger/"));
   EXPECT_FALSE(r1.duplicate());
-  EXPECT_EQ(r1.account().balance_minor(), 1'000'000);
-  EXPECT_EQ(r1.account().purchase_count(), 1);
+  EXPECT_EQ(r1.balance().balance_minor(), 1'000'000);
+  EXPECT_EQ(r1.balance().purchase_count(), 1);
+  EXPECT_EQ(r1.balance().account_id(), "A1");
+  EXPECT_EQ(r1.balance().level(), v1::LEVEL_NORMAL);
+  // A posting answers with the balance it left, not the whole account.
+  EXPECT_FALSE(r1.has_account());
   ASSERT_TRUE(TopUp("A1", 1'000'000, "K1", &r2).ok());
   EXPECT_TRUE(r2.duplicate());
   EXPECT_EQ(r2.txn_id(), r1.txn_id());
@@ -290,8 +294,38 @@ TEST_F(LedgerServiceTest, AMalformedRequestIsAnsweredWithoutWaitingForTheWriterA
   v1::MutationResponse ok;
   ASSERT_TRUE(TopUp("A1", 10'000, "K1", &ok).ok());
   EXPECT_FALSE(ok.duplicate());
-  EXPECT_EQ(ok.account().purchase_count(), 1);
+  EXPECT_EQ(ok.balance().purchase_count(), 1);
   EXPECT_EQ(svc_->log()->Head(p), head + 1);
+}
+
+TEST_F(LedgerServiceTest, AccountCommandsAnswerTheAccountPostingsItsBalance) {
+  v1::OpenAccountRequest open;
+  open.set_operator_id("op1");
+  open.set_account_id("A1");
+  open.set_customer_name("张三");
+  open.add_phones("13800000000");
+  open.add_meters("M1");
+  open.set_mode(v1::MODE_PREPAID);
+  open.set_credit_limit_minor(10'000);
+  v1::MutationResponse opened, adjusted;
+  ASSERT_TRUE(svc_->OpenAccount(nullptr, &open, &opened).ok());
+  EXPECT_EQ(opened.account().customer_name(), "张三");
+  EXPECT_EQ(opened.account().meters_size(), 1);
+  EXPECT_EQ(opened.account().limits().credit_limit_minor(), 10'000);
+  EXPECT_FALSE(opened.has_balance());
+  v1::AdjustRequest adjust;
+  adjust.set_operator_id("op1");
+  adjust.set_account_id("A1");
+  adjust.set_idempotency_key("K1");
+  adjust.set_amount_minor(-15'000);
+  adjust.set_reason("meter read twice");
+  ASSERT_TRUE(svc_->Adjust(nullptr, &adjust, &adjusted).ok());
+  EXPECT_FALSE(adjusted.has_account());
+  EXPECT_EQ(adjusted.balance().account_id(), "A1");
+  EXPECT_EQ(adjusted.balance().balance_minor(), -15'000);
+  EXPECT_EQ(adjusted.balance().level(), v1::LEVEL_CUTOFF);
+  EXPECT_TRUE(adjusted.balance().supply_cut());
+  EXPECT_EQ(adjusted.balance().purchase_count(), 0);
 }
 
 TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
@@ -320,16 +354,16 @@ TEST_F(LedgerServiceTest, EachAnswerShowsTheAccountAsItsOwnCommandLeftIt) {
   ASSERT_EQ(f1.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   ASSERT_EQ(f2.wait_for(std::chrono::seconds(30)), std::future_status::ready);
   const v1::MutationResponse a = f1.get(), b = f2.get();
-  EXPECT_EQ(a.account().balance_minor(), 10'000);
-  EXPECT_EQ(a.account().purchase_count(), 1);
-  EXPECT_EQ(b.account().balance_minor(), 30'000);
-  EXPECT_EQ(b.account().purchase_count(), 2);
+  EXPECT_EQ(a.balance().balance_minor(), 10'000);
+  EXPECT_EQ(a.balance().purchase_count(), 1);
+  EXPECT_EQ(b.balance().balance_minor(), 30'000);
+  EXPECT_EQ(b.balance().purchase_count(), 2);
   // A retry is answered with the account as it is now.
   v1::MutationResponse again;
   ASSERT_TRUE(TopUp("A1", 10'000, "K1", &again).ok());
   EXPECT_TRUE(again.duplicate());
   EXPECT_EQ(again.txn_id(), a.txn_id());
-  EXPECT_EQ(again.account().balance_minor(), 30'000);
+  EXPECT_EQ(again.balance().balance_minor(), 30'000);
 }
 
 TEST_F(LedgerServiceTest, RejectionsNameTheRuleAndChangeNoBalance) {
@@ -381,7 +415,7 @@ TEST_F(LedgerServiceTest, ReversalOnceAndNeverOfAReversal) {
   rr.set_original_txn_id(top.txn_id());
   rr.set_reason("wrong account");
   ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &rev).ok());
-  EXPECT_EQ(rev.account().balance_minor(), 0);
+  EXPECT_EQ(rev.balance().balance_minor(), 0);
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   rr.set_original_txn_id(rev.txn_id());
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -412,7 +446,7 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   EXPECT_TRUE(Get("A1").supply_cut());
   EXPECT_EQ(Count("SupplyCutRequired"), 1);
   ASSERT_TRUE(TopUp("A1", 100'000, "K2", &r).ok());
-  EXPECT_FALSE(r.account().supply_cut());
+  EXPECT_FALSE(r.balance().supply_cut());
   EXPECT_EQ(Count("SupplyRestoreAllowed"), 1);
   // A restart replays the log and does not charge anything again.
   Restart();
