@@ -14,6 +14,8 @@
 #include <variant>
 #include <vector>
 
+#include "wattledger/eventlog/event_log.h"
+
 namespace wattledger::ledger::adapters {
 namespace {
 
@@ -400,9 +402,7 @@ std::optional<std::string> NonUtf8Field(const google::protobuf::Message& m) {
   using google::protobuf::FieldDescriptor;
   const google::protobuf::Descriptor* d = m.GetDescriptor();
   const google::protobuf::Reflection* r = m.GetReflection();
-  auto bad = [](const std::string& s) {
-    return !google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
-  };
+  auto bad = [](const std::string& s) { return !eventlog::IsUtf8(s); };
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (f->type() == FieldDescriptor::TYPE_STRING) {

@@ -165,13 +165,10 @@ eventlog::Causation UsageCause(const bus::Message& m) {
 }
 
 // What a rejection copies from outside (ids from a usage payload, a failure's message) must be
-// UTF-8: protobuf serialises a proto3 string whatever it holds but refuses to parse one that is
-// not, so the record could never be read, and EventLog::Commit refuses such an aggregate key with
-// the whole batch. A payload that failed to parse for that reason still holds the bytes it read
-// of the bad field. This is the check protobuf's parser and the log make.
-bool IsUtf8(std::string_view s) {
-  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
-}
+// UTF-8 (eventlog::IsUtf8): else the record could never be read, and EventLog::Commit refuses
+// such an aggregate key with the whole batch. A payload that failed to parse for that reason
+// still holds the bytes it read of the bad field.
+using eventlog::IsUtf8;
 
 // `id` if it may be recorded, else "": one that is too long or not UTF-8 is dropped rather than
 // mended, since a mended id could name another account or charge.
