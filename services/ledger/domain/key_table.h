@@ -11,14 +11,16 @@
 // the heap: about 100-150 bytes, three or four cache misses per lookup and an allocation per
 // insert. Here a key is an 8-byte slot in an open-addressed array, and its record (fingerprint,
 // key and txn id, one after the other) is appended to chunks (1 KiB at first, doubling to 64 KiB)
-// that never move as the table grows. A slot holds 32 bits of the key's hash beside the record's
+// that never move as the table grows. A slot holds 24 bits of the key's hash beside the record's
 // place, so a lookup that misses (a new key) reads the run of slots from the key's place to the
 // first empty one (a few slots at most three quarters full: usually one cache line, sometimes
-// two) and no record but once in 2^32 probes.
+// two) and no record but once in 2^24 probes.
 //
-// Like ShardedStringMap, the keys are spread over kShards shards by their hash, so that growing
-// one rehashes 1/kShards of the slots and never stalls the writer for long; growing reads only
-// slots, never records, since a slot's place follows from its 32 bits of hash alone.
+// Like ShardedStringMap, the keys' slots are spread over kShards shards by their hash, so that
+// growing one rehashes 1/kShards of the slots and never stalls the writer for long; growing reads
+// only slots, never records, since a slot's place follows from its 24 bits of hash alone. The
+// records are not sharded: every insert appends to the same chunk, whose end is in the cache,
+// where a chunk per shard meant a cache miss or two per insert (the shard's chunk and its end).
 //
 // A view returned by find or SortedByKey is valid until the next emplace.
 // Thread safety: none, like the Ledger that owns it.
@@ -65,28 +67,32 @@ class KeyTable {
   static constexpr size_t kChunkBytes = 64 << 10;
 
  private:
-  // A slot is (hash low 32 bits) << 32 | ref, 0 when empty. ref - 1 is the record's chunk
-  // (above kOffsetBits) and its offset in the chunk in 8-byte units (below).
+  // A slot is (hash low kTagBits bits) << kRefBits | ref, 0 when empty. ref - 1 is the record's
+  // chunk (above kOffsetBits) and its offset in the chunk in 8-byte units (below): 2^40 places of
+  // 8 bytes, 8 TiB of records.
+  static constexpr unsigned kTagBits = 24;
+  static constexpr unsigned kRefBits = 64 - kTagBits;
   static constexpr unsigned kOffsetBits = 13;  // kChunkBytes / 8 offsets.
   static_assert(kChunkBytes / 8 == size_t{1} << kOffsetBits, "an offset in 8-byte units fills kOffsetBits");
-  static constexpr uint64_t kMaxChunks = (uint64_t{1} << (32 - kOffsetBits)) - 1;
+  static constexpr uint64_t kMaxChunks = (uint64_t{1} << (kRefBits - kOffsetBits)) - 1;
   struct Shard {
     std::vector<uint64_t> slots;  // A power of two of them, or none yet.
     size_t used = 0;
-    // Records, appended. A chunk holds at most kChunkBytes (an offset must fit kOffsetBits), or
-    // one record larger than that alone; its capacity is reserved when it is started and never
-    // exceeded, so records never move. (A copied chunk's capacity may be its size, or, copied
-    // over an older string, more than kChunkBytes: Append checks both.)
-    std::vector<std::string> chunks;
   };
   static size_t ShardOf(uint64_t hash) { return hash >> (64 - std::countr_zero(kShards)); }
-  static Entry Read(const Shard& s, uint32_t ref);
+  static uint32_t TagOfHash(uint64_t hash) { return static_cast<uint32_t>(hash & ((uint64_t{1} << kTagBits) - 1)); }
+  Entry Read(uint64_t ref) const;
   // The slot of `key` in `s`, or of the empty slot where it would go.
-  static size_t Probe(const Shard& s, std::string_view key, uint32_t tag);
+  size_t Probe(const Shard& s, std::string_view key, uint32_t tag) const;
   static void Grow(Shard& s);
-  static uint32_t Append(Shard& s, std::string_view key, std::string_view txn_id, uint64_t fingerprint);
+  uint64_t Append(std::string_view key, std::string_view txn_id, uint64_t fingerprint);
 
   std::array<Shard, kShards> shards_;
+  // Records, appended. A chunk holds at most kChunkBytes (an offset must fit kOffsetBits), or one
+  // record larger than that alone; its capacity is reserved when it is started and never
+  // exceeded, so records never move. (A copied chunk's capacity may be its size, or, copied over
+  // an older string, more than kChunkBytes: Append checks both.)
+  std::vector<std::string> chunks_;
   size_t size_ = 0;
 };
 

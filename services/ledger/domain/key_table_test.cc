@@ -150,16 +150,16 @@ TEST(KeyTableTest, AMovedFromTableIsEmpty) {
   EXPECT_TRUE(b == KeyTable{});
 }
 
-// Two keys whose hashes agree in the 40 bits the table keeps of them (the shard's 8 and the
-// slot's 32) are told apart by their text: found by trying keys until two agree (about a
-// million, by the birthday bound), whatever the hash is.
+// Two keys whose hashes agree in the 32 bits the table keeps of them (the shard's 8 and the
+// slot's 24) are told apart by their text: found by trying keys until two agree (about 65,000,
+// by the birthday bound), whatever the hash is.
 TEST(KeyTableTest, KeysThatShareShardAndTagAreToldApart) {
   std::unordered_map<uint64_t, int> seen;
   std::string a, b;
   for (int i = 0; a.empty(); ++i) {
     const std::string key = "c" + std::to_string(i);
     const uint64_t h = TransparentStringHash{}(key);
-    auto [it, added] = seen.emplace(((h >> 56) << 32) | (h & 0xffffffffu), i);
+    auto [it, added] = seen.emplace(((h >> 56) << 24) | (h & 0xffffffu), i);
     if (!added) {
       a = "c" + std::to_string(it->second);
       b = key;
