@@ -55,6 +55,83 @@ TEST(ShardedStringMapTest, BehavesLikeAMapUnderRandomOperations) {
   EXPECT_EQ(seen, ref);
 }
 
+// One shard, so that runs of occupied slots are long and every erase shifts some of them back:
+// after each operation every key the reference holds is found, and nothing else.
+TEST(ShardedStringMapTest, ErasingFromLongRunsKeepsEveryOtherKeyFindable) {
+  std::mt19937_64 rng(11);
+  ShardedStringMap<int, 1> m;
+  std::map<std::string, int> ref;
+  for (int i = 0; i < 30000; ++i) {
+    const std::string key = "id-" + std::to_string(rng() % 500);
+    if (rng() % 3 == 0) {
+      ASSERT_EQ(m.erase(key), ref.erase(key)) << key;
+    } else {
+      ASSERT_EQ(m.emplace(key, i).second, ref.emplace(key, i).second) << key;
+    }
+    if (i % 97 == 0) {
+      for (int k = 0; k < 500; ++k) {
+        const std::string probe = "id-" + std::to_string(k);
+        auto it = m.find(probe);
+        ASSERT_EQ(it != m.end(), ref.contains(probe)) << probe << " after op " << i;
+        if (it != m.end()) {
+          ASSERT_EQ(it->second, ref.at(probe));
+        }
+      }
+    }
+  }
+  EXPECT_EQ(m.size(), ref.size());
+}
+
+// The ledger keeps pointers to its accounts: an element stays where it is while the map grows
+// and while other elements are erased.
+TEST(ShardedStringMapTest, ElementsDoNotMoveWhenTheMapGrowsOrShrinks) {
+  Map m;
+  const int* first = &m.emplace("first", 1).first->second;
+  for (int i = 0; i < 100000; ++i) m.emplace("k" + std::to_string(i), i);
+  for (int i = 0; i < 100000; i += 2) m.erase("k" + std::to_string(i));
+  EXPECT_EQ(&m.at("first"), first);
+  EXPECT_EQ(*first, 1);
+  EXPECT_EQ(m.size(), 50001u);
+}
+
+// A copy holds its own elements: changing one side leaves the other as it was.
+TEST(ShardedStringMapTest, ACopyIsIndependent) {
+  Map a;
+  for (int i = 0; i < 1000; ++i) a.emplace("k" + std::to_string(i), i);
+  Map b = a;
+  EXPECT_EQ(a, b);
+  EXPECT_NE(&a.at("k1"), &b.at("k1"));
+  b.at("k1") = -1;
+  b.erase("k2");
+  b.emplace("new", 7);
+  EXPECT_EQ(a.at("k1"), 1);
+  EXPECT_TRUE(a.contains("k2"));
+  EXPECT_FALSE(a.contains("new"));
+  a = b;
+  EXPECT_EQ(a, b);
+  EXPECT_EQ(a.at("k1"), -1);
+}
+
+// The prefetch calls change nothing, and PrefetchElement names the element a lookup finds.
+TEST(ShardedStringMapTest, PrefetchingChangesNothing) {
+  Map m;
+  m.PrefetchSlot("absent");
+  EXPECT_EQ(m.PrefetchElement("absent"), nullptr);
+  for (int i = 0; i < 1000; ++i) m.emplace("k" + std::to_string(i), i);
+  int named = 0;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    m.PrefetchSlot(key);
+    if (const auto* e = m.PrefetchElement(key)) {
+      EXPECT_EQ(e, &*m.find(key));
+      named++;
+    }
+  }
+  EXPECT_GT(named, 500);  // Most keys sit in the first slot they hash to.
+  EXPECT_EQ(m.PrefetchElement("absent"), nullptr);
+  EXPECT_EQ(m.size(), 1000u);
+}
+
 TEST(ShardedStringMapTest, CopiesMovesAndClearsKeepTheSize) {
   Map m;
   m.emplace("a", 1);

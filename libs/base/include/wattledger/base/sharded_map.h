@@ -4,81 +4,94 @@
 //
 // std::unordered_map rehashes every element when it outgrows its buckets: with a million
 // idempotency keys that is tens of milliseconds in which the owning writer decides nothing, and
-// every caller waiting on it sees the pause. ShardedStringMap splits the keys over kShards inner
-// maps by the top bits of their hash, so each growth step rehashes 1/kShards of the elements. The
-// total work is the same; the longest pause is kShards times shorter.
+// every caller waiting on it sees the pause. ShardedStringMap splits the keys over kShards shards
+// by the top bits of their hash, so each growth step moves 1/kShards of the slots. The total work
+// is the same; the longest pause is kShards times shorter.
 //
 // The interface is the part of unordered_map that callers use: find/contains/at/emplace/erase,
 // size, iteration (shard by shard, in no particular order) and equality. Lookups take string_view.
+// As in unordered_map, an element's address is stable until it is erased; iterators are not
+// (an emplace may move the slots).
 
 #include <array>
-#include <cstddef>
-#include <functional>
 #include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <iterator>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
-#include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace wattledger {
 
-// A key with its hash, computed once: the shard is chosen by its top bits and the inner map
-// buckets by the whole of it, so a lookup hashes the text once, not once per level.
+// A key with its hash, computed once: the shard is chosen by its top bits and the slot by its
+// low ones, so a lookup hashes the text once, not once per level.
 struct HashedKey {
   std::string_view text;
   size_t hash;
 };
 
+// The hash of every string-keyed table here (ShardedStringMap, the ledger's KeyTable).
 struct TransparentStringHash {
   using is_transparent = void;
-  // Deliberately not noexcept: libstdc++ then stores each element's hash next to it (see
-  // __cache_default), so walking a bucket compares stored hashes instead of hashing every key it
-  // passes, and growing a shard does not hash its keys again. Without it, a lookup that missed in
-  // a map of millions of transaction ids hashed several of them.
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   size_t operator()(const HashedKey& k) const { return k.hash; }
-};
-
-struct TransparentStringEqual {
-  using is_transparent = void;
-  bool operator()(std::string_view a, std::string_view b) const noexcept { return a == b; }
-  bool operator()(const HashedKey& a, std::string_view b) const noexcept { return a.text == b; }
-  bool operator()(std::string_view a, const HashedKey& b) const noexcept { return a == b.text; }
 };
 
 template <typename V, size_t kShards = 256>
 class ShardedStringMap {
   static_assert(kShards > 0 && (kShards & (kShards - 1)) == 0, "kShards must be a power of two");
-  using Inner = std::unordered_map<std::string, V, TransparentStringHash, TransparentStringEqual>;
-#ifdef __GLIBCXX__
-  static_assert(std::__cache_default<std::string, TransparentStringHash>::value,
-                "the inner maps must keep each element's hash (see TransparentStringHash)");
-#endif
-  using Shards = std::array<Inner, kShards>;
 
-  template <typename ShardsT, typename InnerIt, typename Value>
+ public:
+  using key_type = std::string;
+  using mapped_type = V;
+  using value_type = std::pair<const std::string, V>;
+
+ private:
+  // Each element lives in a node of its own, which never moves: references to it stay valid
+  // until it is erased, as in unordered_map. A shard finds its nodes through an open-addressed
+  // array of (hash, node) slots, at most three quarters full: a lookup is one slot's cache line
+  // and then the node, where unordered_map read its bucket, the node before the bucket's first
+  // (libstdc++ keeps that one) and then the node, after a division by its prime bucket count.
+  struct Node {
+    size_t hash;
+    value_type kv;
+  };
+  struct Slot {
+    size_t hash = 0;
+    Node* node = nullptr;  // Null: empty.
+  };
+  struct Shard {
+    std::vector<Slot> slots;  // A power of two of them, or none yet.
+    size_t used = 0;
+  };
+  using Shards = std::array<Shard, kShards>;
+
+  template <typename ShardsT, typename Value>
   class Iter {
    public:
     using iterator_category = std::forward_iterator_tag;
-    using value_type = typename Inner::value_type;
+    using value_type = typename ShardedStringMap::value_type;
     using difference_type = std::ptrdiff_t;
     using pointer = Value*;
     using reference = Value&;
 
     Iter() = default;
-    Iter(ShardsT* shards, size_t shard, InnerIt it) : shards_(shards), shard_(shard), it_(it) { SkipEmpty(); }
+    Iter(ShardsT* shards, size_t shard, size_t slot) : shards_(shards), shard_(shard), slot_(slot) { SkipEmpty(); }
     // iterator → const_iterator.
-    template <typename S2, typename I2, typename V2>
+    template <typename S2, typename V2>
       requires(std::is_const_v<ShardsT> && !std::is_const_v<S2>)
-    Iter(const Iter<S2, I2, V2>& o) : shards_(o.shards_), shard_(o.shard_), it_(o.it_) {}  // NOLINT
+    Iter(const Iter<S2, V2>& o) : shards_(o.shards_), shard_(o.shard_), slot_(o.slot_) {}  // NOLINT
 
-    reference operator*() const { return *it_; }
-    pointer operator->() const { return &*it_; }
+    reference operator*() const { return (*shards_)[shard_].slots[slot_].node->kv; }
+    pointer operator->() const { return &**this; }
     Iter& operator++() {
-      ++it_;
+      ++slot_;
       SkipEmpty();
       return *this;
     }
@@ -88,101 +101,170 @@ class ShardedStringMap {
       return before;
     }
     friend bool operator==(const Iter& a, const Iter& b) {
-      return a.shard_ == b.shard_ && (a.shard_ == kShards || a.it_ == b.it_);
+      return a.shard_ == b.shard_ && (a.shard_ == kShards || a.slot_ == b.slot_);
     }
 
    private:
-    template <typename, typename, typename>
+    template <typename, typename>
     friend class Iter;
     friend class ShardedStringMap;
     void SkipEmpty() {
-      while (shard_ < kShards && it_ == (*shards_)[shard_].end()) {
-        if (++shard_ < kShards) it_ = (*shards_)[shard_].begin();
+      while (shard_ < kShards) {
+        const auto& slots = (*shards_)[shard_].slots;
+        while (slot_ < slots.size() && slots[slot_].node == nullptr) ++slot_;
+        if (slot_ < slots.size()) return;
+        ++shard_;
+        slot_ = 0;
       }
     }
     ShardsT* shards_ = nullptr;
     size_t shard_ = kShards;
-    InnerIt it_{};
+    size_t slot_ = 0;
   };
 
  public:
-  using key_type = std::string;
-  using mapped_type = V;
-  using value_type = typename Inner::value_type;
-  using iterator = Iter<Shards, typename Inner::iterator, value_type>;
-  using const_iterator = Iter<const Shards, typename Inner::const_iterator, const value_type>;
+  using iterator = Iter<Shards, value_type>;
+  using const_iterator = Iter<const Shards, const value_type>;
 
   ShardedStringMap() = default;
-  ShardedStringMap(const ShardedStringMap&) = default;
-  ShardedStringMap& operator=(const ShardedStringMap&) = default;
-  ShardedStringMap(ShardedStringMap&& other) noexcept
-      : shards_(std::move(other.shards_)), size_(std::exchange(other.size_, 0)) {
-    other.clear();
+  ~ShardedStringMap() { clear(); }
+  ShardedStringMap(const ShardedStringMap& other) : size_(other.size_) {
+    // Slot for slot, each node copied: the copy finds every key where the original does.
+    for (size_t s = 0; s < kShards; ++s) {
+      const Shard& from = other.shards_[s];
+      Shard& to = shards_[s];
+      to.slots.resize(from.slots.size());
+      to.used = from.used;
+      for (size_t i = 0; i < from.slots.size(); ++i) {
+        if (from.slots[i].node != nullptr) to.slots[i] = {from.slots[i].hash, new Node(*from.slots[i].node)};
+      }
+    }
   }
+  ShardedStringMap& operator=(const ShardedStringMap& other) {
+    if (this != &other) {
+      ShardedStringMap copy(other);
+      *this = std::move(copy);
+    }
+    return *this;
+  }
+  // A map moved from is empty.
+  ShardedStringMap(ShardedStringMap&& other) noexcept
+      : shards_(std::exchange(other.shards_, {})), size_(std::exchange(other.size_, 0)) {}
   ShardedStringMap& operator=(ShardedStringMap&& other) noexcept {
     if (this != &other) {
-      shards_ = std::move(other.shards_);
+      clear();
+      shards_ = std::exchange(other.shards_, {});
       size_ = std::exchange(other.size_, 0);
-      other.clear();
     }
     return *this;
   }
 
-  iterator begin() { return {&shards_, 0, shards_[0].begin()}; }
-  iterator end() { return {&shards_, kShards, {}}; }
-  const_iterator begin() const { return {&shards_, 0, shards_[0].begin()}; }
-  const_iterator end() const { return {&shards_, kShards, {}}; }
+  iterator begin() { return {&shards_, 0, 0}; }
+  iterator end() { return {&shards_, kShards, 0}; }
+  const_iterator begin() const { return {&shards_, 0, 0}; }
+  const_iterator end() const { return {&shards_, kShards, 0}; }
 
   iterator find(std::string_view key) {
     const HashedKey k = Hash(key);
     const size_t s = ShardOf(k);
-    auto it = shards_[s].find(k);
-    return it == shards_[s].end() ? end() : iterator(&shards_, s, it);
+    const size_t i = Probe(shards_[s], k);
+    return i == kNone || shards_[s].slots[i].node == nullptr ? end() : iterator(&shards_, s, i);
   }
   const_iterator find(std::string_view key) const {
     const HashedKey k = Hash(key);
     const size_t s = ShardOf(k);
-    auto it = shards_[s].find(k);
-    return it == shards_[s].end() ? end() : const_iterator(&shards_, s, it);
+    const size_t i = Probe(shards_[s], k);
+    return i == kNone || shards_[s].slots[i].node == nullptr ? end() : const_iterator(&shards_, s, i);
   }
-  bool contains(std::string_view key) const {
-    const HashedKey k = Hash(key);
-    return shards_[ShardOf(k)].contains(k);
-  }
+  bool contains(std::string_view key) const { return find(key) != end(); }
   V& at(std::string_view key) { return AtImpl(*this, key); }
   const V& at(std::string_view key) const { return AtImpl(*this, key); }
 
   template <typename K, typename... Args>
   std::pair<iterator, bool> emplace(K&& key, Args&&... args) {
-    std::string k(std::forward<K>(key));
+    std::string text(std::forward<K>(key));
+    const HashedKey k = Hash(text);
     const size_t s = ShardOf(k);
-    auto [it, inserted] = shards_[s].try_emplace(std::move(k), std::forward<Args>(args)...);
-    size_ += inserted ? 1 : 0;
-    return {iterator(&shards_, s, it), inserted};
+    Shard& shard = shards_[s];
+    size_t i = Probe(shard, k);
+    if (i != kNone && shard.slots[i].node != nullptr) return {iterator(&shards_, s, i), false};
+    if ((shard.used + 1) * 4 > shard.slots.size() * 3) {
+      Grow(shard);
+      i = Probe(shard, k);
+    }
+    shard.slots[i] = {k.hash, new Node{k.hash, value_type(std::piecewise_construct, std::forward_as_tuple(std::move(text)),
+                                                          std::forward_as_tuple(std::forward<Args>(args)...))}};
+    shard.used++;
+    size_++;
+    return {iterator(&shards_, s, i), true};
   }
   size_t erase(std::string_view key) {
     const HashedKey k = Hash(key);
-    Inner& inner = shards_[ShardOf(k)];
-    auto it = inner.find(k);
-    if (it == inner.end()) return 0;
-    inner.erase(it);
+    Shard& shard = shards_[ShardOf(k)];
+    const size_t i = Probe(shard, k);
+    if (i == kNone || shard.slots[i].node == nullptr) return 0;
+    delete shard.slots[i].node;
+    // Backward shift, as in PointerMap: each later slot of the run moves into the hole unless
+    // its home lies (cyclically) after the hole, where a lookup starting there would no longer
+    // pass the hole.
+    const size_t mask = shard.slots.size() - 1;
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; shard.slots[j].node != nullptr; j = (j + 1) & mask) {
+      const size_t home = shard.slots[j].hash & mask;
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        shard.slots[hole] = shard.slots[j];
+        hole = j;
+      }
+    }
+    shard.slots[hole] = {};
+    shard.used--;
     --size_;
     return 1;
+  }
+
+  // Starts loading the slot where a lookup of `key` begins (a software prefetch), for a caller
+  // that knows a key a little before it looks it up. Changes nothing.
+  void PrefetchSlot(std::string_view key) const {
+    const HashedKey k = Hash(key);
+    const Shard& shard = shards_[ShardOf(k)];
+    if (!shard.slots.empty()) __builtin_prefetch(&shard.slots[k.hash & (shard.slots.size() - 1)]);
+  }
+  // Starts loading the element of `key`, if its slot is the first one looked at (nearly always):
+  // after PrefetchSlot(key), once that had time to arrive, this reads a cached line. Changes
+  // nothing; returns the element's address, or null.
+  const value_type* PrefetchElement(std::string_view key) const {
+    const HashedKey k = Hash(key);
+    const Shard& shard = shards_[ShardOf(k)];
+    if (shard.slots.empty()) return nullptr;
+    const Slot& slot = shard.slots[k.hash & (shard.slots.size() - 1)];
+    if (slot.node == nullptr || slot.hash != k.hash) return nullptr;
+    __builtin_prefetch(&slot.node->kv);
+    return &slot.node->kv;
   }
 
   // Kept, not summed over the shards: empty() is on hot paths, and the sum touched every shard.
   size_t size() const { return size_; }
   bool empty() const { return size_ == 0; }
   void clear() {
-    for (Inner& inner : shards_) inner.clear();
+    for (Shard& shard : shards_) {
+      for (Slot& slot : shard.slots) delete slot.node;
+      shard = Shard{};
+    }
     size_ = 0;
   }
-  // Keys land in the same shard whatever the map's history, so shard-wise equality is equality.
-  bool operator==(const ShardedStringMap&) const = default;
+  // Equal keys with equal values, whatever the order they were added in.
+  friend bool operator==(const ShardedStringMap& a, const ShardedStringMap& b) {
+    if (a.size_ != b.size_) return false;
+    for (const auto& [key, value] : a) {
+      auto it = b.find(key);
+      if (it == b.end() || !(it->second == value)) return false;
+    }
+    return true;
+  }
 
   static size_t ShardOf(std::string_view key) { return ShardOf(Hash(key)); }
   static size_t ShardOf(const HashedKey& key) {
-    // The top bits: the inner map takes the hash modulo its (prime) bucket count.
+    // The top bits: a shard's slots are chosen by the low ones.
     constexpr unsigned kBits = std::countr_zero(kShards);
     if constexpr (kBits == 0) {
       return 0;
@@ -192,14 +274,36 @@ class ShardedStringMap {
   }
 
  private:
+  static constexpr size_t kNone = SIZE_MAX;
   static HashedKey Hash(std::string_view key) { return {key, TransparentStringHash{}(key)}; }
+
+  // The slot holding `k`, or the empty slot where it would go; kNone if the shard has no slots.
+  static size_t Probe(const Shard& shard, const HashedKey& k) {
+    if (shard.slots.empty()) return kNone;
+    const size_t mask = shard.slots.size() - 1;
+    for (size_t i = k.hash & mask;; i = (i + 1) & mask) {
+      const Slot& slot = shard.slots[i];
+      if (slot.node == nullptr) return i;
+      if (slot.hash == k.hash && slot.node->kv.first == k.text) return i;
+    }
+  }
+
+  // Twice the slots (16 at first): growing a shard moves only its slots, never its nodes.
+  static void Grow(Shard& shard) {
+    std::vector<Slot> old = std::exchange(shard.slots, std::vector<Slot>(std::max<size_t>(16, 2 * shard.slots.size())));
+    const size_t mask = shard.slots.size() - 1;
+    for (const Slot& slot : old) {
+      if (slot.node == nullptr) continue;
+      size_t i = slot.hash & mask;
+      while (shard.slots[i].node != nullptr) i = (i + 1) & mask;
+      shard.slots[i] = slot;
+    }
+  }
 
   template <typename Self>
   static auto& AtImpl(Self& self, std::string_view key) {
-    const HashedKey k = Hash(key);
-    auto& inner = self.shards_[ShardOf(k)];
-    auto it = inner.find(k);
-    if (it == inner.end()) throw std::out_of_range("ShardedStringMap::at: no key " + std::string(key));
+    auto it = self.find(key);
+    if (it == self.end()) throw std::out_of_range("ShardedStringMap::at: no key " + std::string(key));
     return it->second;
   }
 
