@@ -111,7 +111,7 @@ Status Processor::Start() {
   return Status::Ok();
 }
 
-Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failure) {
+Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failure, const void* hint) {
   if (partition >= parts_.size()) return InvalidArgument("partition out of range");
   auto& part = *parts_[partition];
   bool was_empty = false;
@@ -127,7 +127,7 @@ Status Processor::SubmitTo(uint32_t partition, Command command, Failed on_failur
                                std::to_string(part.queue.size()) + " inputs queued; retry with backoff");
     }
     was_empty = part.queue.empty();
-    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0, std::move(on_failure)});
+    part.queue.push_back(Input{std::move(command), nullptr, nullptr, 0, std::move(on_failure), Status::Ok(), hint});
   }
   // The writer sleeps only on an empty queue (and checks it under the lock first), so only the
   // first input needs to wake it: a wake-up per input is a futex call per request.
@@ -293,6 +293,11 @@ void Processor::WriterLoop(uint32_t p) {
     size_t thrower = SIZE_MAX;  // The input whose handler threw, if one did.
     for (; processed < batch.size() && failure.ok(); ++processed) {
       auto& in = batch[processed];
+      for (int ahead : {2, 1}) {
+        if (processed + ahead < batch.size() && batch[processed + ahead].hint != nullptr) {
+          MustNotThrow("Prefetch", [&] { handler_->Prefetch(p, batch[processed + ahead].hint, ahead); });
+        }
+      }
       try {
         if (in.command) {
           size_t begin = ws.event_count();

@@ -296,6 +296,52 @@ TEST_F(ProcessorTest, FullQueueAnswersResourceExhausted) {
   proc.Stop();
 }
 
+// A command's hint reaches Handler::Prefetch on its writer twice before its turn: while the
+// command two before it runs, then the one just before it. One without a hint is not announced.
+TEST_F(ProcessorTest, EachCommandsHintIsPrefetchedWhileTheOneBeforeItRuns) {
+  auto log = Open("svc", "svc");
+  struct Recorder : CountingHandler {
+    using CountingHandler::CountingHandler;
+    void Prefetch(uint32_t p, const void* hint, int ahead) override {
+      std::lock_guard lock(mu);
+      trace.push_back("prefetch " + std::to_string(p) + " " + *static_cast<const std::string*>(hint) + " " +
+                      std::to_string(ahead));
+    }
+    void Ran(const std::string& what) {
+      std::lock_guard lock(mu);
+      trace.push_back("run " + what);
+    }
+    std::vector<std::string> trace;
+  } h(log.get());
+  Processor proc({"svc", {}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  std::latch release(1);
+  std::latch entered(1);
+  ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t, eventlog::WriteSet&) -> Reply {
+    entered.count_down();
+    release.wait();
+    return nullptr;
+  }, nullptr).ok());
+  entered.wait();
+  // Queued behind the blocker: they run as one batch, a, b (no hint), c.
+  const std::string a = "a", c = "c";
+  std::promise<void> all_ran;
+  auto command = [&](const std::string& name) {
+    return [&, name](uint32_t, eventlog::WriteSet&) -> Reply {
+      h.Ran(name);
+      if (name == "c") all_ran.set_value();
+      return nullptr;
+    };
+  };
+  ASSERT_TRUE(proc.SubmitTo(1, command("a"), nullptr, &a).ok());
+  ASSERT_TRUE(proc.SubmitTo(1, command("b"), nullptr).ok());
+  ASSERT_TRUE(proc.SubmitTo(1, command("c"), nullptr, &c).ok());
+  release.count_down();
+  all_ran.get_future().wait();
+  proc.Stop();
+  EXPECT_EQ(h.trace, (std::vector<std::string>{"prefetch 1 c 2", "run a", "prefetch 1 c 1", "run b", "run c"}));
+}
+
 TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
   auto log = Open("svc", "svc");
   CountingHandler h(log.get());

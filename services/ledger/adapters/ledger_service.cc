@@ -912,18 +912,30 @@ void LedgerService::OnPoison(uint32_t p, const bus::Message& m, const Status& wh
   RejectUsage(p, m, usage, NextTxnId(p, ws), "poison_input", why, ws);
 }
 
+// A queued mutation: what its command closure, its Reply and its failure path share. Its command
+// is also the writer's prefetch hint (Prefetch), so it lives here rather than in the closure.
+struct LedgerService::Mutation {
+  std::string request_id;
+  Command command;
+  MutationDone done;  // Exactly one of the command, its Reply and its failure path answers.
+};
+
+void LedgerService::Prefetch(uint32_t p, const void* hint, int ahead) {
+  if (const Account* a = ledgers_[p]->Prefetch(*static_cast<const Command*>(hint), ahead)) owed_[p].seq_of.Prefetch(a);
+}
+
 void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command command, MutationDone done) {
-  // `done` is shared by the command and its Reply: exactly one of them answers.
-  auto answer = std::make_shared<MutationDone>(std::move(done));
-  Status submitted = processor_->SubmitTo(p, [=, this, request_id = std::move(request_id), command = std::move(command)](
-                                                 uint32_t, eventlog::WriteSet& ws) mutable -> runtime::Reply {
+  auto call = std::make_shared<Mutation>(Mutation{std::move(request_id), std::move(command), std::move(done)});
+  const void* hint = &call->command;
+  Status submitted = processor_->SubmitTo(p, [this, p, call](uint32_t, eventlog::WriteSet& ws) -> runtime::Reply {
+    Command& command = call->command;
     std::string txn = NextTxnId(p, ws);
     eventlog::Causation cause;
-    // The command runs once: what it captured is its own to move.
-    if (request_id.empty()) {
+    // The command runs once: what the call holds is its own to move.
+    if (call->request_id.empty()) {
       cause.set_request_id(txn);
     } else {
-      cause.set_request_id(std::move(request_id));
+      cause.set_request_id(std::move(call->request_id));
     }
     const int64_t now = options_.clock->NowMicros();
     std::visit(
@@ -934,7 +946,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
         command);
     auto out = std::make_shared<Outcome>(Execute(p, command, ws, std::move(cause), CommandOperator(command)));
     if (!out->error.ok()) {
-      (*answer)(server::ToGrpc(out->error), nullptr);
+      call->done(server::ToGrpc(out->error), nullptr);
       return nullptr;
     }
     // The answer's account is taken now: the reply runs once the batch is durable, on the
@@ -958,12 +970,12 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
         ToProto(*a, out->account.get());
       }
     }
-    return [=, this](const Status& commit, std::span<const eventlog::Envelope>) {
+    return [this, call, out](const Status& commit, std::span<const eventlog::Envelope>) {
       if (!commit.ok()) {
         // Reload has restored this partition's claims from the store, the released ones too.
         // The log refused what the batch wrote (requests are checked before they are queued, so
         // this is not expected): the fault may be another request's of the same batch.
-        (*answer)(commit.code() == StatusCode::kInvalidArgument
+        call->done(commit.code() == StatusCode::kInvalidArgument
                       ? grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                                      "not recorded, the event log refused the batch this request was in: " +
                                          commit.message() + "; if the request is well-formed, retry it with the "
@@ -977,7 +989,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       // attaches a meter after detaching it finds it free.
       for (const auto& [meter, owner] : out->released_claims) claims_.Release(meter, owner);
       if (out->decision.rejection) {
-        (*answer)(RejectionStatus(*out->decision.rejection), nullptr);
+        call->done(RejectionStatus(*out->decision.rejection), nullptr);
         return;
       }
       v1::MutationResponse response;
@@ -985,14 +997,14 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
       response.set_duplicate(out->decision.duplicate);
       if (out->account) response.set_allocated_account(out->account.release());
       if (out->balance) response.set_allocated_balance(out->balance.release());
-      (*answer)(grpc::Status::OK, &response);
+      call->done(grpc::Status::OK, &response);
     };
-  }, [answer](const Status& why) {
+  }, [call](const Status& why) {
     // The command threw (INTERNAL, its batch undone) or never ran because the store broke
     // (UNAVAILABLE): nothing of it is recorded. Answered now rather than at the deadline.
-    (*answer)(server::ToGrpc(why), nullptr);
-  });
-  if (!submitted.ok()) (*answer)(server::ToGrpc(submitted), nullptr);
+    call->done(server::ToGrpc(why), nullptr);
+  }, hint);
+  if (!submitted.ok()) call->done(server::ToGrpc(submitted), nullptr);
 }
 
 template <typename Resp>

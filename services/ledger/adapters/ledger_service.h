@@ -204,6 +204,9 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   // Writes every view still owed: a clean stop leaves every view up to date.
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
+  // Starts loading what the queued mutation `hint` (its Command) will look up first: its account
+  // and key (Ledger::Prefetch), then the account's place among the owed views.
+  void Prefetch(uint32_t partition, const void* hint, int ahead) override;
 
   // The answer to a mutation or a query, called exactly once: on a partition's committer thread
   // after the commit (on its writer when the batch wrote nothing or failed), or on the caller's thread when the request was refused before it was queued (a
@@ -264,6 +267,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
 
  private:
   struct Outcome;
+  struct Mutation;
 
   // Runs a domain command on `partition`'s writer: decides, records the events (or the
   // rejection), updates the in-memory ledger and notes the views it now owes.

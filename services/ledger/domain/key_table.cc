@@ -123,6 +123,13 @@ std::optional<KeyTable::Entry> KeyTable::find(std::string_view key) const {
   return Read(RefOf(slot));
 }
 
+void KeyTable::Prefetch(std::string_view key) const {
+  const uint64_t h = TransparentStringHash{}(key);
+  const Shard& s = shards_[ShardOf(h)];
+  if (s.slots.empty()) return;
+  __builtin_prefetch(&s.slots[Home(TagOfHash(h), BitsOf(s.slots.size()))]);
+}
+
 bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t fingerprint) {
   const uint64_t h = TransparentStringHash{}(key);
   const uint32_t tag = TagOfHash(h);

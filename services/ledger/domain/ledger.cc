@@ -462,6 +462,33 @@ int64_t Ledger::SystemBalance(std::string_view name) const {
 // ---------------------------------------------------------------------------------------------
 // Decide
 
+const Account* Ledger::Prefetch(const Command& command, int ahead) const {
+  return std::visit(
+      [this, ahead](const auto& c) -> const Account* {
+        using T = std::decay_t<decltype(c)>;
+        const Account* account = nullptr;
+        if constexpr (requires { c.account_id; }) {
+          if (ahead >= 2) {
+            state_.accounts.PrefetchSlot(c.account_id);
+          } else if (const auto* kv = state_.accounts.PrefetchElement(c.account_id)) {
+            account = &kv->second;
+            // Decide reads the limits and the balance too, a line or two past the id.
+            __builtin_prefetch(&account->limits);
+            __builtin_prefetch(&account->balance_minor);
+          }
+        }
+        if (ahead >= 2) {
+          if constexpr (std::is_same_v<T, Charge>) {
+            state_.charges.Prefetch(c.charge_id);
+          } else if constexpr (requires { c.idempotency_key; }) {
+            if (!c.idempotency_key.empty()) state_.idempotency_keys.Prefetch(c.idempotency_key);
+          }
+        }
+        return account;
+      },
+      command);
+}
+
 Result<Decision> Ledger::Decide(const Command& command) const {
   const std::string& txn_id = std::visit([](const auto& c) -> const std::string& { return c.txn_id; }, command);
   if (txn_id.empty()) return InvalidArgument("command has no txn_id; the adapter must assign one");

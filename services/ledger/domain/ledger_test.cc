@@ -141,6 +141,35 @@ size_t Count(const std::vector<Event>& events) {
 
 // ---- Open ------------------------------------------------------------------------------------
 
+// Prefetch is a hint: whatever it is given, the state is as it was, and at 1 it names the
+// account the command's Decide finds (null for one that does not exist).
+TEST_F(LedgerTest, PrefetchChangesNothingAndNamesTheAccountADecisionFinds) {
+  const std::vector<Command> before = {TopUpCmd("A1", Y(1), "K0"), ChargeCmd("A1", Y(1), "C0"), OpenCmd("A1")};
+  for (const Command& c : before) {
+    EXPECT_EQ(ledger_.Prefetch(c, 2), nullptr);
+    EXPECT_EQ(ledger_.Prefetch(c, 1), nullptr);  // An empty ledger: nothing to find.
+  }
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  const LedgerState state = ledger_.state();
+  const std::vector<Command> commands = {TopUpCmd("A1", Y(5), "K1"),      TopUpCmd("A1", Y(5), "K2"),
+                                         RefundCmd("A1", Y(5), "K3"),      AdjustCmd("A1", -Y(5), "K4"),
+                                         ChargeCmd("A1", Y(5), "C1"),      TopUpCmd("nobody", Y(5), "K5"),
+                                         ReverseCmd("T2"),                 OpenCmd("A2", {"M2"})};
+  for (const Command& c : commands) {
+    EXPECT_EQ(ledger_.Prefetch(c, 2), nullptr);
+    const Account* named = ledger_.Prefetch(c, 1);
+    const std::string account = std::visit(
+        [](const auto& x) -> std::string {
+          if constexpr (requires { x.account_id; }) return x.account_id;
+          return "";
+        },
+        c);
+    EXPECT_EQ(named, account == "A1" ? ledger_.FindAccount("A1") : nullptr);
+  }
+  EXPECT_TRUE(ledger_.state() == state);
+}
+
 TEST_F(LedgerTest, OpenEmitsAccountOpenedAndTheInitialLevel) {
   OpenAccount c = OpenCmd("A1", {"M1", "M2"});
   Decision d = Do(c);

@@ -90,6 +90,12 @@ class Handler {
   virtual void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) {}
   // A commit of `partition` failed, so in-memory state may be ahead of the store: rebuild it.
   virtual Status Reload(uint32_t partition) = 0;
+  // The command queued with `hint` (SubmitTo) runs `ahead` commands from now (2, then 1): where
+  // a handler starts loading what that command will read (a software prefetch), so that its
+  // cache misses overlap the work before it instead of stalling its own. Two calls, so that a
+  // lookup that reads one place to find the next (a slot, then the element) can start the first
+  // at 2 and the second at 1. A hint only: it must not change what any command does, nor throw.
+  virtual void Prefetch(uint32_t partition, const void* hint, int ahead) {}
 };
 
 // The default ProcessorOptions::on_fatal: logs `why` as a failed check and aborts the process.
@@ -136,7 +142,9 @@ class Processor {
   Status Submit(std::string_view key, Command command, Failed on_failure) {
     return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command), std::move(on_failure));
   }
-  Status SubmitTo(uint32_t partition, Command command, Failed on_failure);
+  // `hint`, if not null, is handed to Handler::Prefetch just before the command runs; it must stay
+  // valid as long as the command (say, point into what the command owns).
+  Status SubmitTo(uint32_t partition, Command command, Failed on_failure, const void* hint = nullptr);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
 
@@ -164,6 +172,7 @@ class Processor {
     int failures = 0;                       // Failed batches this input was blamed for.
     Failed on_failure;                      // Commands: their answer if they throw.
     Status last_failure = Status::Ok();     // Why the last batch it made fail failed.
+    const void* hint = nullptr;             // Commands: for Handler::Prefetch.
   };
   // A message blamed for this many failed batches is set aside so it cannot block the partition.
   static constexpr int kMaxMessageFailures = 3;
