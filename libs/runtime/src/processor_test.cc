@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <future>
 #include <latch>
+#include <memory>
 #include <stdexcept>
 
 #include "wattledger/testing/temp_dir.h"
@@ -162,6 +163,19 @@ class ProcessorTest : public ::testing::Test {
     EXPECT_GT(wal_bytes, LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20));
     return wal_bytes > LargestFileBytes(dir_.path(), /*wal=*/false) + (1 << 20) ? wal_bytes : 0;
   }
+  // Holds partition p's writer inside a command until the returned latch is counted down, so
+  // that what is submitted meanwhile runs as one batch. Keep the latch until the processor stops.
+  static std::unique_ptr<std::latch> HoldWriter(Processor& proc, uint32_t p) {
+    auto release = std::make_unique<std::latch>(1);
+    std::latch entered(1);
+    EXPECT_TRUE(proc.SubmitTo(p, [&entered, r = release.get()](uint32_t, eventlog::WriteSet&) -> Reply {
+      entered.count_down();
+      r->wait();
+      return nullptr;
+    }, nullptr).ok());
+    entered.wait();
+    return release;
+  }
   // Waits (bounded) until the consumer applied `n` events in total.
   void WaitTotal(eventlog::EventLog* log, int64_t n) {
     for (int i = 0; i < 3000 && Total(log) < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -315,14 +329,7 @@ TEST_F(ProcessorTest, EachCommandsHintIsPrefetchedWhileTheOneBeforeItRuns) {
   } h(log.get());
   Processor proc({"svc", {}}, log.get(), bus_.get(), &h);
   ASSERT_TRUE(proc.Start().ok());
-  std::latch release(1);
-  std::latch entered(1);
-  ASSERT_TRUE(proc.SubmitTo(1, [&](uint32_t, eventlog::WriteSet&) -> Reply {
-    entered.count_down();
-    release.wait();
-    return nullptr;
-  }, nullptr).ok());
-  entered.wait();
+  auto release = HoldWriter(proc, 1);
   // Queued behind the blocker: they run as one batch, a, b (no hint), c.
   const std::string a = "a", c = "c";
   std::promise<void> all_ran;
@@ -336,7 +343,7 @@ TEST_F(ProcessorTest, EachCommandsHintIsPrefetchedWhileTheOneBeforeItRuns) {
   ASSERT_TRUE(proc.SubmitTo(1, command("a"), nullptr, &a).ok());
   ASSERT_TRUE(proc.SubmitTo(1, command("b"), nullptr).ok());
   ASSERT_TRUE(proc.SubmitTo(1, command("c"), nullptr, &c).ok());
-  release.count_down();
+  release->count_down();
   all_ran.get_future().wait();
   proc.Stop();
   EXPECT_EQ(h.trace, (std::vector<std::string>{"prefetch 1 c 2", "run a", "prefetch 1 c 1", "run b", "run c"}));

@@ -59,7 +59,20 @@ class LedgerServiceTest : public ::testing::Test {
     if (svc_) svc_->Stop();
   }
 
-  grpc::Status Open(const std::string& id, std::vector<std::string> meters, int64_t credit = 0) {
+  // An adjustment of `id` by `minor` under `key`.
+  static v1::AdjustRequest AdjustRequest(const std::string& id, int64_t minor, const std::string& key,
+                                         const std::string& reason, const std::string& op = "op1") {
+    v1::AdjustRequest r;
+    r.set_operator_id(op);
+    r.set_account_id(id);
+    r.set_idempotency_key(key);
+    r.set_amount_minor(minor);
+    r.set_reason(reason);
+    return r;
+  }
+
+  grpc::Status Open(const std::string& id, std::vector<std::string> meters, int64_t credit = 0,
+                    v1::MutationResponse* out = nullptr) {
     v1::OpenAccountRequest r;
     r.set_operator_id("op1");
     r.set_account_id(id);
@@ -72,7 +85,7 @@ class LedgerServiceTest : public ::testing::Test {
     r.set_alarm2_minor(100'000);
     r.set_hoarding_cap_minor(50'000'000);
     v1::MutationResponse resp;
-    return svc_->OpenAccount(nullptr, &r, &resp);
+    return svc_->OpenAccount(nullptr, &r, out != nullptr ? out : &resp);
   }
 
   grpc::Status TopUp(const std::string& id, int64_t minor, const std::string& key, v1::MutationResponse* resp,
@@ -299,26 +312,13 @@ TEST_F(LedgerServiceTest, AMalformedRequestIsAnsweredWithoutWaitingForTheWriterA
 }
 
 TEST_F(LedgerServiceTest, AccountCommandsAnswerTheAccountPostingsItsBalance) {
-  v1::OpenAccountRequest open;
-  open.set_operator_id("op1");
-  open.set_account_id("A1");
-  open.set_customer_name("张三");
-  open.add_phones("13800000000");
-  open.add_meters("M1");
-  open.set_mode(v1::MODE_PREPAID);
-  open.set_credit_limit_minor(10'000);
   v1::MutationResponse opened, adjusted;
-  ASSERT_TRUE(svc_->OpenAccount(nullptr, &open, &opened).ok());
+  ASSERT_TRUE(Open("A1", {"M1"}, /*credit=*/10'000, &opened).ok());
   EXPECT_EQ(opened.account().customer_name(), "张三");
   EXPECT_EQ(opened.account().meters_size(), 1);
   EXPECT_EQ(opened.account().limits().credit_limit_minor(), 10'000);
   EXPECT_FALSE(opened.has_balance());
-  v1::AdjustRequest adjust;
-  adjust.set_operator_id("op1");
-  adjust.set_account_id("A1");
-  adjust.set_idempotency_key("K1");
-  adjust.set_amount_minor(-15'000);
-  adjust.set_reason("meter read twice");
+  const v1::AdjustRequest adjust = AdjustRequest("A1", -15'000, "K1", "meter read twice");
   ASSERT_TRUE(svc_->Adjust(nullptr, &adjust, &adjusted).ok());
   EXPECT_FALSE(adjusted.has_account());
   EXPECT_EQ(adjusted.balance().account_id(), "A1");
@@ -1286,12 +1286,7 @@ TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
   rf.set_method(v1::PAYMENT_METHOD_WECHAT);
   rf.set_reason("moving out");
   ASSERT_TRUE(svc_->Refund(nullptr, &rf, &refund).ok());
-  v1::AdjustRequest ad;
-  ad.set_operator_id("op3");
-  ad.set_account_id("A1");
-  ad.set_idempotency_key("K3");
-  ad.set_amount_minor(-5'000);
-  ad.set_reason("meter fault");
+  const v1::AdjustRequest ad = AdjustRequest("A1", -5'000, "K3", "meter fault", "op3");
   ASSERT_TRUE(svc_->Adjust(nullptr, &ad, &adjust).ok());
   v1::ReverseRequest rr;
   rr.set_operator_id("op4");
@@ -1716,12 +1711,7 @@ TEST_F(LedgerServiceTest, TextThatIsNotUtf8IsRefusedAloneNamingTheField) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse resp;
   ASSERT_TRUE(TopUp("A1", 10'000, "K0", &resp).ok());
-  v1::AdjustRequest adjust;
-  adjust.set_operator_id("op1");
-  adjust.set_account_id("A1");
-  adjust.set_idempotency_key("K-adjust");
-  adjust.set_amount_minor(-100);
-  adjust.set_reason("meter \xff fault");  // Only in the payload.
+  const v1::AdjustRequest adjust = AdjustRequest("A1", -100, "K-adjust", "meter \xff fault");  // Only in the payload.
   grpc::Status s = svc_->Adjust(nullptr, &adjust, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
   EXPECT_NE(s.error_message().find("reason"), std::string::npos) << s.error_message();
