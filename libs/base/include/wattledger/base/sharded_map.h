@@ -10,9 +10,10 @@
 //
 // The interface is the part of unordered_map that callers use: find/contains/at/emplace/erase,
 // size, iteration (shard by shard, in no particular order) and equality. Lookups take string_view.
-// As in unordered_map, an element's address is stable until it is erased; iterators are not
-// (an emplace may move the slots).
+// As in unordered_map, an element's address is stable until it is erased; iterators are not (an
+// emplace may move the slots, and an erase shifts the slots after the erased one back).
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -129,15 +130,21 @@ class ShardedStringMap {
   ShardedStringMap() = default;
   ~ShardedStringMap() { clear(); }
   ShardedStringMap(const ShardedStringMap& other) : size_(other.size_) {
-    // Slot for slot, each node copied: the copy finds every key where the original does.
-    for (size_t s = 0; s < kShards; ++s) {
-      const Shard& from = other.shards_[s];
-      Shard& to = shards_[s];
-      to.slots.resize(from.slots.size());
-      to.used = from.used;
-      for (size_t i = 0; i < from.slots.size(); ++i) {
-        if (from.slots[i].node != nullptr) to.slots[i] = {from.slots[i].hash, new Node(*from.slots[i].node)};
+    // Slot for slot, each node copied: the copy finds every key where the original does. If a
+    // copy throws, the nodes copied so far are freed (no destructor runs for this one).
+    try {
+      for (size_t s = 0; s < kShards; ++s) {
+        const Shard& from = other.shards_[s];
+        Shard& to = shards_[s];
+        to.slots.resize(from.slots.size());
+        to.used = from.used;
+        for (size_t i = 0; i < from.slots.size(); ++i) {
+          if (from.slots[i].node != nullptr) to.slots[i] = {from.slots[i].hash, new Node(*from.slots[i].node)};
+        }
       }
+    } catch (...) {
+      clear();
+      throw;
     }
   }
   ShardedStringMap& operator=(const ShardedStringMap& other) {
@@ -229,18 +236,27 @@ class ShardedStringMap {
     const Shard& shard = shards_[ShardOf(k)];
     if (!shard.slots.empty()) __builtin_prefetch(&shard.slots[k.hash & (shard.slots.size() - 1)]);
   }
-  // Starts loading the element of `key`, if its slot is the first one looked at (nearly always):
-  // after PrefetchSlot(key), once that had time to arrive, this reads a cached line. Changes
-  // nothing; returns the element's address, or null.
+  // Starts loading the element of `key`: after PrefetchSlot(key), once that had time to arrive,
+  // this reads the run of slots from there (cached: four to a line) for the key's hash, without
+  // reading any element's key. Changes nothing; returns the address of the first element in the
+  // run whose slot holds the key's hash (the key's own, unless another key has the same 64-bit
+  // hash), or null if none of the first kPrefetchRun slots does.
   const value_type* PrefetchElement(std::string_view key) const {
     const HashedKey k = Hash(key);
     const Shard& shard = shards_[ShardOf(k)];
     if (shard.slots.empty()) return nullptr;
-    const Slot& slot = shard.slots[k.hash & (shard.slots.size() - 1)];
-    if (slot.node == nullptr || slot.hash != k.hash) return nullptr;
-    __builtin_prefetch(&slot.node->kv);
-    return &slot.node->kv;
+    const size_t mask = shard.slots.size() - 1;
+    for (size_t n = 0, i = k.hash & mask; n < kPrefetchRun; ++n, i = (i + 1) & mask) {
+      const Slot& slot = shard.slots[i];
+      if (slot.node == nullptr) return nullptr;
+      if (slot.hash == k.hash) {
+        __builtin_prefetch(&slot.node->kv);
+        return &slot.node->kv;
+      }
+    }
+    return nullptr;
   }
+  static constexpr size_t kPrefetchRun = 16;
 
   // Kept, not summed over the shards: empty() is on hot paths, and the sum touched every shard.
   size_t size() const { return size_; }
