@@ -415,6 +415,10 @@ TEST_F(LedgerServiceTest, ReversalOnceAndNeverOfAReversal) {
   rr.set_original_txn_id(top.txn_id());
   rr.set_reason("wrong account");
   ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &rev).ok());
+  // A reversal is a posting: it answers with the balance it left.
+  ASSERT_TRUE(rev.has_balance());
+  EXPECT_FALSE(rev.has_account());
+  EXPECT_EQ(rev.balance().account_id(), "A1");
   EXPECT_EQ(rev.balance().balance_minor(), 0);
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   rr.set_original_txn_id(rev.txn_id());
@@ -446,6 +450,7 @@ TEST_F(LedgerServiceTest, UsageChargesApplyOnceAndBadUsageIsRecordedNotApplied) 
   EXPECT_TRUE(Get("A1").supply_cut());
   EXPECT_EQ(Count("SupplyCutRequired"), 1);
   ASSERT_TRUE(TopUp("A1", 100'000, "K2", &r).ok());
+  ASSERT_TRUE(r.has_balance());
   EXPECT_FALSE(r.balance().supply_cut());
   EXPECT_EQ(Count("SupplyRestoreAllowed"), 1);
   // A restart replays the log and does not charge anything again.
@@ -1286,6 +1291,10 @@ TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
   rf.set_method(v1::PAYMENT_METHOD_WECHAT);
   rf.set_reason("moving out");
   ASSERT_TRUE(svc_->Refund(nullptr, &rf, &refund).ok());
+  // 100,000 topped up, 30,000 charged, 20,000 refunded.
+  ASSERT_TRUE(refund.has_balance());
+  EXPECT_FALSE(refund.has_account());
+  EXPECT_EQ(refund.balance().balance_minor(), 50'000);
   const v1::AdjustRequest ad = AdjustRequest("A1", -5'000, "K3", "meter fault", "op3");
   ASSERT_TRUE(svc_->Adjust(nullptr, &ad, &adjust).ok());
   v1::ReverseRequest rr;
