@@ -921,7 +921,8 @@ struct LedgerService::Mutation {
 };
 
 void LedgerService::Prefetch(uint32_t p, const void* hint, int ahead) {
-  if (const Account* a = ledgers_[p]->Prefetch(*static_cast<const Command*>(hint), ahead)) owed_[p].seq_of.Prefetch(a);
+  // MutateAsync's hints are the commands of its Mutations.
+  ledgers_[p]->Prefetch(*static_cast<const Command*>(hint), ahead);
 }
 
 void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command command, MutationDone done) {

@@ -205,7 +205,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void BeforeStop(uint32_t partition, eventlog::WriteSet& ws) override;
   Status Reload(uint32_t partition) override;
   // Starts loading what the queued mutation `hint` (its Command) will look up first: its account
-  // and key (Ledger::Prefetch), then the account's place among the owed views.
+  // and key (Ledger::Prefetch).
   void Prefetch(uint32_t partition, const void* hint, int ahead) override;
 
   // The answer to a mutation or a query, called exactly once: on a partition's committer thread

@@ -462,19 +462,17 @@ int64_t Ledger::SystemBalance(std::string_view name) const {
 // ---------------------------------------------------------------------------------------------
 // Decide
 
-const Account* Ledger::Prefetch(const Command& command, int ahead) const {
-  return std::visit(
-      [this, ahead](const auto& c) -> const Account* {
+void Ledger::Prefetch(const Command& command, int ahead) const {
+  std::visit(
+      [this, ahead](const auto& c) {
         using T = std::decay_t<decltype(c)>;
-        const Account* account = nullptr;
         if constexpr (requires { c.account_id; }) {
           if (ahead >= 2) {
             state_.accounts.PrefetchSlot(c.account_id);
           } else if (const auto* kv = state_.accounts.PrefetchElement(c.account_id)) {
-            account = &kv->second;
             // Decide reads the limits and the balance too, a line or two past the id.
-            __builtin_prefetch(&account->limits);
-            __builtin_prefetch(&account->balance_minor);
+            __builtin_prefetch(&kv->second.limits);
+            __builtin_prefetch(&kv->second.balance_minor);
           }
         }
         if (ahead >= 2) {
@@ -484,7 +482,6 @@ const Account* Ledger::Prefetch(const Command& command, int ahead) const {
             if (!c.idempotency_key.empty()) state_.idempotency_keys.Prefetch(c.idempotency_key);
           }
         }
-        return account;
       },
       command);
 }

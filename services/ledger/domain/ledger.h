@@ -220,9 +220,8 @@ class Ledger {
   Result<Decision> Decide(const Command& command) const;
   // Starts loading what Decide(command) will look up first (a software prefetch), for a caller
   // that knows the command a little before deciding it: with `ahead` 2 the slots of its account
-  // and key, with 1 (after 2, once those arrived) its account. Changes nothing. Returns the
-  // account when `ahead` is 1 and it was found, else null.
-  const Account* Prefetch(const Command& command, int ahead) const;
+  // and key, with 1 (after 2, once those arrived) its account. Changes nothing.
+  void Prefetch(const Command& command, int ahead) const;
 
   // Folds one event into the state. Must be given events in the order Decide produced them;
   // never fails on such events, and crashes (WL_CHECK) on an event that breaks an invariant.

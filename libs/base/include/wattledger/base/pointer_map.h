@@ -61,10 +61,6 @@ class PointerMap {
     }
   }
   bool contains(const T* key) const { return find(key) != nullptr; }
-  // Starts loading the slot where a lookup of key begins (a software prefetch). Changes nothing.
-  void Prefetch(const T* key) const {
-    if (!slots_.empty()) __builtin_prefetch(&slots_[Home(key)]);
-  }
 
   // Removes key if it is there: true if it was.
   bool erase(const T* key) {
