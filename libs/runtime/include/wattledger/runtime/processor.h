@@ -142,8 +142,8 @@ class Processor {
   Status Submit(std::string_view key, Command command, Failed on_failure) {
     return SubmitTo(PartitionForKey(key, log_->partitions()), std::move(command), std::move(on_failure));
   }
-  // `hint`, if not null, is handed to Handler::Prefetch just before the command runs; it must stay
-  // valid as long as the command (say, point into what the command owns).
+  // `hint`, if not null, is handed to Handler::Prefetch while the two inputs before the command
+  // run; it must stay valid as long as the command (say, point into what the command owns).
   Status SubmitTo(uint32_t partition, Command command, Failed on_failure, const void* hint = nullptr);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
