@@ -59,10 +59,7 @@ class ShardedStringMap {
   // array of (hash, node) slots, at most three quarters full: a lookup is one slot's cache line
   // and then the node, where unordered_map read its bucket, the node before the bucket's first
   // (libstdc++ keeps that one) and then the node, after a division by its prime bucket count.
-  struct Node {
-    size_t hash;
-    value_type kv;
-  };
+  using Node = value_type;
   struct Slot {
     size_t hash = 0;
     Node* node = nullptr;  // Null: empty.
@@ -89,7 +86,7 @@ class ShardedStringMap {
       requires(std::is_const_v<ShardsT> && !std::is_const_v<S2>)
     Iter(const Iter<S2, V2>& o) : shards_(o.shards_), shard_(o.shard_), slot_(o.slot_) {}  // NOLINT
 
-    reference operator*() const { return (*shards_)[shard_].slots[slot_].node->kv; }
+    reference operator*() const { return *(*shards_)[shard_].slots[slot_].node; }
     pointer operator->() const { return &**this; }
     Iter& operator++() {
       ++slot_;
@@ -199,8 +196,8 @@ class ShardedStringMap {
       Grow(shard);
       i = Probe(shard, k);
     }
-    shard.slots[i] = {k.hash, new Node{k.hash, value_type(std::piecewise_construct, std::forward_as_tuple(std::move(text)),
-                                                          std::forward_as_tuple(std::forward<Args>(args)...))}};
+    shard.slots[i] = {k.hash, new Node(std::piecewise_construct, std::forward_as_tuple(std::move(text)),
+                                       std::forward_as_tuple(std::forward<Args>(args)...))};
     shard.used++;
     size_++;
     return {iterator(&shards_, s, i), true};
@@ -250,8 +247,8 @@ class ShardedStringMap {
       const Slot& slot = shard.slots[i];
       if (slot.node == nullptr) return nullptr;
       if (slot.hash == k.hash) {
-        __builtin_prefetch(&slot.node->kv);
-        return &slot.node->kv;
+        __builtin_prefetch(slot.node);
+        return slot.node;
       }
     }
     return nullptr;
@@ -300,7 +297,7 @@ class ShardedStringMap {
     for (size_t i = k.hash & mask;; i = (i + 1) & mask) {
       const Slot& slot = shard.slots[i];
       if (slot.node == nullptr) return i;
-      if (slot.hash == k.hash && slot.node->kv.first == k.text) return i;
+      if (slot.hash == k.hash && slot.node->first == k.text) return i;
     }
   }
 
