@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "wattledger/base/check.h"
+#include "wattledger/base/linear_probing.h"
 #include "wattledger/base/sharded_map.h"
 
 namespace wattledger::ledger {
@@ -77,12 +78,8 @@ void KeyTable::Grow(Shard& s) {
   // Home spreads a tag over at most 2^kTagBits places.
   WL_CHECK_MSG(BitsOf(n) <= kTagBits, "a key table shard outgrew 2^24 slots");
   std::vector<uint64_t> slots(n, 0);
-  const size_t mask = n - 1;
   for (uint64_t slot : s.slots) {
-    if (slot == 0) continue;
-    size_t i = Home(TagOf(slot), BitsOf(n));
-    while (slots[i] != 0) i = (i + 1) & mask;
-    slots[i] = slot;
+    if (slot != 0) linear_probing::Place(slots, Home(TagOf(slot), BitsOf(n)), slot, [](uint64_t x) { return x == 0; });
   }
   s.slots = std::move(slots);
 }

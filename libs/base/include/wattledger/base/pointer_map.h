@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "wattledger/base/linear_probing.h"
+
 namespace wattledger {
 
 template <typename T, typename V>
@@ -70,17 +72,7 @@ class PointerMap {
       if (slots_[i].key == nullptr) return false;
       i = (i + 1) & mask_;
     }
-    // Backward shift: each later slot of the run moves into the hole unless its home lies
-    // (cyclically) after the hole, where a lookup starting there would no longer pass the hole.
-    size_t hole = i;
-    for (size_t j = (i + 1) & mask_; slots_[j].key != nullptr; j = (j + 1) & mask_) {
-      const size_t home = Home(slots_[j].key);
-      if (((j - home) & mask_) >= ((j - hole) & mask_)) {
-        slots_[hole] = slots_[j];
-        hole = j;
-      }
-    }
-    slots_[hole] = {};
+    linear_probing::EraseAt(slots_, i, Empty, [this](const Slot& s) { return Home(s.key); });
     size_--;
     return true;
   }
@@ -93,6 +85,7 @@ class PointerMap {
     const T* key = nullptr;
     V value{};
   };
+  static bool Empty(const Slot& s) { return s.key == nullptr; }
 
   // The top bits of the address once MurmurHash3's 64-bit finalizer has mixed it. Objects
   // allocated one after another lie a fixed stride apart, and a single multiply (Fibonacci
@@ -113,10 +106,7 @@ class PointerMap {
     mask_ = slots_.size() - 1;
     shift_ = 64 - static_cast<unsigned>(std::countr_zero(slots_.size()));
     for (const Slot& s : old) {
-      if (s.key == nullptr) continue;
-      size_t i = Home(s.key);
-      while (slots_[i].key != nullptr) i = (i + 1) & mask_;
-      slots_[i] = s;
+      if (!Empty(s)) linear_probing::Place(slots_, Home(s.key), s, Empty);
     }
   }
 

@@ -28,6 +28,8 @@
 #include <utility>
 #include <vector>
 
+#include "wattledger/base/linear_probing.h"
+
 namespace wattledger {
 
 // A key with its hash, computed once: the shard is chosen by its top bits and the slot by its
@@ -64,6 +66,7 @@ class ShardedStringMap {
     size_t hash = 0;
     Node* node = nullptr;  // Null: empty.
   };
+  static bool Empty(const Slot& s) { return s.node == nullptr; }
   struct Shard {
     std::vector<Slot> slots;  // A power of two of them, or none yet.
     size_t used = 0;
@@ -208,19 +211,8 @@ class ShardedStringMap {
     const size_t i = Probe(shard, k);
     if (i == kNone || shard.slots[i].node == nullptr) return 0;
     delete shard.slots[i].node;
-    // Backward shift, as in PointerMap: each later slot of the run moves into the hole unless
-    // its home lies (cyclically) after the hole, where a lookup starting there would no longer
-    // pass the hole.
     const size_t mask = shard.slots.size() - 1;
-    size_t hole = i;
-    for (size_t j = (i + 1) & mask; shard.slots[j].node != nullptr; j = (j + 1) & mask) {
-      const size_t home = shard.slots[j].hash & mask;
-      if (((j - home) & mask) >= ((j - hole) & mask)) {
-        shard.slots[hole] = shard.slots[j];
-        hole = j;
-      }
-    }
-    shard.slots[hole] = {};
+    linear_probing::EraseAt(shard.slots, i, Empty, [mask](const Slot& s) { return s.hash & mask; });
     shard.used--;
     --size_;
     return 1;
@@ -306,10 +298,7 @@ class ShardedStringMap {
     std::vector<Slot> old = std::exchange(shard.slots, std::vector<Slot>(std::max<size_t>(16, 2 * shard.slots.size())));
     const size_t mask = shard.slots.size() - 1;
     for (const Slot& slot : old) {
-      if (slot.node == nullptr) continue;
-      size_t i = slot.hash & mask;
-      while (shard.slots[i].node != nullptr) i = (i + 1) & mask;
-      shard.slots[i] = slot;
+      if (!Empty(slot)) linear_probing::Place(shard.slots, slot.hash & mask, slot, Empty);
     }
   }
 
