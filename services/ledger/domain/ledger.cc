@@ -470,7 +470,8 @@ void Ledger::Prefetch(const Command& command, int ahead) const {
           if (ahead >= 2) {
             state_.accounts.PrefetchSlot(c.account_id);
           } else if (const auto* kv = state_.accounts.PrefetchElement(c.account_id)) {
-            // Decide reads the limits and the balance too, a line or two past the id.
+            // A posting reads the rest of the account's hot fields too: the line with its meters
+            // and limits, and the one with its balance and level (Account's order).
             __builtin_prefetch(&kv->second.limits);
             __builtin_prefetch(&kv->second.balance_minor);
           }
