@@ -225,34 +225,6 @@ std::optional<Decision> CheckKey(const KeyTable& keys, std::string_view what, co
 
 // Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
 // running total), would leave int64.
-std::optional<std::string> PostingOverflow(const Posting& p, const LedgerState& s) {
-  __int128 tenant_delta = 0;
-  for (const Leg& leg : p.legs) {
-    if (!leg.system) tenant_delta += leg.delta_minor;
-  }
-  const __int128 tenants_after = static_cast<__int128>(s.tenant_total_minor) + tenant_delta;
-  if (tenants_after > INT64_MAX || tenants_after < INT64_MIN) {
-    return "the amount would take the sum of all tenant balances, " + FormatYuan(s.tenant_total_minor) +
-           ", beyond what the ledger can hold";
-  }
-  for (const Leg& leg : p.legs) {
-    int64_t before = 0;
-    if (leg.system) {
-      auto it = s.system_balances.find(leg.account);
-      before = it == s.system_balances.end() ? 0 : it->second;
-    } else {
-      auto it = s.accounts.find(leg.account);
-      before = it == s.accounts.end() ? 0 : it->second.balance_minor;
-    }
-    int64_t after = 0;
-    if (money::AddOverflows(before, leg.delta_minor, &after)) {
-      return "the amount " + FormatYuan(leg.delta_minor) + " would overflow the balance " +
-             FormatYuan(before) + " of " + (leg.system ? "system account " : "account ") +
-             leg.account;
-    }
-  }
-  return std::nullopt;
-}
 
 // A closed account can hold zero or arrears, never money: nobody is there to own it.
 std::optional<Decision> CheckClosedBalance(const Account& a, int64_t new_balance,
@@ -388,6 +360,33 @@ StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, 
   plan.closing_balance_minor =
       plan.rows.empty() ? plan.opening_balance_minor : rows[plan.rows.back()].balance_after_minor;
   return plan;
+}
+
+std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
+  __int128 tenant_delta = 0;
+  for (const Leg& leg : p.legs) {
+    if (!leg.system) tenant_delta += leg.delta_minor;
+  }
+  const __int128 tenants_after = static_cast<__int128>(state_.tenant_total_minor) + tenant_delta;
+  if (tenants_after > INT64_MAX || tenants_after < INT64_MIN) {
+    return "the amount would take the sum of all tenant balances, " + FormatYuan(state_.tenant_total_minor) +
+           ", beyond what the ledger can hold";
+  }
+  for (const Leg& leg : p.legs) {
+    int64_t before = 0;
+    if (leg.system) {
+      before = SystemBalance(leg.account);
+    } else if (const Account* a = FindAccount(leg.account)) {  // The one the decision just found.
+      before = a->balance_minor;
+    }
+    int64_t after = 0;
+    if (money::AddOverflows(before, leg.delta_minor, &after)) {
+      return "the amount " + FormatYuan(leg.delta_minor) + " would overflow the balance " +
+             FormatYuan(before) + " of " + (leg.system ? "system account " : "account ") +
+             leg.account;
+    }
+  }
+  return std::nullopt;
 }
 
 Ledger::Ledger(LedgerConfig config) : config_(config) {
@@ -598,7 +597,7 @@ Decision Ledger::DecideOpen(const OpenAccount& c) const {
                   limits,      c.opening_balance_minor, c.opening_balance_source, {}, {}};
   if (c.opening_balance_minor != 0) {
     e.posting = TwoLegs(c.account_id, c.opening_balance_minor, sys::kMigration);
-    if (auto overflow = PostingOverflow(e.posting, state_)) {
+    if (auto overflow = PostingOverflow(e.posting)) {
       return Invalid(c.txn_id, "overflow", *overflow);
     }
   }
@@ -705,7 +704,7 @@ Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
     if (a->balance_minor > 0) {
       e.settlement_refund_minor = a->balance_minor;
       e.posting = TwoLegs(a->id, -a->balance_minor, sys::kRefunds);
-      if (auto overflow = PostingOverflow(e.posting, state_)) {
+      if (auto overflow = PostingOverflow(e.posting)) {
         return Invalid(c.txn_id, "overflow", *overflow);
       }
     }
@@ -727,7 +726,7 @@ Decision Ledger::DecideClose(const CloseAccount& c) const {
   if (a->balance_minor > 0) {
     e.settlement_refund_minor = a->balance_minor;
     e.posting = TwoLegs(a->id, -a->balance_minor, sys::kRefunds);
-    if (auto overflow = PostingOverflow(e.posting, state_)) {
+    if (auto overflow = PostingOverflow(e.posting)) {
       return Invalid(c.txn_id, "overflow", *overflow);
     }
   } else if (a->balance_minor < 0) {
@@ -760,7 +759,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
                             std::to_string(a->purchase_count) + " top-ups so far)");
   }
   Posting posting = TwoLegs(a->id, c.amount_minor, ChannelAccount(c.method));
-  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
   int64_t after = a->balance_minor + c.amount_minor;
   if (a->state == AccountState::kClosed) {
     return Precondition(c.txn_id, "closed_account",
@@ -807,7 +806,7 @@ Decision Ledger::DecideRefund(const Refund& c) const {
                             " (credit is not refundable)");
   }
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRefunds);
-  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Refunded{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
                                                   c.amount_minor, c.method, c.reason, std::move(posting), {}});
   AppendLevelEvents(*a, a->balance_minor - c.amount_minor, a->limits, c.txn_id, c.time_us, &events);
@@ -847,7 +846,7 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   WL_CHECK(a != nullptr);
   Posting posting;
   for (const Leg& leg : orig->posting.legs) posting.legs.push_back(Leg{leg.system, leg.account, -leg.delta_minor});
-  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
   int64_t delta = -orig->amount_minor;
   int64_t after = a->balance_minor + delta;
   if (auto d = CheckClosedBalance(*a, after, "reversal", c.txn_id)) return *std::move(d);
@@ -870,7 +869,7 @@ Decision Ledger::DecideAdjust(const Adjust& c) const {
   if (c.reason.empty()) return Invalid(c.txn_id, "reason_required", "an adjustment needs a reason");
   WL_LEDGER_FIND_ACCOUNT(a, c);
   Posting posting = TwoLegs(a->id, c.amount_minor, sys::kAdjustments);
-  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
   int64_t after = a->balance_minor + c.amount_minor;
   if (auto d = CheckClosedBalance(*a, after, "adjustment", c.txn_id)) return *std::move(d);
   std::vector<Event> events = EventsFrom(Adjusted{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
@@ -898,7 +897,7 @@ Decision Ledger::DecideCharge(const Charge& c) const {
   WL_LEDGER_FIND_ACCOUNT(a, c);
   // Energy already delivered: no balance check, and closed accounts take late charges as arrears.
   Posting posting = TwoLegs(a->id, -c.amount_minor, sys::kRevenue);
-  if (auto overflow = PostingOverflow(posting, state_)) return Invalid(c.txn_id, "overflow", *overflow);
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
   std::vector<Event> events = EventsFrom(Charged{c.txn_id, c.time_us, a->id, c.charge_id, c.amount_minor,
                                                  c.energy_wh, c.meter_id, c.reading_id, c.tariff_id,
                                                  c.tariff_version, std::move(posting), {}});
