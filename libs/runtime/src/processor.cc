@@ -291,6 +291,7 @@ void Processor::WriterLoop(uint32_t p) {
     Status failure;
     size_t processed = 0;  // Inputs whose handler ran (fully or until it threw).
     size_t thrower = SIZE_MAX;  // The input whose handler threw, if one did.
+    MustNotThrow("BeforeBatch", [&] { handler_->BeforeBatch(p); });
     for (; processed < batch.size() && failure.ok(); ++processed) {
       auto& in = batch[processed];
       for (int ahead : {2, 1}) {

@@ -349,6 +349,42 @@ TEST_F(ProcessorTest, EachCommandsHintIsPrefetchedWhileTheOneBeforeItRuns) {
   EXPECT_EQ(h.trace, (std::vector<std::string>{"prefetch 1 c 2", "run a", "prefetch 1 c 1", "run b", "run c"}));
 }
 
+// Handler::BeforeBatch comes once per batch, on its partition's writer, before the batch's first
+// input runs: three commands queued together are one batch and one call, a later one another.
+TEST_F(ProcessorTest, BeforeBatchComesOnceBeforeEachBatch) {
+  auto log = Open("svc", "svc");
+  struct Recorder : CountingHandler {
+    using CountingHandler::CountingHandler;
+    void BeforeBatch(uint32_t p) override { Add("batch " + std::to_string(p)); }
+    void Add(const std::string& what) {
+      std::lock_guard lock(mu);
+      trace.push_back(what);
+    }
+    std::vector<std::string> trace;
+  } h(log.get());
+  Processor proc({"svc", {}}, log.get(), bus_.get(), &h);
+  ASSERT_TRUE(proc.Start().ok());
+  auto release = HoldWriter(proc, 1);
+  auto command = [&](const std::string& name, std::promise<void>* ran) {
+    return [&h, name, ran](uint32_t, eventlog::WriteSet&) -> Reply {
+      h.Add("run " + name);
+      if (ran != nullptr) ran->set_value();
+      return nullptr;
+    };
+  };
+  std::promise<void> c_ran, d_ran;
+  ASSERT_TRUE(proc.SubmitTo(1, command("a", nullptr), nullptr).ok());
+  ASSERT_TRUE(proc.SubmitTo(1, command("b", nullptr), nullptr).ok());
+  ASSERT_TRUE(proc.SubmitTo(1, command("c", &c_ran), nullptr).ok());
+  release->count_down();
+  c_ran.get_future().wait();
+  ASSERT_TRUE(proc.SubmitTo(1, command("d", &d_ran), nullptr).ok());
+  d_ran.get_future().wait();
+  proc.Stop();
+  // The first batch is HoldWriter's.
+  EXPECT_EQ(h.trace, (std::vector<std::string>{"batch 1", "batch 1", "run a", "run b", "run c", "batch 1", "run d"}));
+}
+
 TEST_F(ProcessorTest, ThrowingCommandFailsOnlyWhatRanAndTheRestStillRuns) {
   auto log = Open("svc", "svc");
   CountingHandler h(log.get());

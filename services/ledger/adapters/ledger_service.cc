@@ -502,6 +502,7 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
   owed_.resize(log_->partitions());
+  batch_time_.resize(log_->partitions());
   WL_CHECK_MSG(options_.view_postings_per_write > 0, "view_postings_per_write must be at least 1");
 }
 
@@ -648,6 +649,10 @@ const LedgerService::Owed::Entry* LedgerService::Owed::Front() {
     queue.pop_front();  // Written since, or owed again from a later seq (a later entry).
   }
   return nullptr;
+}
+
+void LedgerService::BeforeBatch(uint32_t p) {
+  batch_time_[p] = {options_.clock->NowMicros(), std::chrono::steady_clock::now()};
 }
 
 void LedgerService::BeforeCommit(uint32_t p, eventlog::WriteSet& ws) {
@@ -857,8 +862,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   // The views of what moved are owed from this command's first event on (BeforeCommit writes
   // some with each batch); that of a new account is written with this batch.
   Owed& owed = owed_[p];
-  const auto now = std::chrono::steady_clock::now();
-  for (const Account* a : touched) owed.Add(a, first_seq, now);
+  for (const Account* a : touched) owed.Add(a, first_seq, batch_time_[p].steady);
   // A new account's view is written with its batch: that pays for it.
   if (const auto* open = std::get_if<ledger::OpenAccount>(&command)) {
     for (const Account* a : touched) {
@@ -938,7 +942,7 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
     } else {
       cause.set_request_id(std::move(call->request_id));
     }
-    const int64_t now = options_.clock->NowMicros();
+    const int64_t now = batch_time_[p].wall_us;
     std::visit(
         [&](auto& c) {
           c.txn_id = std::move(txn);

@@ -197,6 +197,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   void OnMessage(uint32_t partition, const bus::Message& message, eventlog::WriteSet& ws) override;
   // Records the usage event as CommandRejected, rule "poison_input".
   void OnPoison(uint32_t partition, const bus::Message& message, const Status& why, eventlog::WriteSet& ws) override;
+  // Reads the clocks for the batch: its commands are decided at the time it starts.
+  void BeforeBatch(uint32_t partition) override;
   // Writes the views of new accounts and a few of those owed, oldest first.
   void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) override;
   // Writes the views owed longer than view_max_age, when no batch comes to do it.
@@ -325,6 +327,14 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
     const Entry* Front();
   };
   std::vector<Owed> owed_;
+  // When each partition's current batch started (BeforeBatch): the time of its commands, and of
+  // the views they leave owed. Writer p only. A command's time_us is its batch's: the batch
+  // commits at one instant, and one clock read per batch spares two per command.
+  struct BatchTime {
+    int64_t wall_us = 0;
+    std::chrono::steady_clock::time_point steady;
+  };
+  std::vector<BatchTime> batch_time_;
   MeterClaims claims_;
   std::unique_ptr<runtime::Processor> processor_;
   std::unique_ptr<LogReader> reader_;  // Of statements; made by Start, stopped after the writers.

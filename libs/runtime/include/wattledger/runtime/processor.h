@@ -73,6 +73,10 @@ class Handler {
   // that passes over the message. If this throws too, the message is passed over unrecorded.
   virtual void OnPoison(uint32_t partition, const bus::Message& message, const Status& why,
                         eventlog::WriteSet& ws) {}
+  // Once per batch, before its first input runs: where a handler reads what its inputs share,
+  // such as the time (the ledger decides a batch's commands at one time, as they commit
+  // together, and reads the clock once per batch instead of once per command). Must not throw.
+  virtual void BeforeBatch(uint32_t partition) {}
   // Once per batch, after every input ran and before the commit: where a handler writes what it
   // writes once per batch rather than once per input (the ledger: some of the account views it
   // owes). Not called for a batch whose handler threw (a batch the log then refuses, or one
