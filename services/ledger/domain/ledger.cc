@@ -223,9 +223,6 @@ std::optional<Decision> CheckKey(const KeyTable& keys, std::string_view what, co
                     std::string(used->txn_id) + "; now: " + DescriptionOf(describe) + ")");
 }
 
-// Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
-// running total), would leave int64.
-
 // A closed account can hold zero or arrears, never money: nobody is there to own it.
 std::optional<Decision> CheckClosedBalance(const Account& a, int64_t new_balance,
                                            std::string_view what, const std::string& txn_id) {
@@ -362,6 +359,8 @@ StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, 
   return plan;
 }
 
+// Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
+// running total), would leave int64.
 std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
   __int128 tenant_delta = 0;
   for (const Leg& leg : p.legs) {

@@ -284,7 +284,7 @@ class Ledger {
   Decision DecideReverse(const Reverse& c) const;
   Decision DecideAdjust(const Adjust& c) const;
   Decision DecideCharge(const Charge& c) const;
-  // Why applying `p` would overflow a balance or the tenants' total, or nothing if it would not.
+  // Why applying `p` would take a balance, or the tenants' total, out of int64; nothing if not.
   std::optional<std::string> PostingOverflow(const Posting& p) const;
 
   bool TxnUsed(std::string_view txn_id) const;
