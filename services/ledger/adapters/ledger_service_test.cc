@@ -555,6 +555,7 @@ class PoisonOnce : public runtime::Handler {
   void OnPoison(uint32_t p, const bus::Message& m, const Status& why, eventlog::WriteSet& ws) override {
     svc_->OnPoison(p, m, why, ws);
   }
+  void BeforeBatch(uint32_t p) override { svc_->BeforeBatch(p); }  // The batch's time, for Execute.
   void BeforeCommit(uint32_t p, eventlog::WriteSet& ws) override { svc_->BeforeCommit(p, ws); }
   Status Reload(uint32_t p) override { return svc_->Reload(p); }
 

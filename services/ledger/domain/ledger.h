@@ -102,7 +102,8 @@ uint64_t EntrySeqOf(std::string_view txn_id);
 
 // What every posting reads or writes comes first, in this order: in the map's node (after the
 // 32-byte key) the id is one cache line, the meters, mode, state and limits the next, and the
-// balance through last_entry_seq the third, so that Ledger::Prefetch's three lines are all of them.
+// balance through last_entry_seq the third, so that Ledger::Prefetch's three lines are all of them
+// (where the node starts on a line, as jemalloc's 320-byte size class puts it).
 // (With the names and the room between them, a top-up touched five lines, two not prefetched.)
 struct Account {
   std::string id;
