@@ -895,6 +895,20 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
       for (size_t i = 0; i < d->lat.size(); ++i) out << d->start[i] << ' ' << d->lat[i] << '\n';
     }
     if (!out) Die("cannot write --latency-log " + flags.latency_log);
+    // The window's commits beside it, to tell a slow commit from a queue: 'end_us latency_us
+    // events', the end from the window's begin as the calls' starts are.
+    const std::string commits_path = flags.latency_log + ".commits";
+    std::ofstream commits(commits_path);
+    {
+      CommitWatch& w = env.watch();
+      std::lock_guard lock(w.mu);
+      for (size_t i = 0; i < w.ends.size(); ++i) {
+        if (w.ends[i] < window_begin || w.ends[i] > window_end) continue;
+        commits << std::chrono::duration<double, std::micro>(w.ends[i] - window_begin).count() << ' '
+                << w.latencies_us[i] << ' ' << w.sizes[i] << '\n';
+      }
+    }
+    if (!commits) Die("cannot write " + commits_path);
   }
   // Exactly once: cash went out by exactly the accepted top-ups.
   auto cash = [](const v1::LedgerTotalsResponse& t) {
@@ -1026,7 +1040,8 @@ int Main(int argc, char** argv) {
   app.add_option("--dir", flags.dir, "parent of the data dirs (default $TMPDIR or /tmp)");
   app.add_flag("--keep", flags.keep, "keep the data dir");
   app.add_option("--latency-log", flags.latency_log,
-                 "write each paced call as 'start_us latency_us' (start from the window's begin) to this file");
+                 "write each paced call as 'start_us latency_us' (start from the window's begin) to this file, "
+                 "and each commit in the window as 'end_us latency_us events' to FILE.commits");
   CLI11_PARSE(app, argc, argv);
   flags.fsync = fsync == "commit";
   flags.pg = !no_pg;
