@@ -412,11 +412,13 @@ struct CommitWatch {
   std::mutex mu;
   // One entry per commit, in the order they were seen.
   std::vector<double> latencies_us;
+  std::vector<double> write_us;               // The part of each in RocksDB's write.
   std::vector<uint64_t> sizes;                // Events.
   std::vector<SteadyClock::time_point> ends;  // When it was seen to end.
   void Reset() {
     std::lock_guard lock(mu);
     latencies_us.clear();
+    write_us.clear();
     sizes.clear();
     ends.clear();
   }
@@ -448,10 +450,11 @@ class LedgerEnv {
     LedgerOptions options;
     options.overlap_commits = flags_.overlap;
     svc_ = std::make_unique<LedgerService>(std::move(ledger).value(), options);
-    svc_->log()->SetObserver({[w = &watch_](size_t events, int64_t us) {
+    svc_->log()->SetObserver({[w = &watch_](size_t events, int64_t us, int64_t write_us) {
       if (events == 0) return;  // Positions only (a writer passing a watermark): no posting.
       std::lock_guard lock(w->mu);
       w->latencies_us.push_back(static_cast<double>(us));
+      w->write_us.push_back(static_cast<double>(write_us));
       w->sizes.push_back(events);
       w->ends.push_back(SteadyClock::now());
     }});
@@ -896,7 +899,8 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
     }
     if (!out) Die("cannot write --latency-log " + flags.latency_log);
     // The window's commits beside it, to tell a slow commit from a queue: 'end_us latency_us
-    // events', the end from the window's begin as the calls' starts are.
+    // events write_us', the end from the window's begin as the calls' starts are, write_us the
+    // part of the commit in RocksDB's write (CommitObserver).
     const std::string commits_path = flags.latency_log + ".commits";
     std::ofstream commits(commits_path);
     {
@@ -905,7 +909,7 @@ TopUpRun RunTopUps(LedgerEnv& env, const Flags& flags, bool hot, double seconds,
       for (size_t i = 0; i < w.ends.size(); ++i) {
         if (w.ends[i] < window_begin || w.ends[i] > window_end) continue;
         commits << std::chrono::duration<double, std::micro>(w.ends[i] - window_begin).count() << ' '
-                << w.latencies_us[i] << ' ' << w.sizes[i] << '\n';
+                << w.latencies_us[i] << ' ' << w.sizes[i] << ' ' << w.write_us[i] << '\n';
       }
     }
     if (!commits) Die("cannot write " + commits_path);
@@ -1041,7 +1045,7 @@ int Main(int argc, char** argv) {
   app.add_flag("--keep", flags.keep, "keep the data dir");
   app.add_option("--latency-log", flags.latency_log,
                  "write each paced call as 'start_us latency_us' (start from the window's begin) to this file, "
-                 "and each commit in the window as 'end_us latency_us events' to FILE.commits");
+                 "and each commit in the window as 'end_us latency_us events write_us' to FILE.commits");
   CLI11_PARSE(app, argc, argv);
   flags.fsync = fsync == "commit";
   flags.pg = !no_pg;

@@ -694,7 +694,9 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
 
   rocksdb::WriteOptions wo;
   wo.sync = options_.fsync == FsyncPolicy::kEveryCommit;
+  const auto write_start = std::chrono::steady_clock::now();
   WL_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &batch), "commit to event log"));
+  const auto write_end = std::chrono::steady_clock::now();
   {
     std::lock_guard lock(mu_);
     for (uint32_t p : touched) {
@@ -709,8 +711,10 @@ Result<CommitResult> EventLog::Commit(WriteSet ws) {
   partition_locks.clear();
   appended_.notify_all();
   if (observer.on_commit) {
-    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
-    observer.on_commit(n, us.count());
+    using std::chrono::microseconds;
+    auto us = std::chrono::duration_cast<microseconds>(std::chrono::steady_clock::now() - start);
+    auto write_us = std::chrono::duration_cast<microseconds>(write_end - write_start);
+    observer.on_commit(n, us.count(), write_us.count());
   }
   for (auto& a : result.partitions) {
     a.last_seq = heads[a.partition];

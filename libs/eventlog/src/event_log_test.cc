@@ -15,6 +15,8 @@
 #include <map>
 #include <optional>
 #include <thread>
+#include <tuple>
+#include <vector>
 
 #include "wattledger/testing/temp_dir.h"
 
@@ -175,6 +177,29 @@ TEST_F(EventLogTest, CommitAssignsGapFreeSequencesPerPartition) {
 }
 
 // Without ReturnEnvelopes a commit returns no envelopes, only where each partition's chain ends.
+// The observer hears of each commit once, with its events and how long it took: the whole
+// Commit, and the part of it in RocksDB's write, which cannot be longer.
+TEST_F(EventLogTest, ObserverHearsEachCommitWithItsWriteTime) {
+  auto log = OpenLog();
+  std::vector<std::tuple<size_t, int64_t, int64_t>> seen;
+  log->SetObserver({[&](size_t events, int64_t latency_us, int64_t write_us) {
+    seen.emplace_back(events, latency_us, write_us);
+  }});
+  for (int i = 0; i < 2; ++i) {
+    WriteSet ws;
+    ws.Append(Ev(0, "a"));
+    if (i == 1) ws.Append(Ev(1, "b"));
+    ASSERT_TRUE(log->Commit(std::move(ws)).ok());
+  }
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(std::get<0>(seen[0]), 1u);
+  EXPECT_EQ(std::get<0>(seen[1]), 2u);
+  for (const auto& [events, latency_us, write_us] : seen) {
+    EXPECT_GE(write_us, 0);
+    EXPECT_LE(write_us, latency_us);
+  }
+}
+
 TEST_F(EventLogTest, CommitResultGivesSeqRangesAndChainTipsPerPartition) {
   auto log = OpenLog();
   WriteSet first;

@@ -57,7 +57,7 @@ void InstrumentLog(eventlog::EventLog* log) {
   auto* latency = &k.commit_latency.Add(labels, prometheus::Histogram::BucketBoundaries{
                                                     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                     0.01, 0.025, 0.05, 0.1, 0.25, 1});
-  log->SetObserver({[=](size_t events, int64_t latency_us) {
+  log->SetObserver({[=](size_t events, int64_t latency_us, int64_t /*write_us*/) {
     appended->Increment(static_cast<double>(events));
     batch->Observe(static_cast<double>(events));
     latency->Observe(static_cast<double>(latency_us) / 1e6);
