@@ -176,7 +176,6 @@ TEST_F(EventLogTest, CommitAssignsGapFreeSequencesPerPartition) {
   EXPECT_EQ(log->Head(2), 0u);
 }
 
-// Without ReturnEnvelopes a commit returns no envelopes, only where each partition's chain ends.
 // The observer hears of each commit once, with its events and how long it took: the whole
 // Commit, and the part of it in RocksDB's write, which cannot be longer.
 TEST_F(EventLogTest, ObserverHearsEachCommitWithItsWriteTime) {
@@ -200,6 +199,7 @@ TEST_F(EventLogTest, ObserverHearsEachCommitWithItsWriteTime) {
   }
 }
 
+// Without ReturnEnvelopes a commit returns no envelopes, only where each partition's chain ends.
 TEST_F(EventLogTest, CommitResultGivesSeqRangesAndChainTipsPerPartition) {
   auto log = OpenLog();
   WriteSet first;
