@@ -174,14 +174,14 @@ class ShardedStringMap {
   iterator find(std::string_view key) {
     const HashedKey k = Hash(key);
     const size_t s = ShardOf(k);
-    const size_t i = Probe(shards_[s], k);
-    return i == kNone || shards_[s].slots[i].node == nullptr ? end() : iterator(&shards_, s, i);
+    const size_t i = Find(shards_[s], k);
+    return i == kNone ? end() : iterator(&shards_, s, i);
   }
   const_iterator find(std::string_view key) const {
     const HashedKey k = Hash(key);
     const size_t s = ShardOf(k);
-    const size_t i = Probe(shards_[s], k);
-    return i == kNone || shards_[s].slots[i].node == nullptr ? end() : const_iterator(&shards_, s, i);
+    const size_t i = Find(shards_[s], k);
+    return i == kNone ? end() : const_iterator(&shards_, s, i);
   }
   bool contains(std::string_view key) const { return find(key) != end(); }
   V& at(std::string_view key) { return AtImpl(*this, key); }
@@ -208,8 +208,8 @@ class ShardedStringMap {
   size_t erase(std::string_view key) {
     const HashedKey k = Hash(key);
     Shard& shard = shards_[ShardOf(k)];
-    const size_t i = Probe(shard, k);
-    if (i == kNone || shard.slots[i].node == nullptr) return 0;
+    const size_t i = Find(shard, k);
+    if (i == kNone) return 0;
     delete shard.slots[i].node;
     const size_t mask = shard.slots.size() - 1;
     linear_probing::EraseAt(shard.slots, i, Empty, [mask](const Slot& s) { return s.hash & mask; });
@@ -281,6 +281,12 @@ class ShardedStringMap {
  private:
   static constexpr size_t kNone = SIZE_MAX;
   static HashedKey Hash(std::string_view key) { return {key, TransparentStringHash{}(key)}; }
+
+  // The slot holding `k`, or kNone if the shard has none.
+  static size_t Find(const Shard& shard, const HashedKey& k) {
+    const size_t i = Probe(shard, k);
+    return i == kNone || shard.slots[i].node == nullptr ? kNone : i;
+  }
 
   // The slot holding `k`, or the empty slot where it would go; kNone if the shard has no slots.
   static size_t Probe(const Shard& shard, const HashedKey& k) {
