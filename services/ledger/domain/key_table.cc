@@ -18,16 +18,11 @@ namespace {
 constexpr size_t kHeaderBytes = 16;  // fingerprint (8), key length (4), txn id length (4).
 constexpr size_t kMinSlots = 16;
 
-constexpr unsigned kTagShift = 40;  // KeyTable::kRefBits.
-
 // Where a slot with this tag (24 bits of hash) starts its probe in a table of 2^bits slots:
 // Fibonacci hashing, so that the place depends on all of the tag, not only on its low bits.
 size_t Home(uint32_t tag, unsigned bits) { return static_cast<uint32_t>(tag * 0x9E3779B9u) >> (32 - bits); }
 
 unsigned BitsOf(size_t slots) { return static_cast<unsigned>(std::countr_zero(slots)); }
-
-uint32_t TagOf(uint64_t slot) { return static_cast<uint32_t>(slot >> kTagShift); }
-uint64_t RefOf(uint64_t slot) { return slot & ((uint64_t{1} << kTagShift) - 1); }
 
 }  // namespace
 
@@ -73,7 +68,6 @@ size_t KeyTable::Probe(const Shard& s, std::string_view key, uint32_t tag) const
 }
 
 void KeyTable::Grow(Shard& s) {
-  static_assert(kRefBits == kTagShift);
   const size_t n = std::max(kMinSlots, s.slots.size() * 2);
   // Home spreads a tag over at most 2^kTagBits places.
   WL_CHECK_MSG(BitsOf(n) <= kTagBits, "a key table shard outgrew 2^24 slots");
@@ -139,7 +133,7 @@ bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t f
     Grow(s);
     i = Probe(s, key, tag);
   }
-  s.slots[i] = (uint64_t{tag} << kTagShift) | Append(key, txn_id, fingerprint);
+  s.slots[i] = (uint64_t{tag} << kRefBits) | Append(key, txn_id, fingerprint);
   s.used++;
   size_++;
   return true;
@@ -162,7 +156,7 @@ bool operator==(const KeyTable& a, const KeyTable& b) {
   for (const KeyTable::Shard& s : a.shards_) {
     for (uint64_t slot : s.slots) {
       if (slot == 0) continue;
-      const KeyTable::Entry e = a.Read(RefOf(slot));
+      const KeyTable::Entry e = a.Read(KeyTable::RefOf(slot));
       const auto other = b.find(e.key);
       if (!other || other->txn_id != e.txn_id || other->fingerprint != e.fingerprint) return false;
     }

@@ -84,6 +84,8 @@ class KeyTable {
   };
   static size_t ShardOf(uint64_t hash) { return hash >> (64 - std::countr_zero(kShards)); }
   static uint32_t TagOfHash(uint64_t hash) { return static_cast<uint32_t>(hash & ((uint64_t{1} << kTagBits) - 1)); }
+  static uint32_t TagOf(uint64_t slot) { return static_cast<uint32_t>(slot >> kRefBits); }
+  static uint64_t RefOf(uint64_t slot) { return slot & ((uint64_t{1} << kRefBits) - 1); }
   Entry Read(uint64_t ref) const;
   // The slot of `key` in `s`, or of the empty slot where it would go.
   size_t Probe(const Shard& s, std::string_view key, uint32_t tag) const;
