@@ -143,7 +143,7 @@ Status AtLeast(int64_t value, int64_t min, std::string_view field) {
   X(original_kind) X(charge_id) X(energy_wh) X(reading_id) X(tariff_version) X(from) X(to)   \
   X(balance_minor) X(cutoff_line_minor) X(credit_limit_minor) X(alarm1_minor)                \
   X(alarm2_minor) X(hoarding_cap_minor) X(kind) X(state) X(level) X(supply_cut)               \
-  X(balance_after_minor) X(reversed_by) X(opened_txn_id) X(prev_entry_seq)
+  X(balance_after_minor) X(reversed_by) X(opened_txn_id) X(prev_entry_seq) X(latest_time_us)
 
 // Set through p.mutable_<name>(): repeated strings and sub-messages.
 #define WL_CODEC_COMPOSITES(X)                                                                 \
@@ -232,7 +232,12 @@ Status In(const v1::Limits& w, std::string_view field, Limits* d) {
   return AtLeast(d->hoarding_cap_minor, 0, prefix + "hoarding_cap_minor");
 }
 
-Status In(const v1::EntryLink& w, std::string_view, EntryLink* d) { return FromWire(w, d); }
+Status In(const v1::EntryLink& w, std::string_view, EntryLink* d) {
+  WL_RETURN_IF_ERROR(FromWire(w, d));
+  // Absent in events written before links carried it: not known (see kLatestEntryTimeUnknown).
+  if (!w.has_latest_time_us()) d->latest_time_us = kLatestEntryTimeUnknown;
+  return Status::Ok();
+}
 
 bool IsSystemAccount(std::string_view name) {
   return std::find(std::begin(sys::kAll), std::end(sys::kAll), name) != std::end(sys::kAll);

@@ -79,8 +79,10 @@ struct LedgerMetrics {
   prometheus::Counter& cuts;
   prometheus::Counter& restores;
   prometheus::Counter& views_written;
-  // How long a statement's walk back through the log took (its count: statements read).
+  // How long a statement's walk back through the log took (its count: statements read), and how
+  // many entries it read.
   prometheus::Histogram& statement_seconds;
+  prometheus::Histogram& statement_entries;
   prometheus::Counter& Command(const ledger::Command& c, CommandOutcome o) { return *commands[c.index()][o]; }
   static LedgerMetrics& Get() {
     static LedgerMetrics* m = [] {
@@ -92,12 +94,18 @@ struct LedgerMetrics {
       auto& views = prometheus::BuildCounter().Name("wattledger_ledger_views_written_total")
                         .Help("Account views written (a view is written once for many postings)").Register(r);
       auto& statements = prometheus::BuildHistogram().Name("wattledger_ledger_statement_seconds")
-                             .Help("Time to read one statement back through the log (one event per entry of the account)")
+                             .Help("Time to read one statement back through the log (one event per entry read)")
                              .Register(r);
+      auto& entries = prometheus::BuildHistogram().Name("wattledger_ledger_statement_entries_read")
+                          .Help("Entries one statement read: those since its period began, and those whose times "
+                                "run ahead of their place in the log (all of them in logs written before links said so)")
+                          .Register(r);
       auto* lm = new LedgerMetrics{{}, supply.Add({{"kind", "cut_required"}}), supply.Add({{"kind", "restore_allowed"}}),
                                    views.Add({}),
                                    statements.Add({}, prometheus::Histogram::BucketBoundaries{
-                                                          0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30})};
+                                                          0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30}),
+                                   entries.Add({}, prometheus::Histogram::BucketBoundaries{
+                                                       10, 100, 1'000, 10'000, 100'000, 1'000'000})};
       for (size_t c = 0; c < std::size(kCommandNames); ++c) {
         for (int o = 0; o < kOutcomes; ++o) {
           lm->commands[c][o] = &cmds.Add({{"command", kCommandNames[c]}, {"outcome", kOutcomeNames[o]}});
@@ -1215,11 +1223,11 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
 
 namespace {
 
-// The statement entry `env` made on `account_id`, and (if `prev` is given) the seq of the
+// The statement entry `env` made on `account_id`, and (if `link` is given) its link to the
 // account's entry before it: every entry txn and entry link names such an event, so anything
 // else is DATA_LOSS.
 Result<StatementEntry> EntryIn(const eventlog::Envelope& env, const std::string& account_id,
-                               uint64_t* prev = nullptr) {
+                               EntryLink* link = nullptr) {
   const std::string where = "event " + std::to_string(env.seq()) + " of partition " + std::to_string(env.partition());
   Result<Event> event = DecodeEvent(env.type(), env.payload());
   if (!event.ok()) return DataLoss(where + " does not decode: " + event.status().message());
@@ -1227,7 +1235,7 @@ Result<StatementEntry> EntryIn(const eventlog::Envelope& env, const std::string&
   if (!entry || EventAccountId(*event) != account_id) {
     return DataLoss(where + " (" + env.type() + ") makes no statement entry of account " + account_id);
   }
-  if (prev != nullptr) *prev = EntryLinkOf(*event)->prev_entry_seq;
+  if (link != nullptr) *link = *EntryLinkOf(*event);
   return *std::move(entry);
 }
 
@@ -1245,14 +1253,15 @@ Result<StatementEntry> EntryAt(const eventlog::EventLog& log, uint32_t partition
 }  // namespace
 
 Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
-                                int64_t from_us, int64_t to_us) {
+                                int64_t from_us, int64_t to_us, size_t* entries_read) {
   const uint32_t p = AccountPartition(account_id, log.partitions());
-  // Newest first, as walked. Every entry's time and balance are needed to place the period; of
-  // those outside it nothing else is kept.
+  // Newest first, as walked. Every walked entry's time and balance are needed to place the
+  // period; of those outside it nothing else is kept.
   std::vector<StatementEntry> entries;
   WL_RETURN_IF_ERROR(log.Walk(p, last_entry_seq, [&](const eventlog::Envelope& env) -> Result<uint64_t> {
-    uint64_t prev = 0;
-    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryIn(env, account_id, &prev));
+    EntryLink link;
+    WL_ASSIGN_OR_RETURN(StatementEntry e, EntryIn(env, account_id, &link));
+    const uint64_t prev = link.prev_entry_seq;
     if (e.time_us < from_us || e.time_us >= to_us) {
       StatementEntry placed;
       placed.time_us = e.time_us;
@@ -1266,8 +1275,9 @@ Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string
                       ", which is not earlier");
     }
     entries.push_back(std::move(e));
-    return prev;
+    return StatementWalkEnds(link, from_us) ? 0 : prev;  // 0: no entry before this one is read.
   }));
+  if (entries_read != nullptr) *entries_read = entries.size();
   std::reverse(entries.begin(), entries.end());
   std::vector<EntryRow> rows;
   rows.reserve(entries.size());
@@ -1303,13 +1313,15 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
         const Status posted = reader_->Post([this, id, from, to, last, done] {
           Result<Statement> statement = Internal("reading the statement did not finish");
           const auto started = std::chrono::steady_clock::now();
+          size_t read = 0;
           try {
-            statement = ReadStatement(*log_, id, *last, from, to);
+            statement = ReadStatement(*log_, id, *last, from, to, &read);
           } catch (const std::exception& e) {  // Out of memory on a long history, say: answered.
             statement = Internal(std::string("reading the statement of account ") + id + " threw: " + e.what());
           }
           LedgerMetrics::Get().statement_seconds.Observe(
               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+          LedgerMetrics::Get().statement_entries.Observe(static_cast<double>(read));
           if (!statement.ok()) return done(server::ToGrpc(statement.status()), nullptr);
           v1::GetStatementResponse out;
           out.set_account_id(statement->account_id);

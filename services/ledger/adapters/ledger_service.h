@@ -145,10 +145,14 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
 
 // The statement of `account_id` over [from_us, to_us), read from `log`: its entries are walked
 // back from the one at `last_entry_seq` (the account's latest; 0 for none) through each entry's
-// link to the one before it (EntryLink), and rebuilt from their events. O(the account's entries):
-// times need not grow with the log, so every entry is read to find those of the period.
+// link to the one before it (EntryLink), and rebuilt from their events. Times need not grow with
+// the log (a charge carries its usage's time), so the walk goes on until an entry whose link says
+// that it and every entry before it are earlier than the period (StatementWalkEnds): it reads the
+// entries since the period began, and those whose times run ahead of their place. Where links do
+// not say (a log written before they did), it reads them all. `entries_read`, if given, is how
+// many entries were read.
 Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
-                                int64_t from_us, int64_t to_us);
+                                int64_t from_us, int64_t to_us, size_t* entries_read = nullptr);
 
 // One thread that runs what is posted to it, in order: reads of the log too long for a writer or
 // a committer, whose commits and answers would wait for them.

@@ -1274,6 +1274,74 @@ TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
   EXPECT_EQ(st.closing_balance_minor(), 70'000);
 }
 
+// A statement walks the account's entries back only as far as its period needs: to the first
+// entry whose link says that it and all before it are earlier than the period. A charge whose
+// usage ended before the period, posted after it began, is read (its place is later) but not
+// listed; one whose usage is in the period is listed wherever it stands.
+TEST_F(LedgerServiceTest, AStatementReadsTheEntriesBackOnlyAsFarAsItsPeriod) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  v1::MutationResponse r;
+  std::vector<int64_t> times;  // Of the ten top-ups.
+  for (int i = 0; i < 10; ++i) {
+    clock_.AdvanceMicros(1'000'000);
+    times.push_back(clock_.NowMicros());
+    ASSERT_TRUE(TopUp("A1", 1'000, "K" + std::to_string(i), &r).ok());
+  }
+  auto usage = [&](const std::string& id, int64_t ended_at) {
+    billing::v1::UsageCharged u;
+    u.set_charge_id(id);
+    u.set_account_id("A1");
+    u.set_amount_minor(100);
+    u.set_energy_wh(10);
+    u.set_meter_id("M1");
+    u.set_reading_id("R-" + id);
+    u.set_tariff_id("T1");
+    u.set_tariff_version(1);
+    // A charge's time is its usage's: when the billing event says it occurred.
+    eventlog::WriteSet ws;
+    eventlog::NewEvent e;
+    e.partition = runtime::PartitionForKey("A1", kParts);
+    e.aggregate_key = "A1";
+    e.type = billing::v1::UsageCharged::descriptor()->full_name();
+    e.payload = u.SerializeAsString();
+    e.occurred_at_us = ended_at;
+    e.causation.set_request_id("test");
+    ws.Append(std::move(e));
+    ASSERT_TRUE(billing_->Commit(std::move(ws)).ok());
+  };
+  usage("C-old", times[1]);  // Before the period below.
+  usage("C-in", times[8]);   // In it.
+  WaitConsumed();
+  // The statement the walk makes, and how many entries it read, by the dashboards' metric.
+  auto entries_read = [] {
+    for (const auto& family : metrics::Registry().Collect()) {
+      if (family.name == "wattledger_ledger_statement_entries_read") return family.metric.at(0).histogram.sample_sum;
+    }
+    return 0.0;
+  };
+  v1::GetStatementRequest sr;
+  sr.set_account_id("A1");
+  sr.set_from_us(times[7]);
+  v1::GetStatementResponse st;
+  double before = entries_read();
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  // Newest first: C-in, C-old, top-ups 9, 8 and 7 (in the period), and top-up 6, whose link says
+  // nothing before it is in the period.
+  EXPECT_EQ(entries_read() - before, 6);
+  ASSERT_EQ(st.entries_size(), 4);  // Top-ups 7, 8, 9 and C-in, in log order.
+  EXPECT_EQ(st.entries(0).time_us(), times[7]);
+  EXPECT_EQ(st.entries(3).charge_id(), "C-in");
+  EXPECT_EQ(st.opening_balance_minor(), 7'000);           // After top-up 6.
+  EXPECT_EQ(st.closing_balance_minor(), 10'000 - 2 * 100);  // After C-in, the last listed.
+  // From the beginning every entry is read: the same as before links carried the latest time.
+  sr.set_from_us(0);
+  before = entries_read();
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  EXPECT_EQ(entries_read() - before, 12);
+  EXPECT_EQ(st.entries_size(), 12);
+  ExpectReplayEqualsLive();
+}
+
 // The ledger keeps no statement entries: a statement and a txn's details are read back from the
 // entry links and the log, the same before and after a restart.
 TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {

@@ -14,15 +14,23 @@
 
 namespace wattledger::ledger {
 
+// An EntryLink's latest_time_us when it is not known: the link was written before links carried
+// it, or follows one that was. No statement's walk stops at such an entry.
+inline constexpr int64_t kLatestEntryTimeUnknown = INT64_MAX;
+
 // What an event that makes a statement entry (see MakesEntry) says of the account's entries, so
 // that an account's statement is read from the log alone: the seq of the account's entry before
-// this one (the number of its txn id; 0 for the first) and the balance this one leaves. Decide
-// fills it in; Apply checks it against the account. The service's txn id is the seq of the
-// decision's first event, which is the one that makes the entry, so each entry names the event
-// of the one before it: a chain, newest first, through the account's part of its partition.
+// this one (the number of its txn id; 0 for the first), the balance this one leaves, and the
+// latest time_us of this entry and all before it. Decide fills it in; Apply checks it against the
+// account. The service's txn id is the seq of the decision's first event, which is the one that
+// makes the entry, so each entry names the event of the one before it: a chain, newest first,
+// through the account's part of its partition. Times need not grow along the chain (a charge
+// carries its usage's time), so the latest time is what tells a statement's walk that nothing
+// before an entry falls in its period (StatementWalkEnds).
 struct EntryLink {
   uint64_t prev_entry_seq = 0;
   int64_t balance_after_minor = 0;
+  int64_t latest_time_us = kLatestEntryTimeUnknown;
   bool operator==(const EntryLink&) const = default;
 };
 

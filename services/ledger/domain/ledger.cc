@@ -241,6 +241,12 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
   return sum;
 }
 
+// The latest time of an account's entries once one at `time_us` follows those whose latest was
+// `before` (INT64_MIN for none); unknown stays unknown.
+int64_t LatestEntryTime(int64_t before, int64_t time_us) {
+  return before == kLatestEntryTimeUnknown ? before : std::max(before, time_us);
+}
+
 }  // namespace
 
 bool MakesEntry(const Event& event) {
@@ -357,6 +363,10 @@ StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, 
   plan.closing_balance_minor =
       plan.rows.empty() ? plan.opening_balance_minor : rows[plan.rows.back()].balance_after_minor;
   return plan;
+}
+
+bool StatementWalkEnds(const EntryLink& link, int64_t from_us) {
+  return link.latest_time_us != kLatestEntryTimeUnknown && link.latest_time_us < from_us;
 }
 
 // Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
@@ -524,6 +534,7 @@ void Ledger::LinkEntry(Event& event) const {
           const Account* a = FindAccount(e.account_id);  // None yet for an opening.
           e.link.prev_entry_seq = a != nullptr ? a->last_entry_seq : 0;
           e.link.balance_after_minor = (a != nullptr ? a->balance_minor : 0) + TenantDelta(e.posting, e.account_id);
+          e.link.latest_time_us = LatestEntryTime(a != nullptr ? a->latest_entry_time_us : INT64_MIN, e.time_us);
         }
       },
       event);
@@ -1050,7 +1061,15 @@ Status Ledger::TryApply(const Event& event) {
   WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
                        "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
                            std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
+  // A statement stops its walk on this time, so a link may not claim one earlier than its
+  // entries'; an unknown one (a log written before links carried it) stops no walk.
+  const int64_t latest = LatestEntryTime(a->latest_entry_time_us, EventTimeUs(event));
+  WL_LEDGER_EXPECT_MSG(link->latest_time_us == latest || link->latest_time_us == kLatestEntryTimeUnknown,
+                       "the entry of txn " + EventTxnId(event) + " says the latest time of account " + id +
+                           "'s entries is " + std::to_string(link->latest_time_us) + " but it is " +
+                           std::to_string(latest));
   a->last_entry_seq = EntrySeqOf(EventTxnId(event));
+  a->latest_entry_time_us = link->latest_time_us;
   return Status::Ok();
 }
 
@@ -1405,6 +1424,7 @@ std::string Ledger::CanonicalDump() const {
     d.Field("cut", a.supply_cut ? 1 : 0);
     d.Field("opened", a.opened_txn_id);
     d.Field("last_entry", static_cast<int64_t>(a.last_entry_seq));
+    d.Field("latest_entry_time", a.latest_entry_time_us);
     d.Line("");
   }
   for (const auto& [meter, owner] : state_.meter_owner) {

@@ -13,8 +13,8 @@
 //   * each posting's legs sum to zero and the sum of all balances is zero;
 //   * a meter belongs to at most one account that is not closed;
 //   * purchase counts grow by exactly one per top-up;
-//   * an event that makes a statement entry names the account's entry before it and the balance
-//     it leaves (EntryLink);
+//   * an event that makes a statement entry names the account's entry before it, the balance it
+//     leaves and the latest time of the account's entries so far (EntryLink);
 //   * (after a whole decision, ApplyAll) a tracked account's level equals LevelFor(balance) and it
 //     is marked cut exactly when its level is kCutoff.
 //
@@ -116,6 +116,9 @@ struct Account {
   Level level = Level::kNormal;
   bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
   uint64_t last_entry_seq = 0;  // EntrySeqOf the txn of its latest statement entry; 0 for none.
+  // The latest time_us of its statement entries (their links' latest_time_us); INT64_MIN for
+  // none, kLatestEntryTimeUnknown once one came from a log without it.
+  int64_t latest_entry_time_us = INT64_MIN;
   std::string customer_name;
   std::vector<std::string> phones;
   std::string room;
@@ -212,6 +215,11 @@ struct StatementPlan {
   int64_t closing_balance_minor = 0;
 };
 StatementPlan PlanStatement(const std::vector<EntryRow>& rows, int64_t from_us, int64_t to_us);
+// Whether a statement over a period from `from_us` that walks an account's entries back (newest
+// first) can stop after the entry with `link`: this entry and every one before it are earlier than
+// the period. PlanStatement of the rows walked up to and including that entry is then the plan of
+// all of them (the rows it lists, and the balances around them, are among those walked).
+bool StatementWalkEnds(const EntryLink& link, int64_t from_us);
 
 class Ledger {
  public:

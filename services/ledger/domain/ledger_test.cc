@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -456,7 +457,7 @@ TEST_F(LedgerTest, CloseRefundsAPositiveBalanceAndReleasesMeters) {
   std::vector<Event> want{AccountClosed{c.txn_id, c.time_us, "op1", "A1", "moved out", Y(60), PaymentMethod::kBank,
                                         0, {"M1", "M2"},
                                         Posting{{Leg{false, "A1", -Y(60)}, Leg{true, "refunds", Y(60)}}},
-                                        EntryLink{0, 0}}};
+                                        EntryLink{0, 0, c.time_us}}};
   EXPECT_EQ(d.events, want);
   EXPECT_EQ(Acc("A1").state, AccountState::kClosed);
   EXPECT_EQ(Balance("A1"), 0);
@@ -551,7 +552,7 @@ TEST_F(LedgerTest, TopUpPostsFromThePaymentChannelAndCountsThePurchase) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       ToppedUp{c.txn_id, c.time_us, "op1", "A1", "K1", Y(100), PaymentMethod::kWechat, 1,
-               Posting{{Leg{false, "A1", Y(100)}, Leg{true, "wechat", -Y(100)}}}, EntryLink{0, Y(100)}},
+               Posting{{Leg{false, "A1", Y(100)}, Leg{true, "wechat", -Y(100)}}}, EntryLink{0, Y(100), c.time_us}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kAlarm2, Level::kNormal, Y(100)},
   };
   EXPECT_EQ(d.events, want);
@@ -714,7 +715,7 @@ TEST_F(LedgerTest, ReversingATopUpNegatesItsPostingButNotThePurchaseCount) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       Reversed{c.txn_id, c.time_us, "op2", "A1", "R1", top.txn_id, TxnKind::kTopUp, -Y(100), "entered twice",
-               Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "alipay", Y(100)}}}, EntryLink{0, 0}},
+               Posting{{Leg{false, "A1", -Y(100)}, Leg{true, "alipay", Y(100)}}}, EntryLink{0, 0, c.time_us}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kAlarm2, 0},
   };
   EXPECT_EQ(d.events, want);
@@ -894,7 +895,7 @@ TEST_F(LedgerTest, ChargePostsToRevenueWithItsCauseAndIsNeverRejectedForMoney) {
   ASSERT_TRUE(d.accepted());
   std::vector<Event> want{
       Charged{c.txn_id, c.time_us, "A1", "C1", Y(150), 1500, "M1", c.reading_id, "flat-1", 3,
-              Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}, EntryLink{0, -Y(50)}},
+              Posting{{Leg{false, "A1", -Y(150)}, Leg{true, "revenue", Y(150)}}}, EntryLink{0, -Y(50), c.time_us}},
       LevelChanged{c.txn_id, c.time_us, "A1", Level::kNormal, Level::kCutoff, -Y(50)},
       SupplyCutRequired{c.txn_id, c.time_us, "A1", -Y(50), -Y(10), {"M1"}},
   };
@@ -1097,6 +1098,100 @@ TEST(PlanStatementTest, OpensWithTheBalanceBeforeTheFirstEntryListed) {
   EXPECT_TRUE(p.rows.empty());
   EXPECT_EQ(p.opening_balance_minor, 0);
   EXPECT_EQ(p.closing_balance_minor, 0);
+}
+
+// A statement's walk back through an account's entries may stop at the first whose link says
+// that it and every entry before it are earlier than the period (StatementWalkEnds): the plan of
+// the entries walked up to there is the plan of them all. Random histories, times out of order
+// (late charges), some with a first part from a log whose links did not carry the latest time.
+TEST(PlanStatementTest, AWalkThatStopsWhereTheLinksSayPlansAsIfItReadEverything) {
+  std::mt19937_64 rng(20261207);
+  for (int seed = 0; seed < 300; ++seed) {
+    SCOPED_TRACE("history " + std::to_string(seed));
+    const size_t n = rng() % 30;
+    const size_t unknown_before = rng() % 4 == 0 ? rng() % (n + 1) : 0;  // Rows from an older log.
+    std::vector<EntryRow> rows;
+    std::vector<EntryLink> links;
+    int64_t latest = INT64_MIN;
+    for (size_t i = 0; i < n; ++i) {
+      const int64_t time = static_cast<int64_t>(rng() % 100);
+      rows.push_back({time, static_cast<int64_t>(rng() % 1000)});
+      latest = i < unknown_before ? kLatestEntryTimeUnknown
+                                  : (latest == kLatestEntryTimeUnknown ? latest : std::max(latest, time));
+      links.push_back(EntryLink{0, rows.back().balance_after_minor, latest});
+    }
+    const int64_t from = static_cast<int64_t>(rng() % 110);
+    const int64_t to = rng() % 8 == 0 ? INT64_MAX : from + static_cast<int64_t>(rng() % 40);
+    // Newest first, as ReadStatement walks.
+    size_t first = n;
+    while (first > 0) {
+      --first;
+      if (StatementWalkEnds(links[first], from)) break;
+    }
+    if (n > 0 && !StatementWalkEnds(links[first], from)) first = 0;
+    const std::vector<EntryRow> walked(rows.begin() + static_cast<std::ptrdiff_t>(std::min(first, n)), rows.end());
+    const StatementPlan all = PlanStatement(rows, from, to);
+    const StatementPlan part = PlanStatement(walked, from, to);
+    std::vector<size_t> shifted;
+    for (size_t i : part.rows) shifted.push_back(i + std::min(first, n));
+    EXPECT_EQ(shifted, all.rows);
+    EXPECT_EQ(part.opening_balance_minor, all.opening_balance_minor);
+    EXPECT_EQ(part.closing_balance_minor, all.closing_balance_minor);
+    if (unknown_before == n) {
+      EXPECT_EQ(walked.size(), n);  // Nothing says where to stop: every entry is read.
+    }
+  }
+}
+
+// Each entry's link carries the latest time of the account's entries so far, which a late charge
+// (its usage's time, before what came ahead of it) does not lower.
+TEST_F(LedgerTest, EntryLinksCarryTheLatestTimeOfTheAccountsEntries) {
+  Given(OpenCmd("A1"));
+  TopUp first = TopUpCmd("A1", Y(100), "K1");
+  Given(first);
+  EXPECT_EQ(Acc("A1").latest_entry_time_us, first.time_us);
+  Charge late = ChargeCmd("A1", Y(10), "C1");
+  late.time_us = first.time_us - 1'000;
+  Decision d = Do(late);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, first.time_us);
+  EXPECT_EQ(Acc("A1").latest_entry_time_us, first.time_us);
+  TopUp next = TopUpCmd("A1", Y(1), "K2");
+  d = Do(next);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_GT(next.time_us, first.time_us);
+  EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, next.time_us);
+  EXPECT_EQ(Acc("A1").latest_entry_time_us, next.time_us);
+}
+
+// A link may not claim an earlier latest time than its account's entries have: a statement would
+// stop short on it. One that does not say (a log written before links did) is taken, and from
+// then on the account's links do not say either.
+TEST_F(LedgerTest, ApplyRefusesALinkThatUnderstatesTheLatestEntryTime) {
+  Given(OpenCmd("A1"));
+  Given(TopUpCmd("A1", Y(100), "K1"));
+  const TopUp t = TopUpCmd("A1", Y(1), "K2");
+  Decision d = When(t);
+  ASSERT_TRUE(d.accepted());
+  std::vector<Event> forged = d.events;
+  std::get<ToppedUp>(forged.front()).link.latest_time_us = t.time_us - 1;
+  {
+    Ledger copy(TestConfig());
+    ASSERT_TRUE(copy.TryApplyAll(all_events_).ok());
+    const Status s = copy.TryApplyAll(forged);
+    EXPECT_EQ(s.code(), StatusCode::kDataLoss);
+    EXPECT_NE(s.message().find("says the latest time of account A1's entries is " + std::to_string(t.time_us - 1) +
+                               " but it is " + std::to_string(t.time_us)),
+              std::string::npos)
+        << s.ToString();
+  }
+  std::get<ToppedUp>(forged.front()).link.latest_time_us = kLatestEntryTimeUnknown;
+  ledger_.ApplyAll(forged);
+  all_events_.insert(all_events_.end(), forged.begin(), forged.end());  // For TearDown's replay.
+  EXPECT_EQ(Acc("A1").latest_entry_time_us, kLatestEntryTimeUnknown);
+  d = Do(TopUpCmd("A1", Y(1), "K3"));
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, kLatestEntryTimeUnknown);
 }
 
 TEST_F(LedgerTest, ReplayFromGivenEventsEqualsLiveAndDigestsTrackState) {
