@@ -1274,6 +1274,22 @@ TEST_F(LedgerServiceTest, StatementListsEntriesWithRunningBalance) {
   EXPECT_EQ(st.closing_balance_minor(), 70'000);
 }
 
+// An amount at int64's minimum cannot be negated for the posting's other leg: the request is
+// refused, naming it, and the writer goes on. (It was accepted, and the wrapped posting stopped
+// the process at Apply.)
+TEST_F(LedgerServiceTest, AnAdjustmentAtInt64sMinimumIsRefusedAndTheLedgerGoesOn) {
+  ASSERT_TRUE(Open("A1", {"M1"}).ok());
+  const v1::AdjustRequest ad = AdjustRequest("A1", INT64_MIN, "K1", "typo", "op1");
+  v1::MutationResponse r;
+  const grpc::Status s = svc_->Adjust(nullptr, &ad, &r);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("-922337203685477.5808 is beyond what the ledger can hold"), std::string::npos)
+      << s.error_message();
+  EXPECT_EQ(Get("A1").balance_minor(), 0);
+  ASSERT_TRUE(TopUp("A1", 1'000, "K2", &r).ok());
+  EXPECT_EQ(Get("A1").balance_minor(), 1'000);
+}
+
 // A statement walks the account's entries back only as far as its period needs: to the first
 // entry whose link says that it and all before it are earlier than the period. A charge whose
 // usage ended before the period, posted after it began, is read (its place is later) but not

@@ -372,12 +372,22 @@ bool StatementWalkEnds(const EntryLink& link, int64_t from_us) {
 // Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
 // running total), would leave int64.
 std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
+  // Amounts and balances stay within ±INT64_MAX, so that each can be negated: a posting's other
+  // leg, a reversal's, the arrears of a close. -INT64_MIN does not exist, and a leg made by
+  // negating it wraps, which leaves the legs not summing to zero.
   __int128 tenant_delta = 0;
+  __int128 sum = 0;
   for (const Leg& leg : p.legs) {
+    if (leg.delta_minor == INT64_MIN) {
+      return "the amount " + FormatYuan(leg.delta_minor) + " is beyond what the ledger can hold (at most " +
+             FormatYuan(INT64_MAX) + " either way)";
+    }
+    sum += leg.delta_minor;
     if (!leg.system) tenant_delta += leg.delta_minor;
   }
+  if (sum != 0) return "the posting's legs would not sum to zero: an amount is beyond what the ledger can hold";
   const __int128 tenants_after = static_cast<__int128>(state_.tenant_total_minor) + tenant_delta;
-  if (tenants_after > INT64_MAX || tenants_after < INT64_MIN) {
+  if (tenants_after > INT64_MAX || tenants_after < -INT64_MAX) {
     return "the amount would take the sum of all tenant balances, " + FormatYuan(state_.tenant_total_minor) +
            ", beyond what the ledger can hold";
   }
@@ -389,7 +399,7 @@ std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
       before = a->balance_minor;
     }
     int64_t after = 0;
-    if (money::AddOverflows(before, leg.delta_minor, &after)) {
+    if (money::AddOverflows(before, leg.delta_minor, &after) || after == INT64_MIN) {
       return "the amount " + FormatYuan(leg.delta_minor) + " would overflow the balance " +
              FormatYuan(before) + " of " + (leg.system ? "system account " : "account ") +
              leg.account;

@@ -293,7 +293,8 @@ class Ledger {
   Decision DecideReverse(const Reverse& c) const;
   Decision DecideAdjust(const Adjust& c) const;
   Decision DecideCharge(const Charge& c) const;
-  // Why applying `p` would take a balance, or the tenants' total, out of int64; nothing if not.
+  // Why applying `p` would take an amount, a balance or the tenants' total beyond ±INT64_MAX (so
+  // that every one can be negated), or leave its legs not summing to zero; nothing if not.
   std::optional<std::string> PostingOverflow(const Posting& p) const;
 
   bool TxnUsed(std::string_view txn_id) const;

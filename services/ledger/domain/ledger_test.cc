@@ -1194,6 +1194,29 @@ TEST_F(LedgerTest, ApplyRefusesALinkThatUnderstatesTheLatestEntryTime) {
   EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, kLatestEntryTimeUnknown);
 }
 
+// Every balance, and every amount a posting moves, stays within ±INT64_MAX minor units, so that
+// each can be negated (a posting's other leg, a reversal, the arrears at close): an amount or a
+// result of INT64_MIN is refused as an overflow, and nothing is applied. (An adjustment or an
+// opening balance of INT64_MIN was accepted, and its posting, whose negated leg wrapped, stopped
+// the writer at Apply; a balance of INT64_MIN made a close whose arrears wrapped.)
+TEST_F(LedgerTest, AmountsAndBalancesThatCannotBeNegatedAreRefused) {
+  Given(OpenCmd("A1"));
+  ExpectRejected(When(AdjustCmd("A1", INT64_MIN, "K1")), StatusCode::kInvalidArgument, "overflow",
+                 "-922337203685477.5808");
+  OpenAccount open = OpenCmd("A2", {"M2"});
+  open.opening_balance_minor = INT64_MIN;
+  open.opening_balance_source = "old meter";
+  ExpectRejected(When(open), StatusCode::kInvalidArgument, "overflow");
+  // To -INT64_MAX, and not one unit further: the charge would leave INT64_MIN.
+  Given(AdjustCmd("A1", -INT64_MAX, "K2"));
+  ExpectRejected(When(ChargeCmd("A1", 1, "C1")), StatusCode::kInvalidArgument, "overflow");
+  EXPECT_EQ(Balance("A1"), -INT64_MAX);
+  Decision close = Do(CloseAccount{NextTxn(), Now(), "op1", "A1", "moved out", PaymentMethod::kCash});
+  ASSERT_TRUE(close.accepted());
+  EXPECT_EQ(std::get<AccountClosed>(close.events.front()).arrears_minor, INT64_MAX);
+  EXPECT_EQ(SumOfAllBalances(), 0);
+}
+
 TEST_F(LedgerTest, ReplayFromGivenEventsEqualsLiveAndDigestsTrackState) {
   Given(OpenCmd("A1"));
   Given(TopUpCmd("A1", Y(100), "K1"));
