@@ -243,6 +243,7 @@ StateFigures MeasureState(const Flags& flags) {
     open.meters = {"M-" + open.account_id};
     open.tariff_id = "flat-0.60";
     open.opening_balance_minor = kOpeningBalanceMinor;
+    open.opening_balance_source = "bench";
     apply(std::move(open));
   }
   const auto opened = AllocatedBytes();

@@ -565,7 +565,11 @@ Result<CloseAccount> FromProto(const v1::CloseAccountRequest& r) {
 
 Result<TopUp> FromProto(const v1::TopUpRequest& r) {
   WL_ASSIGN_OR_RETURN(TopUp c, PaymentCommand<TopUp>(r));
-  if (r.has_expected_purchase_count()) c.expected_purchase_count = r.expected_purchase_count();
+  if (r.has_expected_purchase_count()) {
+    // A purchase count counts top-ups from 1: any other is a malformed request, not a mismatch.
+    WL_RETURN_IF_ERROR(AtLeast(r.expected_purchase_count(), 1, "expected_purchase_count"));
+    c.expected_purchase_count = r.expected_purchase_count();
+  }
   return c;
 }
 

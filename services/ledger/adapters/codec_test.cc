@@ -572,6 +572,12 @@ TEST(RequestCodec, PaymentRequestsNeedAMethod) {
   EXPECT_EQ(c->expected_purchase_count, std::nullopt);
   r.set_expected_purchase_count(4);
   EXPECT_EQ(FromProto(r)->expected_purchase_count, 4);
+  // Purchases count from 1: a count below is a malformed request, not a CE-05 mismatch.
+  r.set_expected_purchase_count(-3);
+  ExpectInvalid(FromProto(r).status(), "expected_purchase_count must be > 0, got -3");
+  r.set_expected_purchase_count(0);
+  ExpectInvalid(FromProto(r).status(), "expected_purchase_count must be > 0, got 0");
+  r.set_expected_purchase_count(4);
   // The domain, not the codec, decides that an amount must be positive.
   r.set_amount_minor(-1);
   EXPECT_TRUE(FromProto(r).ok());

@@ -584,6 +584,11 @@ Decision Ledger::DecideOpen(const OpenAccount& c) const {
   if (c.meters.empty()) {
     return Invalid(c.txn_id, "meter_required", "an account needs at least one meter");
   }
+  if (c.opening_balance_minor != 0 && c.opening_balance_source.empty()) {
+    return Invalid(c.txn_id, "opening_balance_source_required",
+                   "an opening balance of " + FormatYuan(c.opening_balance_minor) +
+                       " needs its source: the old meter or system it was carried from");
+  }
   std::set<std::string_view> seen;
   for (const std::string& m : c.meters) {
     if (m.empty()) return Invalid(c.txn_id, "meter_id_required", "a meter id is empty");
@@ -683,6 +688,7 @@ Decision Ledger::DecideSetLimits(const SetLimits& c) const {
 
 Decision Ledger::DecideSuspend(const Suspend& c) const {
   WL_LEDGER_REQUIRE_OPERATOR(c);
+  if (c.reason.empty()) return Invalid(c.txn_id, "reason_required", "a suspension needs a reason");
   WL_LEDGER_FIND_ACCOUNT(a, c);
   WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "suspend");
   if (a->state == AccountState::kSuspended) {

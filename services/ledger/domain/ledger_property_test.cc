@@ -232,7 +232,10 @@ class Runner {
     c.alarm1_minor = a.alarm1;
     c.alarm2_minor = a.alarm2;
     c.hoarding_cap_minor = a.cap;
-    if (Chance(20)) c.opening_balance_minor = Rand(-Y(30), Y(100));
+    if (Chance(20)) {
+      c.opening_balance_minor = Rand(-Y(30), Y(100));
+      c.opening_balance_source = "old meter";
+    }
     a.meter = c.meters[0];
     // Same order of rules as documented in README.md.
     if (bad_limits && a.alarm1 < a.alarm2) return Check(c, Model::Rejected(StatusCode::kInvalidArgument));

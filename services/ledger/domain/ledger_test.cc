@@ -213,6 +213,7 @@ TEST_F(LedgerTest, OpeningBalanceFromAnOldMeterIsPostedFromMigration) {
 TEST_F(LedgerTest, CarriedArrearsBeyondCreditCutSupplyAtOpen) {
   OpenAccount c = OpenCmd("A1");
   c.opening_balance_minor = -Y(11);
+  c.opening_balance_source = "old meter OM-9";
   Decision d = Do(c);
   ASSERT_TRUE(d.accepted());
   ASSERT_EQ(d.events.size(), 3u);
@@ -395,8 +396,14 @@ TEST_F(LedgerTest, SuspendedAccountsStillTakeChargesAndTopUps) {
   Decision s = Do(Suspend{NextTxn(), Now(), "op1", "A1", "tenant away"});
   ASSERT_TRUE(s.accepted());
   EXPECT_EQ(Acc("A1").state, AccountState::kSuspended);
-  ExpectRejected(When(Suspend{NextTxn(), Now(), "op1", "A1", ""}), StatusCode::kFailedPrecondition,
+  ExpectRejected(When(Suspend{NextTxn(), Now(), "op1", "A1", "again"}), StatusCode::kFailedPrecondition,
                  "already_suspended");
+  // A suspension says why; an opening balance says where it came from.
+  ExpectRejected(When(Suspend{NextTxn(), Now(), "op1", "A1", ""}), StatusCode::kInvalidArgument, "reason_required");
+  OpenAccount open = OpenCmd("A9", {"M9"});
+  open.opening_balance_minor = Y(5);
+  ExpectRejected(When(open), StatusCode::kInvalidArgument, "opening_balance_source_required",
+                 "an opening balance of 5.0000 needs its source");
   EXPECT_TRUE(Do(TopUpCmd("A1", Y(100), "K1")).accepted());
   EXPECT_TRUE(Do(ChargeCmd("A1", Y(30), "C1")).accepted());
   EXPECT_EQ(Balance("A1"), Y(70));
