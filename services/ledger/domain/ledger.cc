@@ -870,6 +870,17 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   }
   const Account* a = FindAccount(orig->account_id);
   WL_CHECK(a != nullptr);
+  // The new owner does not answer for the previous owner's txns (a settled transfer already paid
+  // that owner out). Where txn ids are numbered (the service's are), their numbers say which came
+  // first: both are in the account's partition.
+  std::string_view prefix;
+  uint64_t orig_seq = 0;
+  if (a->owner_since_seq != 0 && SplitTxnId(orig->txn_id, &prefix, &orig_seq) && orig_seq < a->owner_since_seq) {
+    return Precondition(c.txn_id, "previous_owner",
+                        "transaction " + orig->txn_id + " was made before account " + a->id + " changed owner (" +
+                            std::string(prefix) + "/" + std::to_string(a->owner_since_seq) +
+                            "); the new owner does not answer for it: correct it with an adjustment, with a reason");
+  }
   Posting posting;
   for (const Leg& leg : orig->posting.legs) posting.legs.push_back(Leg{leg.system, leg.account, -leg.delta_minor});
   if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
@@ -1163,6 +1174,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           WL_LEDGER_EXPECT(TenantDelta(e.posting, e.account_id) == -e.settlement_refund_minor);
           acc.customer_name = e.new_customer_name;
           acc.phones = e.new_phones;
+          acc.owner_since_seq = EntrySeqOf(e.txn_id);
           WL_RETURN_IF_ERROR(ApplyPosting(e.posting));
           if (e.settled) WL_LEDGER_EXPECT(acc.balance_minor == 0);
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
@@ -1441,6 +1453,7 @@ std::string Ledger::CanonicalDump() const {
     d.Field("opened", a.opened_txn_id);
     d.Field("last_entry", static_cast<int64_t>(a.last_entry_seq));
     d.Field("latest_entry_time", a.latest_entry_time_us);
+    d.Field("owner_since", static_cast<int64_t>(a.owner_since_seq));
     d.Line("");
   }
   for (const auto& [meter, owner] : state_.meter_owner) {

@@ -124,6 +124,9 @@ struct Account {
   std::string room;
   std::string tariff_id;
   std::string opened_txn_id;
+  // EntrySeqOf the txn of its latest ownership transfer; 0 for none. What came before it was the
+  // previous owner's, and is not reversed on the new owner's account.
+  uint64_t owner_since_seq = 0;
   bool operator==(const Account&) const = default;
 };
 

@@ -442,6 +442,31 @@ TEST_F(LedgerTest, TransferSettlingRefundsTheOldOwner) {
   EXPECT_EQ(Entries("A1").back().kind, TxnKind::kTransfer);
 }
 
+// The new owner does not answer for the previous owner's transactions: a top-up, refund or
+// adjustment made before the transfer is not reversed after it (it was: a settled transfer
+// refunded the old owner's 100, and reversing the old owner's top-up then left the new owner at
+// -100 and cut off). The correction is an adjustment, with a reason. What came after is
+// reversible as ever. Needs the service's numbered txn ids, which say what came first.
+TEST_F(LedgerTest, TransactionsOfThePreviousOwnerAreNotReversedAfterATransfer) {
+  auto numbered = [&](auto c) {
+    c.txn_id = "ledger/0/" + std::to_string(txn_seq_);
+    return c;
+  };
+  Given(numbered(OpenCmd("A1")));
+  const TopUp old_top_up = numbered(TopUpCmd("A1", Y(100), "K1", PaymentMethod::kWechat));
+  Given(old_top_up);
+  const TransferOwnership transfer = numbered(
+      TransferOwnership{NextTxn(), Now(), "op1", "A1", "李四", {"13900000000"}, true, PaymentMethod::kWechat});
+  Given(transfer);
+  ExpectRejected(When(numbered(ReverseCmd(old_top_up.txn_id))), StatusCode::kFailedPrecondition,
+                 "previous_owner", "transaction ledger/0/2 was made before account A1 changed owner (ledger/0/3)");
+  EXPECT_EQ(Balance("A1"), 0);
+  const TopUp new_top_up = numbered(TopUpCmd("A1", Y(50), "K2"));
+  Given(new_top_up);
+  EXPECT_TRUE(Do(numbered(ReverseCmd(new_top_up.txn_id))).accepted());
+  EXPECT_EQ(Balance("A1"), 0);
+}
+
 TEST_F(LedgerTest, SettledTransferWithArrearsIsRejected) {
   Given(OpenCmd("A1"));
   Given(ChargeCmd("A1", Y(5), "C1"));
