@@ -662,29 +662,45 @@ std::string EntryDetail(const pb::StatementEntry& e) {
 void AddStatement(CLI::App* root, const Globals& g, Plan* chosen) {
   struct Flags {
     std::string id, from, to;
+    CLI::Option* from_option = nullptr;
+    CLI::Option* to_option = nullptr;
   };
   auto f = std::make_shared<Flags>();
   CLI::App* sub = root->add_subcommand(
       "statement", "entries over a period with a running balance and each entry's cause");
   sub->add_option("account", f->id, "account id")->required();
-  sub->add_option("--from", f->from, "start, inclusive: YYYY-MM-DD (UTC) or RFC 3339");
-  sub->add_option("--to", f->to, "end, exclusive: YYYY-MM-DD (UTC) or RFC 3339");
+  f->from_option =
+      sub->add_option("--from", f->from, "start, inclusive: YYYY-MM-DD (UTC) or RFC 3339");
+  f->to_option = sub->add_option("--to", f->to, "end, exclusive: YYYY-MM-DD (UTC) or RFC 3339");
   Plan plan = [f]() -> Result<Action> {
     pb::GetStatementRequest req;
     req.set_account_id(f->id);
-    if (!f->from.empty()) {
+    // Whether a flag was given, not whether its text is empty: `--to ""` is a mistake to report,
+    // not a request for everything.
+    const bool from_given = f->from_option->count() > 0;
+    const bool to_given = f->to_option->count() > 0;
+    if (from_given) {
       Result<int64_t> from = ParseTimeUs(f->from);
       if (!from.ok()) return InvalidArgument("--from: " + from.status().message());
       req.set_from_us(*from);
     }
-    if (!f->to.empty()) {
+    if (to_given) {
       Result<int64_t> to = ParseTimeUs(f->to);
       if (!to.ok()) return InvalidArgument("--to: " + to.status().message());
       req.set_to_us(*to);
-    }
-    if (req.to_us() != 0 && req.from_us() >= req.to_us()) {
-      return InvalidArgument("--from " + f->from + " is not before --to " + f->to +
-                             " (--to is exclusive)");
+      // On the wire a to_us of 0 means "up to now", so a --to at the epoch must never be sent:
+      // it would ask for the empty period before 1970 and get the whole history. Every start is
+      // at or after the epoch, so the check that --to is after the start refuses it.
+      if (req.to_us() <= req.from_us()) {
+        if (from_given) {
+          return InvalidArgument("--from " + f->from + " is not before --to " + f->to +
+                                 " (--to is exclusive, so the period would be empty)");
+        }
+        return InvalidArgument("--to " + f->to +
+                               " is not after 1970-01-01, where a statement without --from "
+                               "starts (--to is exclusive, so the period would be empty); leave "
+                               "out --to for everything up to now");
+      }
     }
     return Action([req](Client& client) {
       pb::GetStatementResponse response;

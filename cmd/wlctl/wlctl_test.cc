@@ -144,6 +144,15 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"statement", "A1", "--to", "yesterday"}, "expected YYYY-MM-DD"},
         UsageCase{{"statement", "A1", "--from", "2026-12-01", "--to", "2026-11-01"},
                   "is not before --to"},
+        // A --to at the epoch parses to 0, which the server reads as "up to now".
+        UsageCase{{"statement", "A1", "--from", "2026-12-07", "--to", "1970-01-01"},
+                  "--from 2026-12-07 is not before --to 1970-01-01"},
+        UsageCase{{"statement", "A1", "--from", "1970-01-01", "--to", "1970-01-01"},
+                  "--from 1970-01-01 is not before --to 1970-01-01"},
+        UsageCase{{"statement", "A1", "--to", "1970-01-01T00:00:00Z"},
+                  "--to 1970-01-01T00:00:00Z is not after 1970-01-01"},
+        UsageCase{{"statement", "A1", "--to", ""}, "--to: invalid time"},
+        UsageCase{{"statement", "A1", "--from", ""}, "--from: invalid time"},
         UsageCase{{"account", "show", "A1", "-o", "yaml"}, "yaml"},
         UsageCase{{"account", "show", "A1", "--timeout", "0"}, "--timeout"},
         UsageCase{{"account", "show", "A1", "--operator", ""}, "--operator must not be empty"},
@@ -531,6 +540,14 @@ TEST_F(FakeServerTest, StatementConvertsDatesToMicroseconds) {
   EXPECT_EQ(ledger_.statement.from_us(), 0);
   EXPECT_EQ(ledger_.statement.to_us(), 0);
   EXPECT_THAT(all.out, HasSubstr("top_up"));
+}
+
+TEST_F(FakeServerTest, StatementSendsAToJustAfterTheEpochAsIs) {
+  Outcome o = Wlctl({"statement", "A1", "--to", "1970-01-01T00:00:00.000001Z"});
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.statement.from_us(), 0);
+  EXPECT_EQ(ledger_.statement.to_us(), 1);
 }
 
 TEST_F(FakeServerTest, AuditVerifyFailureExitsOne) {
