@@ -1,12 +1,15 @@
 #include "cmd/wlctl/wlctl.h"
 
 #include <chrono>
+#include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <utility>
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <google/protobuf/stubs/common.h>
 #include <grpcpp/grpcpp.h>
 
 #include "cmd/wlctl/format.h"
@@ -163,6 +166,48 @@ Result<pb::PaymentMethod> ParseMethod(const std::string& text) {
 
 Status NonEmpty(std::string_view flag, const std::string& value) {
   if (value.empty()) return InvalidArgument(std::string(flag) + " must not be empty");
+  return Status::Ok();
+}
+
+// The test protobuf makes of a proto3 string field when it serializes a request.
+bool IsUtf8(const std::string& text) {
+  return text.size() <= INT_MAX && google::protobuf::internal::IsStructurallyValidUTF8(
+                                       text.data(), static_cast<int>(text.size()));
+}
+
+// The bytes of text that is not UTF-8, printable: ASCII as is, every other byte as \xNN.
+std::string EscapeBytes(const std::string& text) {
+  std::string out;
+  for (unsigned char c : text) {
+    if (c >= 0x20 && c < 0x7f) {
+      out += static_cast<char>(c);
+    } else {
+      char hex[5];
+      std::snprintf(hex, sizeof hex, "\\x%02x", c);
+      out += hex;
+    }
+  }
+  return out;
+}
+
+// Every value wlctl may send lands in a proto3 string field, which must hold UTF-8: protobuf
+// refuses to serialize anything else, and the call then fails as UNIMPLEMENTED after a
+// libprotobuf ERROR line, far from the cause. So every value given to the chosen command and
+// its parents (from argv or the environment) is checked here, before any request is built,
+// rather than flag by flag, where a new flag could be missed.
+Status CheckUtf8(const CLI::App& app) {
+  for (const CLI::Option* option : app.get_options()) {
+    for (const std::string& value : option->results()) {
+      if (!IsUtf8(value)) {
+        return InvalidArgument(option->get_name() + " is not valid UTF-8: got \"" +
+                               EscapeBytes(value) +
+                               "\"; the ledger stores text as UTF-8, so convert it first (e.g. "
+                               "with iconv -t UTF-8) or fix the terminal's encoding");
+      }
+    }
+  }
+  // Only the chosen subcommands, one per level: at most four deep.
+  for (const CLI::App* sub : app.get_subcommands()) WL_RETURN_IF_ERROR(CheckUtf8(*sub));
   return Status::Ok();
 }
 
@@ -950,6 +995,10 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   }
   if (!chosen) {
     err << "wlctl: no command given\nrun `" << CommandPath(app) << " --help` for usage\n";
+    return kExitUsage;
+  }
+  if (Status utf8 = CheckUtf8(app); !utf8.ok()) {
+    err << "wlctl: " << CommandPath(app).substr(6) << ": " << utf8.message() << "\n";
     return kExitUsage;
   }
   if (g.operator_id.empty()) {

@@ -158,7 +158,23 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"account", "show", "A1", "--operator", ""}, "--operator must not be empty"},
         UsageCase{{"topup", "A1", "-5.5", "--key", "K1", "--method", "cash"},
                   "the amount must be positive, got -5.5"},
-        UsageCase{{"refund", "A1", "-5", "--key", "K1"}, "the amount must be positive"}));
+        UsageCase{{"refund", "A1", "-5", "--key", "K1"}, "the amount must be positive"},
+        // Text that is not UTF-8 cannot go into a proto3 string field: protobuf would refuse to
+        // serialize the request, and the call would fail far from the cause.
+        UsageCase{{"account", "open", "--id", "C1", "--name", "\xff\xfe", "--meter", "MC1"},
+                  "--name is not valid UTF-8: got \"\\xff\\xfe\""},
+        UsageCase{{"account", "open", "--id", "C1", "--name", "x", "--phone", "1", "--phone",
+                   "2\xc3"},
+                  "--phone is not valid UTF-8"},
+        UsageCase{{"adjust", "A1", "--amount", "1", "--reason", "bad\xc3", "--key", "K1"},
+                  "--reason is not valid UTF-8"},
+        UsageCase{{"topup", "A1", "1", "--key", "k\xff", "--method", "cash"},
+                  "--key is not valid UTF-8"},
+        UsageCase{{"account", "show", "A\xed\xa0\x80"}, "account is not valid UTF-8"},
+        UsageCase{{"statement", "A\xc0\xaf"}, "account is not valid UTF-8"},
+        UsageCase{{"txn", "show", "T\x80"}, "txn is not valid UTF-8"},
+        UsageCase{{"account", "show", "A1", "--operator", "op\xff"},
+                  "--operator is not valid UTF-8"}));
 
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
