@@ -1,7 +1,9 @@
 #include "cmd/wlctl/wlctl.h"
 
+#include <charconv>
 #include <chrono>
 #include <climits>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
@@ -150,6 +152,25 @@ Result<int64_t> ParsePositiveMoney(std::string_view what, const std::string& tex
                            "`wlctl adjust --amount -X`");
   }
   return minor;
+}
+
+// A whole-number flag in [min, max], min >= 0, read as strictly as money: decimal digits and
+// nothing else (no sign, space, 0x or exponent), and a value past max refused rather than
+// clamped, so that what is sent is what was typed. `meaning` says what the number is.
+Result<int64_t> ParseWholeNumber(std::string_view flag, const std::string& text, int64_t min,
+                                 int64_t max, std::string_view meaning) {
+  auto wrong = [&] {
+    return InvalidArgument(std::string(flag) + " must be a whole number from " +
+                           std::to_string(min) + " to " + std::to_string(max) + " (" +
+                           std::string(meaning) + "), got '" + text + "'");
+  };
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos) return wrong();
+  int64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min || value > max) {
+    return wrong();
+  }
+  return value;
 }
 
 Result<pb::PaymentMethod> ParseMethod(const std::string& text) {
@@ -553,8 +574,7 @@ void AddAccountTransfer(CLI::App* parent, const Globals& g, Plan* chosen) {
 
 void AddTopUp(CLI::App* root, const Globals& g, Plan* chosen) {
   struct Flags {
-    std::string id, amount, key, method;
-    int64_t purchase_count = 0;
+    std::string id, amount, key, method, purchase_count;
     CLI::Option* purchase_count_option = nullptr;
   };
   auto f = std::make_shared<Flags>();
@@ -568,7 +588,7 @@ void AddTopUp(CLI::App* root, const Globals& g, Plan* chosen) {
       sub->add_option("--purchase-count", f->purchase_count,
                       "the purchase number this top-up should get (the account's "
                       "purchase_count + 1); a mismatch is rejected like a meter's CE-05")
-          ->check(CLI::NonNegativeNumber);
+          ->type_name("N");
   Plan plan = [f, &g]() -> Result<Action> {
     WL_ASSIGN_OR_RETURN(int64_t amount, ParsePositiveMoney("amount", f->amount));
     WL_ASSIGN_OR_RETURN(pb::PaymentMethod method, ParseMethod(f->method));
@@ -579,7 +599,13 @@ void AddTopUp(CLI::App* root, const Globals& g, Plan* chosen) {
     req.set_idempotency_key(f->key);
     req.set_amount_minor(amount);
     req.set_method(method);
-    if (f->purchase_count_option->count() > 0) req.set_expected_purchase_count(f->purchase_count);
+    if (f->purchase_count_option->count() > 0) {
+      // The ledger numbers an account's purchases from 1, so 0 could never match.
+      WL_ASSIGN_OR_RETURN(int64_t count,
+                          ParseWholeNumber("--purchase-count", f->purchase_count, 1, INT64_MAX,
+                                           "the account's purchase_count + 1"));
+      req.set_expected_purchase_count(count);
+    }
     return Mutation("topup " + f->id + " " + f->amount,
                     [req](auto& stub, auto* context, auto* response) {
                       return stub.TopUp(context, req, response);

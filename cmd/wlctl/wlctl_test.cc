@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <mutex>
 #include <sstream>
 #include <string>
@@ -174,7 +175,38 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"statement", "A\xc0\xaf"}, "account is not valid UTF-8"},
         UsageCase{{"txn", "show", "T\x80"}, "txn is not valid UTF-8"},
         UsageCase{{"account", "show", "A1", "--operator", "op\xff"},
-                  "--operator is not valid UTF-8"}));
+                  "--operator is not valid UTF-8"},
+        // A purchase count is read like money: exactly as typed, or not at all.
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "99999999999999999999"},
+                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
+                  "account's purchase_count + 1), got '99999999999999999999'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "0x7"},
+                  "got '0x7'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   " 7"},
+                  "got ' 7'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "+7"},
+                  "got '+7'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "7.0"},
+                  "got '7.0'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "0"},
+                  "--purchase-count must be a whole number from 1"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "-1"},
+                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
+                  "account's purchase_count + 1), got '-1'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   "abc"},
+                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
+                  "account's purchase_count + 1), got 'abc'"},
+        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                   ""},
+                  "got ''"}));
 
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
@@ -460,6 +492,14 @@ TEST_F(FakeServerTest, TopUpSendsMinorUnitsAndPrintsJson) {
   EXPECT_EQ(j["duplicate"], false);
   EXPECT_EQ(j["account"]["balance"], "12.3456");
   EXPECT_EQ(j["account"]["purchase_count"], 3);
+}
+
+TEST_F(FakeServerTest, TopUpSendsTheLargestPurchaseCountAsTyped) {
+  Outcome o = Wlctl({"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
+                     "9223372036854775807"});
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.topup.expected_purchase_count(), INT64_MAX);
 }
 
 TEST_F(FakeServerTest, TopUpWithoutPurchaseCountLeavesItUnset) {
