@@ -360,15 +360,20 @@ void AddAccountShow(CLI::App* parent, const Globals& g, Plan* chosen) {
 }
 
 void AddAccountList(CLI::App* parent, const Globals& g, Plan* chosen) {
-  auto page_size = std::make_shared<int>(0);
+  auto page_size = std::make_shared<std::string>("0");
   auto page_token = std::make_shared<std::string>();
   CLI::App* sub = parent->add_subcommand("list", "list accounts, one page at a time");
+  // Read as text: CLI11's own integer parsing takes "0x10", " 7" and octal "010".
   sub->add_option("--page-size", *page_size, "accounts per page (0: server default of 100)")
-      ->check(CLI::Range(0, 1000));
+      ->type_name("N")
+      ->capture_default_str();
   sub->add_option("--page-token", *page_token, "next_page_token of the previous page");
   Plan plan = [page_size, page_token]() -> Result<Action> {
+    WL_ASSIGN_OR_RETURN(int64_t size,
+                        ParseWholeNumber("--page-size", *page_size, 0, 1000,
+                                         "accounts per page; 0: the server's default of 100"));
     pb::ListAccountsRequest req;
-    req.set_page_size(*page_size);
+    req.set_page_size(static_cast<int32_t>(size));
     req.set_page_token(*page_token);
     return Action([req](Client& client) {
       pb::ListAccountsResponse response;

@@ -206,7 +206,13 @@ INSTANTIATE_TEST_SUITE_P(
                   "account's purchase_count + 1), got 'abc'"},
         UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
                    ""},
-                  "got ''"}));
+                  "got ''"},
+        UsageCase{{"account", "list", "--page-size", "0x10"},
+                  "--page-size must be a whole number from 0 to 1000 (accounts per page; 0: the "
+                  "server's default of 100), got '0x10'"},
+        UsageCase{{"account", "list", "--page-size", " 7"}, "got ' 7'"},
+        UsageCase{{"account", "list", "--page-size", "1001"}, "got '1001'"},
+        UsageCase{{"account", "list", "--page-size", "-1"}, "got '-1'"}));
 
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
@@ -397,6 +403,13 @@ class FakeLedger final : public pb::LedgerService::Service {
     limits = *req;
     return Answer(resp);
   }
+  grpc::Status ListAccounts(grpc::ServerContext*, const pb::ListAccountsRequest* req,
+                            pb::ListAccountsResponse* resp) override {
+    std::lock_guard lock(mu_);
+    list = *req;
+    *resp->add_accounts() = SampleAccount();
+    return grpc::Status::OK;
+  }
   grpc::Status GetAccount(grpc::ServerContext*, const pb::GetAccountRequest* req,
                           pb::Account* resp) override {
     if (req->account_id() != "A1") {
@@ -425,6 +438,7 @@ class FakeLedger final : public pb::LedgerService::Service {
   pb::TopUpRequest topup;
   pb::AdjustRequest adjust;
   pb::SetLimitsRequest limits;
+  pb::ListAccountsRequest list;
   pb::GetStatementRequest statement;
 
  private:
@@ -575,6 +589,15 @@ TEST_F(FakeServerTest, ShowJsonAndTable) {
   Outcome missing = Wlctl({"account", "show", "NOPE"});
   EXPECT_EQ(missing.code, kExitFailed);
   EXPECT_THAT(missing.err, HasSubstr("wlctl: account show NOPE: NOT_FOUND account NOPE"));
+}
+
+TEST_F(FakeServerTest, ListReadsPageSizeAsDecimal) {
+  // Not octal: a leading zero changes nothing.
+  Outcome o = Wlctl({"account", "list", "--page-size", "010"});
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.list.page_size(), 10);
+  EXPECT_THAT(o.out, HasSubstr("张三"));
 }
 
 TEST_F(FakeServerTest, StatementConvertsDatesToMicroseconds) {
