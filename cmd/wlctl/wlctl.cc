@@ -5,6 +5,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <cmath>
 #include <cstdlib>
 #include <exception>
 #include <utility>
@@ -36,6 +37,8 @@ struct Globals {
   std::string endpoint = kDefaultEndpoint;
   std::string output = "table";
   std::string operator_id;
+  // As typed; read into timeout_s by ParseTimeout once the flags are parsed.
+  std::string timeout_text = "10";
   double timeout_s = 10;
 };
 
@@ -152,6 +155,20 @@ Result<int64_t> ParsePositiveMoney(std::string_view what, const std::string& tex
                            "`wlctl adjust --amount -X`");
   }
   return minor;
+}
+
+// --timeout in seconds: a finite decimal number > 0 ("0.5", "30", "1e2"), nothing around it.
+// Parsed here rather than by CLI11, whose message for a bad value prints the range up to
+// DBL_MAX in 300 digits and whose check lets nan through.
+Result<double> ParseTimeout(const std::string& text) {
+  double seconds = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
+  if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
+      !std::isfinite(seconds) || seconds <= 0) {
+    return InvalidArgument("--timeout must be a number of seconds > 0, e.g. 30 or 0.5, got '" +
+                           text + "'");
+  }
+  return seconds;
 }
 
 // A whole-number flag in [min, max], min >= 0, read as strictly as money: decimal digits and
@@ -972,8 +989,8 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   app.add_option("--operator", g.operator_id, "operator id recorded on every change")
       ->envname("WLCTL_OPERATOR")
       ->capture_default_str();
-  app.add_option("--timeout", g.timeout_s, "seconds to wait for the server")
-      ->check(CLI::PositiveNumber)
+  app.add_option("--timeout", g.timeout_text, "seconds to wait for the server")
+      ->type_name("SECONDS")
       ->capture_default_str();
 
   CLI::App* account = app.add_subcommand("account", "open, inspect and change accounts");
@@ -1030,6 +1047,12 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   }
   if (Status utf8 = CheckUtf8(app); !utf8.ok()) {
     err << "wlctl: " << CommandPath(app).substr(6) << ": " << utf8.message() << "\n";
+    return kExitUsage;
+  }
+  if (Result<double> timeout = ParseTimeout(g.timeout_text); timeout.ok()) {
+    g.timeout_s = *timeout;
+  } else {
+    err << "wlctl: " << timeout.status().message() << "\n";
     return kExitUsage;
   }
   if (g.operator_id.empty()) {

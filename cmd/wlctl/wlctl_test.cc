@@ -212,7 +212,18 @@ INSTANTIATE_TEST_SUITE_P(
                   "server's default of 100), got '0x10'"},
         UsageCase{{"account", "list", "--page-size", " 7"}, "got ' 7'"},
         UsageCase{{"account", "list", "--page-size", "1001"}, "got '1001'"},
-        UsageCase{{"account", "list", "--page-size", "-1"}, "got '-1'"}));
+        UsageCase{{"account", "list", "--page-size", "-1"}, "got '-1'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "0"},
+                  "--timeout must be a number of seconds > 0"},
+        UsageCase{{"account", "show", "A1", "--timeout", "0"}, "got '0'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "-1"}, "got '-1'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "abc"},
+                  "--timeout must be a number of seconds > 0"},
+        UsageCase{{"account", "show", "A1", "--timeout", "abc"}, "got 'abc'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "nan"}, "got 'nan'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "inf"}, "got 'inf'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "5s"}, "got '5s'"},
+        UsageCase{{"account", "show", "A1", "--timeout", ""}, "got ''"}));
 
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
@@ -563,6 +574,12 @@ TEST_F(FakeServerTest, SetLimitsAcceptsNegativeValues) {
   EXPECT_EQ(ledger_.limits.alarm2_minor(), -10'000);
   EXPECT_TRUE(ledger_.limits.has_credit_limit_minor());
   EXPECT_FALSE(ledger_.limits.has_alarm1_minor());
+}
+
+TEST_F(FakeServerTest, AcceptsAFractionalTimeout) {
+  Outcome o = Wlctl({"account", "show", "A1", "--timeout", "2.5"});
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("12.3456"));
 }
 
 TEST_F(FakeServerTest, ServerRejectionExitsOneWithCodeAndMessage) {
