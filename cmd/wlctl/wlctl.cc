@@ -31,6 +31,9 @@ namespace {
 
 constexpr char kDefaultEndpoint[] = "127.0.0.1:7400";
 constexpr char kMethods[] = "cash|wechat|alipay|bank|platform";
+// The longest --timeout: no call of the ledger takes a day, and the bound keeps the deadline's
+// microseconds far from int64's limit, past which it wrapped into the past.
+constexpr int kMaxTimeoutS = 86'400;
 
 // Flags shared by every command; filled by CLI11 before any command runs.
 struct Globals {
@@ -157,15 +160,16 @@ Result<int64_t> ParsePositiveMoney(std::string_view what, const std::string& tex
   return minor;
 }
 
-// --timeout in seconds: a finite decimal number > 0 ("0.5", "30", "1e2"), nothing around it.
-// Parsed here rather than by CLI11, whose message for a bad value prints the range up to
-// DBL_MAX in 300 digits and whose check lets nan through.
+// --timeout in seconds: a finite decimal number in (0, kMaxTimeoutS] ("0.5", "30", "1e2"),
+// nothing around it. Parsed here rather than by CLI11, whose message for a bad value prints the
+// range up to DBL_MAX in 300 digits and whose check lets nan through.
 Result<double> ParseTimeout(const std::string& text) {
   double seconds = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), seconds);
   if (text.empty() || ec != std::errc() || end != text.data() + text.size() ||
-      !std::isfinite(seconds) || seconds <= 0) {
-    return InvalidArgument("--timeout must be a number of seconds > 0, e.g. 30 or 0.5, got '" +
+      !std::isfinite(seconds) || seconds <= 0 || seconds > kMaxTimeoutS) {
+    return InvalidArgument("--timeout must be a number of seconds > 0 and at most " +
+                           std::to_string(kMaxTimeoutS) + " (one day), e.g. 30 or 0.5, got '" +
                            text + "'");
   }
   return seconds;
@@ -989,7 +993,7 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   app.add_option("--operator", g.operator_id, "operator id recorded on every change")
       ->envname("WLCTL_OPERATOR")
       ->capture_default_str();
-  app.add_option("--timeout", g.timeout_text, "seconds to wait for the server")
+  app.add_option("--timeout", g.timeout_text, "seconds to wait for the server, at most a day")
       ->type_name("SECONDS")
       ->capture_default_str();
 

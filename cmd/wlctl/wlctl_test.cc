@@ -223,7 +223,12 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"account", "show", "A1", "--timeout", "nan"}, "got 'nan'"},
         UsageCase{{"account", "show", "A1", "--timeout", "inf"}, "got 'inf'"},
         UsageCase{{"account", "show", "A1", "--timeout", "5s"}, "got '5s'"},
-        UsageCase{{"account", "show", "A1", "--timeout", ""}, "got ''"}));
+        UsageCase{{"account", "show", "A1", "--timeout", ""}, "got ''"},
+        // Seconds past int64 microseconds once overflowed into a deadline in the past.
+        UsageCase{{"account", "show", "A1", "--timeout", "1e13"},
+                  "--timeout must be a number of seconds > 0 and at most 86400 (one day), e.g. "
+                  "30 or 0.5, got '1e13'"},
+        UsageCase{{"account", "show", "A1", "--timeout", "86400.5"}, "got '86400.5'"}));
 
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
@@ -578,6 +583,12 @@ TEST_F(FakeServerTest, SetLimitsAcceptsNegativeValues) {
 
 TEST_F(FakeServerTest, AcceptsAFractionalTimeout) {
   Outcome o = Wlctl({"account", "show", "A1", "--timeout", "2.5"});
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("12.3456"));
+}
+
+TEST_F(FakeServerTest, AcceptsTheLongestTimeout) {
+  Outcome o = Wlctl({"account", "show", "A1", "--timeout", "86400"});
   ASSERT_EQ(o.code, kExitOk) << o.err;
   EXPECT_THAT(o.out, HasSubstr("12.3456"));
 }
