@@ -60,10 +60,16 @@ class CountingHandler : public Handler {
     });
   }
 
+  // How many inputs were set aside so far, read under the lock the writer appends under.
+  size_t PoisonedCount() {
+    std::lock_guard lock(mu);
+    return poisoned.size();
+  }
+
   std::atomic<int> reloads = 0;
   bool poison_throws = false;
   std::mutex mu;
-  std::vector<std::string> poisoned;  // Event ids passed to OnPoison.
+  std::vector<std::string> poisoned;  // Event ids passed to OnPoison. Under mu while a writer runs.
 
  private:
   eventlog::EventLog* log_;
@@ -895,7 +901,7 @@ TEST_F(ProcessorTest, BeforeCommitRunsOncePerCommittedBatchInsideItsCommit) {
   Produce(30);
   WaitTotal(log.get(), 30);
   Produce(1, "throw");  // Fails three batches, then is set aside.
-  for (int i = 0; i < 3000 && h.poisoned.empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 3000 && h.PoisonedCount() == 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   proc.Stop();
   ASSERT_EQ(h.poisoned.size(), 1u);
   EXPECT_EQ(h.reloads.load(), 3);
