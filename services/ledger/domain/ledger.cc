@@ -82,7 +82,9 @@ Posting TwoLegs(const std::string& tenant, int64_t tenant_delta, std::string_vie
   Posting p;
   p.legs.reserve(2);  // One allocation, not two, for every posting.
   p.legs.push_back(Leg{false, tenant, tenant_delta});
-  p.legs.push_back(Leg{true, std::string(system), -tenant_delta});
+  // -INT64_MIN does not exist (negating it is undefined): the leg keeps the minimum, which
+  // PostingOverflow refuses by name before anything is applied.
+  p.legs.push_back(Leg{true, std::string(system), tenant_delta == INT64_MIN ? INT64_MIN : -tenant_delta});
   return p;
 }
 
@@ -373,8 +375,8 @@ bool StatementWalkEnds(const EntryLink& link, int64_t from_us) {
 // running total), would leave int64.
 std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
   // Amounts and balances stay within ±INT64_MAX, so that each can be negated: a posting's other
-  // leg, a reversal's, the arrears of a close. -INT64_MIN does not exist, and a leg made by
-  // negating it wraps, which leaves the legs not summing to zero.
+  // leg, a reversal's, the arrears of a close. -INT64_MIN does not exist (TwoLegs leaves such a
+  // leg at the minimum), and legs that do not sum to zero mean an amount was beyond the range.
   __int128 tenant_delta = 0;
   __int128 sum = 0;
   for (const Leg& leg : p.legs) {
