@@ -154,6 +154,12 @@ INSTANTIATE_TEST_SUITE_P(
                   "--to 1970-01-01T00:00:00Z is not after 1970-01-01"},
         UsageCase{{"statement", "A1", "--to", ""}, "--to: invalid time"},
         UsageCase{{"statement", "A1", "--from", ""}, "--from: invalid time"},
+        // Times start at the epoch: else a --to of 1970-01-01 would pass as after --from and go
+        // out as 0, "up to now".
+        UsageCase{{"statement", "A1", "--from", "1969-12-31", "--to", "1970-01-01"},
+                  "--from: invalid time \"1969-12-31\": before 1970-01-01"},
+        UsageCase{{"statement", "A1", "--from", "1970-01-01T00:00:00+08:00", "--to", "1970-01-01"},
+                  "before 1970-01-01"},
         UsageCase{{"account", "show", "A1", "-o", "yaml"}, "yaml"},
         UsageCase{{"account", "show", "A1", "--timeout", "0"}, "--timeout"},
         UsageCase{{"account", "show", "A1", "--operator", ""}, "--operator must not be empty"},
