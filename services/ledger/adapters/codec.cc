@@ -189,7 +189,11 @@ P ToWire(const D& d) {
 }
 
 void Put(const Limits& l, v1::Limits* w) { ToWire(l, w); }
-void Put(const EntryLink& l, v1::EntryLink* w) { ToWire(l, w); }
+void Put(const EntryLink& l, v1::EntryLink* w) {
+  ToWire(l, w);
+  // Unknown is what its absence decodes as: the links of events that make no entry stay empty.
+  if (l.latest_time_us == kLatestEntryTimeUnknown) w->clear_latest_time_us();
+}
 void Put(const Posting& p, v1::Posting* w) {
   // Cleared legs stay allocated, and add_legs hands them out again.
   w->clear_legs();

@@ -215,6 +215,30 @@ TEST(EventCodec, ALinkOnAnEventThatMovesNoMoneyIsRejected) {
               }).ok());
 }
 
+// A link's latest entry time goes on the wire when known; unknown is what its absence decodes as
+// (links written before the field), so an unknown one is not written, and the link of an event
+// that makes no entry stays empty.
+TEST(EventCodec, ALinksLatestTimeIsWrittenOnlyWhenKnown) {
+  const Posting ten{{Leg{false, "A1", 10}, Leg{true, "cash", -10}}};
+  for (int64_t latest : {int64_t{1'700'000'000'000'000}, int64_t{0}, kLatestEntryTimeUnknown}) {
+    SCOPED_TRACE(latest);
+    const Event e = ToppedUp{"ledger/0/2", 5, "op", "A1", "K1", 10, PaymentMethod::kCash, 1, ten,
+                             EntryLink{0, 10, latest}};
+    const Encoded enc = EncodeEvent(e);
+    v1::ToppedUp wire;
+    ASSERT_TRUE(wire.ParseFromString(enc.payload));
+    EXPECT_EQ(wire.link().has_latest_time_us(), latest != kLatestEntryTimeUnknown);
+    auto back = DecodeEvent(enc.type, enc.payload);
+    ASSERT_TRUE(back.ok()) << back.status().ToString();
+    EXPECT_EQ(std::get<ToppedUp>(*back).link.latest_time_us, latest);
+  }
+  const Event opened = AccountOpened{"ledger/0/1", 1, "op", "A1", "x", {}, "", {"M1"}, "", Mode::kPrepaid,
+                                     Limits{}, 0, "", {}, {}};
+  v1::AccountOpened wire;
+  ASSERT_TRUE(wire.ParseFromString(EncodeEvent(opened).payload));
+  EXPECT_EQ(wire.link().ByteSizeLong(), 0u);
+}
+
 TEST(EventCodec, RandomBytesNeverCrash) {
   std::vector<Encoded> samples;
   for (const Event& e : sample::Events()) samples.push_back(EncodeEvent(e));

@@ -148,9 +148,9 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
 // link to the one before it (EntryLink), and rebuilt from their events. Times need not grow with
 // the log (a charge carries its usage's time), so the walk goes on until an entry whose link says
 // that it and every entry before it are earlier than the period (StatementWalkEnds): it reads the
-// entries since the period began, and those whose times run ahead of their place. Where links do
-// not say (a log written before they did), it reads them all. `entries_read`, if given, is how
-// many entries were read.
+// entries since the period began, and those whose times run ahead of their place. It never stops
+// at a link that does not say (written before links did). `entries_read`, if given, is how many
+// entries were read.
 Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string& account_id, uint64_t last_entry_seq,
                                 int64_t from_us, int64_t to_us, size_t* entries_read = nullptr);
 

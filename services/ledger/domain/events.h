@@ -15,7 +15,7 @@
 namespace wattledger::ledger {
 
 // An EntryLink's latest_time_us when it is not known: the link was written before links carried
-// it, or follows one that was. No statement's walk stops at such an entry.
+// it. No statement's walk stops at such an entry.
 inline constexpr int64_t kLatestEntryTimeUnknown = INT64_MAX;
 
 // What an event that makes a statement entry (see MakesEntry) says of the account's entries, so

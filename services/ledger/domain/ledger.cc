@@ -243,11 +243,15 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
   return sum;
 }
 
-// The latest time of an account's entries once one at `time_us` follows those whose latest was
-// `before` (INT64_MIN for none); unknown stays unknown.
-int64_t LatestEntryTime(int64_t before, int64_t time_us) {
-  return before == kLatestEntryTimeUnknown ? before : std::max(before, time_us);
+// The arrears a negative balance stands for, as text. A balance of INT64_MIN (which a log written
+// before the range rule may hold: see PostingOverflow) has no int64 negation.
+std::string ArrearsText(int64_t balance) {
+  return balance == INT64_MIN ? "922337203685477.5808" : FormatYuan(-balance);
 }
+
+// The latest time of an account's entries once one at `time_us` follows those whose latest was
+// `before` (INT64_MIN for none).
+int64_t LatestEntryTime(int64_t before, int64_t time_us) { return std::max(before, time_us); }
 
 }  // namespace
 
@@ -726,7 +730,7 @@ Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
   if (c.settle) {
     if (a->balance_minor < 0) {
       return Precondition(c.txn_id, "transfer_with_arrears",
-                          "account " + a->id + " has arrears of " + FormatYuan(-a->balance_minor) +
+                          "account " + a->id + " has arrears of " + ArrearsText(a->balance_minor) +
                               "; they must be paid before a settled transfer, or carried over");
     }
     if (a->balance_minor > 0) {
@@ -757,6 +761,11 @@ Decision Ledger::DecideClose(const CloseAccount& c) const {
     if (auto overflow = PostingOverflow(e.posting)) {
       return Invalid(c.txn_id, "overflow", *overflow);
     }
+  } else if (a->balance_minor == INT64_MIN) {
+    // Only a log written before the range rule can hold it; its arrears have no int64 value.
+    return Invalid(c.txn_id, "overflow",
+                   "the arrears of account " + a->id + ", " + ArrearsText(a->balance_minor) +
+                       ", are beyond what the ledger can hold; adjust the balance up first");
   } else if (a->balance_minor < 0) {
     e.arrears_minor = -a->balance_minor;
   }
@@ -796,7 +805,7 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
   if (a->state == AccountState::kClosedWithArrears && after > 0) {
     return Precondition(c.txn_id, "closed_account",
                         "account " + a->id + " is closed with arrears of " +
-                            FormatYuan(-a->balance_minor) + "; a top-up can collect at most that, not " +
+                            ArrearsText(a->balance_minor) + "; a top-up can collect at most that, not " +
                             FormatYuan(c.amount_minor));
   }
   if (!IsClosed(*a) && a->limits.hoarding_cap_minor > 0 && after > a->limits.hoarding_cap_minor) {
@@ -1090,15 +1099,17 @@ Status Ledger::TryApply(const Event& event) {
   WL_LEDGER_EXPECT_MSG(a->balance_minor == link->balance_after_minor,
                        "the entry of txn " + EventTxnId(event) + " leaves account " + id + " at " +
                            std::to_string(link->balance_after_minor) + " but it is at " + std::to_string(a->balance_minor));
-  // A statement stops its walk on this time, so a link may not claim one earlier than its
-  // entries'; an unknown one (a log written before links carried it) stops no walk.
+  // A statement stops its walk on this time, so a link may not claim one other than its
+  // entries'; an unknown one (a log written before links carried it) stops no walk. The account's
+  // own is folded from the entries' times, whatever their links say, so that links written after
+  // an upgrade carry it for the whole history.
   const int64_t latest = LatestEntryTime(a->latest_entry_time_us, EventTimeUs(event));
   WL_LEDGER_EXPECT_MSG(link->latest_time_us == latest || link->latest_time_us == kLatestEntryTimeUnknown,
                        "the entry of txn " + EventTxnId(event) + " says the latest time of account " + id +
                            "'s entries is " + std::to_string(link->latest_time_us) + " but it is " +
                            std::to_string(latest));
   a->last_entry_seq = EntrySeqOf(EventTxnId(event));
-  a->latest_entry_time_us = link->latest_time_us;
+  a->latest_entry_time_us = latest;
   return Status::Ok();
 }
 

@@ -116,8 +116,8 @@ struct Account {
   Level level = Level::kNormal;
   bool supply_cut = false;  // A SupplyCutRequired is outstanding (no restore since).
   uint64_t last_entry_seq = 0;  // EntrySeqOf the txn of its latest statement entry; 0 for none.
-  // The latest time_us of its statement entries (their links' latest_time_us); INT64_MIN for
-  // none, kLatestEntryTimeUnknown once one came from a log without it.
+  // The latest time_us of its statement entries, folded from their events' times (so known even
+  // where their links, from an older log, do not say); INT64_MIN for none.
   int64_t latest_entry_time_us = INT64_MIN;
   std::string customer_name;
   std::vector<std::string> phones;

@@ -1135,7 +1135,8 @@ TEST(PlanStatementTest, OpensWithTheBalanceBeforeTheFirstEntryListed) {
 // A statement's walk back through an account's entries may stop at the first whose link says
 // that it and every entry before it are earlier than the period (StatementWalkEnds): the plan of
 // the entries walked up to there is the plan of them all. Random histories, times out of order
-// (late charges), some with a first part from a log whose links did not carry the latest time.
+// (late charges), some with a first part from a log whose links did not carry the latest time
+// (the links after it carry the latest of all, which the fold works out from the entries' times).
 TEST(PlanStatementTest, AWalkThatStopsWhereTheLinksSayPlansAsIfItReadEverything) {
   std::mt19937_64 rng(20261207);
   for (int seed = 0; seed < 300; ++seed) {
@@ -1148,9 +1149,8 @@ TEST(PlanStatementTest, AWalkThatStopsWhereTheLinksSayPlansAsIfItReadEverything)
     for (size_t i = 0; i < n; ++i) {
       const int64_t time = static_cast<int64_t>(rng() % 100);
       rows.push_back({time, static_cast<int64_t>(rng() % 1000)});
-      latest = i < unknown_before ? kLatestEntryTimeUnknown
-                                  : (latest == kLatestEntryTimeUnknown ? latest : std::max(latest, time));
-      links.push_back(EntryLink{0, rows.back().balance_after_minor, latest});
+      latest = std::max(latest, time);
+      links.push_back(EntryLink{0, rows.back().balance_after_minor, i < unknown_before ? kLatestEntryTimeUnknown : latest});
     }
     const int64_t from = static_cast<int64_t>(rng() % 110);
     const int64_t to = rng() % 8 == 0 ? INT64_MAX : from + static_cast<int64_t>(rng() % 40);
@@ -1197,8 +1197,8 @@ TEST_F(LedgerTest, EntryLinksCarryTheLatestTimeOfTheAccountsEntries) {
 }
 
 // A link may not claim an earlier latest time than its account's entries have: a statement would
-// stop short on it. One that does not say (a log written before links did) is taken, and from
-// then on the account's links do not say either.
+// stop short on it. One that does not say (a log written before links did) is taken, and the
+// account's latest time is still folded from the entries' own times, so the next link says it.
 TEST_F(LedgerTest, ApplyRefusesALinkThatUnderstatesTheLatestEntryTime) {
   Given(OpenCmd("A1"));
   Given(TopUpCmd("A1", Y(100), "K1"));
@@ -1220,10 +1220,11 @@ TEST_F(LedgerTest, ApplyRefusesALinkThatUnderstatesTheLatestEntryTime) {
   std::get<ToppedUp>(forged.front()).link.latest_time_us = kLatestEntryTimeUnknown;
   ledger_.ApplyAll(forged);
   all_events_.insert(all_events_.end(), forged.begin(), forged.end());  // For TearDown's replay.
-  EXPECT_EQ(Acc("A1").latest_entry_time_us, kLatestEntryTimeUnknown);
-  d = Do(TopUpCmd("A1", Y(1), "K3"));
+  EXPECT_EQ(Acc("A1").latest_entry_time_us, t.time_us);
+  const TopUp next = TopUpCmd("A1", Y(1), "K3");
+  d = Do(next);
   ASSERT_TRUE(d.accepted());
-  EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, kLatestEntryTimeUnknown);
+  EXPECT_EQ(EntryLinkOf(d.events.front())->latest_time_us, next.time_us);
 }
 
 // Every balance, and every amount a posting moves, stays within ±INT64_MAX minor units, so that
@@ -1247,6 +1248,25 @@ TEST_F(LedgerTest, AmountsAndBalancesThatCannotBeNegatedAreRefused) {
   ASSERT_TRUE(close.accepted());
   EXPECT_EQ(std::get<AccountClosed>(close.events.front()).arrears_minor, INT64_MAX);
   EXPECT_EQ(SumOfAllBalances(), 0);
+}
+
+// A log written before that rule may hold a balance of INT64_MIN (a charge of 1 after an
+// adjustment of -INT64_MAX was accepted): closing such an account is refused, rather than
+// negating the balance into arrears (undefined; it wrapped to INT64_MIN).
+TEST_F(LedgerTest, AnOldBalanceAtInt64sMinimumIsNotClosedIntoWrappedArrears) {
+  Given(OpenCmd("A1"));
+  Given(AdjustCmd("A1", -INT64_MAX, "K1"));
+  const std::vector<Event> old_charge{Charged{NextTxn(), Now(), "A1", "C1", 1, 10, "M1", "R1", "flat-1", 3,
+                                              Posting{{Leg{false, "A1", -1}, Leg{true, "revenue", 1}}},
+                                              EntryLink{0, INT64_MIN}}};
+  ledger_.ApplyAll(old_charge);
+  all_events_.insert(all_events_.end(), old_charge.begin(), old_charge.end());  // For TearDown's replay.
+  ASSERT_EQ(Balance("A1"), INT64_MIN);
+  ExpectRejected(When(CloseAccount{NextTxn(), Now(), "op1", "A1", "moved out", PaymentMethod::kCash}),
+                 StatusCode::kInvalidArgument, "overflow",
+                 "the arrears of account A1, 922337203685477.5808, are beyond what the ledger can hold");
+  ExpectRejected(When(TransferOwnership{NextTxn(), Now(), "op1", "A1", "李四", {}, true, PaymentMethod::kCash}),
+                 StatusCode::kFailedPrecondition, "transfer_with_arrears", "arrears of 922337203685477.5808");
 }
 
 TEST_F(LedgerTest, ReplayFromGivenEventsEqualsLiveAndDigestsTrackState) {
@@ -1281,7 +1301,7 @@ TEST(LedgerGivenEvents, DecisionsOnStateBuiltFromLiteralEvents) {
   ASSERT_TRUE(charge.ok());
   std::vector<Event> want{
       Charged{"E4", 4, "B1", "CH1", Y(41), 900, "MB", "R9", "t1", 2,
-              Posting{{Leg{false, "B1", -Y(41)}, Leg{true, "revenue", Y(41)}}}, EntryLink{0, -Y(1)}},
+              Posting{{Leg{false, "B1", -Y(41)}, Leg{true, "revenue", Y(41)}}}, EntryLink{0, -Y(1), 4}},
       LevelChanged{"E4", 4, "B1", Level::kNormal, Level::kCutoff, -Y(1)},
       SupplyCutRequired{"E4", 4, "B1", -Y(1), 0, {"MB"}},
   };
