@@ -84,6 +84,12 @@ struct UsageCase {
   std::string message;
 };
 
+// A top-up whose --purchase-count is `text`, refused with `message`.
+UsageCase PurchaseCountCase(std::string text, std::string message) {
+  return {{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count", std::move(text)},
+          std::move(message)};
+}
+
 void PrintTo(const UsageCase& c, std::ostream* os) {
   *os << "wlctl";
   for (const std::string& a : c.args) *os << " '" << a << "'";
@@ -183,36 +189,19 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"account", "show", "A1", "--operator", "op\xff"},
                   "--operator is not valid UTF-8"},
         // A purchase count is read like money: exactly as typed, or not at all.
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "99999999999999999999"},
-                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
-                  "account's purchase_count + 1), got '99999999999999999999'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "0x7"},
-                  "got '0x7'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   " 7"},
-                  "got ' 7'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "+7"},
-                  "got '+7'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "7.0"},
-                  "got '7.0'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "0"},
-                  "--purchase-count must be a whole number from 1"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "-1"},
-                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
-                  "account's purchase_count + 1), got '-1'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   "abc"},
-                  "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
-                  "account's purchase_count + 1), got 'abc'"},
-        UsageCase{{"topup", "A1", "1", "--key", "K1", "--method", "cash", "--purchase-count",
-                   ""},
-                  "got ''"},
+        PurchaseCountCase("99999999999999999999",
+                          "--purchase-count must be a whole number from 1 to 9223372036854775807 (the "
+                          "account's purchase_count + 1), got '99999999999999999999'"),
+        PurchaseCountCase("0x7", "got '0x7'"),
+        PurchaseCountCase(" 7", "got ' 7'"),
+        PurchaseCountCase("+7", "got '+7'"),
+        PurchaseCountCase("7.0", "got '7.0'"),
+        PurchaseCountCase("0", "--purchase-count must be a whole number from 1"),
+        PurchaseCountCase("-1", "--purchase-count must be a whole number from 1 to 9223372036854775807 "
+                                "(the account's purchase_count + 1), got '-1'"),
+        PurchaseCountCase("abc", "--purchase-count must be a whole number from 1 to 9223372036854775807 "
+                                "(the account's purchase_count + 1), got 'abc'"),
+        PurchaseCountCase("", "got ''"),
         UsageCase{{"account", "list", "--page-size", "0x10"},
                   "--page-size must be a whole number from 0 to 1000 (accounts per page; 0: the "
                   "server's default of 100), got '0x10'"},
