@@ -375,8 +375,8 @@ bool StatementWalkEnds(const EntryLink& link, int64_t from_us) {
   return link.latest_time_us != kLatestEntryTimeUnknown && link.latest_time_us < from_us;
 }
 
-// Balances after `p`, or a message when one of them, or the sum of the tenants' (kept as a
-// running total), would leave int64.
+// A message when `p` moves an amount, or leaves a balance or the sum of the tenants' (kept as a
+// running total), beyond ±INT64_MAX; nothing when it fits.
 std::optional<std::string> Ledger::PostingOverflow(const Posting& p) const {
   // Amounts and balances stay within ±INT64_MAX, so that each can be negated: a posting's other
   // leg, a reversal's, the arrears of a close. -INT64_MIN does not exist (TwoLegs leaves such a
@@ -881,9 +881,9 @@ Decision Ledger::DecideReverse(const Reverse& c) const {
   }
   const Account* a = FindAccount(orig->account_id);
   WL_CHECK(a != nullptr);
-  // The new owner does not answer for the previous owner's txns (a settled transfer already paid
-  // that owner out). Where txn ids are numbered (the service's are), their numbers say which came
-  // first: both are in the account's partition.
+  // The new owner does not answer for the previous owner's txns, whether the transfer paid that
+  // owner out or carried the balance over. Where txn ids are numbered (the service's are), their
+  // numbers say which came first: both are in the account's partition.
   std::string_view prefix;
   uint64_t orig_seq = 0;
   if (a->owner_since_seq != 0 && SplitTxnId(orig->txn_id, &prefix, &orig_seq) && orig_seq < a->owner_since_seq) {
