@@ -162,10 +162,19 @@ Result<bool> Processor::CommitHook(uint32_t p, const char* hook,
 void Processor::IdleWriter(uint32_t p) {
   auto committed = CommitHook(p, "OnIdle", &Handler::OnIdle);
   if (committed.ok()) return;
+  if (StoreBroken(committed.status())) {
+    // Fail-stop, as for a batch (Land): reloading from a store that fails writes, every idle
+    // turn, would only repeat the failure. The writer loop sees store_broken_ and answers what
+    // is queued.
+    log::Error("event log failed an idle commit; stopping the process",
+               {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", committed.status().ToString()}});
+    if (!store_broken_.exchange(true)) options_.on_fatal(committed.status());
+    return;
+  }
   log::Error("an idle commit failed; reloading partition state from the store",
              {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", committed.status().ToString()}});
-  // What OnIdle took for written is not: the handler works it out again from the store. A store
-  // that is broken fails the next batch, which stops the process.
+  // What OnIdle took for written is not (the log refused what it wrote): the handler works it
+  // out again from the store.
   Status reload = handler_->Reload(p);
   WL_CHECK_MSG(reload.ok(), reload.ToString());
 }

@@ -778,6 +778,35 @@ TEST_F(ProcessorTest, AStoreThatFailsWritesStopsTheProcessInsteadOfRetrying) {
   restarted.Stop();
 }
 
+// An idle writer whose commit the store fails (I/O error) stops the process as a batch's would,
+// rather than reloading its partition's state from that store every idle turn (it did: for the
+// ledger, a fold of the partition every 200 ms, and no stop until some input came).
+TEST_F(ProcessorTest, AStoreThatFailsAnIdleCommitStopsTheProcess) {
+  class Ticking : public CountingHandler {
+   public:
+    using CountingHandler::CountingHandler;
+    void OnIdle(uint32_t p, eventlog::WriteSet& ws) override { ws.PutState("idle/" + std::to_string(p), "due"); }
+  };
+  auto log = Open("svc", "svc");
+  Ticking h(log.get());
+  ProcessorOptions o{"svc", {}};
+  FatalCatcher fatal(o);
+  Processor proc(o, log.get(), bus_.get(), &h);
+  const uint64_t wal_bytes = PadWal(log.get(), "svc");
+  ASSERT_GT(wal_bytes, 0u);
+  {
+    FileSizeLimit disk_full(wal_bytes);
+    ASSERT_TRUE(proc.Start().ok());
+    ASSERT_EQ(fatal.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready)
+        << "a broken store must stop the process, not be retried";
+  }
+  EXPECT_EQ(h.reloads, 0) << "state was reloaded from a broken store to retry";
+  EXPECT_EQ(proc.SubmitTo(0, [](uint32_t, eventlog::WriteSet&) -> Reply { return nullptr; }, nullptr).code(),
+            StatusCode::kUnavailable);
+  proc.Stop();
+  EXPECT_EQ(fatal.calls, 1);
+}
+
 // The store fails the commit of batch k on the committer while batch k+1 is built: both are
 // answered UNAVAILABLE (each command once, by its Reply), the process is asked to stop once, and
 // nothing of either is stored or reloaded.

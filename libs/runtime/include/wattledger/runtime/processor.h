@@ -84,8 +84,9 @@ class Handler {
   // stops if it does, since the handler's state and the batch would no longer match.
   virtual void BeforeCommit(uint32_t partition, eventlog::WriteSet& ws) {}
   // About every 200 ms while the partition's queue stays empty: where a handler writes what has
-  // come due with time rather than with input. ws is committed if not empty; if that fails the
-  // partition is reloaded (Reload). Must not throw.
+  // come due with time rather than with input. ws is committed if not empty; if the store fails
+  // that commit (an I/O error, corruption) the process stops as for a batch (on_fatal), and if the
+  // log refuses what ws holds the partition is reloaded (Reload). Must not throw.
   virtual void OnIdle(uint32_t partition, eventlog::WriteSet& ws) {}
   // Once per partition when the processor stops, after the last batch (no input comes after it):
   // where a handler that defers writes (the ledger's account views) writes what it still owes. ws
