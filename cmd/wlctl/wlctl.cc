@@ -12,12 +12,12 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
-#include <google/protobuf/stubs/common.h>
 #include <grpcpp/grpcpp.h>
 
 #include "cmd/wlctl/format.h"
 #include "wattledger/admin/v1/admin.grpc.pb.h"
 #include "wattledger/base/status.h"
+#include "wattledger/base/utf8.h"
 #include "wattledger/ledger/v1/ledger.grpc.pb.h"
 #include "wattledger/money/money.h"
 
@@ -209,12 +209,6 @@ Result<pb::PaymentMethod> ParseMethod(const std::string& text) {
 Status NonEmpty(std::string_view flag, const std::string& value) {
   if (value.empty()) return InvalidArgument(std::string(flag) + " must not be empty");
   return Status::Ok();
-}
-
-// The test protobuf makes of a proto3 string field when it serializes a request.
-bool IsUtf8(const std::string& text) {
-  return text.size() <= INT_MAX && google::protobuf::internal::IsStructurallyValidUTF8(
-                                       text.data(), static_cast<int>(text.size()));
 }
 
 // The bytes of text that is not UTF-8, printable: ASCII as is, every other byte as \xNN.

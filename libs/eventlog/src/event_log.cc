@@ -1,7 +1,6 @@
 #include "wattledger/eventlog/event_log.h"
 
 #include <google/protobuf/io/coded_stream.h>
-#include <google/protobuf/stubs/common.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
 #include <openssl/evp.h>
 #include <rocksdb/cache.h>
@@ -25,6 +24,7 @@
 #include <unordered_map>
 
 #include "wattledger/base/check.h"
+#include "wattledger/base/utf8.h"
 #include "wattledger/eventlog/rocks_status.h"
 
 namespace wattledger::eventlog {
@@ -222,21 +222,6 @@ const char* NonUtf8Field(const NewEvent& e) {
 }
 
 }  // namespace
-
-bool IsUtf8(std::string_view s) {
-  // Nearly all text is ASCII, which is UTF-8: eight bytes at a time without a high bit settle it
-  // without protobuf's validator, whose per-call cost was most of the check for short fields.
-  uint64_t high = 0;
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t word;
-    std::memcpy(&word, s.data() + i, 8);
-    high |= word;
-  }
-  for (; i < s.size(); ++i) high |= static_cast<unsigned char>(s[i]);
-  if ((high & 0x8080808080808080ull) == 0) return true;
-  return google::protobuf::internal::IsStructurallyValidUTF8(s.data(), static_cast<int>(s.size()));
-}
 
 std::string EventsColumnFamily(uint32_t partition) {
   return std::string(kEventsColumnFamilyPrefix) + std::to_string(partition);

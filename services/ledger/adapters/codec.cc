@@ -14,7 +14,7 @@
 #include <variant>
 #include <vector>
 
-#include "wattledger/eventlog/event_log.h"
+#include "wattledger/base/utf8.h"
 
 namespace wattledger::ledger::adapters {
 namespace {
@@ -411,7 +411,7 @@ std::optional<std::string> NonUtf8Field(const google::protobuf::Message& m) {
   using google::protobuf::FieldDescriptor;
   const google::protobuf::Descriptor* d = m.GetDescriptor();
   const google::protobuf::Reflection* r = m.GetReflection();
-  auto bad = [](const std::string& s) { return !eventlog::IsUtf8(s); };
+  auto bad = [](const std::string& s) { return !IsUtf8(s); };
   for (int i = 0; i < d->field_count(); ++i) {
     const FieldDescriptor* f = d->field(i);
     if (f->type() == FieldDescriptor::TYPE_STRING) {

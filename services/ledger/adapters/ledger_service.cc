@@ -11,6 +11,7 @@
 #include "wattledger/base/check.h"
 #include "wattledger/base/log.h"
 #include "wattledger/base/thread_name.h"
+#include "wattledger/base/utf8.h"
 #include "wattledger/billing/v1/events.pb.h"
 #include "wattledger/metrics/metrics.h"
 #include "wattledger/money/money.h"
@@ -173,10 +174,9 @@ eventlog::Causation UsageCause(const bus::Message& m) {
 }
 
 // What a rejection copies from outside (ids from a usage payload, a failure's message) must be
-// UTF-8 (eventlog::IsUtf8): else the record could never be read, and EventLog::Commit refuses
+// UTF-8 (IsUtf8): else the record could never be read, and EventLog::Commit refuses
 // such an aggregate key with the whole batch. A payload that failed to parse for that reason
 // still holds the bytes it read of the bad field.
-using eventlog::IsUtf8;
 
 // `id` if it may be recorded, else "": one that is too long or not UTF-8 is dropped rather than
 // mended, since a mended id could name another account or charge.

@@ -309,10 +309,6 @@ inline constexpr char kSharedEventsColumnFamily[] = "events";
 std::string EventsColumnFamily(uint32_t partition);
 std::string EventKey(uint32_t partition, uint64_t seq);
 std::string HexEncode(std::string_view bytes);
-// Whether `s` is what protobuf's parser accepts in a proto3 string field (structurally valid
-// UTF-8): text that is not could be written but never read back. The check Commit makes of an
-// event's text fields, for services that must check what they take from outside first.
-bool IsUtf8(std::string_view s);
 // Replaces *out with the id Commit gives the event of `seq` in `partition` of the log `name`:
 // "<name>/<partition>/<seq>". A writer that knows its partition's next seq can name an event (say,
 // as a transaction id) before committing it.
