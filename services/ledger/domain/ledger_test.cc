@@ -1154,18 +1154,17 @@ TEST(PlanStatementTest, AWalkThatStopsWhereTheLinksSayPlansAsIfItReadEverything)
     }
     const int64_t from = static_cast<int64_t>(rng() % 110);
     const int64_t to = rng() % 8 == 0 ? INT64_MAX : from + static_cast<int64_t>(rng() % 40);
-    // Newest first, as ReadStatement walks.
+    // Newest first, as ReadStatement walks: `first` is the oldest row read.
     size_t first = n;
     while (first > 0) {
       --first;
       if (StatementWalkEnds(links[first], from)) break;
     }
-    if (n > 0 && !StatementWalkEnds(links[first], from)) first = 0;
-    const std::vector<EntryRow> walked(rows.begin() + static_cast<std::ptrdiff_t>(std::min(first, n)), rows.end());
+    const std::vector<EntryRow> walked(rows.begin() + static_cast<std::ptrdiff_t>(first), rows.end());
     const StatementPlan all = PlanStatement(rows, from, to);
     const StatementPlan part = PlanStatement(walked, from, to);
     std::vector<size_t> shifted;
-    for (size_t i : part.rows) shifted.push_back(i + std::min(first, n));
+    for (size_t i : part.rows) shifted.push_back(i + first);
     EXPECT_EQ(shifted, all.rows);
     EXPECT_EQ(part.opening_balance_minor, all.opening_balance_minor);
     EXPECT_EQ(part.closing_balance_minor, all.closing_balance_minor);
