@@ -246,7 +246,7 @@ int64_t TenantDelta(const Posting& p, std::string_view account) {
 // The arrears a negative balance stands for, as text. A balance of INT64_MIN (which a log written
 // before the range rule may hold: see PostingOverflow) has no int64 negation.
 std::string ArrearsText(int64_t balance) {
-  return balance == INT64_MIN ? "922337203685477.5808" : FormatYuan(-balance);
+  return balance == INT64_MIN ? FormatYuan(balance).substr(1) : FormatYuan(-balance);
 }
 
 // The latest time of an account's entries once one at `time_us` follows those whose latest was
