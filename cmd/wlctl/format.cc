@@ -312,6 +312,53 @@ void PrintJson(const Json& value, std::ostream& out) {
   out << value.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
 }
 
+namespace {
+
+// The rule a ledger message starts with: lower-case letters, digits and '_' before ": ".
+std::string_view LeadingRule(std::string_view message) {
+  size_t colon = message.find(": ");
+  if (colon == 0 || colon == std::string_view::npos) return {};
+  for (char c : message.substr(0, colon)) {
+    if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_')) return {};
+  }
+  return message.substr(0, colon);
+}
+
+}  // namespace
+
+Json FailureJson(const Failure& failure) {
+  Json error;
+  error["command"] = failure.what;
+  error["code"] = failure.code;
+  if (std::string_view rule = LeadingRule(failure.message); !rule.empty()) error["rule"] = rule;
+  error["message"] = failure.message;
+  Json hints = Json::array();
+  for (std::string_view note : failure.notes) {
+    constexpr std::string_view kHint = "hint: ";
+    if (note.starts_with(kHint)) note.remove_prefix(kHint.size());
+    hints.push_back(note);
+  }
+  error["hints"] = std::move(hints);
+  Json json;
+  json["error"] = std::move(error);
+  return json;
+}
+
+void PrintFailure(const Failure& failure, bool json, std::ostream& err) {
+  if (json) {
+    err << FailureJson(failure).dump(-1, ' ', false, Json::error_handler_t::replace) << "\n";
+    return;
+  }
+  err << "wlctl: ";
+  if (!failure.what.empty()) err << failure.what << ": ";
+  if (failure.code_in_text) {
+    err << failure.code;
+    if (!failure.message.empty()) err << " ";
+  }
+  err << failure.message << "\n";
+  for (const std::string& note : failure.notes) err << note << "\n";
+}
+
 void PrintKeyValues(const Json& object, std::ostream& out) {
   std::vector<std::pair<std::string, std::string>> rows;
   Flatten(object, &rows);

@@ -50,6 +50,35 @@ Json StatusJson(const admin::v1::GetStatusResponse& response);
 // replaced rather than thrown on.
 void PrintJson(const Json& value, std::ostream& out);
 
+// Why a command failed, printed on stderr: as text, `wlctl: <what>: <code> <message>` and then
+// each note on its own line; with -o json, one object
+// {"error": {"command", "code", "rule", "message", "hints"}} so that a script can branch on the
+// code and the rule without parsing English.
+struct Failure {
+  // What was being done: "topup A1 100", "account open"; empty when nothing was chosen yet.
+  std::string what;
+  // A gRPC code name ("FAILED_PRECONDITION") when the server answered; kUsage for an error in
+  // the command line, kCheckFailed when the call worked but what it found is wrong (a broken
+  // chain, books that do not balance), kInternal for a bug in wlctl.
+  std::string code;
+  // The server's message ("hoarding_cap: top-up of ..."), or wlctl's own.
+  std::string message;
+  // Lines after the message: "hint: ...", "run `wlctl topup --help` for usage".
+  std::vector<std::string> notes;
+  // Whether the text form shows the code: a usage error's message says it all.
+  bool code_in_text = true;
+
+  static constexpr char kUsage[] = "USAGE";
+  static constexpr char kCheckFailed[] = "CHECK_FAILED";
+  static constexpr char kInternal[] = "INTERNAL";
+};
+
+// The JSON form of a failure. `rule` is the rule the server names at the start of its message
+// ("hoarding_cap" in "hoarding_cap: top-up of ..."), and is left out when there is none; `hints`
+// are the notes without their "hint: " prefix.
+Json FailureJson(const Failure& failure);
+void PrintFailure(const Failure& failure, bool json, std::ostream& err);
+
 // A flat object as "key  value" lines with the keys padded to one width. Nested objects are
 // flattened into their parent, arrays of scalars are joined with ", ", booleans are yes/no;
 // arrays of objects are skipped (callers print them as a Table).

@@ -8,8 +8,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <exception>
+#include <sstream>
 #include <utility>
 #include <vector>
+
+#include <pwd.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <grpcpp/grpcpp.h>
@@ -55,7 +59,8 @@ class Client {
 
   bool json() const { return globals_.output == "json"; }
   std::ostream& out() { return out_; }
-  std::ostream& err() { return err_; }
+  // Prints why the command failed, as text or, with -o json, as one JSON object.
+  void Fail(const Failure& failure) { PrintFailure(failure, json(), err_); }
 
   pb::LedgerService::Stub& Ledger() {
     if (!ledger_) ledger_ = pb::LedgerService::NewStub(Channel());
@@ -88,30 +93,32 @@ class Client {
 
   void ReportRpcError(const std::string& what, const grpc::Status& status, bool mutating) {
     auto code = static_cast<StatusCode>(status.error_code());
-    err_ << "wlctl: " << what << ": " << StatusCodeName(code);
-    if (!status.error_message().empty()) err_ << " " << status.error_message();
-    err_ << "\n";
+    Failure failure{what, std::string(StatusCodeName(code)), status.error_message(), {}};
     switch (code) {
       case StatusCode::kUnavailable:
-        err_ << "hint: is the server running at " << globals_.endpoint
-             << "? start it with `make run` or pass --endpoint\n";
+        failure.notes.push_back("hint: is the server running at " + globals_.endpoint +
+                                "? start it with `make run` or pass --endpoint");
         break;
-      case StatusCode::kDeadlineExceeded:
-        err_ << "hint: no answer within " << globals_.timeout_s << "s; pass a larger --timeout";
+      case StatusCode::kDeadlineExceeded: {
+        std::ostringstream hint;
+        hint << "hint: no answer within " << globals_.timeout_s << "s; pass a larger --timeout";
         if (mutating) {
-          err_ << ". The change may still have been applied: `wlctl statement` shows whether it "
+          hint << ". The change may still have been applied: `wlctl statement` shows whether it "
                   "was, and repeating a keyed command with the same --key returns its result "
                   "instead of applying it twice";
         }
-        err_ << "\n";
+        failure.notes.push_back(hint.str());
         break;
+      }
       case StatusCode::kUnimplemented:
-        err_ << "hint: the server at " << globals_.endpoint
-             << " does not offer this call; is --endpoint a wattledger server of this version?\n";
+        failure.notes.push_back("hint: the server at " + globals_.endpoint +
+                                " does not offer this call; is --endpoint a wattledger server of "
+                                "this version?");
         break;
       default:
         break;
     }
+    Fail(failure);
   }
 
   const Globals& globals_;
@@ -876,8 +883,10 @@ void AddTotals(CLI::App* root, Plan* chosen) {
       }
       // The ledger asserts this itself; a non-zero total here means money was created or lost.
       if (totals.total_minor() != 0) {
-        client.err() << "wlctl: totals: the grand total is " << FormatYuan(totals.total_minor())
-                     << ", not 0: the books do not balance\n";
+        client.Fail({"totals", Failure::kCheckFailed,
+                     "the grand total is " + FormatYuan(totals.total_minor()) +
+                         ", not 0: the books do not balance",
+                     {}, /*code_in_text=*/false});
         return kExitFailed;
       }
       return kExitOk;
@@ -902,8 +911,9 @@ void AddAuditVerify(CLI::App* parent, Plan* chosen) {
         PrintKeyValues(VerifyLogJson(response), client.out());
       }
       if (!response.ok()) {
-        client.err() << "wlctl: audit verify: log " << response.log()
-                     << " failed verification: " << response.problem() << "\n";
+        client.Fail({"audit verify", Failure::kCheckFailed,
+                     "log " + response.log() + " failed verification: " + response.problem(),
+                     {}, /*code_in_text=*/false});
         return kExitFailed;
       }
       return kExitOk;
@@ -963,9 +973,29 @@ std::string CommandPath(const CLI::App& app) {
   return path;
 }
 
+// Whether the arguments ask for -o json, read before (or without) CLI11: "-o json", "-ojson",
+// "--output json", "--output=json".
+bool AsksForJson(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "-ojson" || arg == "--output=json") return true;
+    if ((arg == "-o" || arg == "--output") && i + 1 < argc && std::string_view(argv[i + 1]) == "json") {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Who is operating, unless --operator or WLCTL_OPERATOR says: $USER, else $LOGNAME, else the
+// name of the user id wlctl runs as; "" when none is known (an id with no passwd entry, in a
+// container), which RunChecked refuses rather than record a made-up name.
 std::string DefaultOperator() {
-  const char* user = std::getenv("USER");
-  return user != nullptr && *user != '\0' ? user : "operator";
+  for (const char* name : {"USER", "LOGNAME"}) {
+    const char* value = std::getenv(name);
+    if (value != nullptr && *value != '\0') return value;
+  }
+  const passwd* entry = getpwuid(getuid());
+  return entry != nullptr && entry->pw_name != nullptr ? entry->pw_name : "";
 }
 
 int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
@@ -984,7 +1014,7 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   app.add_option("-o,--output", g.output, "output format")
       ->check(CLI::IsMember({"json", "table"}))
       ->capture_default_str();
-  app.add_option("--operator", g.operator_id, "operator id recorded on every change")
+  CLI::Option* operator_option = app.add_option("--operator", g.operator_id, "operator id recorded on every change")
       ->envname("WLCTL_OPERATOR")
       ->capture_default_str();
   app.add_option("--timeout", g.timeout_text, "seconds to wait for the server, at most a day")
@@ -1017,6 +1047,15 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   AddAuditVerify(audit, &chosen);
   AddStatus(&app, &chosen);
 
+  // Until the flags are parsed, -o json is looked for by hand, so that a usage error comes out
+  // as JSON too when the script asked for it.
+  bool json = AsksForJson(argc, argv);
+  auto usage = [&](std::string what, std::string message, std::vector<std::string> notes = {}) {
+    PrintFailure({std::move(what), Failure::kUsage, std::move(message), std::move(notes),
+                  /*code_in_text=*/false},
+                 json, err);
+    return kExitUsage;
+  };
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -1025,43 +1064,39 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
       return kExitOk;
     }
     std::string command = CommandPath(app);
-    err << "wlctl: " << e.what() << "\n";
+    std::vector<std::string> notes;
     std::vector<std::string> extra = app.remaining(/*recurse=*/true);
     if (!extra.empty() && dynamic_cast<const CLI::ExtrasError*>(&e) == nullptr) {
-      err << "wlctl: not understood: " << CLI::detail::join(extra, " ") << "\n";
+      notes.push_back("wlctl: not understood: " + CLI::detail::join(extra, " "));
     }
     if (const CLI::App* deepest = DeepestCommand(app); deepest->get_require_subcommand_min() > 0 &&
                                                       deepest->get_subcommands().empty()) {
       std::vector<std::string> names;
       for (const CLI::App* sub : deepest->get_subcommands({})) names.push_back(sub->get_name());
-      err << "commands: " << CLI::detail::join(names, ", ") << "\n";
+      notes.push_back("commands: " + CLI::detail::join(names, ", "));
     }
-    err << "run `" << command << " --help` for usage\n";
-    return kExitUsage;
+    notes.push_back("run `" + command + " --help` for usage");
+    return usage("", e.what(), std::move(notes));
   }
-  if (!chosen) {
-    err << "wlctl: no command given\nrun `" << CommandPath(app) << " --help` for usage\n";
-    return kExitUsage;
-  }
-  if (Status utf8 = CheckUtf8(app); !utf8.ok()) {
-    err << "wlctl: " << CommandPath(app).substr(6) << ": " << utf8.message() << "\n";
-    return kExitUsage;
-  }
+  json = g.output == "json";
+  if (!chosen) return usage("", "no command given", {"run `" + CommandPath(app) + " --help` for usage"});
+  std::string command = CommandPath(app).substr(6);  // Without "wlctl ".
+  if (Status utf8 = CheckUtf8(app); !utf8.ok()) return usage(command, utf8.message());
   if (Result<double> timeout = ParseTimeout(g.timeout_text); timeout.ok()) {
     g.timeout_s = *timeout;
   } else {
-    err << "wlctl: " << timeout.status().message() << "\n";
-    return kExitUsage;
+    return usage("", timeout.status().message());
   }
   if (g.operator_id.empty()) {
-    err << "wlctl: --operator must not be empty: every change records who made it\n";
-    return kExitUsage;
+    if (operator_option->count() > 0) {
+      return usage("", "--operator must not be empty: every change records who made it");
+    }
+    return usage("", "the operator is unknown: pass --operator NAME or set WLCTL_OPERATOR (when "
+                     "neither is given it is $USER, $LOGNAME or the login name, and none is set "
+                     "here); every change records who made it");
   }
   Result<Action> action = chosen();
-  if (!action.ok()) {
-    err << "wlctl: " << CommandPath(app).substr(6) << ": " << action.status().message() << "\n";
-    return kExitUsage;
-  }
+  if (!action.ok()) return usage(command, action.status().message());
   Client client(g, out, err, connect);
   return (*action)(client);
 }
@@ -1082,7 +1117,9 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err,
   try {
     return RunChecked(argc, argv, out, err, connect);
   } catch (const std::exception& e) {
-    err << "wlctl: internal error: " << e.what() << "\n";
+    PrintFailure({"", Failure::kInternal, std::string("internal error: ") + e.what(), {},
+                  /*code_in_text=*/false},
+                 AsksForJson(argc, argv), err);
     return kExitFailed;
   }
 }

@@ -4,7 +4,10 @@
 // payment methods, required flags, text that must be UTF-8), and only then opens a channel and
 // makes the call, so a usage error never reaches the ledger. Results go to `out` as aligned text or, with -o json,
 // as one JSON object in which every money value is a yuan decimal string ("12.3456"). Errors go
-// to `err` as `wlctl: <what failed>: <gRPC code> <server message>` with a hint where one helps.
+// to `err` as `wlctl: <what failed>: <gRPC code> <server message>` with a hint where one helps;
+// with -o json, as one JSON object instead, {"error": {"command", "code", "rule", "message",
+// "hints"}}, where code is the gRPC code's name, USAGE, CHECK_FAILED (audit verify, totals) or
+// INTERNAL, and rule the ledger rule the message names ("hoarding_cap"), when it names one.
 //
 // Exit codes: 0 success, 1 the server rejected or failed the call (or `audit verify` found a
 // problem), 2 usage error.

@@ -3,9 +3,13 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <pwd.h>
+#include <unistd.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -225,6 +229,36 @@ INSTANTIATE_TEST_SUITE_P(
                   "30 or 0.5, got '1e13'"},
         UsageCase{{"account", "show", "A1", "--timeout", "86400.5"}, "got '86400.5'"}));
 
+TEST(WlctlTest, UsageErrorWithJsonIsOneObjectOnStderr) {
+  Outcome bad_value = RunWlctl({"topup", "A1", "abc", "--key", "K1", "--method", "cash", "-o", "json"});
+  EXPECT_EQ(bad_value.code, kExitUsage);
+  EXPECT_THAT(bad_value.out, IsEmpty());
+  Json j = Json::parse(bad_value.err);
+  EXPECT_EQ(j["error"]["command"], "topup");
+  EXPECT_EQ(j["error"]["code"], "USAGE");
+  EXPECT_THAT(j["error"]["message"].get<std::string>(), HasSubstr("invalid amount \"abc\""));
+
+  // Refused by the flag parser, before -o is parsed: -o json still counts, in each spelling.
+  for (std::vector<std::string> json_flags :
+       {std::vector<std::string>{"-o", "json"}, {"-ojson"}, {"--output", "json"}, {"--output=json"}}) {
+    std::vector<std::string> args = {"topup", "A1", "--method", "cash"};
+    args.insert(args.begin(), json_flags.begin(), json_flags.end());
+    Outcome missing = RunWlctl(args);
+    EXPECT_EQ(missing.code, kExitUsage);
+    Json m = Json::parse(missing.err);
+    EXPECT_EQ(m["error"]["code"], "USAGE");
+    EXPECT_THAT(m["error"]["message"].get<std::string>(), HasSubstr("amount is required"));
+    EXPECT_EQ(m["error"]["hints"].back(), "run `wlctl topup --help` for usage");
+    EXPECT_THAT(missing.endpoints, IsEmpty());
+  }
+
+  // Without -o json the same error stays text.
+  Outcome text = RunWlctl({"topup", "A1", "--method", "cash"});
+  EXPECT_THAT(text.err, HasSubstr("wlctl: "));
+  EXPECT_THAT(text.err, HasSubstr("run `wlctl topup --help` for usage\n"));
+  EXPECT_THROW(Json::parse(text.err), Json::parse_error);
+}
+
 TEST(WlctlTest, HelpGoesToOutAndExitsZero) {
   Outcome o = RunWlctl({"topup", "--help"});
   EXPECT_EQ(o.code, kExitOk);
@@ -379,7 +413,14 @@ TEST(WlctlTest, UnavailableWithJsonKeepsStdoutEmpty) {
       /*connect_as_asked=*/true);
   EXPECT_EQ(o.code, kExitFailed);
   EXPECT_THAT(o.out, IsEmpty());
-  EXPECT_THAT(o.err, HasSubstr("wlctl: topup A1 100: UNAVAILABLE"));
+  // A script asked for JSON, so the error is JSON too: one object on stderr.
+  Json j = Json::parse(o.err);
+  EXPECT_EQ(j["error"]["command"], "topup A1 100");
+  EXPECT_EQ(j["error"]["code"], "UNAVAILABLE");
+  EXPECT_FALSE(j["error"].contains("rule"));
+  ASSERT_EQ(j["error"]["hints"].size(), 1u);
+  EXPECT_THAT(j["error"]["hints"][0].get<std::string>(),
+              HasSubstr("is the server running at 127.0.0.1:1?"));
 }
 
 // ---- against an in-process fake server: requests as sent, answers as printed ----
@@ -589,12 +630,56 @@ TEST_F(FakeServerTest, AcceptsTheLongestTimeout) {
 }
 
 TEST_F(FakeServerTest, ServerRejectionExitsOneWithCodeAndMessage) {
-  Outcome o = Wlctl({"topup", "FULL", "100", "--key", "K1", "--method", "cash", "-o", "json"});
+  Outcome o = Wlctl({"topup", "FULL", "100", "--key", "K1", "--method", "cash"});
   EXPECT_EQ(o.code, kExitFailed);
   EXPECT_THAT(o.out, IsEmpty());
   EXPECT_THAT(o.err, HasSubstr("wlctl: topup FULL 100: FAILED_PRECONDITION hoarding_cap: balance "
                                "4950.0000 + 100.0000 exceeds the cap 5000.0000"));
   EXPECT_THAT(o.err, Not(HasSubstr("hint")));
+}
+
+// With no --operator, no WLCTL_OPERATOR and no $USER (a cron job, a container), the operator is
+// the login name, not a made-up "operator".
+TEST_F(FakeServerTest, OperatorDefaultsToTheLoginNameWithoutUser) {
+  const passwd* entry = getpwuid(getuid());
+  if (entry == nullptr) GTEST_SKIP() << "this user id has no passwd entry";
+  std::string login = entry->pw_name;
+  struct SavedEnv {
+    std::string name;
+    std::optional<std::string> value;
+    explicit SavedEnv(std::string n) : name(std::move(n)) {
+      if (const char* v = std::getenv(name.c_str())) value = v;
+      unsetenv(name.c_str());
+    }
+    ~SavedEnv() {
+      if (value) setenv(name.c_str(), value->c_str(), 1);
+    }
+  };
+  SavedEnv user("USER"), logname("LOGNAME"), op("WLCTL_OPERATOR");
+  Outcome o = RunWlctl({"topup", "A1", "1", "--key", "K1", "--method", "cash", "--endpoint", endpoint_},
+                       /*connect_as_asked=*/true);
+  ASSERT_EQ(o.code, kExitOk) << o.err;
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.topup.operator_id(), login);
+}
+
+TEST_F(FakeServerTest, ServerRejectionWithJsonNamesTheRule) {
+  Outcome o = Wlctl({"topup", "FULL", "100", "--key", "K1", "--method", "cash", "-o", "json"});
+  EXPECT_EQ(o.code, kExitFailed);
+  EXPECT_THAT(o.out, IsEmpty());
+  Json j = Json::parse(o.err);
+  EXPECT_EQ(j["error"]["command"], "topup FULL 100");
+  EXPECT_EQ(j["error"]["code"], "FAILED_PRECONDITION");
+  EXPECT_EQ(j["error"]["rule"], "hoarding_cap");
+  EXPECT_EQ(j["error"]["message"],
+            "hoarding_cap: balance 4950.0000 + 100.0000 exceeds the cap 5000.0000");
+  EXPECT_EQ(j["error"]["hints"], Json::array());
+
+  // A message that does not start with a rule has none.
+  Outcome missing = Wlctl({"account", "show", "NOPE", "-o", "json"});
+  Json m = Json::parse(missing.err);
+  EXPECT_EQ(m["error"]["code"], "NOT_FOUND");
+  EXPECT_FALSE(m["error"].contains("rule"));
 }
 
 TEST_F(FakeServerTest, ShowJsonAndTable) {
@@ -658,7 +743,15 @@ TEST_F(FakeServerTest, AuditVerifyFailureExitsOne) {
   Json j = Json::parse(o.out);
   EXPECT_EQ(j["ok"], false);
   EXPECT_EQ(j["events_checked"], 7);
-  EXPECT_THAT(o.err, HasSubstr("hash chain broken at seq 5"));
+  Json e = Json::parse(o.err);
+  EXPECT_EQ(e["error"]["code"], "CHECK_FAILED");
+  EXPECT_EQ(e["error"]["message"],
+            "log ledger failed verification: partition 0: hash chain broken at seq 5");
+
+  Outcome text = Wlctl({"audit", "verify"});
+  EXPECT_EQ(text.code, kExitFailed);
+  EXPECT_THAT(text.err, HasSubstr("wlctl: audit verify: log ledger failed verification: partition "
+                                  "0: hash chain broken at seq 5\n"));
 }
 
 TEST_F(FakeServerTest, UnimplementedCallGetsAHint) {
