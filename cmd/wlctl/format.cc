@@ -261,6 +261,21 @@ Json TransactionJson(const pb::Transaction& t) {
   out["idempotency_key"] = t.idempotency_key();
   out["original_txn_id"] = t.original_txn_id();
   out["reversed_by"] = t.reversed_by();
+  if (t.has_entry()) {
+    // What the receipt or the meter's record says, for the kinds that have it.
+    const pb::StatementEntry& e = t.entry();
+    out["balance_after"] = FormatYuan(e.balance_after_minor());
+    if (!e.method().empty()) out["method"] = e.method();
+    if (e.purchase_count() != 0) out["purchase_count"] = e.purchase_count();
+    if (!e.charge_id().empty()) {
+      out["charge_id"] = e.charge_id();
+      out["meter_id"] = e.meter_id();
+      out["reading_id"] = e.reading_id();
+      out["tariff_id"] = e.tariff_id();
+      out["tariff_version"] = e.tariff_version();
+      out["energy_wh"] = e.energy_wh();
+    }
+  }
   out["legs"] = PostingJson(t.posting());
   return out;
 }

@@ -362,6 +362,41 @@ TEST(FormatTest, MutationStatementAndTotalsUseYuanStrings) {
   EXPECT_EQ(tj["total"], "0.0000");
 }
 
+TEST(FormatTest, TransactionShowsWhatItsEntrySays) {
+  pb::Transaction top_up;
+  top_up.set_txn_id("ledger/0/7");
+  top_up.set_kind(pb::TXN_KIND_TOP_UP);
+  top_up.set_amount_minor(1'000'000);
+  top_up.mutable_entry()->set_method("wechat");
+  top_up.mutable_entry()->set_purchase_count(4);
+  top_up.mutable_entry()->set_balance_after_minor(1'234'500);
+  Json j = TransactionJson(top_up);
+  EXPECT_EQ(j["method"], "wechat");
+  EXPECT_EQ(j["purchase_count"], 4);
+  EXPECT_EQ(j["balance_after"], "123.4500");
+  EXPECT_FALSE(j.contains("meter_id"));
+
+  pb::Transaction charge;
+  charge.set_kind(pb::TXN_KIND_CHARGE);
+  charge.mutable_entry()->set_charge_id("C1");
+  charge.mutable_entry()->set_meter_id("M1");
+  charge.mutable_entry()->set_reading_id("R9");
+  charge.mutable_entry()->set_tariff_id("T1");
+  charge.mutable_entry()->set_tariff_version(3);
+  charge.mutable_entry()->set_energy_wh(1500);
+  j = TransactionJson(charge);
+  EXPECT_EQ(j["meter_id"], "M1");
+  EXPECT_EQ(j["reading_id"], "R9");
+  EXPECT_EQ(j["tariff_version"], 3);
+  EXPECT_EQ(j["energy_wh"], 1500);
+  EXPECT_FALSE(j.contains("method"));
+
+  // An account operation has no entry, and says nothing of one.
+  pb::Transaction open;
+  open.set_kind(pb::TXN_KIND_OPEN);
+  EXPECT_FALSE(TransactionJson(open).contains("balance_after"));
+}
+
 TEST(FormatTest, ParsesDatesAndRfc3339) {
   EXPECT_EQ(*ParseTimeUs("2026-11-01"), 1'793'491'200'000'000);
   EXPECT_EQ(*ParseTimeUs("2026-11-01T00:00:00Z"), 1'793'491'200'000'000);

@@ -1363,6 +1363,7 @@ void LedgerService::GetTransactionAsync(const v1::GetTransactionRequest& req, Do
     }
     if (!entry.ok()) return done(server::ToGrpc(entry.status()), nullptr);
     v1::Transaction whole = ToProto(CompleteTxn(t, *entry));
+    *whole.mutable_entry() = ToProto(*entry);
     done(grpc::Status::OK, &whole);
   });
 }

@@ -1429,11 +1429,29 @@ TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
     EXPECT_EQ(t.time_us(), top_time);
     EXPECT_EQ(t.operator_id(), "op1");
     EXPECT_EQ(t.idempotency_key(), "K1");
+    // What its receipt said: the method, the purchase number and the balance it left.
+    ASSERT_TRUE(t.has_entry());
+    EXPECT_EQ(t.entry().method(), "cash");
+    EXPECT_EQ(t.entry().purchase_count(), 1);
+    EXPECT_EQ(t.entry().balance_after_minor(), 100'000);
     tr.set_txn_id(refund.txn_id());
     ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
     EXPECT_EQ(t.reason(), "moving out");
+    EXPECT_EQ(t.entry().method(), "wechat");
+    EXPECT_EQ(t.entry().balance_after_minor(), 50'000);
+    // A charge: its meter, reading and tariff.
     EXPECT_EQ(t.reversed_by(), reverse.txn_id());
     EXPECT_EQ(t.posting().legs_size(), 2);
+    const v1::StatementEntry& charge = st.entries(0);  // The period after the top-up.
+    ASSERT_EQ(charge.kind(), v1::TXN_KIND_CHARGE);
+    tr.set_txn_id(charge.txn_id());
+    ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
+    EXPECT_EQ(t.kind(), v1::TXN_KIND_CHARGE);
+    EXPECT_FALSE(t.entry().meter_id().empty());
+    EXPECT_EQ(t.entry().meter_id(), charge.meter_id());
+    EXPECT_EQ(t.entry().reading_id(), charge.reading_id());
+    EXPECT_EQ(t.entry().tariff_id(), charge.tariff_id());
+    EXPECT_EQ(t.entry().balance_after_minor(), 70'000);
     tr.set_txn_id(reverse.txn_id());
     ASSERT_TRUE(svc_->GetTransaction(nullptr, &tr, &t).ok());
     EXPECT_EQ(t.original_txn_id(), refund.txn_id());
