@@ -740,6 +740,11 @@ Status LedgerService::Reload(uint32_t partition) {
                              }));
   WL_RETURN_IF_ERROR(missing);
   claims_.ResetPartition(partition, fresh->state().meter_owner);
+  // The keys the log holds, and none of a batch that failed.
+  key_claims_.ResetPartition(partition, [&](const auto& claim) {
+    fresh->state().idempotency_keys.ForEach(
+        [&](const KeyTable::Entry& e) { claim(e.key, EntrySeqOf(e.txn_id)); });
+  });
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
   return Status::Ok();
@@ -779,7 +784,9 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
   }
   Decision d = std::move(decided).value();
 
-  // The domain sees one partition; a meter may be claimed by an account of another one.
+  // The domain sees one partition; a meter may be claimed by an account of another one, and an
+  // idempotency key may have been used by one. (No command both takes a key and claims meters;
+  // a key claim is only refused, and meters claimed before it released, all the same.)
   if (d.accepted()) {
     std::vector<std::pair<std::string, std::string>> claimed;  // (meter, account) claimed here.
     for (size_t i = 0; i < d.events.size() && !d.rejection; ++i) {
@@ -796,6 +803,18 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
                                 "meter " + m + " already belongs to account " + claims_.OwnerOf(m) +
                                     "; detach it there first"};
         break;
+      }
+    }
+    for (size_t i = 0; i < d.events.size() && !d.rejection; ++i) {
+      const std::string_view key = EventIdempotencyKey(d.events[i]);
+      if (key.empty()) continue;
+      if (std::optional<KeyClaims::Owner> holder = key_claims_.Claim(key, {p, first_seq})) {
+        std::string first;
+        eventlog::SetEventId(&first, kLedgerTopic, holder->partition, holder->seq);
+        d.rejection = Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
+                                "idempotency key " + std::string(key) + " was used for a different request (first: " +
+                                    first + ", on an account of another partition); the same key is the same "
+                                    "request: give this one a key of its own"};
       }
     }
     if (d.rejection) {

@@ -44,6 +44,7 @@
 #include <thread>
 #include <vector>
 
+#include "services/ledger/adapters/key_claims.h"
 #include "services/ledger/domain/ledger.h"
 #include "wattledger/base/pointer_map.h"
 #include "wattledger/ledger/v1/ledger.grpc.pb.h"
@@ -340,6 +341,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   };
   std::vector<BatchTime> batch_time_;
   MeterClaims claims_;
+  KeyClaims key_claims_;
   std::unique_ptr<runtime::Processor> processor_;
   std::unique_ptr<LogReader> reader_;  // Of statements; made by Start, stopped after the writers.
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.

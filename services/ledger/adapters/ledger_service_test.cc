@@ -671,6 +671,99 @@ TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
   EXPECT_EQ(Open("A999", {"M1"}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// An idempotency key names one request whichever partition the account is in: a key used for a
+// payment on one account and again on an account of another partition is refused, as it would
+// be within one partition, and not taken as a second payment.
+TEST_F(LedgerServiceTest, AnIdempotencyKeyIsOneRequestAcrossPartitions) {
+  std::string a = "A1", b;
+  for (int i = 2; b.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != runtime::PartitionForKey(a, kParts)) b = id;
+  }
+  ASSERT_TRUE(Open(a, {"M1"}).ok());
+  ASSERT_TRUE(Open(b, {"M2"}).ok());
+  v1::MutationResponse first, again, other;
+  ASSERT_TRUE(TopUp(a, 100'000, "WX-4200001", &first).ok());
+  grpc::Status s = TopUp(b, 100'000, "WX-4200001", &other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+  EXPECT_TRUE(s.error_message().starts_with("idempotency_key_reused: ")) << s.error_message();
+  EXPECT_NE(s.error_message().find(first.txn_id()), std::string::npos) << s.error_message();
+  EXPECT_EQ(Get(b).balance_minor(), 0);
+  auto rejected = Rejections();
+  ASSERT_EQ(rejected.size(), 1u);
+  EXPECT_EQ(rejected[0].rule(), "idempotency_key_reused");
+  EXPECT_EQ(rejected[0].account_id(), b);
+  // The first account's retry is still its duplicate, and the other account takes a new key.
+  ASSERT_TRUE(TopUp(a, 100'000, "WX-4200001", &again).ok());
+  EXPECT_TRUE(again.duplicate());
+  EXPECT_EQ(again.txn_id(), first.txn_id());
+  ASSERT_TRUE(TopUp(b, 100'000, "WX-4200002", &other).ok());
+  // Every kind of keyed request shares the keys: a refund, an adjustment and a reversal too.
+  v1::RefundRequest rf;
+  rf.set_operator_id("op1");
+  rf.set_account_id(b);
+  rf.set_idempotency_key("WX-4200001");
+  rf.set_amount_minor(1'000);
+  rf.set_method(v1::PAYMENT_METHOD_CASH);
+  EXPECT_EQ(svc_->Refund(nullptr, &rf, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  const v1::AdjustRequest ad = AdjustRequest(b, 1'000, "WX-4200001", "meter fault");
+  EXPECT_EQ(svc_->Adjust(nullptr, &ad, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  v1::ReverseRequest rr;
+  rr.set_operator_id("op1");
+  rr.set_original_txn_id(other.txn_id());
+  rr.set_reason("entered twice");
+  rr.set_idempotency_key("WX-4200001");
+  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Get(b).balance_minor(), 100'000);
+  // The keys of every partition are known again after a restart.
+  Restart();
+  s = TopUp(b, 100'000, "WX-4200001", &other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
+  ASSERT_TRUE(TopUp(a, 100'000, "WX-4200001", &again).ok());
+  EXPECT_TRUE(again.duplicate());
+}
+
+// A key taken by a request whose batch then failed was never used: once the batch is undone,
+// an account of another partition may use it.
+TEST_F(LedgerServiceTest, AKeyOfAFailedBatchIsFreeForOtherPartitions) {
+  const std::string a = "A1";
+  const uint32_t p = runtime::PartitionForKey(a, kParts);
+  std::string c;
+  for (int i = 2; c.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != p) c = id;
+  }
+  ASSERT_TRUE(Open(a, {"M1"}).ok());
+  ASSERT_TRUE(Open(c, {"M2"}).ok());
+  runtime::Processor* writers = svc_->processor();
+  v1::TopUpRequest top;
+  top.set_operator_id("op1");
+  top.set_account_id(a);
+  top.set_idempotency_key("K1");
+  top.set_amount_minor(100'000);
+  top.set_method(v1::PAYMENT_METHOD_CASH);
+  std::promise<grpc::Status> answered;
+  // On p's writer: queue the top-up and behind it (in the same batch) a command that throws,
+  // which fails the whole batch.
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    svc_->TopUpAsync(top, [&](grpc::Status st, v1::MutationResponse*) { answered.set_value(std::move(st)); });
+    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      throw std::runtime_error("the batch of the top-up fails");
+    }, nullptr).ok());
+    return nullptr;
+  }, nullptr).ok());
+  auto answer = answered.get_future();
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(answer.get().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(Get(a).balance_minor(), 0);  // Answered by p's writer once the batch is undone.
+  v1::MutationResponse r;
+  grpc::Status s = TopUp(c, 100'000, "K1", &r);
+  EXPECT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(Get(c).balance_minor(), 100'000);
+  // And now it is c's: a's retry of the undone top-up is refused.
+  EXPECT_EQ(TopUp(a, 100'000, "K1", &r).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+}
+
 // A detach (or close) frees its meters for other partitions only once it is durable. Here the
 // detach's batch fails after the detach was decided, while another partition attaches the meter:
 // that attach must be refused, or the failed batch's reload would give the meter two owners.

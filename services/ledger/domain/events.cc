@@ -44,4 +44,16 @@ const std::string& EventAccountId(const Event& e) {
   return std::visit([](const auto& ev) -> const std::string& { return ev.account_id; }, e);
 }
 
+std::string_view EventIdempotencyKey(const Event& e) {
+  return std::visit(
+      [](const auto& ev) -> std::string_view {
+        if constexpr (requires { ev.idempotency_key; }) {
+          return ev.idempotency_key;
+        } else {
+          return {};
+        }
+      },
+      e);
+}
+
 }  // namespace wattledger::ledger

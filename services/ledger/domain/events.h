@@ -248,5 +248,8 @@ std::string_view EventTypeName(const Event& e);
 const std::string& EventTxnId(const Event& e);
 const std::string& EventAccountId(const Event& e);
 int64_t EventTimeUs(const Event& e);
+// The idempotency key the event's request used (a top-up's, refund's, adjustment's or
+// reversal's), or "" for events without one.
+std::string_view EventIdempotencyKey(const Event& e);
 
 }  // namespace wattledger::ledger

@@ -142,11 +142,7 @@ bool KeyTable::emplace(std::string_view key, std::string_view txn_id, uint64_t f
 std::vector<KeyTable::Entry> KeyTable::SortedByKey() const {
   std::vector<Entry> out;
   out.reserve(size_);
-  for (const Shard& s : shards_) {
-    for (uint64_t slot : s.slots) {
-      if (slot != 0) out.push_back(Read(RefOf(slot)));
-    }
-  }
+  ForEach([&](const Entry& e) { out.push_back(e); });
   std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return a.key < b.key; });
   return out;
 }

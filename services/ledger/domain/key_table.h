@@ -62,6 +62,15 @@ class KeyTable {
   size_t size() const { return size_; }
   // Every entry, sorted by key: what a canonical dump lists.
   std::vector<Entry> SortedByKey() const;
+  // Calls fn(entry) for every entry, in no particular order.
+  template <typename Fn>
+  void ForEach(const Fn& fn) const {
+    for (const Shard& s : shards_) {
+      for (uint64_t slot : s.slots) {
+        if (slot != 0) fn(Read(RefOf(slot)));
+      }
+    }
+  }
 
   // The same keys with the same txns and fingerprints, however each side placed them.
   friend bool operator==(const KeyTable& a, const KeyTable& b);

@@ -1,0 +1,96 @@
+#include "services/ledger/adapters/key_claims.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace wattledger::ledger::adapters {
+namespace {
+
+using Owner = KeyClaims::Owner;
+
+TEST(KeyClaimsTest, AKeyBelongsToThePartitionThatClaimedItFirst) {
+  KeyClaims claims;
+  EXPECT_EQ(claims.Claim("K1", {0, 5}), std::nullopt);
+  // Its own partition may claim it again (a retry the domain answers): no change.
+  EXPECT_EQ(claims.Claim("K1", {0, 9}), std::nullopt);
+  // Another partition is told who holds it, with the seq of the txn that used it.
+  EXPECT_EQ(claims.Claim("K1", {3, 7}), (Owner{0, 5}));
+  EXPECT_EQ(claims.Claim("K2", {3, 7}), std::nullopt);
+  EXPECT_EQ(claims.Claim("K2", {0, 8}), (Owner{3, 7}));
+  EXPECT_EQ(claims.size(), 2u);
+  // The largest partition and seq an owner can hold come back as they went in.
+  const Owner last{KeyClaims::kMaxPartitions - 1, KeyClaims::kMaxSeq};
+  EXPECT_EQ(claims.Claim("K3", last), std::nullopt);
+  EXPECT_EQ(claims.Claim("K3", {0, 1}), last);
+}
+
+TEST(KeyClaimsTest, KeepsEveryKeyAsTheShardsGrow) {
+  KeyClaims claims;
+  constexpr int kKeys = 200'000;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(claims.Claim("key-" + std::to_string(i), {static_cast<uint32_t>(i % 4), uint64_t(i) + 1}),
+              std::nullopt);
+  }
+  EXPECT_EQ(claims.size(), size_t{kKeys});
+  for (int i = 0; i < kKeys; ++i) {
+    const uint32_t other = static_cast<uint32_t>((i + 1) % 4);
+    ASSERT_EQ(claims.Claim("key-" + std::to_string(i), {other, 1}),
+              (Owner{static_cast<uint32_t>(i % 4), uint64_t(i) + 1}))
+        << i;
+  }
+  EXPECT_EQ(claims.Claim("key-" + std::to_string(kKeys), {0, 1}), std::nullopt);
+}
+
+TEST(KeyClaimsTest, ResetPartitionReplacesOnlyThatPartitionsClaims) {
+  KeyClaims claims;
+  for (int i = 0; i < 1'000; ++i) {
+    ASSERT_EQ(claims.Claim("p0-" + std::to_string(i), {0, uint64_t(i) + 1}), std::nullopt);
+    ASSERT_EQ(claims.Claim("p1-" + std::to_string(i), {1, uint64_t(i) + 1}), std::nullopt);
+  }
+  // Partition 1 rebuilt: it holds its even keys (the odd ones were in a batch that failed) and
+  // says it holds p0-0, which partition 0 claimed first.
+  claims.ResetPartition(1, [](const auto& claim) {
+    for (int i = 0; i < 1'000; i += 2) claim("p1-" + std::to_string(i), uint64_t(i) + 1);
+    claim("p0-0", 1);
+  });
+  EXPECT_EQ(claims.size(), 1'500u);
+  for (int i = 0; i < 1'000; ++i) {
+    EXPECT_EQ(claims.Claim("p0-" + std::to_string(i), {1, 1}), (Owner{0, uint64_t(i) + 1})) << i;
+    const std::optional<Owner> p1 = claims.Claim("p1-" + std::to_string(i), {2, 1});
+    if (i % 2 == 0) {
+      EXPECT_EQ(p1, (Owner{1, uint64_t(i) + 1})) << i;
+    } else {
+      EXPECT_EQ(p1, std::nullopt) << i << ": a key of the failed batch is free again";
+    }
+  }
+}
+
+// Two writers claiming the same keys at once: each key ends up with exactly one of them, and
+// each writer is told so for every key the other one took.
+TEST(KeyClaimsTest, TwoPartitionsRacingForTheSameKeysEachGetADisjointShare) {
+  KeyClaims claims;
+  constexpr int kKeys = 50'000;
+  std::vector<int> won[2];
+  std::vector<std::thread> threads;
+  for (uint32_t p = 0; p < 2; ++p) {
+    threads.emplace_back([&, p] {
+      for (int i = 0; i < kKeys; ++i) {
+        std::optional<Owner> holder = claims.Claim("K" + std::to_string(i), {p, uint64_t(i) + 1});
+        if (!holder) {
+          won[p].push_back(i);
+        } else {
+          EXPECT_EQ(holder->partition, 1 - p);
+        }
+      }
+    });
+  }
+  for (std::thread& t : threads) t.join();
+  EXPECT_EQ(won[0].size() + won[1].size(), size_t{kKeys});
+  EXPECT_EQ(claims.size(), size_t{kKeys});
+}
+
+}  // namespace
+}  // namespace wattledger::ledger::adapters
