@@ -509,12 +509,15 @@ Processor::LandedBatch Processor::Land(uint32_t p) {
                                                (batch[0].message && batch[0].failures > kMaxMessageFailures));
   if (StoreBroken(failure) || blameless) {
     // Fail-stop. Retrying cannot succeed and reloading state from a store that fails writes is
-    // no better: answer this batch's commands (nothing of it is stored), then stop. Its messages
-    // come again from the stored positions after the restart.
+    // no better: answer this batch's commands, then stop. Whether the batch is stored is not
+    // known: the store may have written its WAL and failed only to sync it, and then the restart
+    // recovers it. So the answer says it may have been recorded, and a caller's retry with the
+    // same idempotency key finds out. Its messages come again from the stored positions.
     log::Error("event log failed a commit; stopping the process",
                {{"service", options_.name}, {"partition", std::to_string(p)}, {"error", failure.ToString()}});
     const Status unavailable =
-        Unavailable(options_.name + " could not record this and is stopping: " + failure.message());
+        Unavailable(options_.name + " could not make this durable and is stopping; it may or may not have been "
+                    "recorded, which a retry after the restart tells (" + failure.message() + ")");
     Answer(f->replies, unavailable, {});
     if (!store_broken_.exchange(true)) options_.on_fatal(failure);
     AbandonQueue(p, unavailable);

@@ -1013,7 +1013,8 @@ void LedgerService::MutateAsync(uint32_t p, std::string request_id, Command comm
                                          commit.message() + "; if the request is well-formed, retry it with the "
                                          "same idempotency key")
                       : grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                     "not recorded, retry with the same idempotency key: " + commit.message()),
+                                     commit.message() + "; retry with the same idempotency key, which is applied "
+                                     "at most once"),
                   nullptr);
         return;
       }
