@@ -759,15 +759,23 @@ std::string LedgerService::NextTxnId(uint32_t partition, const eventlog::WriteSe
 }
 
 Result<uint32_t> LedgerService::PartitionOfTxn(const std::string& txn_id) const {
-  const std::string prefix = std::string(kLedgerTopic) + "/";
+  // ledger/<partition>/<seq>, both numbers in decimal as the ledger writes them: no sign, no
+  // leading zero (so "ledger/01/5" is not read as ledger/1/5, which it does not name), seq >= 1.
   auto bad = InvalidArgument("transaction id '" + txn_id + "' is not of the form ledger/<partition>/<seq>; "
                              "copy it from the txn_id of the original call or from `wlctl statement`");
+  const std::string prefix = std::string(kLedgerTopic) + "/";
   if (!txn_id.starts_with(prefix)) return bad;
-  auto slash = txn_id.find('/', prefix.size());
-  if (slash == std::string::npos || slash == prefix.size() || slash - prefix.size() > 4) return bad;
-  std::string p = txn_id.substr(prefix.size(), slash - prefix.size());
-  if (p.find_first_not_of("0123456789") != std::string::npos) return bad;
-  uint32_t partition = static_cast<uint32_t>(std::stoul(p));
+  const std::string_view rest = std::string_view(txn_id).substr(prefix.size());
+  const size_t slash = rest.find('/');
+  if (slash == std::string_view::npos) return bad;
+  auto decimal = [](std::string_view digits, size_t max_digits) {
+    return !digits.empty() && digits.size() <= max_digits &&
+           digits.find_first_not_of("0123456789") == std::string_view::npos &&
+           (digits.size() == 1 || digits[0] != '0');
+  };
+  const std::string_view partition_text = rest.substr(0, slash), seq_text = rest.substr(slash + 1);
+  if (!decimal(partition_text, 4) || !decimal(seq_text, 19) || seq_text == "0") return bad;
+  const uint32_t partition = static_cast<uint32_t>(std::stoul(std::string(partition_text)));
   if (partition >= log_->partitions()) return NotFound("transaction " + txn_id + " does not exist");
   return partition;
 }

@@ -423,8 +423,21 @@ TEST_F(LedgerServiceTest, ReversalOnceAndNeverOfAReversal) {
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   rr.set_original_txn_id(rev.txn_id());
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  rr.set_original_txn_id("not-a-txn");
-  EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Not a txn id: refused as such, not looked for. "ledger/01/<seq>" is not ledger/1/<seq>.
+  std::string_view seq = std::string_view(top.txn_id()).substr(top.txn_id().rfind('/') + 1);
+  const std::string partition = top.txn_id().substr(7, top.txn_id().rfind('/') - 7);
+  for (const std::string& bad : {std::string("not-a-txn"), "ledger/0" + partition + "/" + std::string(seq),
+                                 "ledger/" + partition + "/0" + std::string(seq), "ledger/" + partition + "/",
+                                 std::string("ledger//1"), "ledger/" + partition + "/0", "ledger/" + partition + "/+1",
+                                 "ledger/" + partition + "/1/2", "ledger/" + partition}) {
+    rr.set_original_txn_id(bad);
+    grpc::Status s = svc_->Reverse(nullptr, &rr, &again);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad << ": " << s.error_message();
+    v1::GetTransactionRequest tr;
+    tr.set_txn_id(bad);
+    v1::Transaction t;
+    EXPECT_EQ(svc_->GetTransaction(nullptr, &tr, &t).error_code(), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+  }
   rr.set_original_txn_id("ledger/99/1");
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &again).error_code(), grpc::StatusCode::NOT_FOUND);
 }
