@@ -795,25 +795,29 @@ Decision Ledger::DecideTopUp(const TopUp& c) const {
                             a->id + " is " + std::to_string(next_count) + " (" +
                             std::to_string(a->purchase_count) + " top-ups so far)");
   }
-  Posting posting = TwoLegs(a->id, c.amount_minor, ChannelAccount(c.method));
-  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
-  int64_t after = a->balance_minor + c.amount_minor;
+  // The account's rules come before the limits of int64 (PostingOverflow): a top-up far above
+  // the hoarding cap breaks the cap, whatever else it would break.
+  const __int128 wide_after = static_cast<__int128>(a->balance_minor) + c.amount_minor;
   if (a->state == AccountState::kClosed) {
     return Precondition(c.txn_id, "closed_account",
                         "account " + a->id + " is closed and owes nothing; it takes no top-ups");
   }
-  if (a->state == AccountState::kClosedWithArrears && after > 0) {
+  if (a->state == AccountState::kClosedWithArrears && wide_after > 0) {
     return Precondition(c.txn_id, "closed_account",
                         "account " + a->id + " is closed with arrears of " +
                             ArrearsText(a->balance_minor) + "; a top-up can collect at most that, not " +
                             FormatYuan(c.amount_minor));
   }
-  if (!IsClosed(*a) && a->limits.hoarding_cap_minor > 0 && after > a->limits.hoarding_cap_minor) {
+  if (!IsClosed(*a) && a->limits.hoarding_cap_minor > 0 && wide_after > a->limits.hoarding_cap_minor) {
     return Precondition(c.txn_id, "hoarding_cap",
                         "top-up of " + FormatYuan(c.amount_minor) + " would make the balance " +
-                            FormatYuan(after) + ", above the hoarding cap " +
-                            FormatYuan(a->limits.hoarding_cap_minor));
+                            (wide_after > INT64_MAX ? "more than " + FormatYuan(INT64_MAX)
+                                                    : FormatYuan(static_cast<int64_t>(wide_after))) +
+                            ", above the hoarding cap " + FormatYuan(a->limits.hoarding_cap_minor));
   }
+  Posting posting = TwoLegs(a->id, c.amount_minor, ChannelAccount(c.method));
+  if (auto overflow = PostingOverflow(posting)) return Invalid(c.txn_id, "overflow", *overflow);
+  const int64_t after = static_cast<int64_t>(wide_after);  // Fits: PostingOverflow checked it.
   std::vector<Event> events = EventsFrom(ToppedUp{c.txn_id, c.time_us, c.operator_id, a->id, c.idempotency_key,
                                                   c.amount_minor, c.method, next_count, std::move(posting), {}});
   AppendLevelEvents(*a, after, a->limits, c.txn_id, c.time_us, &events);

@@ -646,6 +646,10 @@ TEST_F(LedgerTest, HoardingCapIsEnforced) {
   Given(TopUpCmd("A1", Y(5000), "K1"));
   ExpectRejected(When(TopUpCmd("A1", Y(100), "K2")), StatusCode::kFailedPrecondition, "hoarding_cap",
                  "top-up of 100.0000 would make the balance 5100.0000, above the hoarding cap 5000.0000");
+  // However large: the cap is the rule the top-up breaks, before any limit of int64.
+  ExpectRejected(When(TopUpCmd("A1", INT64_MAX, "K2")), StatusCode::kFailedPrecondition, "hoarding_cap",
+                 "top-up of 922337203685477.5807 would make the balance more than 922337203685477.5807, above "
+                 "the hoarding cap 5000.0000");
   // No cap when the cap is 0.
   Given(SetLimits{NextTxn(), Now(), "op1", "A1", {}, {}, {}, 0});
   EXPECT_TRUE(Do(TopUpCmd("A1", Y(100), "K2")).accepted());
