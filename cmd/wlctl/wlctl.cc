@@ -233,14 +233,23 @@ std::string EscapeBytes(const std::string& text) {
   return out;
 }
 
-// Every value wlctl may send lands in a proto3 string field, which must hold UTF-8: protobuf
-// refuses to serialize anything else, and the call then fails as UNIMPLEMENTED after a
-// libprotobuf ERROR line, far from the cause. So every value given to the chosen command and
-// its parents (from argv or the environment) is checked here, before any request is built,
-// rather than flag by flag, where a new flag could be missed.
-Status CheckUtf8(const CLI::App& app) {
+// Every value given to the chosen command and its parents (from argv or the environment) is
+// checked here, before any request is built, rather than flag by flag, where a new flag could be
+// missed:
+// - It must not be empty. An empty value means nothing for any flag or argument, and an empty
+//   account or txn id (a script's unset variable) would go to the server as a request for "".
+// - It must be UTF-8. Every value wlctl may send lands in a proto3 string field, which must hold
+//   UTF-8: protobuf refuses to serialize anything else, and the call then fails as
+//   UNIMPLEMENTED after a libprotobuf ERROR line, far from the cause.
+Status CheckValues(const CLI::App& app) {
   for (const CLI::Option* option : app.get_options()) {
     for (const std::string& value : option->results()) {
+      if (value.empty()) {
+        const std::string name = option->get_name();
+        return InvalidArgument(name + " must not be empty: " +
+                               (name.starts_with("-") ? "give it a value or leave it out"
+                                                      : "give the " + name + " to act on"));
+      }
       if (!IsUtf8(value)) {
         return InvalidArgument(option->get_name() + " is not valid UTF-8: got \"" +
                                EscapeBytes(value) +
@@ -250,7 +259,7 @@ Status CheckUtf8(const CLI::App& app) {
     }
   }
   // Only the chosen subcommands, one per level: at most four deep.
-  for (const CLI::App* sub : app.get_subcommands()) WL_RETURN_IF_ERROR(CheckUtf8(*sub));
+  for (const CLI::App* sub : app.get_subcommands()) WL_RETURN_IF_ERROR(CheckValues(*sub));
   return Status::Ok();
 }
 
@@ -1081,7 +1090,7 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
   json = g.output == "json";
   if (!chosen) return usage("", "no command given", {"run `" + CommandPath(app) + " --help` for usage"});
   std::string command = CommandPath(app).substr(6);  // Without "wlctl ".
-  if (Status utf8 = CheckUtf8(app); !utf8.ok()) return usage(command, utf8.message());
+  if (Status values = CheckValues(app); !values.ok()) return usage(command, values.message());
   if (Result<double> timeout = ParseTimeout(g.timeout_text); timeout.ok()) {
     g.timeout_s = *timeout;
   } else {

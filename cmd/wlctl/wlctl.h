@@ -1,7 +1,7 @@
 // wlctl: the operator's command line for the ledger, over gRPC (LedgerService and Admin).
 //
 // Run parses the arguments, validates every value it can without the server (money, dates,
-// payment methods, required flags, text that must be UTF-8), and only then opens a channel and
+// payment methods, required flags, no empty values, text that must be UTF-8), and only then opens a channel and
 // makes the call, so a usage error never reaches the ledger. Results go to `out` as aligned text or, with -o json,
 // as one JSON object in which every money value is a yuan decimal string ("12.3456"). Errors go
 // to `err` as `wlctl: <what failed>: <gRPC code> <server message>` with a hint where one helps;
