@@ -24,7 +24,7 @@ inline std::vector<Event> Events() {
   return {
       AccountOpened{"T1", kT, "op", "A1", "Wang", {"138", "139"}, "3-201", {"M1", "M2"}, "tf",
                     Mode::kPostpaid, limits, -500, "old-meter", Two("A1", -500, "migration"), EntryLink{0, -500}},
-      MeterAttached{"T2", kT + 1, "op", "A1", "M3"},
+      MeterAttached{"T2", kT + 1, "op", "A1", "M3", /*supply_cut=*/true},
       MeterDetached{"T3", kT + 2, "op", "A1", "M2"},
       LimitsChanged{"T4", kT + 3, "op", "A1", limits, other},
       AccountSuspended{"T5", kT + 4, "op", "A1", "meter tamper"},

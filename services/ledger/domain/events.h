@@ -61,6 +61,11 @@ struct MeterAttached {
   std::string operator_id;
   std::string account_id;
   std::string meter_id;
+  // The account's supply is cut (a prepaid account below its cut-off line): the meter joins it
+  // cut, as its SupplyCutRequired listed the account's other meters. Otherwise the meter may
+  // be supplied, whatever it was under an earlier account. (False in logs written before the
+  // field.)
+  bool supply_cut = false;
   bool operator==(const MeterAttached&) const = default;
 };
 

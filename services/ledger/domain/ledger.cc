@@ -656,7 +656,10 @@ Decision Ledger::DecideAttach(const AttachMeter& c) const {
     return Precondition(c.txn_id, "meter_taken",
                         "meter " + c.meter_id + " already belongs to account " + it->second);
   }
-  return Accept(c.txn_id, EventsFrom(MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}));
+  // A meter joins its account's supply: cut with a cut-off account's other meters, so that a
+  // meter attached to it gives no electricity the account has no money or credit for.
+  return Accept(c.txn_id, EventsFrom(MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id,
+                                                   Tracked(*a) && a->supply_cut}));
 }
 
 Decision Ledger::DecideDetach(const DetachMeter& c) const {
@@ -1146,6 +1149,8 @@ Status Ledger::ApplyEvent(const Event& event) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
           WL_LEDGER_EXPECT(!IsClosed(acc));
+          // Logs written before the flag say false whatever the account's supply was.
+          WL_LEDGER_EXPECT(!e.supply_cut || (Tracked(acc) && acc.supply_cut));
           WL_LEDGER_EXPECT_MSG(state_.meter_owner.emplace(e.meter_id, e.account_id).second, "meter taken: " + e.meter_id);
           acc.meters.push_back(e.meter_id);
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kAttachMeter, e.account_id, e.time_us, 0, e.operator_id,

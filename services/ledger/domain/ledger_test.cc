@@ -357,6 +357,44 @@ TEST_F(LedgerTest, CutAndRestoreEventsNameTheCurrentMeters) {
   EXPECT_EQ(std::get<SupplyCutRequired>(d.events.back()).meters, (std::vector<std::string>{"M1", "M2"}));
 }
 
+// A meter attached to a cut-off account joins it cut: otherwise the tenant could draw, through
+// the new meter, electricity the account has neither money nor credit for. Attached to an
+// account with supply, it may be supplied, however it was left under an earlier account.
+TEST_F(LedgerTest, AMeterAttachedToACutOffAccountIsCutToo) {
+  Given(OpenCmd("A1", {"M1"}));
+  Given(OpenCmd("A2", {"M2"}));
+  Given(ChargeCmd("A1", Y(11), "C1"));  // Credit limit 10: cut off.
+  ASSERT_TRUE(Acc("A1").supply_cut);
+  AttachMeter to_cut{NextTxn(), Now(), "op1", "A1", "M3"};
+  Decision d = Do(to_cut);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(d.events, (std::vector<Event>{MeterAttached{to_cut.txn_id, to_cut.time_us, "op1", "A1", "M3",
+                                                        /*supply_cut=*/true}}));
+  // The next crossing names it with the others.
+  Decision top = Do(TopUpCmd("A1", Y(100), "K1"));
+  ASSERT_EQ(Count<SupplyRestoreAllowed>(top.events), 1u);
+  EXPECT_EQ(std::get<SupplyRestoreAllowed>(top.events.back()).meters, (std::vector<std::string>{"M1", "M3"}));
+  // A meter that was cut under A1 and moves to A2, which has supply, may be supplied.
+  Given(ChargeCmd("A1", Y(111), "C2"));
+  ASSERT_TRUE(Acc("A1").supply_cut);
+  Given(DetachMeter{NextTxn(), Now(), "op1", "A1", "M3"});
+  AttachMeter to_a2{NextTxn(), Now(), "op1", "A2", "M3"};
+  d = Do(to_a2);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_FALSE(std::get<MeterAttached>(d.events.at(0)).supply_cut);
+  // A postpaid account is never cut.
+  OpenAccount postpaid = OpenCmd("A3", {"M4"});
+  postpaid.mode = Mode::kPostpaid;
+  Given(postpaid);
+  Given(ChargeCmd("A3", Y(1000), "C3"));
+  d = Do(AttachMeter{NextTxn(), Now(), "op1", "A3", "M5"});
+  EXPECT_FALSE(std::get<MeterAttached>(d.events.at(0)).supply_cut);
+  // An event that says a meter joins cut an account that is not cut does not apply.
+  Ledger copy = ledger_;
+  Status s = copy.TryApplyAll({MeterAttached{NextTxn(), Now(), "op1", "A2", "M6", /*supply_cut=*/true}});
+  EXPECT_FALSE(s.ok());
+}
+
 // ---- Limits, suspension ----------------------------------------------------------------------
 
 TEST_F(LedgerTest, RaisingTheCreditLimitLiftsCutOff) {
