@@ -463,7 +463,7 @@ void AddAccountClose(CLI::App* parent, const Globals& g, Plan* chosen) {
 
 void AddMeterCommand(CLI::App* parent, const Globals& g, Plan* chosen, bool attach) {
   struct Flags {
-    std::string id, meter;
+    std::string id, meter, reason;
   };
   auto f = std::make_shared<Flags>();
   std::string name = attach ? "attach-meter" : "detach-meter";
@@ -471,11 +471,13 @@ void AddMeterCommand(CLI::App* parent, const Globals& g, Plan* chosen, bool atta
       name, attach ? "attach a meter to an account" : "detach a meter from an account");
   sub->add_option("account", f->id, "account id")->required();
   sub->add_option("meter", f->meter, "meter id")->required();
+  sub->add_option("--reason", f->reason, attach ? "why (a replacement, a second circuit)" : "why (faulty, moved)");
   Plan plan = [f, &g, attach, name]() -> Result<Action> {
     pb::MeterRequest req;
     req.set_operator_id(g.operator_id);
     req.set_account_id(f->id);
     req.set_meter_id(f->meter);
+    req.set_reason(f->reason);
     return Mutation("account " + name + " " + f->id + " " + f->meter,
                     [req, attach](auto& stub, auto* context, auto* response) {
                       return attach ? stub.AttachMeter(context, req, response)
@@ -487,7 +489,7 @@ void AddMeterCommand(CLI::App* parent, const Globals& g, Plan* chosen, bool atta
 
 void AddAccountSetLimits(CLI::App* parent, const Globals& g, Plan* chosen) {
   struct Flags {
-    std::string id;
+    std::string id, reason;
     MoneyFlag credit_limit, alarm1, alarm2, hoarding_cap;
   };
   auto f = std::make_shared<Flags>();
@@ -497,10 +499,12 @@ void AddAccountSetLimits(CLI::App* parent, const Globals& g, Plan* chosen) {
   AddMoney(sub, "--alarm1", &f->alarm1, "alarm level 1 balance");
   AddMoney(sub, "--alarm2", &f->alarm2, "alarm level 2 balance");
   AddMoney(sub, "--hoarding-cap", &f->hoarding_cap, "highest balance a top-up may reach");
+  sub->add_option("--reason", f->reason, "why (credit agreed with the tenant)");
   Plan plan = [f, &g]() -> Result<Action> {
     pb::SetLimitsRequest req;
     req.set_operator_id(g.operator_id);
     req.set_account_id(f->id);
+    req.set_reason(f->reason);
     bool any = false;
     if (f->credit_limit.given()) {
       WL_ASSIGN_OR_RETURN(int64_t v, ParseMoney("--credit-limit", f->credit_limit.text));
@@ -557,14 +561,19 @@ void AddAccountSuspend(CLI::App* parent, const Globals& g, Plan* chosen) {
 }
 
 void AddAccountResume(CLI::App* parent, const Globals& g, Plan* chosen) {
-  auto id = std::make_shared<std::string>();
+  struct Flags {
+    std::string id, reason;
+  };
+  auto f = std::make_shared<Flags>();
   CLI::App* sub = parent->add_subcommand("resume", "resume a suspended account");
-  sub->add_option("account", *id, "account id")->required();
-  Plan plan = [id, &g]() -> Result<Action> {
+  sub->add_option("account", f->id, "account id")->required();
+  sub->add_option("--reason", f->reason, "why");
+  Plan plan = [f, &g]() -> Result<Action> {
     pb::ResumeRequest req;
     req.set_operator_id(g.operator_id);
-    req.set_account_id(*id);
-    return Mutation("account resume " + *id, [req](auto& stub, auto* context, auto* response) {
+    req.set_account_id(f->id);
+    req.set_reason(f->reason);
+    return Mutation("account resume " + f->id, [req](auto& stub, auto* context, auto* response) {
       return stub.Resume(context, req, response);
     });
   };
@@ -573,7 +582,7 @@ void AddAccountResume(CLI::App* parent, const Globals& g, Plan* chosen) {
 
 void AddAccountTransfer(CLI::App* parent, const Globals& g, Plan* chosen) {
   struct Flags {
-    std::string id, name, method = "cash";
+    std::string id, name, method = "cash", reason;
     std::vector<std::string> phones;
     bool settle = false;
   };
@@ -588,6 +597,7 @@ void AddAccountTransfer(CLI::App* parent, const Globals& g, Plan* chosen) {
   sub->add_option("--method", f->method, "how a settled balance is paid out")
       ->type_name(kMethods)
       ->capture_default_str();
+  sub->add_option("--reason", f->reason, "why (a new lease)");
   Plan plan = [f, &g]() -> Result<Action> {
     WL_RETURN_IF_ERROR(NonEmpty("--name", f->name));
     WL_ASSIGN_OR_RETURN(pb::PaymentMethod method, ParseMethod(f->method));
@@ -598,6 +608,7 @@ void AddAccountTransfer(CLI::App* parent, const Globals& g, Plan* chosen) {
     for (const std::string& p : f->phones) req.add_new_phones(p);
     req.set_settle(f->settle);
     req.set_method(method);
+    req.set_reason(f->reason);
     return Mutation("account transfer " + f->id,
                     [req](auto& stub, auto* context, auto* response) {
                       return stub.TransferOwnership(context, req, response);

@@ -500,6 +500,24 @@ class FakeLedger final : public pb::LedgerService::Service {
     limits = *req;
     return Answer(resp);
   }
+  grpc::Status AttachMeter(grpc::ServerContext*, const pb::MeterRequest* req,
+                           pb::MutationResponse* resp) override {
+    std::lock_guard lock(mu_);
+    meter = *req;
+    return Answer(resp);
+  }
+  grpc::Status Resume(grpc::ServerContext*, const pb::ResumeRequest* req,
+                      pb::MutationResponse* resp) override {
+    std::lock_guard lock(mu_);
+    resume = *req;
+    return Answer(resp);
+  }
+  grpc::Status TransferOwnership(grpc::ServerContext*, const pb::TransferRequest* req,
+                                 pb::MutationResponse* resp) override {
+    std::lock_guard lock(mu_);
+    transfer = *req;
+    return Answer(resp);
+  }
   grpc::Status ListAccounts(grpc::ServerContext*, const pb::ListAccountsRequest* req,
                             pb::ListAccountsResponse* resp) override {
     std::lock_guard lock(mu_);
@@ -535,6 +553,9 @@ class FakeLedger final : public pb::LedgerService::Service {
   pb::TopUpRequest topup;
   pb::AdjustRequest adjust;
   pb::SetLimitsRequest limits;
+  pb::MeterRequest meter;
+  pb::ResumeRequest resume;
+  pb::TransferRequest transfer;
   pb::ListAccountsRequest list;
   pb::GetStatementRequest statement;
 
@@ -660,6 +681,19 @@ TEST_F(FakeServerTest, SetLimitsAcceptsNegativeValues) {
   EXPECT_EQ(ledger_.limits.alarm2_minor(), -10'000);
   EXPECT_TRUE(ledger_.limits.has_credit_limit_minor());
   EXPECT_FALSE(ledger_.limits.has_alarm1_minor());
+}
+
+TEST_F(FakeServerTest, AccountOperationsSendTheirReason) {
+  ASSERT_EQ(Wlctl({"account", "set-limits", "A1", "--credit-limit", "30", "--reason", "hardship"}).code, kExitOk);
+  ASSERT_EQ(Wlctl({"account", "attach-meter", "A1", "M9", "--reason", "second circuit"}).code, kExitOk);
+  ASSERT_EQ(Wlctl({"account", "resume", "A1", "--reason", "inspected"}).code, kExitOk);
+  ASSERT_EQ(Wlctl({"account", "transfer", "A1", "--name", "李四", "--settle", "--reason", "new lease"}).code, kExitOk);
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.limits.reason(), "hardship");
+  EXPECT_EQ(ledger_.meter.reason(), "second circuit");
+  EXPECT_EQ(ledger_.resume.reason(), "inspected");
+  EXPECT_EQ(ledger_.transfer.reason(), "new lease");
+  EXPECT_TRUE(ledger_.transfer.settle());
 }
 
 TEST_F(FakeServerTest, AcceptsAFractionalTimeout) {

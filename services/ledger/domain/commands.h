@@ -39,6 +39,7 @@ struct AttachMeter {
   std::string operator_id;
   std::string account_id;
   std::string meter_id;
+  std::string reason = {};  // Optional.
 };
 
 struct DetachMeter {
@@ -47,6 +48,7 @@ struct DetachMeter {
   std::string operator_id;
   std::string account_id;
   std::string meter_id;
+  std::string reason = {};  // Optional.
 };
 
 // Unset fields keep their value; at least one must be set.
@@ -59,6 +61,7 @@ struct SetLimits {
   std::optional<int64_t> alarm1_minor;
   std::optional<int64_t> alarm2_minor;
   std::optional<int64_t> hoarding_cap_minor;
+  std::string reason = {};  // Optional.
 };
 
 struct Suspend {
@@ -74,6 +77,7 @@ struct Resume {
   int64_t time_us = 0;
   std::string operator_id;
   std::string account_id;
+  std::string reason = {};  // Optional.
 };
 
 struct TransferOwnership {
@@ -85,6 +89,7 @@ struct TransferOwnership {
   std::vector<std::string> new_phones;
   bool settle = false;  // true: refund the old owner's balance; false: the balance is carried.
   PaymentMethod method = PaymentMethod::kCash;  // How a settlement refund is paid out.
+  std::string reason = {};  // Optional.
 };
 
 struct CloseAccount {

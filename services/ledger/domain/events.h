@@ -66,6 +66,7 @@ struct MeterAttached {
   // be supplied, whatever it was under an earlier account. (False in logs written before the
   // field.)
   bool supply_cut = false;
+  std::string reason = {};  // As the operator gave it; "" for none.
   bool operator==(const MeterAttached&) const = default;
 };
 
@@ -75,6 +76,7 @@ struct MeterDetached {
   std::string operator_id;
   std::string account_id;
   std::string meter_id;
+  std::string reason = {};  // As the operator gave it; "" for none.
   bool operator==(const MeterDetached&) const = default;
 };
 
@@ -85,6 +87,7 @@ struct LimitsChanged {
   std::string account_id;
   Limits before;
   Limits after;
+  std::string reason = {};  // As the operator gave it; "" for none.
   bool operator==(const LimitsChanged&) const = default;
 };
 
@@ -102,6 +105,7 @@ struct AccountResumed {
   int64_t time_us = 0;
   std::string operator_id;
   std::string account_id;
+  std::string reason = {};  // As the operator gave it; "" for none.
   bool operator==(const AccountResumed&) const = default;
 };
 
@@ -121,6 +125,7 @@ struct OwnershipTransferred {
   PaymentMethod method = PaymentMethod::kCash;
   Posting posting;
   EntryLink link;
+  std::string reason = {};  // As the operator gave it; "" for none.
   bool operator==(const OwnershipTransferred&) const = default;
 };
 

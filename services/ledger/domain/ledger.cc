@@ -90,6 +90,12 @@ Posting TwoLegs(const std::string& tenant, int64_t tenant_delta, std::string_vie
 
 std::string Quoted(std::string_view s) { return "\"" + std::string(s) + "\""; }
 
+// What a txn says of itself ("meter M3"), then the operator's reason if one was given.
+std::string WithReason(std::string what, std::string_view reason) {
+  if (!reason.empty()) what.append(": ").append(reason);
+  return what;
+}
+
 std::optional<std::string> ValidateLimits(const Limits& l) {
   if (l.credit_limit_minor < 0) {
     return "credit limit must be >= 0, got " + FormatYuan(l.credit_limit_minor);
@@ -277,7 +283,7 @@ std::optional<StatementEntry> EntryOf(const Event& event) {
           entry.kind = TxnKind::kTransfer;
           entry.amount_minor = -e.settlement_refund_minor;
           entry.operator_id = e.operator_id;
-          entry.reason = "settled to previous owner " + e.old_customer_name;
+          entry.reason = WithReason("settled to previous owner " + e.old_customer_name, e.reason);
           entry.method = std::string(PaymentMethodName(e.method));
         } else if constexpr (std::is_same_v<T, AccountClosed>) {
           entry.kind = TxnKind::kClose;
@@ -659,7 +665,7 @@ Decision Ledger::DecideAttach(const AttachMeter& c) const {
   // A meter joins its account's supply: cut with a cut-off account's other meters, so that a
   // meter attached to it gives no electricity the account has no money or credit for.
   return Accept(c.txn_id, EventsFrom(MeterAttached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id,
-                                                   Tracked(*a) && a->supply_cut}));
+                                                   Tracked(*a) && a->supply_cut, c.reason}));
 }
 
 Decision Ledger::DecideDetach(const DetachMeter& c) const {
@@ -675,7 +681,7 @@ Decision Ledger::DecideDetach(const DetachMeter& c) const {
                         "meter " + c.meter_id + " is the last meter of account " + a->id +
                             "; attach the replacement first, or close the account");
   }
-  return Accept(c.txn_id, EventsFrom(MeterDetached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id}));
+  return Accept(c.txn_id, EventsFrom(MeterDetached{c.txn_id, c.time_us, c.operator_id, a->id, c.meter_id, c.reason}));
 }
 
 Decision Ledger::DecideSetLimits(const SetLimits& c) const {
@@ -690,7 +696,7 @@ Decision Ledger::DecideSetLimits(const SetLimits& c) const {
                c.alarm2_minor.value_or(a->limits.alarm2_minor),
                c.hoarding_cap_minor.value_or(a->limits.hoarding_cap_minor)};
   if (auto bad = ValidateLimits(after)) return Invalid(c.txn_id, "limits", *bad);
-  std::vector<Event> events = EventsFrom(LimitsChanged{c.txn_id, c.time_us, c.operator_id, a->id, a->limits, after});
+  std::vector<Event> events = EventsFrom(LimitsChanged{c.txn_id, c.time_us, c.operator_id, a->id, a->limits, after, c.reason});
   AppendLevelEvents(*a, a->balance_minor, after, c.txn_id, c.time_us, &events);
   return Accept(c.txn_id, std::move(events));
 }
@@ -714,7 +720,7 @@ Decision Ledger::DecideResume(const Resume& c) const {
                         "account " + a->id + " is " + std::string(AccountStateName(a->state)) +
                             ", not suspended; only a suspended account can be resumed");
   }
-  return Accept(c.txn_id, EventsFrom(AccountResumed{c.txn_id, c.time_us, c.operator_id, a->id}));
+  return Accept(c.txn_id, EventsFrom(AccountResumed{c.txn_id, c.time_us, c.operator_id, a->id, c.reason}));
 }
 
 Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
@@ -728,7 +734,7 @@ Decision Ledger::DecideTransfer(const TransferOwnership& c) const {
   WL_LEDGER_FIND_ACCOUNT(a, c);
   WL_LEDGER_REQUIRE_NOT_CLOSED(a, c, "transfer ownership");
   OwnershipTransferred e{c.txn_id, c.time_us, c.operator_id, a->id, a->customer_name, a->phones,
-                         c.new_customer_name, c.new_phones, c.settle, 0, c.method, {}, {}};
+                         c.new_customer_name, c.new_phones, c.settle, 0, c.method, {}, {}, c.reason};
   int64_t balance_after = a->balance_minor;
   if (c.settle) {
     if (a->balance_minor < 0) {
@@ -1154,7 +1160,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           WL_LEDGER_EXPECT_MSG(state_.meter_owner.emplace(e.meter_id, e.account_id).second, "meter taken: " + e.meter_id);
           acc.meters.push_back(e.meter_id);
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kAttachMeter, e.account_id, e.time_us, 0, e.operator_id,
-                           "meter " + e.meter_id, "", "", "", {}}));
+                           WithReason("meter " + e.meter_id, e.reason), "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, MeterDetached>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1166,7 +1172,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           acc.meters.erase(it);
           WL_LEDGER_EXPECT(!acc.meters.empty());
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kDetachMeter, e.account_id, e.time_us, 0, e.operator_id,
-                           "meter " + e.meter_id, "", "", "", {}}));
+                           WithReason("meter " + e.meter_id, e.reason), "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, LimitsChanged>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1174,7 +1180,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           WL_LEDGER_EXPECT(!ValidateLimits(e.after).has_value());
           acc.limits = e.after;
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kSetLimits, e.account_id, e.time_us, 0, e.operator_id,
-                           "", "", "", "", {}}));
+                           e.reason, "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, AccountSuspended>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1188,7 +1194,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           WL_LEDGER_EXPECT(acc.state == AccountState::kSuspended);
           acc.state = AccountState::kOpen;
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kResume, e.account_id, e.time_us, 0, e.operator_id,
-                           "", "", "", "", {}}));
+                           e.reason, "", "", "", {}}));
         } else if constexpr (std::is_same_v<T, OwnershipTransferred>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));
           Account& acc = *accp;
@@ -1201,7 +1207,7 @@ Status Ledger::ApplyEvent(const Event& event) {
           if (e.settled) WL_LEDGER_EXPECT(acc.balance_minor == 0);
           WL_RETURN_IF_ERROR(AddTxn(TxnRecord{e.txn_id, TxnKind::kTransfer, e.account_id, e.time_us,
                            -e.settlement_refund_minor, e.operator_id,
-                           "from " + e.old_customer_name + " to " + e.new_customer_name, "", "", "",
+                           WithReason("from " + e.old_customer_name + " to " + e.new_customer_name, e.reason), "", "", "",
                            e.posting}));
         } else if constexpr (std::is_same_v<T, AccountClosed>) {
           WL_ASSIGN_OR_RETURN(Account * accp, MutableAccount(e.account_id));

@@ -395,6 +395,38 @@ TEST_F(LedgerTest, AMeterAttachedToACutOffAccountIsCutToo) {
   EXPECT_FALSE(s.ok());
 }
 
+// Account operations record the operator's reason where one is given, in the event and in what
+// `txn show` and the statement say of the txn.
+TEST_F(LedgerTest, AccountOperationsKeepTheirReasons) {
+  Given(OpenCmd("A1", {"M1"}));
+  Given(TopUpCmd("A1", Y(50), "K1"));
+  AttachMeter attach{NextTxn(), Now(), "op1", "A1", "M2", "second circuit"};
+  Decision d = Do(attach);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(std::get<MeterAttached>(d.events.at(0)).reason, "second circuit");
+  EXPECT_EQ(ledger_.FindTxn(attach.txn_id)->reason, "meter M2: second circuit");
+  DetachMeter detach{NextTxn(), Now(), "op1", "A1", "M1", "faulty"};
+  ASSERT_TRUE(Do(detach).accepted());
+  EXPECT_EQ(ledger_.FindTxn(detach.txn_id)->reason, "meter M1: faulty");
+  SetLimits limits{NextTxn(), Now(), "op1", "A1", Y(30), {}, {}, {}, "hardship credit agreed"};
+  ASSERT_TRUE(Do(limits).accepted());
+  EXPECT_EQ(ledger_.FindTxn(limits.txn_id)->reason, "hardship credit agreed");
+  Given(Suspend{NextTxn(), Now(), "op1", "A1", "meter tamper"});
+  Resume resume{NextTxn(), Now(), "op1", "A1", "inspected"};
+  ASSERT_TRUE(Do(resume).accepted());
+  EXPECT_EQ(ledger_.FindTxn(resume.txn_id)->reason, "inspected");
+  TransferOwnership transfer{NextTxn(), Now(), "op1", "A1", "李四", {}, true, PaymentMethod::kCash, "new lease"};
+  d = Do(transfer);
+  ASSERT_TRUE(d.accepted());
+  EXPECT_EQ(std::get<OwnershipTransferred>(d.events.at(0)).reason, "new lease");
+  EXPECT_EQ(ledger_.FindTxn(transfer.txn_id)->reason, "from 张三 to 李四: new lease");
+  EXPECT_EQ(Entries("A1").back().reason, "settled to previous owner 张三: new lease");
+  // Without a reason, what the txn is, as before.
+  AttachMeter plain{NextTxn(), Now(), "op1", "A1", "M3"};
+  ASSERT_TRUE(Do(plain).accepted());
+  EXPECT_EQ(ledger_.FindTxn(plain.txn_id)->reason, "meter M3");
+}
+
 // ---- Limits, suspension ----------------------------------------------------------------------
 
 TEST_F(LedgerTest, RaisingTheCreditLimitLiftsCutOff) {
