@@ -60,11 +60,12 @@ std::optional<KeyClaims::Owner> KeyClaims::Claim(std::string_view key, Owner own
   return std::nullopt;
 }
 
-void KeyClaims::DropPartition(uint32_t partition) {
+void KeyClaims::DropAbove(uint32_t partition, uint64_t head) {
   for (Shard& s : shards_) {
     std::lock_guard lock(s.mu);
     for (size_t i = 0; i < s.slots.size();) {
-      if (s.slots[i].owner == 0 || Unpack(s.slots[i].owner).partition != partition) {
+      const Owner o = s.slots[i].owner == 0 ? Owner{} : Unpack(s.slots[i].owner);
+      if (s.slots[i].owner == 0 || o.partition != partition || o.seq <= head) {
         ++i;
         continue;
       }

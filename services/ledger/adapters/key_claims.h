@@ -9,10 +9,10 @@
 //
 // A claim is kept as 128 bits of the key's hash (two independent 64-bit hashes) and its owner
 // (partition and the seq of the txn that used the key), 24 bytes in an open-addressed array with
-// at most three quarters of its slots used: 32 to 48 bytes a key, not the key's text, which its
-// partition keeps. Two keys share 128 bits of hash about once in 2^64 pairs, so with a billion
-// keys the chance that any two do is below one in ten billion; such a pair would be refused as
-// the same key.
+// at most three quarters of its slots used (and at least three eighths, as it doubles): 32 to 64
+// bytes a key, not the key's text, which its partition keeps. Two keys share 128 bits of hash
+// about once in 2^128 pairs, so with a billion keys (about 2^59 pairs) the chance that any two do
+// is about one in 2^69; such a pair would be refused as the same key.
 //
 // The slots are spread over kShards shards by hash, each with its own lock, so that the writers
 // of different partitions rarely wait for each other, and growing a shard rehashes 1/kShards of
@@ -46,14 +46,16 @@ class KeyClaims {
   // owner's partition; otherwise the owner that holds it, and nothing changes.
   std::optional<Owner> Claim(std::string_view key, Owner owner);
 
-  // Gives up every claim of `partition` and claims `keys` for it instead, each with the seq of
-  // its txn: what a partition holds after its state is rebuilt from the log (at start, and
-  // after a failed batch, whose claims are dropped so). A key another partition holds stays
-  // that partition's. `keys` calls its argument with (key, seq) for each key.
+  // What `partition` holds once its state is rebuilt from the log up to `head` (at start, and
+  // after a failed batch): it claims `keys`, each with the seq of its txn, and gives up its
+  // claims above `head`, those of batches that were not written. In that order, so that a key
+  // the log holds is never free in between for another partition's writer to take. A key
+  // another partition holds stays that partition's. `keys` calls its argument with (key, seq)
+  // for each key.
   template <typename ForEachKey>
-  void ResetPartition(uint32_t partition, const ForEachKey& keys) {
-    DropPartition(partition);
+  void ResetPartition(uint32_t partition, uint64_t head, const ForEachKey& keys) {
     keys([&](std::string_view key, uint64_t seq) { Claim(key, Owner{partition, seq}); });
+    DropAbove(partition, head);
   }
 
   size_t size() const;
@@ -72,7 +74,7 @@ class KeyClaims {
     size_t used = 0;
   };
 
-  void DropPartition(uint32_t partition);
+  void DropAbove(uint32_t partition, uint64_t head);
   static void Grow(Shard& s);
 
   std::array<Shard, kShards> shards_;

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <string>
 #include <thread>
 #include <vector>
@@ -44,28 +45,60 @@ TEST(KeyClaimsTest, KeepsEveryKeyAsTheShardsGrow) {
   EXPECT_EQ(claims.Claim("key-" + std::to_string(kKeys), {0, 1}), std::nullopt);
 }
 
-TEST(KeyClaimsTest, ResetPartitionReplacesOnlyThatPartitionsClaims) {
+TEST(KeyClaimsTest, ResetPartitionKeepsWhatTheLogHoldsAndDropsTheRest) {
   KeyClaims claims;
   for (int i = 0; i < 1'000; ++i) {
     ASSERT_EQ(claims.Claim("p0-" + std::to_string(i), {0, uint64_t(i) + 1}), std::nullopt);
     ASSERT_EQ(claims.Claim("p1-" + std::to_string(i), {1, uint64_t(i) + 1}), std::nullopt);
   }
-  // Partition 1 rebuilt: it holds its even keys (the odd ones were in a batch that failed) and
-  // says it holds p0-0, which partition 0 claimed first.
-  claims.ResetPartition(1, [](const auto& claim) {
-    for (int i = 0; i < 1'000; i += 2) claim("p1-" + std::to_string(i), uint64_t(i) + 1);
+  // Partition 1 rebuilt from a log whose head is 500: its keys up to seq 500 are there, those
+  // after it were in batches that failed. The log also says it used p0-0, which partition 0
+  // claimed first, and p1-new, which it had not claimed (a claim lost to a bug would come back).
+  claims.ResetPartition(1, 500, [](const auto& claim) {
+    for (int i = 0; i < 500; ++i) claim("p1-" + std::to_string(i), uint64_t(i) + 1);
     claim("p0-0", 1);
+    claim("p1-new", 7);
   });
-  EXPECT_EQ(claims.size(), 1'500u);
+  EXPECT_EQ(claims.size(), 1'501u);
   for (int i = 0; i < 1'000; ++i) {
     EXPECT_EQ(claims.Claim("p0-" + std::to_string(i), {1, 1}), (Owner{0, uint64_t(i) + 1})) << i;
     const std::optional<Owner> p1 = claims.Claim("p1-" + std::to_string(i), {2, 1});
-    if (i % 2 == 0) {
+    if (i < 500) {
       EXPECT_EQ(p1, (Owner{1, uint64_t(i) + 1})) << i;
     } else {
-      EXPECT_EQ(p1, std::nullopt) << i << ": a key of the failed batch is free again";
+      EXPECT_EQ(p1, std::nullopt) << i << ": a key of a failed batch is free again";
     }
   }
+  EXPECT_EQ(claims.Claim("p1-new", {0, 1}), (Owner{1, 7}));
+}
+
+// While a partition is rebuilt, the keys its log holds stay its own: a writer of another
+// partition trying one of them meanwhile is refused throughout (found by review: dropping every
+// claim first and claiming the log's keys again left a window).
+TEST(KeyClaimsTest, AKeyTheLogHoldsIsNeverFreeWhileItsPartitionIsRebuilt) {
+  KeyClaims claims;
+  constexpr int kKeys = 300'000;
+  for (int i = 0; i < kKeys; ++i) {
+    ASSERT_EQ(claims.Claim("k" + std::to_string(i), {0, uint64_t(i) + 1}), std::nullopt);
+  }
+  std::atomic<bool> done{false};
+  std::atomic<int> taken{0};
+  std::thread other([&] {
+    const std::string key = "k" + std::to_string(kKeys - 1);
+    while (!done) {
+      if (!claims.Claim(key, {1, 7})) {
+        taken++;
+        return;
+      }
+    }
+  });
+  claims.ResetPartition(0, kKeys, [&](const auto& claim) {
+    for (int i = 0; i < kKeys; ++i) claim("k" + std::to_string(i), uint64_t(i) + 1);
+  });
+  done = true;
+  other.join();
+  EXPECT_EQ(taken.load(), 0) << "partition 1 took a key partition 0's log holds";
+  EXPECT_EQ(claims.Claim("k" + std::to_string(kKeys - 1), {2, 1}), (Owner{0, uint64_t{kKeys}}));
 }
 
 // Two writers claiming the same keys at once: each key ends up with exactly one of them, and

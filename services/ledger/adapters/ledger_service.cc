@@ -741,7 +741,7 @@ Status LedgerService::Reload(uint32_t partition) {
   WL_RETURN_IF_ERROR(missing);
   claims_.ResetPartition(partition, fresh->state().meter_owner);
   // The keys the log holds, and none of a batch that failed.
-  key_claims_.ResetPartition(partition, [&](const auto& claim) {
+  key_claims_.ResetPartition(partition, log_->Head(partition), [&](const auto& claim) {
     fresh->state().idempotency_keys.ForEach(
         [&](const KeyTable::Entry& e) { claim(e.key, EntrySeqOf(e.txn_id)); });
   });
@@ -819,10 +819,19 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
       if (std::optional<KeyClaims::Owner> holder = key_claims_.Claim(key, {p, first_seq})) {
         std::string first;
         eventlog::SetEventId(&first, kLedgerTopic, holder->partition, holder->seq);
-        d.rejection = Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
-                                "idempotency key " + std::string(key) + " was used for a different request (first: " +
-                                    first + ", on an account of another partition); the same key is the same "
-                                    "request: give this one a key of its own"};
+        if (holder->seq > log_->Head(holder->partition)) {
+          // Claimed by a request whose batch is not durable yet, and may still be undone: this
+          // one is neither refused for good nor taken, but asked to come again.
+          d.rejection = Rejection{StatusCode::kUnavailable, "idempotency_key_in_flight",
+                                  "idempotency key " + std::string(key) + " is in use by a request on an account of "
+                                      "another partition that is not recorded yet (" + first + "); retry: if that "
+                                      "request is recorded this one is refused, and if not this one goes through"};
+        } else {
+          d.rejection = Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
+                                  "idempotency key " + std::string(key) + " was used for a different request (first: " +
+                                      first + ", on an account of another partition); the same key is the same "
+                                      "request: give this one a key of its own"};
+        }
       }
     }
     if (d.rejection) {

@@ -777,6 +777,55 @@ TEST_F(LedgerServiceTest, AKeyOfAFailedBatchIsFreeForOtherPartitions) {
   EXPECT_EQ(TopUp(a, 100'000, "K1", &r).error_code(), grpc::StatusCode::ALREADY_EXISTS);
 }
 
+// A key claimed by a request whose batch is not written yet refuses another partition's request
+// only for now (UNAVAILABLE, retry), not for good: the batch may still be undone, and the txn it
+// would name may never be written (found by review: it was refused ALREADY_EXISTS, naming a seq
+// that the partition's next request then took).
+TEST_F(LedgerServiceTest, AKeyInFlightInAnotherPartitionAsksForARetry) {
+  const std::string a = "A1";
+  const uint32_t p = runtime::PartitionForKey(a, kParts);
+  std::string c;
+  for (int i = 2; c.empty(); ++i) {
+    std::string id = "A" + std::to_string(i);
+    if (runtime::PartitionForKey(id, kParts) != p) c = id;
+  }
+  ASSERT_TRUE(Open(a, {"M1"}).ok());
+  ASSERT_TRUE(Open(c, {"M2"}).ok());
+  runtime::Processor* writers = svc_->processor();
+  v1::TopUpRequest top;
+  top.set_operator_id("op1");
+  top.set_account_id(a);
+  top.set_idempotency_key("K1");
+  top.set_amount_minor(100'000);
+  top.set_method(v1::PAYMENT_METHOD_CASH);
+  std::promise<grpc::Status> answered;
+  grpc::Status while_in_flight;
+  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+    svc_->TopUpAsync(top, [&](grpc::Status st, v1::MutationResponse*) { answered.set_value(std::move(st)); });
+    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      // a's top-up is decided (K1 claimed) but not written: c's writer decides meanwhile.
+      std::thread([&] {
+        v1::MutationResponse r;
+        while_in_flight = TopUp(c, 100'000, "K1", &r);
+      }).join();
+      throw std::runtime_error("the batch of the top-up fails");
+    }, nullptr).ok());
+    return nullptr;
+  }, nullptr).ok());
+  auto answer = answered.get_future();
+  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(answer.get().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(while_in_flight.error_code(), grpc::StatusCode::UNAVAILABLE) << while_in_flight.error_message();
+  EXPECT_TRUE(while_in_flight.error_message().starts_with("idempotency_key_in_flight: "))
+      << while_in_flight.error_message();
+  // a's top-up was undone: c's retry goes through.
+  EXPECT_EQ(Get(a).balance_minor(), 0);
+  v1::MutationResponse r;
+  grpc::Status retry = TopUp(c, 100'000, "K1", &r);
+  EXPECT_TRUE(retry.ok()) << retry.error_message();
+  EXPECT_EQ(Get(c).balance_minor(), 100'000);
+}
+
 // A detach (or close) frees its meters for other partitions only once it is durable. Here the
 // detach's batch fails after the detach was decided, while another partition attaches the meter:
 // that attach must be refused, or the failed batch's reload would give the meter two owners.
