@@ -390,44 +390,100 @@ void AddAccountShow(CLI::App* parent, const Globals& g, Plan* chosen) {
   sub->callback([chosen, plan] { *chosen = plan; });
 }
 
+// The values of an enum but UNSPECIFIED, by the word wlctl prints for each ("cutoff", "closed").
+struct EnumValues {
+  std::vector<std::string> words;
+  std::vector<int> numbers;
+
+  EnumValues(std::string_view prefix, const google::protobuf::EnumDescriptor* d) {
+    for (int i = 0; i < d->value_count(); ++i) {
+      if (d->value(i)->number() == 0) continue;
+      words.push_back(EnumWord(d->value(i)->name(), prefix));
+      numbers.push_back(d->value(i)->number());
+    }
+  }
+  std::string Joined(const char* separator) const { return CLI::detail::join(words, separator); }
+  // The numbers of `given` words; INVALID_ARGUMENT naming `flag` for a word not among them.
+  Result<std::vector<int>> Parse(const std::string& flag, const std::vector<std::string>& given) const {
+    std::vector<int> out;
+    for (const std::string& word : given) {
+      auto it = std::find(words.begin(), words.end(), word);
+      if (it == words.end()) {
+        return InvalidArgument(flag + ": unknown value \"" + word + "\"; expected one of " + Joined(", "));
+      }
+      out.push_back(numbers[static_cast<size_t>(it - words.begin())]);
+    }
+    return out;
+  }
+};
+
 void AddAccountList(CLI::App* parent, const Globals& g, Plan* chosen) {
-  auto page_size = std::make_shared<std::string>("0");
-  auto page_token = std::make_shared<std::string>();
+  struct Flags {
+    std::string page_size = "0", page_token;
+    std::vector<std::string> levels, states;
+    bool all = false;
+  };
+  auto f = std::make_shared<Flags>();
+  const EnumValues levels("LEVEL_", pb::Level_descriptor());
+  const EnumValues states("ACCOUNT_STATE_", pb::AccountState_descriptor());
   CLI::App* sub = parent->add_subcommand("list", "list accounts, one page at a time");
   // Read as text: CLI11's own integer parsing takes "0x10", " 7" and octal "010".
-  sub->add_option("--page-size", *page_size, "accounts per page (0: server default of 100)")
+  sub->add_option("--page-size", f->page_size, "accounts per page (0: server default of 100)")
       ->type_name("N")
       ->capture_default_str();
-  sub->add_option("--page-token", *page_token, "next_page_token of the previous page");
-  Plan plan = [page_size, page_token]() -> Result<Action> {
+  sub->add_option("--page-token", f->page_token, "next_page_token of the previous page");
+  sub->add_option("--level", f->levels,
+                  "only prepaid accounts, not closed, at this level; repeat for more (e.g. "
+                  "--level cutoff --level arrears: whom to call)")
+      ->type_name(levels.Joined("|"));
+  sub->add_option("--state", f->states, "only accounts in this state; repeat for more")
+      ->type_name(states.Joined("|"));
+  sub->add_flag("--all", f->all, "every page, one after the other, instead of one page");
+  Plan plan = [f, levels, states]() -> Result<Action> {
     WL_ASSIGN_OR_RETURN(int64_t size,
-                        ParseWholeNumber("--page-size", *page_size, 0, 1000,
+                        ParseWholeNumber("--page-size", f->page_size, 0, 1000,
                                          "accounts per page; 0: the server's default of 100"));
     pb::ListAccountsRequest req;
     req.set_page_size(static_cast<int32_t>(size));
-    req.set_page_token(*page_token);
-    return Action([req](Client& client) {
-      pb::ListAccountsResponse response;
-      bool ok = client.Call("account list", [&](grpc::ClientContext* c) {
-        return client.Ledger().ListAccounts(c, req, &response);
-      });
-      if (!ok) return kExitFailed;
-      if (client.json()) {
-        PrintJson(AccountListJson(response), client.out());
-        return kExitOk;
-      }
+    req.set_page_token(f->page_token);
+    // Words to enum values, through the same words the output uses.
+    WL_ASSIGN_OR_RETURN(std::vector<int> level_numbers, levels.Parse("--level", f->levels));
+    for (int v : level_numbers) req.add_levels(static_cast<pb::Level>(v));
+    WL_ASSIGN_OR_RETURN(std::vector<int> state_numbers, states.Parse("--state", f->states));
+    for (int v : state_numbers) req.add_states(static_cast<pb::AccountState>(v));
+    const bool all = f->all;
+    if (all && !f->page_token.empty()) {
+      return InvalidArgument("--all starts at the first account; leave out --page-token");
+    }
+    return Action([req, all](Client& client) mutable {
+      pb::ListAccountsResponse whole;
       Table table({"ACCOUNT", "NAME", "STATE", "LEVEL", "BALANCE", "METERS"},
                   {false, false, false, false, true, false});
-      for (const pb::Account& a : response.accounts()) {
-        std::string meters;
-        for (const std::string& m : a.meters()) meters += (meters.empty() ? "" : ",") + m;
-        table.AddRow({a.account_id(), a.customer_name(), StateWord(a.state()),
-                      LevelWord(a.level()), FormatYuan(a.balance_minor()), meters});
+      while (true) {
+        pb::ListAccountsResponse response;
+        bool ok = client.Call("account list", [&](grpc::ClientContext* c) {
+          return client.Ledger().ListAccounts(c, req, &response);
+        });
+        if (!ok) return kExitFailed;
+        for (pb::Account& a : *response.mutable_accounts()) {
+          std::string meters;
+          for (const std::string& m : a.meters()) meters += (meters.empty() ? "" : ",") + m;
+          table.AddRow({a.account_id(), a.customer_name(), StateWord(a.state()),
+                        LevelWord(a.level()), FormatYuan(a.balance_minor()), meters});
+          *whole.add_accounts() = std::move(a);
+        }
+        whole.set_next_page_token(response.next_page_token());
+        if (!all || response.next_page_token().empty()) break;
+        req.set_page_token(response.next_page_token());
+      }
+      if (client.json()) {
+        PrintJson(AccountListJson(whole), client.out());
+        return kExitOk;
       }
       table.Print(client.out());
-      if (!response.next_page_token().empty()) {
-        client.out() << "more: wlctl account list --page-token " << response.next_page_token()
-                     << "\n";
+      if (!whole.next_page_token().empty()) {
+        client.out() << "more: wlctl account list --page-token " << whole.next_page_token()
+                     << " (with the same filters), or --all\n";
       }
       return kExitOk;
     });

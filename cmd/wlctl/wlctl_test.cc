@@ -174,6 +174,10 @@ INSTANTIATE_TEST_SUITE_P(
         UsageCase{{"account", "open", "--id", "A1", "--name", "x", "--meter", "M1", "--phone", ""},
                   "--phone must not be empty: give it a value or leave it out"},
         UsageCase{{"account", "show", "A1", "--endpoint", ""}, "--endpoint must not be empty"},
+        UsageCase{{"account", "list", "--level", "broke"},
+                  "--level: unknown value \"broke\"; expected one of normal, alarm1, alarm2, arrears, cutoff"},
+        UsageCase{{"account", "list", "--state", "gone"}, "--state: unknown value \"gone\""},
+        UsageCase{{"account", "list", "--all", "--page-token", "A1"}, "--all starts at the first account"},
         // Times start at the epoch: else a --to of 1970-01-01 would pass as after --from and go
         // out as 0, "up to now".
         UsageCase{{"statement", "A1", "--from", "1969-12-31", "--to", "1970-01-01"},
@@ -522,7 +526,11 @@ class FakeLedger final : public pb::LedgerService::Service {
                             pb::ListAccountsResponse* resp) override {
     std::lock_guard lock(mu_);
     list = *req;
+    list_calls++;
     *resp->add_accounts() = SampleAccount();
+    // Two pages when the levels are asked for: A1, then A2 after it.
+    if (req->levels_size() > 0 && req->page_token().empty()) resp->set_next_page_token("A1");
+    if (req->page_token() == "A1") resp->mutable_accounts(0)->set_account_id("A2");
     return grpc::Status::OK;
   }
   grpc::Status GetAccount(grpc::ServerContext*, const pb::GetAccountRequest* req,
@@ -557,6 +565,7 @@ class FakeLedger final : public pb::LedgerService::Service {
   pb::ResumeRequest resume;
   pb::TransferRequest transfer;
   pb::ListAccountsRequest list;
+  int list_calls = 0;
   pb::GetStatementRequest statement;
 
  private:
@@ -694,6 +703,31 @@ TEST_F(FakeServerTest, AccountOperationsSendTheirReason) {
   EXPECT_EQ(ledger_.resume.reason(), "inspected");
   EXPECT_EQ(ledger_.transfer.reason(), "new lease");
   EXPECT_TRUE(ledger_.transfer.settle());
+}
+
+TEST_F(FakeServerTest, ListFiltersByLevelAndStateAndPagesOnWithAll) {
+  Outcome one = Wlctl({"account", "list", "--level", "cutoff", "--level", "arrears", "--state", "suspended"});
+  ASSERT_EQ(one.code, kExitOk) << one.err;
+  {
+    std::lock_guard lock(ledger_.mu_);
+    ASSERT_EQ(ledger_.list.levels_size(), 2);
+    EXPECT_EQ(ledger_.list.levels(0), pb::LEVEL_CUTOFF);
+    EXPECT_EQ(ledger_.list.levels(1), pb::LEVEL_ARREARS);
+    ASSERT_EQ(ledger_.list.states_size(), 1);
+    EXPECT_EQ(ledger_.list.states(0), pb::ACCOUNT_STATE_SUSPENDED);
+    EXPECT_EQ(ledger_.list_calls, 1);
+  }
+  EXPECT_THAT(one.out, HasSubstr("more: wlctl account list --page-token A1"));
+
+  Outcome all = Wlctl({"account", "list", "--level", "cutoff", "--all", "-o", "json"});
+  ASSERT_EQ(all.code, kExitOk) << all.err;
+  Json j = Json::parse(all.out);
+  ASSERT_EQ(j["accounts"].size(), 2u);
+  EXPECT_EQ(j["accounts"][0]["account_id"], "A1");
+  EXPECT_EQ(j["accounts"][1]["account_id"], "A2");
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.list_calls, 3);
+  EXPECT_EQ(ledger_.list.levels(0), pb::LEVEL_CUTOFF) << "the filter is sent with every page";
 }
 
 TEST_F(FakeServerTest, AcceptsAFractionalTimeout) {

@@ -72,11 +72,13 @@ constexpr EnumPair<TxnKind, v1::TxnKind> kKinds[] = {
 constexpr const auto& Table(v1::PaymentMethod) { return kMethods; }
 constexpr const auto& Table(v1::Mode) { return kModes; }
 constexpr const auto& Table(v1::Level) { return kLevels; }
+constexpr const auto& Table(v1::AccountState) { return kStates; }
 constexpr const auto& Table(v1::TxnKind) { return kKinds; }
 
 std::string_view Name(PaymentMethod m) { return PaymentMethodName(m); }
 std::string_view Name(Mode m) { return ModeName(m); }
 std::string_view Name(Level l) { return LevelName(l); }
+std::string_view Name(AccountState s) { return AccountStateName(s); }
 std::string_view Name(TxnKind k) { return TxnKindName(k); }
 
 template <typename D, typename W, std::size_t N>
@@ -487,7 +489,11 @@ Result<Mode> FromProto(v1::Mode m, std::string_view field) {
   return EnumFromWire(kModes, m, field);
 }
 v1::Level ToProto(Level l) { return EnumToWire(kLevels, l); }
+Result<Level> FromProto(v1::Level l, std::string_view field) { return EnumFromWire(kLevels, l, field); }
 v1::AccountState ToProto(AccountState s) { return EnumToWire(kStates, s); }
+Result<AccountState> FromProto(v1::AccountState s, std::string_view field) {
+  return EnumFromWire(kStates, s, field);
+}
 v1::TxnKind ToProto(TxnKind k) { return EnumToWire(kKinds, k); }
 
 void ToProto(const Account& a, v1::Account* out) {

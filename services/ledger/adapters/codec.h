@@ -57,7 +57,9 @@ Result<PaymentMethod> FromProto(v1::PaymentMethod m, std::string_view field);
 v1::Mode ToProto(Mode m);
 Result<Mode> FromProto(v1::Mode m, std::string_view field);
 v1::Level ToProto(Level l);
+Result<Level> FromProto(v1::Level l, std::string_view field);
 v1::AccountState ToProto(AccountState s);
+Result<AccountState> FromProto(v1::AccountState s, std::string_view field);
 v1::TxnKind ToProto(TxnKind k);
 
 // Views for the API.

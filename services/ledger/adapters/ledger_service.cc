@@ -1204,7 +1204,31 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
   if (req.page_size() < 0 || req.page_size() > 1000) {
     return done({grpc::StatusCode::INVALID_ARGUMENT, "page_size must be 0..1000"}, nullptr);
   }
+  // The filter: which levels and states are wanted (none given: any).
+  struct Filter {
+    std::set<Level> levels;
+    std::set<AccountState> states;
+    bool Matches(const Account& a) const {
+      if (!levels.empty() && !(Tracked(a) && levels.contains(a.level))) return false;
+      return states.empty() || states.contains(a.state);
+    }
+  };
+  auto filter = std::make_shared<Filter>();
+  for (int level : req.levels()) {
+    auto l = FromProto(static_cast<v1::Level>(level), "levels");
+    if (!l.ok()) return done(server::ToGrpc(l.status()), nullptr);
+    filter->levels.insert(*l);
+  }
+  for (int state : req.states()) {
+    auto st = FromProto(static_cast<v1::AccountState>(state), "states");
+    if (!st.ok()) return done(server::ToGrpc(st.status()), nullptr);
+    filter->states.insert(*st);
+  }
+  const bool filtered = !filter->levels.empty() || !filter->states.empty();
   const size_t limit = req.page_size() == 0 ? 100 : static_cast<size_t>(req.page_size());
+  // How many ids a page looks at: with a filter, more than it may show, and no more than this,
+  // so that a page of a rare level among millions of accounts still answers in bounded time.
+  const size_t examine = filtered ? std::max(limit, options_.list_accounts_examined) : limit;
   // The ids come in order from the views (every account has one from the batch that opened it);
   // what is said of each comes from its partition's writer, as for GetAccount.
   auto ids = std::make_shared<std::vector<std::string>>();
@@ -1212,7 +1236,7 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
   std::string from;
   if (!req.page_token().empty()) from = kAccountPrefix + req.page_token() + '\0';  // The first id after it.
   Status s = log_->ScanState(kAccountPrefix, [&](std::string_view key, std::string_view) {
-    if (ids->size() == limit) {
+    if (ids->size() == examine) {
       more = true;
       return false;
     }
@@ -1230,30 +1254,42 @@ void LedgerService::ListAccountsAsync(const v1::ListAccountsRequest& req, Done<v
   }
   OnWritersAsync<v1::ListAccountsResponse>(
       std::move(partitions),
-      [wanted](uint32_t p, const Ledger& ledger, v1::ListAccountsResponse* out) {
+      [wanted, filter](uint32_t p, const Ledger& ledger, v1::ListAccountsResponse* out) {
         for (const std::string& id : (*wanted)[p]) {
           const Account* a = ledger.FindAccount(id);
           if (a == nullptr) {
             return grpc::Status(grpc::StatusCode::DATA_LOSS,
                                 "the views list account " + id + " but the ledger does not hold it");
           }
-          ToProto(*a, out->add_accounts());
+          if (filter->Matches(*a)) ToProto(*a, out->add_accounts());
         }
         return grpc::Status::OK;
       },
-      [ids, more, done = std::move(done)](grpc::Status status, std::vector<v1::ListAccountsResponse>* found) {
+      [ids, more, limit, filtered, done = std::move(done)](grpc::Status status,
+                                                           std::vector<v1::ListAccountsResponse>* found) {
         if (!status.ok()) return done(std::move(status), nullptr);
         std::map<std::string, v1::Account*, std::less<>> by_id;
         for (auto& part : *found) {
           for (auto& a : *part.mutable_accounts()) by_id[a.account_id()] = &a;
         }
         v1::ListAccountsResponse page;
+        // In id order: the matches, up to the limit; the page ends at the last id it looked at.
+        std::string last_looked_at;
         for (const std::string& id : *ids) {
           auto it = by_id.find(id);
-          if (it == by_id.end()) return done({grpc::StatusCode::INTERNAL, "account " + id + " went missing from its page"}, nullptr);
+          if (it == by_id.end()) {
+            if (!filtered) return done({grpc::StatusCode::INTERNAL, "account " + id + " went missing from its page"}, nullptr);
+            last_looked_at = id;
+            continue;
+          }
+          if (static_cast<size_t>(page.accounts_size()) == limit) {
+            page.set_next_page_token(last_looked_at);
+            return done(grpc::Status::OK, &page);
+          }
           *page.add_accounts() = std::move(*it->second);
+          last_looked_at = id;
         }
-        if (more) page.set_next_page_token(ids->back());
+        if (more) page.set_next_page_token(last_looked_at);
         done(grpc::Status::OK, &page);
       });
 }

@@ -40,6 +40,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +72,9 @@ struct LedgerOptions {
   size_t view_max_per_batch = 1'024;
   // Each writer builds its next batch while the last one is committed (runtime::ProcessorOptions).
   bool overlap_commits = true;
+  // How many accounts a filtered ListAccounts page looks at, at most (or page_size, if more),
+  // for its matches: a page answers in bounded time however rare the matches.
+  size_t list_accounts_examined = 10'000;
 };
 
 // Which account owns each meter, over every partition. Thread-safe.

@@ -826,6 +826,86 @@ TEST_F(LedgerServiceTest, AKeyInFlightInAnotherPartitionAsksForARetry) {
   EXPECT_EQ(Get(c).balance_minor(), 100'000);
 }
 
+// An operator lists the accounts to call (cut off, in arrears) or to collect (closed with
+// arrears) without paging through every account: the filter runs in the ledger, a page looks at a
+// bounded number of accounts, and paging on to the end finds every match once, in id order.
+TEST_F(LedgerServiceTest, ListAccountsByLevelAndState) {
+  options_.list_accounts_examined = 3;  // So that pages end before they are full.
+  Restart();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 12; ++i) {
+    ids.push_back("A" + std::string(i < 10 ? "0" : "") + std::to_string(i));
+    ASSERT_TRUE(Open(ids.back(), {"M" + std::to_string(i)}).ok());
+  }
+  v1::MutationResponse r;
+  for (int i : {2, 5, 7, 9}) {  // Below the cut-off line (credit 0).
+    const v1::AdjustRequest ad = AdjustRequest(ids[i], -10'000, "K" + std::to_string(i), "test");
+    ASSERT_TRUE(svc_->Adjust(nullptr, &ad, &r).ok());
+  }
+  v1::CloseAccountRequest close;
+  close.set_operator_id("op1");
+  close.set_account_id(ids[7]);
+  ASSERT_TRUE(svc_->CloseAccount(nullptr, &close, &r).ok());  // Closed with its arrears.
+  v1::OpenAccountRequest postpaid;
+  postpaid.set_operator_id("op1");
+  postpaid.set_account_id("A99");
+  postpaid.set_customer_name("厂");
+  postpaid.add_meters("M99");
+  postpaid.set_mode(v1::MODE_POSTPAID);
+  ASSERT_TRUE(svc_->OpenAccount(nullptr, &postpaid, &r).ok());
+  const v1::AdjustRequest owes = AdjustRequest("A99", -10'000, "K99", "test");
+  ASSERT_TRUE(svc_->Adjust(nullptr, &owes, &r).ok());  // In arrears, but a postpaid has no level.
+
+  // Every page until there is no token; the ids listed, and how many pages it took.
+  auto list_all = [&](v1::ListAccountsRequest req, int* pages = nullptr) {
+    std::vector<std::string> got;
+    int n = 0;
+    do {
+      v1::ListAccountsResponse page;
+      grpc::Status s = svc_->ListAccounts(nullptr, &req, &page);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      if (!s.ok() || ++n > 100) break;
+      EXPECT_LE(page.accounts_size(), req.page_size() == 0 ? 100 : req.page_size());
+      for (const auto& a : page.accounts()) got.push_back(a.account_id());
+      req.set_page_token(page.next_page_token());
+    } while (!req.page_token().empty());
+    if (pages != nullptr) *pages = n;
+    return got;
+  };
+  v1::ListAccountsRequest cut;
+  cut.add_levels(v1::LEVEL_CUTOFF);
+  int pages = 0;
+  EXPECT_EQ(list_all(cut, &pages), (std::vector<std::string>{ids[2], ids[5], ids[9]}));
+  EXPECT_EQ(pages, 1) << "a page of 100 looks at 100 accounts";
+  cut.set_page_size(2);
+  EXPECT_EQ(list_all(cut), (std::vector<std::string>{ids[2], ids[5], ids[9]}));
+  cut.set_page_size(1);
+  EXPECT_EQ(list_all(cut, &pages), (std::vector<std::string>{ids[2], ids[5], ids[9]}));
+  EXPECT_EQ(pages, 5) << "13 accounts, 3 looked at a page";
+  // Levels together, and levels with states: both must match.
+  v1::ListAccountsRequest cut_or_normal;
+  cut_or_normal.add_levels(v1::LEVEL_CUTOFF);
+  cut_or_normal.add_levels(v1::LEVEL_ALARM2);  // Opened at 0, below alarm 2 (100,000).
+  EXPECT_EQ(list_all(cut_or_normal).size(), 11u) << "the 12 prepaid accounts but the closed one";
+  v1::ListAccountsRequest collect;
+  collect.add_states(v1::ACCOUNT_STATE_CLOSED_WITH_ARREARS);
+  EXPECT_EQ(list_all(collect), std::vector<std::string>{ids[7]});
+  collect.add_levels(v1::LEVEL_CUTOFF);
+  EXPECT_EQ(list_all(collect), std::vector<std::string>{}) << "a closed account has no level";
+  // Unfiltered, a page is as large as asked, and every account is there.
+  v1::ListAccountsRequest every;
+  every.set_page_size(5);
+  EXPECT_EQ(list_all(every, &pages).size(), 13u);
+  EXPECT_EQ(pages, 3);
+  // A value that is no level is refused, naming the field.
+  v1::ListAccountsRequest bad;
+  bad.add_levels(static_cast<v1::Level>(99));
+  v1::ListAccountsResponse page;
+  grpc::Status s = svc_->ListAccounts(nullptr, &bad, &page);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_NE(s.error_message().find("levels"), std::string::npos) << s.error_message();
+}
+
 // A detach (or close) frees its meters for other partitions only once it is durable. Here the
 // detach's batch fails after the detach was decided, while another partition attaches the meter:
 // that attach must be refused, or the failed batch's reload would give the meter two owners.

@@ -54,12 +54,6 @@ Decision Duplicate(const std::string& original_txn_id) {
   return d;
 }
 
-bool IsClosed(const Account& a) {
-  return a.state == AccountState::kClosed || a.state == AccountState::kClosedWithArrears;
-}
-
-// Levels, cut-off and restore are tracked for prepaid accounts that are open or suspended.
-bool Tracked(const Account& a) { return a.mode == Mode::kPrepaid && !IsClosed(a); }
 
 // The level events of `a` moving to `balance` under `limits`: one LevelChanged per change of
 // level and one SupplyCutRequired / SupplyRestoreAllowed per crossing of the cut-off line.
@@ -260,6 +254,12 @@ std::string ArrearsText(int64_t balance) {
 int64_t LatestEntryTime(int64_t before, int64_t time_us) { return std::max(before, time_us); }
 
 }  // namespace
+
+bool IsClosed(const Account& a) {
+  return a.state == AccountState::kClosed || a.state == AccountState::kClosedWithArrears;
+}
+
+bool Tracked(const Account& a) { return a.mode == Mode::kPrepaid && !IsClosed(a); }
 
 bool MakesEntry(const Event& event) {
   return std::visit([](const auto& e) { return MakesEntryOf(e); }, event);

@@ -100,6 +100,7 @@ const EntryLink* EntryLinkOf(const Event& event);
 uint64_t EntrySeqOf(std::string_view txn_id);
 
 
+
 // What every posting reads or writes comes first, in this order: in the map's node (after the
 // 32-byte key) the id is one cache line, the meters, mode, state and limits the next, and the
 // balance through last_entry_seq the third, so that Ledger::Prefetch's three lines are all of them
@@ -129,6 +130,10 @@ struct Account {
   uint64_t owner_since_seq = 0;
   bool operator==(const Account&) const = default;
 };
+
+bool IsClosed(const Account& a);
+// Levels, cut-off and restore are tracked for prepaid accounts that are open or suspended.
+bool Tracked(const Account& a);
 
 // A transaction (one accepted command) by id.
 struct TxnRecord {
