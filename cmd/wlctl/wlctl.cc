@@ -58,6 +58,7 @@ class Client {
       : globals_(globals), out_(out), err_(err), connect_(connect) {}
 
   bool json() const { return globals_.output == "json"; }
+  const std::string& operator_id() const { return globals_.operator_id; }
   std::ostream& out() { return out_; }
   // Prints why the command failed, as text or, with -o json, as one JSON object.
   void Fail(const Failure& failure) { PrintFailure(failure, json(), err_); }
@@ -236,15 +237,18 @@ std::string EscapeBytes(const std::string& text) {
 // Every value given to the chosen command and its parents (from argv or the environment) is
 // checked here, before any request is built, rather than flag by flag, where a new flag could be
 // missed:
-// - It must not be empty. An empty value means nothing for any flag or argument, and an empty
-//   account or txn id (a script's unset variable) would go to the server as a request for "".
+// - It must not be empty, but for --page-token and --reason. An empty value means nothing for
+//   the others, and an empty account or txn id (a script's unset variable) would go to the
+//   server as a request for "".
 // - It must be UTF-8. Every value wlctl may send lands in a proto3 string field, which must hold
 //   UTF-8: protobuf refuses to serialize anything else, and the call then fails as
 //   UNIMPLEMENTED after a libprotobuf ERROR line, far from the cause.
 Status CheckValues(const CLI::App& app) {
   for (const CLI::Option* option : app.get_options()) {
     for (const std::string& value : option->results()) {
-      if (value.empty()) {
+      // An empty page token is the first page, and an empty reason none (where one is needed,
+      // its command says so): a script passes "$TOKEN" or "$REASON" as it stands.
+      if (value.empty() && option->get_name() != "--page-token" && option->get_name() != "--reason") {
         const std::string name = option->get_name();
         return InvalidArgument(name + " must not be empty: " +
                                (name.starts_with("-") ? "give it a value or leave it out"
@@ -280,6 +284,14 @@ void PrintMutation(Client& client, const pb::MutationResponse& response) {
 template <typename Call>
 Action Mutation(std::string what, Call call) {
   return [what = std::move(what), call = std::move(call)](Client& client) {
+    if (client.operator_id().empty()) {
+      client.Fail({what, Failure::kUsage,
+                   "the operator is unknown: pass --operator NAME or set WLCTL_OPERATOR (when "
+                   "neither is given it is $USER, $LOGNAME or the login name, and none is set "
+                   "here); every change records who made it",
+                   {}, /*code_in_text=*/false});
+      return kExitUsage;
+    }
     pb::MutationResponse response;
     bool ok = client.Call(
         what,
@@ -1062,9 +1074,8 @@ bool AsksForJson(int argc, char** argv) {
   return false;
 }
 
-// Who is operating, unless --operator or WLCTL_OPERATOR says: $USER, else $LOGNAME, else the
-// name of the user id wlctl runs as; "" when none is known (an id with no passwd entry, in a
-// container), which RunChecked refuses rather than record a made-up name.
+}  // namespace
+
 std::string DefaultOperator() {
   for (const char* name : {"USER", "LOGNAME"}) {
     const char* value = std::getenv(name);
@@ -1074,10 +1085,12 @@ std::string DefaultOperator() {
   return entry != nullptr && entry->pw_name != nullptr ? entry->pw_name : "";
 }
 
+namespace {
+
 int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
-               const ChannelFactory& connect) {
+               const ChannelFactory& connect, const std::function<std::string()>& default_operator) {
   Globals g;
-  g.operator_id = DefaultOperator();
+  g.operator_id = default_operator();
   Plan chosen;
 
   CLI::App app{"wlctl: operator command line for the wattledger ledger", "wlctl"};
@@ -1167,9 +1180,7 @@ int RunChecked(int argc, char** argv, std::ostream& out, std::ostream& err,
     if (operator_option->count() > 0) {
       return usage("", "--operator must not be empty: every change records who made it");
     }
-    return usage("", "the operator is unknown: pass --operator NAME or set WLCTL_OPERATOR (when "
-                     "neither is given it is $USER, $LOGNAME or the login name, and none is set "
-                     "here); every change records who made it");
+    // Unknown: queries need none; a change says so (Mutation) rather than record a made-up name.
   }
   Result<Action> action = chosen();
   if (!action.ok()) return usage(command, action.status().message());
@@ -1188,10 +1199,10 @@ int Run(int argc, char** argv, std::ostream& out, std::ostream& err) {
 }
 
 int Run(int argc, char** argv, std::ostream& out, std::ostream& err,
-        const ChannelFactory& connect) {
+        const ChannelFactory& connect, const std::function<std::string()>& default_operator) {
   // Our code does not throw; CLI11, nlohmann::json and the standard library may.
   try {
-    return RunChecked(argc, argv, out, err, connect);
+    return RunChecked(argc, argv, out, err, connect, default_operator);
   } catch (const std::exception& e) {
     PrintFailure({"", Failure::kInternal, std::string("internal error: ") + e.what(), {},
                   /*code_in_text=*/false},

@@ -36,7 +36,15 @@ using ChannelFactory =
 // An insecure channel to the endpoint.
 std::shared_ptr<grpc::ChannelInterface> DefaultChannel(const std::string& endpoint);
 
+// Who operates when neither --operator nor WLCTL_OPERATOR says: $USER, else $LOGNAME, else the
+// name of the user id wlctl runs as; "" when none is known (an id with no passwd entry, in a
+// container). Then queries still work, and a change is refused (exit 2) rather than recorded
+// under a made-up name.
+std::string DefaultOperator();
+
 int Run(int argc, char** argv, std::ostream& out, std::ostream& err);
-int Run(int argc, char** argv, std::ostream& out, std::ostream& err, const ChannelFactory& connect);
+// `default_operator` stands in for DefaultOperator (tests).
+int Run(int argc, char** argv, std::ostream& out, std::ostream& err, const ChannelFactory& connect,
+        const std::function<std::string()>& default_operator = DefaultOperator);
 
 }  // namespace wattledger::wlctl

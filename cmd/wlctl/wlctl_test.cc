@@ -776,6 +776,39 @@ TEST_F(FakeServerTest, OperatorDefaultsToTheLoginNameWithoutUser) {
   EXPECT_EQ(ledger_.topup.operator_id(), login);
 }
 
+// With no operator to be found (a container's user id without a passwd entry), queries work and
+// a change is refused without reaching the server (found by review: every command was refused).
+TEST_F(FakeServerTest, AnUnknownOperatorStopsChangesOnly) {
+  auto run = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), "wlctl");
+    args.insert(args.end(), {"--endpoint", endpoint_});
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    std::ostringstream out, err;
+    int code = wlctl::Run(static_cast<int>(args.size()), argv.data(), out, err, DefaultChannel,
+                   [] { return std::string(); });
+    return std::make_pair(code, err.str());
+  };
+  auto [show, show_err] = run({"account", "show", "A1"});
+  EXPECT_EQ(show, kExitOk) << show_err;
+  auto [top, top_err] = run({"topup", "A1", "1", "--key", "K9", "--method", "cash"});
+  EXPECT_EQ(top, kExitUsage);
+  EXPECT_THAT(top_err, HasSubstr("the operator is unknown: pass --operator NAME or set WLCTL_OPERATOR"));
+  {
+    std::lock_guard lock(ledger_.mu_);
+    EXPECT_NE(ledger_.topup.idempotency_key(), "K9") << "the top-up reached the server";
+  }
+  auto [named, named_err] = run({"topup", "A1", "1", "--key", "K9", "--method", "cash", "--operator", "op9"});
+  EXPECT_EQ(named, kExitOk) << named_err;
+}
+
+TEST_F(FakeServerTest, AnEmptyPageTokenIsTheFirstPage) {
+  Outcome o = Wlctl({"account", "list", "--page-token", ""});
+  EXPECT_EQ(o.code, kExitOk) << o.err;
+  std::lock_guard lock(ledger_.mu_);
+  EXPECT_EQ(ledger_.list.page_token(), "");
+}
+
 TEST_F(FakeServerTest, ServerRejectionWithJsonNamesTheRule) {
   Outcome o = Wlctl({"topup", "FULL", "100", "--key", "K1", "--method", "cash", "-o", "json"});
   EXPECT_EQ(o.code, kExitFailed);
