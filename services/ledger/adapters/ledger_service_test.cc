@@ -100,6 +100,44 @@ class LedgerServiceTest : public ::testing::Test {
     return svc_->TopUp(nullptr, &r, resp);
   }
 
+  // The first of A2, A3, ... whose partition is not that of `account`.
+  static std::string AccountInAnotherPartition(const std::string& account) {
+    for (int i = 2;; ++i) {
+      std::string id = "A" + std::to_string(i);
+      if (runtime::PartitionForKey(id, kParts) != runtime::PartitionForKey(account, kParts)) return id;
+    }
+  }
+
+  // Queues a cash top-up of `id` on its partition's writer with, behind it in the same batch, a
+  // command that runs `while_decided` (the top-up decided, not written) and then throws, which
+  // fails the batch. Returns the top-up's answer.
+  grpc::Status TopUpInAFailingBatch(const std::string& id, int64_t minor, const std::string& key,
+                                    const std::function<void()>& while_decided = [] {}) {
+    const uint32_t p = runtime::PartitionForKey(id, kParts);
+    runtime::Processor* writers = svc_->processor();
+    v1::TopUpRequest top;
+    top.set_operator_id("op1");
+    top.set_account_id(id);
+    top.set_idempotency_key(key);
+    top.set_amount_minor(minor);
+    top.set_method(v1::PAYMENT_METHOD_CASH);
+    std::promise<grpc::Status> answered;
+    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+      svc_->TopUpAsync(top, [&](grpc::Status st, v1::MutationResponse*) { answered.set_value(std::move(st)); });
+      EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
+        while_decided();
+        throw std::runtime_error("the batch of the top-up fails");
+      }, nullptr).ok());
+      return nullptr;
+    }, nullptr).ok());
+    auto answer = answered.get_future();
+    if (answer.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "the top-up was not answered";
+      return grpc::Status(grpc::StatusCode::DEADLINE_EXCEEDED, "not answered");
+    }
+    return answer.get();
+  }
+
   // The stored view of an account (what was last written of it), not what the ledger holds.
   v1::Account StoredView(const std::string& id) {
     v1::Account a;
@@ -669,11 +707,7 @@ TEST_F(LedgerServiceTest, PoisonIsRecordedReadablyWhateverTheFailureSays) {
 
 TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
   // Find two account ids in different partitions.
-  std::string a = "A1", b;
-  for (int i = 2; b.empty(); ++i) {
-    std::string id = "A" + std::to_string(i);
-    if (runtime::PartitionForKey(id, kParts) != runtime::PartitionForKey(a, kParts)) b = id;
-  }
+  const std::string a = "A1", b = AccountInAnotherPartition(a);
   ASSERT_TRUE(Open(a, {"M1"}).ok());
   grpc::Status s = Open(b, {"M2", "M1"});
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
@@ -688,11 +722,7 @@ TEST_F(LedgerServiceTest, AMeterBelongsToOneAccountAcrossPartitions) {
 // payment on one account and again on an account of another partition is refused, as it would
 // be within one partition, and not taken as a second payment.
 TEST_F(LedgerServiceTest, AnIdempotencyKeyIsOneRequestAcrossPartitions) {
-  std::string a = "A1", b;
-  for (int i = 2; b.empty(); ++i) {
-    std::string id = "A" + std::to_string(i);
-    if (runtime::PartitionForKey(id, kParts) != runtime::PartitionForKey(a, kParts)) b = id;
-  }
+  const std::string a = "A1", b = AccountInAnotherPartition(a);
   ASSERT_TRUE(Open(a, {"M1"}).ok());
   ASSERT_TRUE(Open(b, {"M2"}).ok());
   v1::MutationResponse first, again, other;
@@ -739,35 +769,10 @@ TEST_F(LedgerServiceTest, AnIdempotencyKeyIsOneRequestAcrossPartitions) {
 // A key taken by a request whose batch then failed was never used: once the batch is undone,
 // an account of another partition may use it.
 TEST_F(LedgerServiceTest, AKeyOfAFailedBatchIsFreeForOtherPartitions) {
-  const std::string a = "A1";
-  const uint32_t p = runtime::PartitionForKey(a, kParts);
-  std::string c;
-  for (int i = 2; c.empty(); ++i) {
-    std::string id = "A" + std::to_string(i);
-    if (runtime::PartitionForKey(id, kParts) != p) c = id;
-  }
+  const std::string a = "A1", c = AccountInAnotherPartition(a);
   ASSERT_TRUE(Open(a, {"M1"}).ok());
   ASSERT_TRUE(Open(c, {"M2"}).ok());
-  runtime::Processor* writers = svc_->processor();
-  v1::TopUpRequest top;
-  top.set_operator_id("op1");
-  top.set_account_id(a);
-  top.set_idempotency_key("K1");
-  top.set_amount_minor(100'000);
-  top.set_method(v1::PAYMENT_METHOD_CASH);
-  std::promise<grpc::Status> answered;
-  // On p's writer: queue the top-up and behind it (in the same batch) a command that throws,
-  // which fails the whole batch.
-  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    svc_->TopUpAsync(top, [&](grpc::Status st, v1::MutationResponse*) { answered.set_value(std::move(st)); });
-    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-      throw std::runtime_error("the batch of the top-up fails");
-    }, nullptr).ok());
-    return nullptr;
-  }, nullptr).ok());
-  auto answer = answered.get_future();
-  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  EXPECT_EQ(answer.get().error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(TopUpInAFailingBatch(a, 100'000, "K1").error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(Get(a).balance_minor(), 0);  // Answered by p's writer once the batch is undone.
   v1::MutationResponse r;
   grpc::Status s = TopUp(c, 100'000, "K1", &r);
@@ -782,39 +787,18 @@ TEST_F(LedgerServiceTest, AKeyOfAFailedBatchIsFreeForOtherPartitions) {
 // would name may never be written (found by review: it was refused ALREADY_EXISTS, naming a seq
 // that the partition's next request then took).
 TEST_F(LedgerServiceTest, AKeyInFlightInAnotherPartitionAsksForARetry) {
-  const std::string a = "A1";
-  const uint32_t p = runtime::PartitionForKey(a, kParts);
-  std::string c;
-  for (int i = 2; c.empty(); ++i) {
-    std::string id = "A" + std::to_string(i);
-    if (runtime::PartitionForKey(id, kParts) != p) c = id;
-  }
+  const std::string a = "A1", c = AccountInAnotherPartition(a);
   ASSERT_TRUE(Open(a, {"M1"}).ok());
   ASSERT_TRUE(Open(c, {"M2"}).ok());
-  runtime::Processor* writers = svc_->processor();
-  v1::TopUpRequest top;
-  top.set_operator_id("op1");
-  top.set_account_id(a);
-  top.set_idempotency_key("K1");
-  top.set_amount_minor(100'000);
-  top.set_method(v1::PAYMENT_METHOD_CASH);
-  std::promise<grpc::Status> answered;
   grpc::Status while_in_flight;
-  ASSERT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-    svc_->TopUpAsync(top, [&](grpc::Status st, v1::MutationResponse*) { answered.set_value(std::move(st)); });
-    EXPECT_TRUE(writers->SubmitTo(p, [&](uint32_t, eventlog::WriteSet&) -> runtime::Reply {
-      // a's top-up is decided (K1 claimed) but not written: c's writer decides meanwhile.
-      std::thread([&] {
-        v1::MutationResponse r;
-        while_in_flight = TopUp(c, 100'000, "K1", &r);
-      }).join();
-      throw std::runtime_error("the batch of the top-up fails");
-    }, nullptr).ok());
-    return nullptr;
-  }, nullptr).ok());
-  auto answer = answered.get_future();
-  ASSERT_EQ(answer.wait_for(std::chrono::seconds(10)), std::future_status::ready);
-  EXPECT_EQ(answer.get().error_code(), grpc::StatusCode::UNAVAILABLE);
+  // a's top-up is decided (K1 claimed) but not written: c's writer decides meanwhile.
+  grpc::Status top = TopUpInAFailingBatch(a, 100'000, "K1", [&] {
+    std::thread([&] {
+      v1::MutationResponse r;
+      while_in_flight = TopUp(c, 100'000, "K1", &r);
+    }).join();
+  });
+  EXPECT_EQ(top.error_code(), grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(while_in_flight.error_code(), grpc::StatusCode::UNAVAILABLE) << while_in_flight.error_message();
   EXPECT_TRUE(while_in_flight.error_message().starts_with("idempotency_key_in_flight: "))
       << while_in_flight.error_message();
@@ -910,13 +894,8 @@ TEST_F(LedgerServiceTest, ListAccountsByLevelAndState) {
 // detach's batch fails after the detach was decided, while another partition attaches the meter:
 // that attach must be refused, or the failed batch's reload would give the meter two owners.
 TEST_F(LedgerServiceTest, ADetachFreesTheMeterForOtherPartitionsOnlyOnceDurable) {
-  const std::string a = "A1";
+  const std::string a = "A1", c = AccountInAnotherPartition(a);
   const uint32_t p = runtime::PartitionForKey(a, kParts);
-  std::string c;
-  for (int i = 2; c.empty(); ++i) {
-    std::string id = "A" + std::to_string(i);
-    if (runtime::PartitionForKey(id, kParts) != p) c = id;
-  }
   const uint32_t q = runtime::PartitionForKey(c, kParts);
   ASSERT_TRUE(Open(a, {"M1", "M3"}).ok());  // Not its last meter: a may detach M1.
   ASSERT_TRUE(Open(c, {"M2"}).ok());
