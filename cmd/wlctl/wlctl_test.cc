@@ -478,9 +478,7 @@ class FakeLedger final : public pb::LedgerService::Service {
  public:
   grpc::Status OpenAccount(grpc::ServerContext*, const pb::OpenAccountRequest* req,
                            pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    open = *req;
-    return Answer(resp);
+    return Record(&open, *req, resp);
   }
   grpc::Status TopUp(grpc::ServerContext*, const pb::TopUpRequest* req,
                      pb::MutationResponse* resp) override {
@@ -494,33 +492,23 @@ class FakeLedger final : public pb::LedgerService::Service {
   }
   grpc::Status Adjust(grpc::ServerContext*, const pb::AdjustRequest* req,
                       pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    adjust = *req;
-    return Answer(resp);
+    return Record(&adjust, *req, resp);
   }
   grpc::Status SetLimits(grpc::ServerContext*, const pb::SetLimitsRequest* req,
                          pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    limits = *req;
-    return Answer(resp);
+    return Record(&limits, *req, resp);
   }
   grpc::Status AttachMeter(grpc::ServerContext*, const pb::MeterRequest* req,
                            pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    meter = *req;
-    return Answer(resp);
+    return Record(&meter, *req, resp);
   }
   grpc::Status Resume(grpc::ServerContext*, const pb::ResumeRequest* req,
                       pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    resume = *req;
-    return Answer(resp);
+    return Record(&resume, *req, resp);
   }
   grpc::Status TransferOwnership(grpc::ServerContext*, const pb::TransferRequest* req,
                                  pb::MutationResponse* resp) override {
-    std::lock_guard lock(mu_);
-    transfer = *req;
-    return Answer(resp);
+    return Record(&transfer, *req, resp);
   }
   grpc::Status ListAccounts(grpc::ServerContext*, const pb::ListAccountsRequest* req,
                             pb::ListAccountsResponse* resp) override {
@@ -569,6 +557,13 @@ class FakeLedger final : public pb::LedgerService::Service {
   pb::GetStatementRequest statement;
 
  private:
+  // Keeps the request where the test reads it, and answers as every mutation here does.
+  template <typename Request>
+  grpc::Status Record(Request* into, const Request& req, pb::MutationResponse* resp) {
+    std::lock_guard lock(mu_);
+    *into = req;
+    return Answer(resp);
+  }
   static grpc::Status Answer(pb::MutationResponse* resp) {
     resp->set_txn_id("T42");
     *resp->mutable_account() = SampleAccount();
