@@ -216,6 +216,20 @@ Json AccountListJson(const pb::ListAccountsResponse& r) {
   return out;
 }
 
+namespace {
+
+// A charge's fields of a statement entry: what was charged and how it was rated.
+void PutCharge(const pb::StatementEntry& e, Json* j) {
+  (*j)["charge_id"] = e.charge_id();
+  (*j)["meter_id"] = e.meter_id();
+  (*j)["reading_id"] = e.reading_id();
+  (*j)["tariff_id"] = e.tariff_id();
+  (*j)["tariff_version"] = e.tariff_version();
+  (*j)["energy_wh"] = e.energy_wh();
+}
+
+}  // namespace
+
 Json StatementJson(const pb::GetStatementResponse& r) {
   Json entries = Json::array();
   for (const pb::StatementEntry& e : r.entries()) {
@@ -232,12 +246,7 @@ Json StatementJson(const pb::GetStatementResponse& r) {
     j["idempotency_key"] = e.idempotency_key();
     j["original_txn_id"] = e.original_txn_id();
     j["purchase_count"] = e.purchase_count();
-    j["charge_id"] = e.charge_id();
-    j["meter_id"] = e.meter_id();
-    j["reading_id"] = e.reading_id();
-    j["tariff_id"] = e.tariff_id();
-    j["tariff_version"] = e.tariff_version();
-    j["energy_wh"] = e.energy_wh();
+    PutCharge(e, &j);
     entries.push_back(std::move(j));
   }
   Json out;
@@ -267,14 +276,7 @@ Json TransactionJson(const pb::Transaction& t) {
     out["balance_after"] = FormatYuan(e.balance_after_minor());
     if (!e.method().empty()) out["method"] = e.method();
     if (e.purchase_count() != 0) out["purchase_count"] = e.purchase_count();
-    if (!e.charge_id().empty()) {
-      out["charge_id"] = e.charge_id();
-      out["meter_id"] = e.meter_id();
-      out["reading_id"] = e.reading_id();
-      out["tariff_id"] = e.tariff_id();
-      out["tariff_version"] = e.tariff_version();
-      out["energy_wh"] = e.energy_wh();
-    }
+    if (!e.charge_id().empty()) PutCharge(e, &out);
   }
   out["legs"] = PostingJson(t.posting());
   return out;
