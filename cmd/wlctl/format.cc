@@ -329,9 +329,6 @@ void PrintJson(const Json& value, std::ostream& out) {
   out << value.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
 }
 
-namespace {
-
-// The rule a ledger message starts with: lower-case letters, digits and '_' before ": ".
 std::string_view LeadingRule(std::string_view message) {
   size_t colon = message.find(": ");
   if (colon == 0 || colon == std::string_view::npos) return {};
@@ -340,8 +337,6 @@ std::string_view LeadingRule(std::string_view message) {
   }
   return message.substr(0, colon);
 }
-
-}  // namespace
 
 Json FailureJson(const Failure& failure) {
   Json error;

@@ -73,6 +73,10 @@ struct Failure {
   static constexpr char kInternal[] = "INTERNAL";
 };
 
+// The rule a ledger message starts with: lower-case letters, digits and '_' before ": "
+// ("hoarding_cap" in "hoarding_cap: top-up of ..."); "" when it starts with none.
+std::string_view LeadingRule(std::string_view message);
+
 // The JSON form of a failure. `rule` is the rule the server names at the start of its message
 // ("hoarding_cap" in "hoarding_cap: top-up of ..."), and is left out when there is none; `hints`
 // are the notes without their "hint: " prefix.

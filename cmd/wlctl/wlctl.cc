@@ -97,8 +97,14 @@ class Client {
     Failure failure{what, std::string(StatusCodeName(code)), status.error_message(), {}};
     switch (code) {
       case StatusCode::kUnavailable:
-        failure.notes.push_back("hint: is the server running at " + globals_.endpoint +
-                                "? start it with `make run` or pass --endpoint");
+        // A ledger rule (idempotency_key_in_flight) comes from a running server: try again.
+        if (!LeadingRule(status.error_message()).empty()) {
+          failure.notes.push_back(std::string("hint: the server asks for a retry") +
+                                  (mutating ? " with the same --key" : ""));
+        } else {
+          failure.notes.push_back("hint: is the server running at " + globals_.endpoint +
+                                  "? start it with `make run` or pass --endpoint");
+        }
         break;
       case StatusCode::kDeadlineExceeded: {
         std::ostringstream hint;

@@ -484,6 +484,11 @@ class FakeLedger final : public pb::LedgerService::Service {
                      pb::MutationResponse* resp) override {
     std::lock_guard lock(mu_);
     topup = *req;
+    if (req->account_id() == "BUSY") {
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                          "idempotency_key_in_flight: idempotency key K1 is in use by a request on an "
+                          "account of another partition that is not recorded yet (ledger/0/5); retry");
+    }
     if (req->account_id() == "FULL") {
       return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
                           "hoarding_cap: balance 4950.0000 + 100.0000 exceeds the cap 5000.0000");
@@ -802,6 +807,16 @@ TEST_F(FakeServerTest, AnEmptyPageTokenIsTheFirstPage) {
   EXPECT_EQ(o.code, kExitOk) << o.err;
   std::lock_guard lock(ledger_.mu_);
   EXPECT_EQ(ledger_.list.page_token(), "");
+}
+
+// An UNAVAILABLE that names a ledger rule comes from a server that runs: the hint is to retry,
+// not to start the server (found by review).
+TEST_F(FakeServerTest, AKeyInFlightIsAskedToRetryNotToStartTheServer) {
+  Outcome o = Wlctl({"topup", "BUSY", "100", "--key", "K1", "--method", "cash"});
+  EXPECT_EQ(o.code, kExitFailed);
+  EXPECT_THAT(o.err, HasSubstr("UNAVAILABLE idempotency_key_in_flight"));
+  EXPECT_THAT(o.err, HasSubstr("hint: the server asks for a retry with the same --key\n"));
+  EXPECT_THAT(o.err, Not(HasSubstr("is the server running")));
 }
 
 TEST_F(FakeServerTest, ServerRejectionWithJsonNamesTheRule) {

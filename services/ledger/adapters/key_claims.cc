@@ -39,6 +39,13 @@ KeyClaims::Owner Unpack(uint64_t packed) {
 
 }  // namespace
 
+size_t KeyClaims::Probe(const Shard& s, uint64_t h1, uint64_t h2) {
+  const size_t mask = s.slots.size() - 1;
+  size_t i = HomeOf(h1, s.slots.size());
+  while (s.slots[i].owner != 0 && (s.slots[i].h1 != h1 || s.slots[i].h2 != h2)) i = (i + 1) & mask;
+  return i;
+}
+
 std::optional<KeyClaims::Owner> KeyClaims::Claim(std::string_view key, Owner owner) {
   WL_CHECK(owner.partition < kMaxPartitions && owner.seq <= kMaxSeq);
   const uint64_t h1 = std::hash<std::string_view>{}(key);
@@ -46,18 +53,25 @@ std::optional<KeyClaims::Owner> KeyClaims::Claim(std::string_view key, Owner own
   Shard& s = shards_[ShardOf(h1)];
   std::lock_guard lock(s.mu);
   if ((s.used + 1) * 4 > s.slots.size() * 3) Grow(s);
-  const size_t mask = s.slots.size() - 1;
-  size_t i = HomeOf(h1, s.slots.size());
-  for (; s.slots[i].owner != 0; i = (i + 1) & mask) {
-    const Slot& slot = s.slots[i];
-    if (slot.h1 != h1 || slot.h2 != h2) continue;
+  Slot& slot = s.slots[Probe(s, h1, h2)];
+  if (slot.owner != 0) {
     const Owner holder = Unpack(slot.owner);
     if (holder.partition == owner.partition) return std::nullopt;
     return holder;
   }
-  s.slots[i] = Slot{h1, h2, Pack(owner)};
+  slot = Slot{h1, h2, Pack(owner)};
   s.used++;
   return std::nullopt;
+}
+
+std::optional<KeyClaims::Owner> KeyClaims::Holder(std::string_view key) const {
+  const uint64_t h1 = std::hash<std::string_view>{}(key);
+  const Shard& s = shards_[ShardOf(h1)];
+  std::lock_guard lock(s.mu);
+  if (s.slots.empty()) return std::nullopt;
+  const Slot& slot = s.slots[Probe(s, h1, SecondHash(key))];
+  if (slot.owner == 0) return std::nullopt;
+  return Unpack(slot.owner);
 }
 
 void KeyClaims::DropAbove(uint32_t partition, uint64_t head) {

@@ -58,6 +58,8 @@ class KeyClaims {
     DropAbove(partition, head);
   }
 
+  // Who holds `key`, if anyone.
+  std::optional<Owner> Holder(std::string_view key) const;
   size_t size() const;
 
   static constexpr size_t kShards = 1024;
@@ -75,6 +77,8 @@ class KeyClaims {
   };
 
   void DropAbove(uint32_t partition, uint64_t head);
+  // The slot holding the key with these hashes, or the empty one where it would go.
+  static size_t Probe(const Shard& s, uint64_t h1, uint64_t h2);
   static void Grow(Shard& s);
 
   std::array<Shard, kShards> shards_;

@@ -1,5 +1,7 @@
 #include "services/ledger/adapters/key_claims.h"
 
+#include "services/ledger/adapters/ledger_service.h"
+
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -99,6 +101,44 @@ TEST(KeyClaimsTest, AKeyTheLogHoldsIsNeverFreeWhileItsPartitionIsRebuilt) {
   other.join();
   EXPECT_EQ(taken.load(), 0) << "partition 1 took a key partition 0's log holds";
   EXPECT_EQ(claims.Claim("k" + std::to_string(kKeys - 1), {2, 1}), (Owner{0, uint64_t{kKeys}}));
+}
+
+TEST(ClaimKeyTest, RecordedInflightOrFree) {
+  KeyClaims claims;
+  auto heads = [](uint64_t head) { return [head](uint32_t) { return head; }; };
+  EXPECT_EQ(ClaimKey(claims, "K1", {0, 5}, heads(4)), std::nullopt);  // Free: partition 0's now.
+  EXPECT_EQ(ClaimKey(claims, "K1", {0, 9}, heads(4)), std::nullopt);  // Its own.
+  // Partition 0 has not written seq 5 yet: another partition is asked to retry.
+  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, heads(4));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, StatusCode::kUnavailable);
+  EXPECT_EQ(r->rule, "idempotency_key_in_flight");
+  EXPECT_NE(r->message.find("ledger/0/5"), std::string::npos) << r->message;
+  // Once it has, the key is refused for good, naming that txn.
+  r = ClaimKey(claims, "K1", {1, 3}, heads(5));
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, StatusCode::kAlreadyExists);
+  EXPECT_EQ(r->rule, "idempotency_key_reused");
+  EXPECT_NE(r->message.find("first: ledger/0/5"), std::string::npos) << r->message;
+}
+
+// A claim left by a failed batch, found just before its partition is rebuilt (dropping it) and
+// writes a new batch up to the same seq, is not taken for a recorded request: the seq it names
+// is another request's (found by review: it was refused for good, naming that request).
+TEST(ClaimKeyTest, AStaleClaimWhoseSeqIsReachedLaterIsNotARecordedRequest) {
+  KeyClaims claims;
+  ASSERT_EQ(claims.Claim("K1", {0, 5}), std::nullopt);  // Partition 0's batch, which then fails.
+  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, [&](uint32_t partition) -> uint64_t {
+    EXPECT_EQ(partition, 0u);
+    // Between the claim and the head: partition 0 is rebuilt from a log at seq 4, then commits
+    // another request as seq 5.
+    claims.ResetPartition(0, 4, [](const auto&) {});
+    return 5;
+  });
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->code, StatusCode::kUnavailable) << r->message;
+  // Retried, the key is free.
+  EXPECT_EQ(ClaimKey(claims, "K1", {1, 3}, [](uint32_t) -> uint64_t { return 5; }), std::nullopt);
 }
 
 // Two writers claiming the same keys at once: each key ends up with exactly one of them, and

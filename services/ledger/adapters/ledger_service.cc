@@ -227,6 +227,29 @@ void RejectUsage(uint32_t p, const bus::Message& m, const billing::v1::UsageChar
 
 // ---- MeterClaims ----
 
+std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyClaims::Owner owner,
+                                  const std::function<uint64_t(uint32_t)>& head_of) {
+  const std::optional<KeyClaims::Owner> holder = claims.Claim(key, owner);
+  if (!holder) return std::nullopt;
+  std::string first;
+  eventlog::SetEventId(&first, kLedgerTopic, holder->partition, holder->seq);
+  // Recorded only if its seq is durable and the claim is still there after that was read: a
+  // claim left by a failed batch is dropped before its partition writes past the failed point,
+  // so one that was stale when found and whose seq a later batch then reached is gone by now.
+  if (holder->seq <= head_of(holder->partition) && claims.Holder(key) == holder) {
+    return Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
+                     "idempotency key " + std::string(key) + " was used for a different request (first: " + first +
+                         ", on an account of another partition); the same key is the same request: give this one "
+                         "a key of its own"};
+  }
+  // Claimed by a request whose batch is not durable yet, and may still be undone: this one is
+  // neither refused for good nor taken, but asked to come again.
+  return Rejection{StatusCode::kUnavailable, "idempotency_key_in_flight",
+                   "idempotency key " + std::string(key) + " is in use by a request on an account of another "
+                       "partition that is not recorded yet (" + first + "); retry: if that request is recorded this "
+                       "one is refused, and if not this one goes through"};
+}
+
 bool MeterClaims::Claim(const std::string& meter, const std::string& account, uint32_t partition) {
   std::lock_guard lock(mu_);
   auto [it, inserted] = owner_.try_emplace(meter, account, partition);
@@ -816,23 +839,8 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     for (size_t i = 0; i < d.events.size() && !d.rejection; ++i) {
       const std::string_view key = EventIdempotencyKey(d.events[i]);
       if (key.empty()) continue;
-      if (std::optional<KeyClaims::Owner> holder = key_claims_.Claim(key, {p, first_seq})) {
-        std::string first;
-        eventlog::SetEventId(&first, kLedgerTopic, holder->partition, holder->seq);
-        if (holder->seq > log_->Head(holder->partition)) {
-          // Claimed by a request whose batch is not durable yet, and may still be undone: this
-          // one is neither refused for good nor taken, but asked to come again.
-          d.rejection = Rejection{StatusCode::kUnavailable, "idempotency_key_in_flight",
-                                  "idempotency key " + std::string(key) + " is in use by a request on an account of "
-                                      "another partition that is not recorded yet (" + first + "); retry: if that "
-                                      "request is recorded this one is refused, and if not this one goes through"};
-        } else {
-          d.rejection = Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
-                                  "idempotency key " + std::string(key) + " was used for a different request (first: " +
-                                      first + ", on an account of another partition); the same key is the same "
-                                      "request: give this one a key of its own"};
-        }
-      }
+      d.rejection = ClaimKey(key_claims_, key, {p, first_seq},
+                             [this](uint32_t partition) { return log_->Head(partition); });
     }
     if (d.rejection) {
       d.events.clear();
