@@ -253,6 +253,8 @@ Json StatementJson(const pb::GetStatementResponse& r) {
   out["account_id"] = r.account_id();
   out["opening_balance"] = FormatYuan(r.opening_balance_minor());
   out["closing_balance"] = FormatYuan(r.closing_balance_minor());
+  out["unlisted_entries"] = r.unlisted_entries();
+  out["unlisted"] = FormatYuan(r.unlisted_minor());
   out["entries"] = std::move(entries);
   return out;
 }

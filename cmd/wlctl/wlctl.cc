@@ -915,6 +915,12 @@ void AddStatement(CLI::App* root, const Globals& g, Plan* chosen) {
                       e.txn_id(), e.operator_id(), EntryDetail(e)});
       }
       table.Print(client.out());
+      if (response.unlisted_entries() > 0) {
+        client.out() << "between these, " << response.unlisted_entries()
+                     << " entries of other periods (late charges) of "
+                     << FormatYuan(response.unlisted_minor())
+                     << ": opening + amounts listed + these = closing\n";
+      }
       return kExitOk;
     });
   };

@@ -546,6 +546,10 @@ class FakeLedger final : public pb::LedgerService::Service {
     e->set_amount_minor(123'456);
     e->set_balance_after_minor(123'456);
     e->set_time_us(1'793'491'200'000'000);
+    if (req->account_id() == "LATE") {
+      resp->set_unlisted_entries(2);
+      resp->set_unlisted_minor(-35'000);
+    }
     return grpc::Status::OK;
   }
 
@@ -883,6 +887,20 @@ TEST_F(FakeServerTest, StatementConvertsDatesToMicroseconds) {
   EXPECT_EQ(ledger_.statement.from_us(), 0);
   EXPECT_EQ(ledger_.statement.to_us(), 0);
   EXPECT_THAT(all.out, HasSubstr("top_up"));
+}
+
+TEST_F(FakeServerTest, StatementSaysWhatLateChargesLieBetweenItsEntries) {
+  Outcome table = Wlctl({"statement", "LATE"});
+  ASSERT_EQ(table.code, kExitOk) << table.err;
+  EXPECT_THAT(table.out, HasSubstr("between these, 2 entries of other periods (late charges) of -3.5000: "
+                                   "opening + amounts listed + these = closing\n"));
+  Outcome json = Wlctl({"statement", "LATE", "-o", "json"});
+  ASSERT_EQ(json.code, kExitOk) << json.err;
+  Json j = Json::parse(json.out);
+  EXPECT_EQ(j["unlisted_entries"], 2);
+  EXPECT_EQ(j["unlisted"], "-3.5000");
+  Outcome none = Wlctl({"statement", "A1"});
+  EXPECT_THAT(none.out, Not(HasSubstr("other periods")));
 }
 
 TEST_F(FakeServerTest, StatementSendsAToJustAfterTheEpochAsIs) {

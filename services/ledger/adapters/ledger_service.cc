@@ -1365,6 +1365,19 @@ Result<Statement> ReadStatement(const eventlog::EventLog& log, const std::string
   for (const StatementEntry& e : entries) rows.push_back({e.time_us, e.balance_after_minor});
   const StatementPlan plan = PlanStatement(rows, from_us, to_us);
   Statement s{account_id, from_us, to_us, plan.opening_balance_minor, plan.closing_balance_minor, {}};
+  if (!plan.rows.empty()) {
+    // Between the first and the last listed entry, those of other periods (kept as time and
+    // balance only): their sum is what the listed amounts leave of closing - opening, a
+    // difference of two balances, so within int64 but for balances near both of its ends.
+    s.unlisted_entries = static_cast<int64_t>(plan.rows.back() - plan.rows.front() + 1 - plan.rows.size());
+    __int128 unlisted = static_cast<__int128>(plan.closing_balance_minor) - plan.opening_balance_minor;
+    for (size_t i : plan.rows) unlisted -= entries[i].amount_minor;
+    if (unlisted < INT64_MIN || unlisted > INT64_MAX) {
+      return OutOfRange("the entries of other periods within account " + account_id +
+                        "'s statement sum beyond int64; ask for a shorter period");
+    }
+    s.unlisted_minor = static_cast<int64_t>(unlisted);
+  }
   s.entries.reserve(plan.rows.size());
   for (size_t i : plan.rows) s.entries.push_back(std::move(entries[i]));
   return s;
@@ -1408,6 +1421,8 @@ void LedgerService::GetStatementAsync(const v1::GetStatementRequest& req, Done<v
           out.set_account_id(statement->account_id);
           out.set_opening_balance_minor(statement->opening_balance_minor);
           out.set_closing_balance_minor(statement->closing_balance_minor);
+          out.set_unlisted_entries(static_cast<int32_t>(std::min<int64_t>(statement->unlisted_entries, INT32_MAX)));
+          out.set_unlisted_minor(statement->unlisted_minor);
           for (const auto& e : statement->entries) *out.add_entries() = ToProto(e);
           done(grpc::Status::OK, &out);
         });

@@ -1563,12 +1563,33 @@ TEST_F(LedgerServiceTest, AStatementReadsTheEntriesBackOnlyAsFarAsItsPeriod) {
   EXPECT_EQ(st.entries(3).charge_id(), "C-in");
   EXPECT_EQ(st.opening_balance_minor(), 7'000);           // After top-up 6.
   EXPECT_EQ(st.closing_balance_minor(), 10'000 - 2 * 100);  // After C-in, the last listed.
+  // C-old lies between the listed entries but belongs to an earlier period: the statement says
+  // so, and what it says adds up.
+  EXPECT_EQ(st.unlisted_entries(), 1);
+  EXPECT_EQ(st.unlisted_minor(), -100);
+  auto adds_up = [](const v1::GetStatementResponse& statement) {
+    int64_t sum = statement.opening_balance_minor() + statement.unlisted_minor();
+    for (const auto& e : statement.entries()) sum += e.amount_minor();
+    return sum == statement.closing_balance_minor();
+  };
+  EXPECT_TRUE(adds_up(st));
   // From the beginning every entry is read: the same as before links carried the latest time.
   sr.set_from_us(0);
   before = entries_read();
   ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
   EXPECT_EQ(entries_read() - before, 12);
   EXPECT_EQ(st.entries_size(), 12);
+  EXPECT_EQ(st.unlisted_entries(), 0);
+  EXPECT_TRUE(adds_up(st));
+  // The first two seconds: top-ups 0 and 1, and C-old, recorded after top-ups 2 to 9, which lie
+  // between them and are of a later period.
+  sr.set_to_us(times[2]);
+  ASSERT_TRUE(svc_->GetStatement(nullptr, &sr, &st).ok());
+  ASSERT_EQ(st.entries_size(), 3);
+  EXPECT_EQ(st.entries(2).charge_id(), "C-old");
+  EXPECT_EQ(st.unlisted_entries(), 8);
+  EXPECT_EQ(st.unlisted_minor(), 8'000);
+  EXPECT_TRUE(adds_up(st));
   ExpectReplayEqualsLive();
 }
 

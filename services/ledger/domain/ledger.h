@@ -199,6 +199,10 @@ struct Statement {
   int64_t opening_balance_minor = 0;  // Balance before the first entry in the period.
   int64_t closing_balance_minor = 0;  // Balance after the last entry in the period.
   std::vector<StatementEntry> entries;
+  // Entries of other periods between the listed ones (late charges): how many, and their sum.
+  // opening + the listed amounts + unlisted_minor = closing.
+  int64_t unlisted_entries = 0;
+  int64_t unlisted_minor = 0;
 };
 
 // The whole record of an entry txn: what FindTxn keeps of it (`partial`), and its time, operator,
