@@ -225,7 +225,7 @@ void RejectUsage(uint32_t p, const bus::Message& m, const billing::v1::UsageChar
 
 }  // namespace
 
-// ---- MeterClaims ----
+// ---- KeyClaims ----
 
 std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyClaims::Owner owner,
                                   const std::function<uint64_t(uint32_t)>& head_of) {
@@ -249,6 +249,8 @@ std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyCl
                        "partition that is not recorded yet (" + first + "); retry: if that request is recorded this "
                        "one is refused, and if not this one goes through"};
 }
+
+// ---- MeterClaims ----
 
 bool MeterClaims::Claim(const std::string& meter, const std::string& account, uint32_t partition) {
   std::lock_guard lock(mu_);
