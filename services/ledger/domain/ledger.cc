@@ -54,7 +54,6 @@ Decision Duplicate(const std::string& original_txn_id) {
   return d;
 }
 
-
 // The level events of `a` moving to `balance` under `limits`: one LevelChanged per change of
 // level and one SupplyCutRequired / SupplyRestoreAllowed per crossing of the cut-off line.
 void AppendLevelEvents(const Account& a, int64_t balance, const Limits& limits,
