@@ -106,20 +106,22 @@ TEST(KeyClaimsTest, AKeyTheLogHoldsIsNeverFreeWhileItsPartitionIsRebuilt) {
 TEST(ClaimKeyTest, RecordedInflightOrFree) {
   KeyClaims claims;
   auto heads = [](uint64_t head) { return [head](uint32_t) { return head; }; };
-  EXPECT_EQ(ClaimKey(claims, "K1", {0, 5}, heads(4)), std::nullopt);  // Free: partition 0's now.
-  EXPECT_EQ(ClaimKey(claims, "K1", {0, 9}, heads(4)), std::nullopt);  // Its own.
+  EXPECT_EQ(ClaimKey(claims, "K1", {0, 5}, "top-up of A0", heads(4)), std::nullopt);  // Free: partition 0's now.
+  EXPECT_EQ(ClaimKey(claims, "K1", {0, 9}, "top-up of A0", heads(4)), std::nullopt);  // Its own.
   // Partition 0 has not written seq 5 yet: another partition is asked to retry.
-  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, heads(4));
+  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, "top-up of A1", heads(4));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->code, StatusCode::kUnavailable);
   EXPECT_EQ(r->rule, "idempotency_key_in_flight");
   EXPECT_NE(r->message.find("ledger/0/5"), std::string::npos) << r->message;
   // Once it has, the key is refused for good, naming that txn.
-  r = ClaimKey(claims, "K1", {1, 3}, heads(5));
+  r = ClaimKey(claims, "K1", {1, 3}, "top-up of A1", heads(5));
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->code, StatusCode::kAlreadyExists);
   EXPECT_EQ(r->rule, "idempotency_key_reused");
-  EXPECT_NE(r->message.find("first: ledger/0/5"), std::string::npos) << r->message;
+  EXPECT_NE(r->message.find("(first: ledger/0/5, on an account of another partition; now: top-up of A1)"),
+            std::string::npos)
+      << r->message;
 }
 
 // A claim left by a failed batch, found just before its partition is rebuilt (dropping it) and
@@ -128,7 +130,7 @@ TEST(ClaimKeyTest, RecordedInflightOrFree) {
 TEST(ClaimKeyTest, AStaleClaimWhoseSeqIsReachedLaterIsNotARecordedRequest) {
   KeyClaims claims;
   ASSERT_EQ(claims.Claim("K1", {0, 5}), std::nullopt);  // Partition 0's batch, which then fails.
-  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, [&](uint32_t partition) -> uint64_t {
+  std::optional<Rejection> r = ClaimKey(claims, "K1", {1, 3}, "top-up of A1", [&](uint32_t partition) -> uint64_t {
     EXPECT_EQ(partition, 0u);
     // Between the claim and the head: partition 0 is rebuilt from a log at seq 4, then commits
     // another request as seq 5.
@@ -138,7 +140,7 @@ TEST(ClaimKeyTest, AStaleClaimWhoseSeqIsReachedLaterIsNotARecordedRequest) {
   ASSERT_TRUE(r.has_value());
   EXPECT_EQ(r->code, StatusCode::kUnavailable) << r->message;
   // Retried, the key is free.
-  EXPECT_EQ(ClaimKey(claims, "K1", {1, 3}, [](uint32_t) -> uint64_t { return 5; }), std::nullopt);
+  EXPECT_EQ(ClaimKey(claims, "K1", {1, 3}, "top-up of A1", [](uint32_t) -> uint64_t { return 5; }), std::nullopt);
 }
 
 // Two writers claiming the same keys at once: each key ends up with exactly one of them, and

@@ -228,7 +228,7 @@ void RejectUsage(uint32_t p, const bus::Message& m, const billing::v1::UsageChar
 // ---- KeyClaims ----
 
 std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyClaims::Owner owner,
-                                  const std::function<uint64_t(uint32_t)>& head_of) {
+                                  std::string_view request, const std::function<uint64_t(uint32_t)>& head_of) {
   const std::optional<KeyClaims::Owner> holder = claims.Claim(key, owner);
   if (!holder) return std::nullopt;
   std::string first;
@@ -239,8 +239,8 @@ std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyCl
   if (holder->seq <= head_of(holder->partition) && claims.Holder(key) == holder) {
     return Rejection{StatusCode::kAlreadyExists, "idempotency_key_reused",
                      "idempotency key " + std::string(key) + " was used for a different request (first: " + first +
-                         ", on an account of another partition); the same key is the same request: give this one "
-                         "a key of its own"};
+                         ", on an account of another partition; now: " + std::string(request) +
+                         "); the same key is the same request: give this one a key of its own"};
   }
   // Claimed by a request whose batch is not durable yet, and may still be undone: this one is
   // neither refused for good nor taken, but asked to come again.
@@ -841,7 +841,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     for (size_t i = 0; i < d.events.size() && !d.rejection; ++i) {
       const std::string_view key = EventIdempotencyKey(d.events[i]);
       if (key.empty()) continue;
-      d.rejection = ClaimKey(key_claims_, key, {p, first_seq},
+      d.rejection = ClaimKey(key_claims_, key, {p, first_seq}, DescribeKeyedRequest(d.events[i]),
                              [this](uint32_t partition) { return log_->Head(partition); });
     }
     if (d.rejection) {

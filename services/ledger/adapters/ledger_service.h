@@ -92,13 +92,14 @@ class MeterClaims {
   std::map<std::string, std::pair<std::string, uint32_t>> owner_;
 };
 
-// Claims `key` for `owner` (its partition and the seq of the txn that would use it): nullopt if
-// the request may go ahead. Otherwise the refusal: ALREADY_EXISTS `idempotency_key_reused` when
+// Claims `key` for `owner` (its partition and the seq of the txn that would use it) on behalf of
+// `request` (DescribeKeyedRequest of its event, which a refusal spells out): nullopt if the
+// request may go ahead. Otherwise the refusal: ALREADY_EXISTS `idempotency_key_reused` when
 // another partition recorded a request with the key (its seq at most that partition's
 // `head_of`, and still its claim after the head was read), else UNAVAILABLE
 // `idempotency_key_in_flight` (its request may still be undone: retry).
 std::optional<Rejection> ClaimKey(KeyClaims& claims, std::string_view key, KeyClaims::Owner owner,
-                                  const std::function<uint64_t(uint32_t)>& head_of);
+                                  std::string_view request, const std::function<uint64_t(uint32_t)>& head_of);
 
 // The state-CF views; the same code serves the live writers and replay, so equal states give
 // equal digests. An account's view is tagged with the seq it is as of.

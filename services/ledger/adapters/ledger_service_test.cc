@@ -731,6 +731,9 @@ TEST_F(LedgerServiceTest, AnIdempotencyKeyIsOneRequestAcrossPartitions) {
   EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS) << s.error_message();
   EXPECT_TRUE(s.error_message().starts_with("idempotency_key_reused: ")) << s.error_message();
   EXPECT_NE(s.error_message().find(first.txn_id()), std::string::npos) << s.error_message();
+  // And spells out the request it refused, as a refusal within one partition does.
+  EXPECT_NE(s.error_message().find("now: top-up account=" + b + " amount=10.0000 method=cash"), std::string::npos)
+      << s.error_message();
   EXPECT_EQ(Get(b).balance_minor(), 0);
   auto rejected = Rejections();
   ASSERT_EQ(rejected.size(), 1u);

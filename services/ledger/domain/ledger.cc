@@ -260,6 +260,25 @@ bool IsClosed(const Account& a) {
 
 bool Tracked(const Account& a) { return a.mode == Mode::kPrepaid && !IsClosed(a); }
 
+std::string DescribeKeyedRequest(const Event& event) {
+  return std::visit(
+      [](const auto& e) -> std::string {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, ToppedUp>) {
+          return DescriptionOf([&](auto& s) { DescribePayment(s, "top-up", e.account_id, e.amount_minor, e.method); });
+        } else if constexpr (std::is_same_v<T, Refunded>) {
+          return DescriptionOf([&](auto& s) { DescribePayment(s, "refund", e.account_id, e.amount_minor, e.method); });
+        } else if constexpr (std::is_same_v<T, Adjusted>) {
+          return DescriptionOf([&](auto& s) { DescribeAdjust(s, e.account_id, e.amount_minor); });
+        } else if constexpr (std::is_same_v<T, Reversed>) {
+          return DescriptionOf([&](auto& s) { DescribeReverse(s, e.original_txn_id); });
+        } else {
+          return "";
+        }
+      },
+      event);
+}
+
 bool MakesEntry(const Event& event) {
   return std::visit([](const auto& e) { return MakesEntryOf(e); }, event);
 }

@@ -134,6 +134,9 @@ struct Account {
 bool IsClosed(const Account& a);
 // Levels, cut-off and restore are tracked for prepaid accounts that are open or suspended.
 bool Tracked(const Account& a);
+// The request a keyed event (top-up, refund, adjustment, reversal) was made by, as an idempotency
+// key's refusal spells it ("top-up account=A1 amount=100.0000 method=cash"); "" for other events.
+std::string DescribeKeyedRequest(const Event& event);
 
 // A transaction (one accepted command) by id.
 struct TxnRecord {
