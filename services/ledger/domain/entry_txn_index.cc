@@ -123,15 +123,7 @@ bool EntryTxnIndex::emplace(std::string_view txn_id, EntryTxn txn) {
 std::vector<std::pair<std::string, const EntryTxn*>> EntryTxnIndex::SortedById() const {
   std::vector<std::pair<std::string, const EntryTxn*>> out;
   out.reserve(size_);
-  for (const Prefix& prefix : prefixes_) {
-    for (const Segment& s : prefix.segments) {
-      for (size_t i = 0; i < s.slots.size(); ++i) {
-        if (s.slots[i].account_id.empty()) continue;
-        out.emplace_back(prefix.text + "/" + std::to_string(s.first + i), &s.slots[i]);
-      }
-    }
-  }
-  for (const auto& [id, txn] : others_) out.emplace_back(id, &txn);
+  ForEach([&](std::string_view id, const EntryTxn& txn) { out.emplace_back(std::string(id), &txn); });
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;
 }

@@ -26,6 +26,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,9 @@
 #include "wattledger/base/status.h"
 
 namespace wattledger::ledger {
+
+class SnapshotWriter;
+class SnapshotReader;
 
 struct LedgerConfig {
   // Defaults for accounts opened without explicit limits.
@@ -267,7 +271,9 @@ class Ledger {
   Status TryApply(const Event& event);
   Status TryApplyAll(const std::vector<Event>& events, std::vector<const Account*>* touched = nullptr);
 
-  // Every invariant over the whole state, O(state). Crashes on a violation.
+  // Every invariant over the whole state, O(state): the first that does not hold, as DataLoss.
+  Status Invariants() const;
+  // Invariants(), crashing on a violation.
   void CheckInvariants() const;
 
   const LedgerState& state() const { return state_; }
@@ -289,6 +295,12 @@ class Ledger {
   std::string Digest() const;
 
   bool operator==(const Ledger& other) const { return state_ == other.state_; }
+
+  // Checkpoints (snapshot.h): everything Apply folded in, written to `out`; and a ledger read
+  // back from what Save wrote (by this build), equal to the one saved. What does not parse, or
+  // breaks an invariant, is DataLoss.
+  void Save(SnapshotWriter& out) const;
+  static Result<std::unique_ptr<Ledger>> Load(SnapshotReader& in, LedgerConfig config = {});
 
  private:
   // Fills in the link of `event`, the first of an accepted decision, if it makes an entry.

@@ -5,12 +5,14 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstring>
 #include <map>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "services/ledger/domain/ledger.h"
+#include "services/ledger/domain/snapshot.h"
 
 namespace wattledger::ledger {
 namespace {
@@ -180,6 +182,7 @@ class Runner {
     ASSERT_EQ(restores, effects.restores) << where;
     ledger_.ApplyAll(d.events);
     log_.insert(log_.end(), d.events.begin(), d.events.end());
+    decision_ends_.push_back(log_.size());
     ++counts_[static_cast<int>(want.outcome)];
     CompareAll(where);
   }
@@ -417,11 +420,47 @@ class Runner {
     ASSERT_TRUE(replayed == ledger_);
     ASSERT_EQ(replayed.CanonicalDump(), ledger_.CanonicalDump());
     ASSERT_EQ(replayed.Digest(), ledger_.Digest());
+    CheckCheckpoint();
     CheckEntryChains();
     // Each outcome should occur, or the generator is not exploring.
     ASSERT_GT(counts_[0], 50);
     ASSERT_GT(counts_[1], 0);
     ASSERT_GT(counts_[2], 10);
+  }
+
+  // A ledger saved part way through and loaded back, with the rest of the log folded into it,
+  // equals the ledger that folded all of it; and one saved at the end loads back equal.
+  void CheckCheckpoint() {
+    const size_t cut = decision_ends_.empty() ? 0 : decision_ends_[rng_() % decision_ends_.size()];
+    Ledger first;
+    first.ApplyAll(std::vector<Event>(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(cut)));
+    auto loaded = SaveAndLoad(first);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    ASSERT_TRUE(**loaded == first);
+    (*loaded)->ApplyAll(std::vector<Event>(log_.begin() + static_cast<std::ptrdiff_t>(cut), log_.end()));
+    (*loaded)->CheckInvariants();
+    ASSERT_TRUE(**loaded == ledger_) << "saved after " << cut << " of " << log_.size() << " events";
+    ASSERT_EQ((*loaded)->CanonicalDump(), ledger_.CanonicalDump());
+    auto whole = SaveAndLoad(ledger_);
+    ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+    ASSERT_EQ((*whole)->CanonicalDump(), ledger_.CanonicalDump());
+  }
+
+  static Result<std::unique_ptr<Ledger>> SaveAndLoad(const Ledger& ledger) {
+    std::string bytes;
+    SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, 64);
+    ledger.Save(out);
+    out.Finish();
+    size_t at = 0;
+    SnapshotReader in(
+        [&](char* dst, size_t max) {
+          const size_t n = std::min(max, bytes.size() - at);
+          std::memcpy(dst, bytes.data() + at, n);
+          at += n;
+          return n;
+        },
+        64);
+    return Ledger::Load(in);
   }
 
   // Walked back from each account's latest entry, the links visit exactly the account's entries
@@ -460,6 +499,7 @@ class Runner {
   Model m_;
   Ledger ledger_;
   std::vector<Event> log_;
+  std::vector<size_t> decision_ends_;  // log_.size() after each accepted decision.
   std::vector<std::string> used_keys_;
   std::vector<std::string> used_charges_;
   std::map<std::string, Charge> original_charges_;
