@@ -18,6 +18,7 @@ struct LedgerFlags {
   std::string default_hoarding_cap = "0";
   size_t view_postings_per_write = adapters::LedgerOptions().view_postings_per_write;
   int64_t view_max_age_ms = adapters::LedgerOptions().view_max_age.count();
+  bool no_checkpoints = false;
 };
 
 Result<LedgerConfig> ToConfig(const LedgerFlags& f) {
@@ -78,6 +79,14 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
     std::cerr << "wattledger ledger replay: cannot verify the chain: " << chain.status().ToString() << "\n";
     return 1;
   }
+  // Each partition's checkpoint against a fold of the log up to it.
+  std::vector<adapters::CheckpointCheck> checkpoints;
+  bool checkpoints_equal = true;
+  for (uint32_t p = 0; p < (*live)->partitions(); ++p) {
+    auto check = adapters::VerifyCheckpoint(**live, adapters::CheckpointDirIn(data_dir), p);
+    if (check.checked && !check.equal) checkpoints_equal = false;
+    if (check.present) checkpoints.push_back(std::move(check));
+  }
   const bool equal = replayed->replayed_digest == replayed->live_digest;
   out["accounts"] = replayed->accounts;
   out["events"] = chain->events_checked;
@@ -88,6 +97,14 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
   out["view_lows"] = replayed->view_lows;
   out["heads"] = chain->heads;
   out["digests_equal"] = equal;
+  out["checkpoints"] = nlohmann::json::array();
+  for (const auto& c : checkpoints) {
+    nlohmann::json j = {{"partition", c.partition}, {"checked", c.checked}, {"equal", c.equal}};
+    if (c.checked) j["seq"] = c.seq;
+    if (!c.note.empty()) j["note"] = c.note;
+    out["checkpoints"].push_back(j);
+  }
+  out["checkpoints_equal"] = checkpoints_equal;
   out["chain_ok"] = chain->ok;
   if (!chain->ok) out["chain_problem"] = chain->problem;
   if (json) {
@@ -99,9 +116,15 @@ int Replay(const std::string& data_dir, bool verify, bool json) {
               << "live        " << replayed->live_digest << "\n"
               << "replayed    " << replayed->replayed_digest << "\n"
               << (equal ? "replay equals live\n" : "REPLAY DIFFERS FROM LIVE\n");
+    for (const auto& c : checkpoints) {
+      std::cout << "checkpoint  partition " << c.partition << ": ";
+      if (!c.checked) std::cout << "not checked: " << c.note << "\n";
+      else if (c.equal) std::cout << "at event " << c.seq << ", equals the fold of the log up to it\n";
+      else std::cout << "DIFFERS: " << c.note << "\n";
+    }
   }
   if (!verify) return 0;
-  return equal && chain->ok ? 0 : 1;
+  return equal && chain->ok && checkpoints_equal ? 0 : 1;
 }
 
 }  // namespace
@@ -127,6 +150,10 @@ services::ServiceFactory LedgerFactory() {
     app->add_option("--view-max-age-ms", flags->view_max_age_ms,
                     "...and every view owed for longer than this (at most 1,024 a batch)")
         ->envname("WL_LEDGER_VIEW_MAX_AGE_MS")->check(CLI::Range(int64_t{1}, int64_t{86'400'000}))->capture_default_str();
+    app->add_flag("--no-checkpoints", flags->no_checkpoints,
+                  "Neither write checkpoints at a clean stop nor read them at start (DATA_DIR/ledger-checkpoints): "
+                  "every start folds the whole log")
+        ->envname("WL_LEDGER_NO_CHECKPOINTS");
     return [flags](const server::ServerFlags& sf) -> Result<std::unique_ptr<server::Service>> {
       WL_ASSIGN_OR_RETURN(auto config, ToConfig(*flags));
       WL_ASSIGN_OR_RETURN(auto log, server::OpenServiceLog(sf, "ledger"));
@@ -134,6 +161,7 @@ services::ServiceFactory LedgerFactory() {
       o.config = config;
       o.view_postings_per_write = flags->view_postings_per_write;
       o.view_max_age = std::chrono::milliseconds(flags->view_max_age_ms);
+      if (!flags->no_checkpoints) o.checkpoint_dir = adapters::CheckpointDirIn(sf.data_dir);
       return std::unique_ptr<server::Service>(new adapters::LedgerService(std::move(log), o));
     };
   };

@@ -2,7 +2,6 @@
 
 #include <google/protobuf/io/coded_stream.h>
 #include <google/protobuf/io/zero_copy_stream_impl_lite.h>
-#include <openssl/evp.h>
 #include <rocksdb/cache.h>
 #include <rocksdb/db.h>
 #include <rocksdb/env.h>
@@ -26,6 +25,7 @@
 #include "wattledger/base/check.h"
 #include "wattledger/base/utf8.h"
 #include "wattledger/eventlog/rocks_status.h"
+#include "wattledger/eventlog/sha256.h"
 
 namespace wattledger::eventlog {
 namespace {
@@ -83,39 +83,6 @@ std::vector<size_t> LastWriteOfEachKey(const std::vector<Op>& ops) {
   order.resize(kept);
   return order;
 }
-
-// Fetched once: EVP_DigestInit_ex(EVP_sha256()) looks the implementation up again on every call.
-const EVP_MD* Sha256Md() {
-  static EVP_MD* md = EVP_MD_fetch(nullptr, "SHA2-256", nullptr);
-  WL_CHECK(md != nullptr);
-  return md;
-}
-
-class Sha256 {
- public:
-  Sha256() : ctx_(EVP_MD_CTX_new()) {
-    WL_CHECK(ctx_ != nullptr);
-    Reset();
-  }
-  ~Sha256() { EVP_MD_CTX_free(ctx_); }
-  void Reset() { WL_CHECK(EVP_DigestInit_ex2(ctx_, Sha256Md(), nullptr) == 1); }
-  void Update(std::string_view data) { WL_CHECK(EVP_DigestUpdate(ctx_, data.data(), data.size()) == 1); }
-  std::string Final() {
-    std::string out;
-    Final(&out);
-    return out;
-  }
-  // Into *out, replacing its contents: no allocation when it has the room.
-  void Final(std::string* out) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    WL_CHECK(EVP_DigestFinal_ex(ctx_, md, &len) == 1);
-    out->assign(reinterpret_cast<char*>(md), len);
-  }
-
- private:
-  EVP_MD_CTX* ctx_;
-};
 
 std::string SerializeCanonical(const Envelope& e) {
   std::string out;

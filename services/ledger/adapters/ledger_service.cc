@@ -1,5 +1,7 @@
 #include "services/ledger/adapters/ledger_service.h"
 
+#include <algorithm>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <future>
@@ -515,6 +517,33 @@ Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::Event
   return report;
 }
 
+CheckpointCheck VerifyCheckpoint(const eventlog::EventLog& log, const std::string& dir, uint32_t partition) {
+  CheckpointCheck check;
+  check.partition = partition;
+  auto read = ReadCheckpoint(dir, log, partition, LedgerConfig());
+  if (!read.ok() && read.status().code() == StatusCode::kNotFound) return check;
+  check.present = true;
+  if (!read.ok()) {
+    check.note = read.status().message();
+    // Damaged is a finding; another build's (or log's) is one the service would not use either.
+    check.checked = read.status().code() == StatusCode::kDataLoss;
+    return check;
+  }
+  check.checked = true;
+  check.seq = read->seq;
+  Ledger folded;
+  if (Status s = Rebuild(log, partition, &folded, 1, read->seq); !s.ok()) {
+    check.note = "the log does not fold up to the checkpoint's event: " + s.ToString();
+    return check;
+  }
+  check.equal = folded == *read->ledger && folded.CanonicalDump() == read->ledger->CanonicalDump();
+  if (!check.equal) {
+    check.note = "its state differs from the fold of the log up to event " + std::to_string(read->seq) +
+                 " (digest " + read->ledger->Digest() + ", the fold's " + folded.Digest() + ")";
+  }
+  return check;
+}
+
 // ---- LedgerService ----
 
 struct LedgerService::Outcome {
@@ -535,6 +564,7 @@ LedgerService::LedgerService(std::unique_ptr<eventlog::EventLog> log, LedgerOpti
     : log_(std::move(log)), options_(std::move(options)) {
   for (uint32_t p = 0; p < log_->partitions(); ++p) ledgers_.push_back(std::make_unique<Ledger>(options_.config));
   owed_.resize(log_->partitions());
+  starts_.resize(log_->partitions());
   batch_time_.resize(log_->partitions());
   WL_CHECK_MSG(options_.view_postings_per_write > 0, "view_postings_per_write must be at least 1");
 }
@@ -585,7 +615,22 @@ void LedgerService::Register(grpc::ServerBuilder& builder) {
 Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
 
 Status LedgerService::Start(bus::Bus* bus) {
-  for (uint32_t p = 0; p < log_->partitions(); ++p) WL_RETURN_IF_ERROR(Reload(p));
+  // The partitions rebuild side by side, a thread per core: they share only the claims, which
+  // are thread-safe.
+  {
+    const uint32_t partitions = log_->partitions();
+    std::vector<Status> reloaded(partitions);
+    std::atomic<uint32_t> next{0};
+    std::vector<std::thread> threads;
+    const uint32_t n = std::clamp<uint32_t>(std::thread::hardware_concurrency(), 1, partitions);
+    for (uint32_t t = 0; t < n; ++t) {
+      threads.emplace_back([&] {
+        for (uint32_t p = next++; p < partitions; p = next++) reloaded[p] = Reload(p);
+      });
+    }
+    for (auto& t : threads) t.join();
+    for (const Status& s : reloaded) WL_RETURN_IF_ERROR(s);
+  }
   // A partition without a mark, or with an untagged one, has untagged views as of its head (a
   // log written before views were tagged) or none (a new log): its views are written again,
   // tagged, before anything moves, in parts; the mark comes last, so that a crash in between
@@ -618,8 +663,36 @@ Status LedgerService::Start(bus::Bus* bus) {
 }
 
 void LedgerService::Stop() {
-  if (processor_) processor_->Stop();  // Each writer's BeforeStop writes every view it owes.
-  if (reader_) reader_->Stop();        // After the writers: their last answers may post to it.
+  if (!processor_ || stopped_) return;
+  stopped_ = true;
+  processor_->Stop();            // Each writer's BeforeStop writes every view it owes.
+  if (reader_) reader_->Stop();  // After the writers: their last answers may post to it.
+  const bool clean = !processor_->store_broken();
+  if (options_.checkpoint_dir.empty()) return;
+  if (!clean) {
+    log::Warn("a commit failed for good: no checkpoint is written, the next start folds the log",
+              {{"service", "ledger"}});
+    return;
+  }
+  // Every batch is durable and no writer runs: each ledger is the fold of its partition up to
+  // its head.
+  for (uint32_t p = 0; p < log_->partitions(); ++p) {
+    const uint64_t head = log_->Head(p);
+    if (starts_[p].from_checkpoint && starts_[p].checkpoint_seq == head) continue;  // Unchanged.
+    const auto began = std::chrono::steady_clock::now();
+    auto written = WriteCheckpoint(options_.checkpoint_dir, *log_, p, head, *ledgers_[p], options_.checkpoint_build);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+    if (!written.ok()) {
+      log::Error("cannot write the partition's checkpoint: the next start folds what came after the last one",
+                 {{"service", "ledger"}, {"partition", std::to_string(p)}, {"error", written.status().ToString()}});
+      continue;
+    }
+    log::Info("checkpoint written", {{"service", "ledger"},
+                                     {"partition", std::to_string(p)},
+                                     {"seq", std::to_string(head)},
+                                     {"bytes", std::to_string(*written)},
+                                     {"ms", std::to_string(ms.count())}});
+  }
 }
 
 namespace {
@@ -744,10 +817,33 @@ Status LedgerService::Reload(uint32_t partition) {
   // Every change up to the mark's low is in the views; what the log holds after it is owed.
   WL_ASSIGN_OR_RETURN(std::optional<ViewMark> mark, ReadViewMark(*log_, partition));
   const uint64_t low = mark ? mark->low : log_->Head(partition);
-  auto fresh = std::make_unique<Ledger>(options_.config);
+  const uint64_t head = log_->Head(partition);
+  const auto began = std::chrono::steady_clock::now();
+  PartitionStart start;
+  std::unique_ptr<Ledger> fresh;
+  if (!options_.checkpoint_dir.empty()) {
+    auto checkpoint = ReadCheckpoint(options_.checkpoint_dir, *log_, partition, options_.config, options_.checkpoint_build);
+    if (checkpoint.ok() && checkpoint->seq > low) {
+      // What the views owe from before its seq would not be known: fold it all.
+      start.checkpoint_unused = "checkpoint at event " + std::to_string(checkpoint->seq) +
+                                " is past the events every view includes (" + std::to_string(low) + ")";
+    } else if (checkpoint.ok()) {
+      start.from_checkpoint = true;
+      start.checkpoint_seq = checkpoint->seq;
+      fresh = std::move(checkpoint->ledger);
+    } else if (checkpoint.status().code() != StatusCode::kNotFound) {
+      start.checkpoint_unused = checkpoint.status().message();
+    }
+    if (!start.checkpoint_unused.empty()) {
+      log::Warn("not starting from the checkpoint: folding the whole partition",
+                {{"service", "ledger"}, {"partition", std::to_string(partition)}, {"why", start.checkpoint_unused}});
+    }
+  }
+  if (fresh == nullptr) fresh = std::make_unique<Ledger>(options_.config);
+  start.folded = head - start.checkpoint_seq;
   Owed owed;
   const auto now = std::chrono::steady_clock::now();
-  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), 1, low));
+  WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), start.checkpoint_seq + 1, low));
   // Called once each event's decision is applied, so its account exists.
   Status missing;
   WL_RETURN_IF_ERROR(Rebuild(*log_, partition, fresh.get(), low + 1, UINT64_MAX,
@@ -772,6 +868,13 @@ Status LedgerService::Reload(uint32_t partition) {
   });
   owed_[partition] = std::move(owed);  // What an undone batch moved is as stored again.
   ledgers_[partition] = std::move(fresh);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
+  log::Info("partition state rebuilt", {{"service", "ledger"},
+                                        {"partition", std::to_string(partition)},
+                                        {"checkpoint_seq", start.from_checkpoint ? std::to_string(start.checkpoint_seq) : "none"},
+                                        {"events_folded", std::to_string(start.folded)},
+                                        {"ms", std::to_string(ms.count())}});
+  starts_[partition] = std::move(start);
   return Status::Ok();
 }
 

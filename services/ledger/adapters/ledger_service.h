@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "services/ledger/adapters/checkpoint.h"
 #include "services/ledger/adapters/key_claims.h"
 #include "services/ledger/domain/ledger.h"
 #include "wattledger/base/pointer_map.h"
@@ -75,6 +76,19 @@ struct LedgerOptions {
   // How many accounts a filtered ListAccounts page looks at, at most (or page_size, if more),
   // for its matches: a page answers in bounded time however rare the matches.
   size_t list_accounts_examined = 10'000;
+  // Where each partition's checkpoint is written at a clean stop and read at start (see
+  // checkpoint.h); empty: none, every start folds the whole log.
+  std::string checkpoint_dir;
+  // The build the checkpoints must be of; tests set another to stand for an upgrade.
+  std::string checkpoint_build = BuildId();
+};
+
+// How a partition's state was rebuilt at its last Reload.
+struct PartitionStart {
+  uint64_t checkpoint_seq = 0;  // The checkpoint's seq, when one was loaded.
+  bool from_checkpoint = false;
+  std::string checkpoint_unused;  // Why none was loaded ("" if one was, or none is kept).
+  uint64_t folded = 0;            // Events folded from the log.
 };
 
 // Which account owns each meter, over every partition. Thread-safe.
@@ -156,6 +170,20 @@ struct ReplayReport {
 // the log is DATA_LOSS. `live` must not be written meanwhile: the CLI opens it read-only, which
 // sees the store as it was when opened, next to a running ledger.
 Result<ReplayReport> ReplayViews(const eventlog::EventLog& live, eventlog::EventLog* fresh);
+
+// What an audit makes of a partition's checkpoint (VerifyCheckpoint).
+struct CheckpointCheck {
+  uint32_t partition = 0;
+  bool present = false;   // A checkpoint file is there.
+  bool checked = false;   // It was read and compared.
+  bool equal = false;     // Its state equals the fold of the log up to its seq.
+  uint64_t seq = 0;
+  std::string note;       // Why it was not checked, or where it differs.
+};
+// Reads partition p's checkpoint in `dir` (if any) and compares it with a fold of `log` from its
+// first event up to the checkpoint's seq. One this build may not read is reported, not checked
+// (the service would not use it either); a damaged one is checked and not equal.
+CheckpointCheck VerifyCheckpoint(const eventlog::EventLog& log, const std::string& dir, uint32_t partition);
 
 // The statement of `account_id` over [from_us, to_us), read from `log`: its entries are walked
 // back from the one at `last_entry_seq` (the account's latest; 0 for none) through each entry's
@@ -265,6 +293,10 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
 
   // The writers, for tests that need to place work between a service's commands.
   runtime::Processor* processor() const { return processor_.get(); }
+  // How each partition was rebuilt at its last Reload; while the service is not running.
+  const std::vector<PartitionStart>& starts() const { return starts_; }
+  // Ledger::CanonicalDump of a partition's ledger; while the service is not running.
+  std::string CanonicalDump(uint32_t partition) const { return ledgers_[partition]->CanonicalDump(); }
 
   // gRPC API (also called in-process by the fleet simulator with a null context).
   grpc::Status OpenAccount(grpc::ServerContext*, const v1::OpenAccountRequest*, v1::MutationResponse*) override;
@@ -321,6 +353,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   std::unique_ptr<eventlog::EventLog> log_;
   LedgerOptions options_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // One per partition, owned by its writer.
+  std::vector<PartitionStart> starts_;  // Per partition, written by its Reload.
   // The views each partition owes: accounts it moved after their views were last written, in the
   // order they became owed. Writer p only.
   // Accounts are held by address, which stays put while the partition's Ledger lives (see
@@ -356,6 +389,7 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
   MeterClaims claims_;
   KeyClaims key_claims_;
   std::unique_ptr<runtime::Processor> processor_;
+  bool stopped_ = false;  // Stop ran (it runs once: the checkpoints are written then).
   std::unique_ptr<LogReader> reader_;  // Of statements; made by Start, stopped after the writers.
   std::unique_ptr<grpc::Service> grpc_;  // What Register() gives gRPC.
 };

@@ -8,6 +8,8 @@
 #include <gtest/gtest.h>
 
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -2105,6 +2107,235 @@ TEST_F(LedgerServiceTest, TextThatIsNotUtf8IsRefusedAloneNamingTheField) {
   v1::Account a2;
   EXPECT_EQ(svc_->GetAccount(nullptr, &never_opened, &a2).error_code(), grpc::StatusCode::NOT_FOUND);
   ExpectReplayEqualsLive();
+}
+
+
+// ---- Checkpoints ----
+
+class CheckpointTest : public LedgerServiceTest {
+ protected:
+  void SetUp() override {
+    options_.checkpoint_dir = dir_.Sub("checkpoints");
+    LedgerServiceTest::SetUp();
+  }
+
+  // Some of everything, on accounts spread over every partition; `round` keeps keys apart.
+  void Traffic(int round) {
+    for (uint32_t p = 0; p < kParts; ++p) {
+      for (const std::string& id : IdsIn(p, 2)) {
+        const std::string tag = id + "-" + std::to_string(round);
+        if (round == 0) {
+          ASSERT_TRUE(Open(id, {"M-" + id}, 50'000).ok());
+        }
+        v1::MutationResponse top, resp;
+        ASSERT_TRUE(TopUp(id, 300'000, "K-" + tag, &top).ok());
+        const v1::AdjustRequest adjust = AdjustRequest(id, -2'500, "A-" + tag, "meter fault");
+        ASSERT_TRUE(svc_->Adjust(nullptr, &adjust, &resp).ok());
+        v1::ReverseRequest rr;
+        rr.set_operator_id("op1");
+        rr.set_original_txn_id(top.txn_id());
+        rr.set_reason("typed twice");
+        ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &resp).ok());
+        Usage("C-" + tag, id, 4'000);
+      }
+    }
+    WaitConsumed();
+  }
+
+  // Each partition's ledger, once the service stopped.
+  std::vector<std::string> StopAndDump() {
+    svc_->Stop();
+    std::vector<std::string> dumps;
+    for (uint32_t p = 0; p < kParts; ++p) dumps.push_back(svc_->CanonicalDump(p));
+    return dumps;
+  }
+
+  // What a start that folds every event makes of the log now (checkpoints not read).
+  std::vector<std::string> FoldedFromTheStart() {
+    svc_->Stop();
+    svc_.reset();
+    LedgerOptions o = options_;
+    o.checkpoint_dir.clear();
+    std::swap(options_, o);
+    Restart();
+    std::swap(options_, o);
+    for (uint32_t p = 0; p < kParts; ++p) EXPECT_EQ(svc_->starts()[p].folded, svc_->log()->Head(p));
+    return StopAndDump();
+  }
+
+  std::string ReadFile(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  void WriteFile(const std::string& path, const std::string& bytes) {
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << bytes;
+  }
+};
+
+TEST_F(CheckpointTest, ACleanStopWritesCheckpointsAndTheNextStartFoldsNothing) {
+  for (uint32_t p = 0; p < kParts; ++p) {
+    EXPECT_FALSE(svc_->starts()[p].from_checkpoint);
+    EXPECT_EQ(svc_->starts()[p].checkpoint_unused, "") << "no checkpoint yet is no reason to warn";
+  }
+  Traffic(0);
+  const std::vector<std::string> before = StopAndDump();
+  for (uint32_t p = 0; p < kParts; ++p) {
+    EXPECT_TRUE(std::filesystem::exists(CheckpointPath(options_.checkpoint_dir, p))) << p;
+  }
+  Restart();
+  for (uint32_t p = 0; p < kParts; ++p) {
+    const PartitionStart& s = svc_->starts()[p];
+    EXPECT_TRUE(s.from_checkpoint) << p << ": " << s.checkpoint_unused;
+    EXPECT_EQ(s.checkpoint_seq, svc_->log()->Head(p));
+    EXPECT_EQ(s.folded, 0u);
+  }
+  // The keys, charges and meters of before the checkpoint are known: a retry is a duplicate, a
+  // key taken in another partition is refused, a meter held is held.
+  const std::string a = IdsIn(0, 1)[0];
+  const std::string b = IdsIn(1, 1)[0];
+  v1::MutationResponse resp;
+  ASSERT_TRUE(TopUp(a, 300'000, "K-" + a + "-0", &resp).ok());
+  EXPECT_TRUE(resp.duplicate());
+  EXPECT_EQ(TopUp(b, 300'000, "K-" + a + "-0", &resp).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(Open("NEW", {"M-" + a}).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(StopAndDump(), before);
+  Restart();
+  Traffic(1);
+  const std::vector<std::string> after = StopAndDump();
+  EXPECT_NE(after, before);
+  EXPECT_EQ(FoldedFromTheStart(), after);
+  ExpectReplayEqualsLive();
+}
+
+// A crash leaves the checkpoint of the clean stop before it: the start loads that one and folds
+// the events after it.
+TEST_F(CheckpointTest, AnOlderCheckpointIsLoadedAndTheEventsAfterItFolded) {
+  Traffic(0);
+  svc_->Stop();
+  std::vector<std::string> old_files;
+  std::vector<uint64_t> old_heads;
+  for (uint32_t p = 0; p < kParts; ++p) {
+    old_files.push_back(ReadFile(CheckpointPath(options_.checkpoint_dir, p)));
+    old_heads.push_back(svc_->log()->Head(p));
+  }
+  Restart();
+  Traffic(1);
+  const std::vector<std::string> want = StopAndDump();
+  for (uint32_t p = 0; p < kParts; ++p) WriteFile(CheckpointPath(options_.checkpoint_dir, p), old_files[p]);
+  Restart();
+  for (uint32_t p = 0; p < kParts; ++p) {
+    const PartitionStart& s = svc_->starts()[p];
+    EXPECT_TRUE(s.from_checkpoint) << s.checkpoint_unused;
+    EXPECT_EQ(s.checkpoint_seq, old_heads[p]);
+    EXPECT_EQ(s.folded, svc_->log()->Head(p) - old_heads[p]);
+    EXPECT_GT(s.folded, 0u);
+  }
+  EXPECT_EQ(StopAndDump(), want);
+}
+
+TEST_F(CheckpointTest, ACheckpointThatMayNotBeUsedIsSkippedWithItsReason) {
+  Traffic(0);
+  const std::vector<std::string> want = StopAndDump();
+  const std::string path = CheckpointPath(options_.checkpoint_dir, 2);
+  const std::string good = ReadFile(path);
+  auto expect_skipped = [&](const std::string& why, bool others_used = true) {
+    Restart();
+    const PartitionStart& s = svc_->starts()[2];
+    EXPECT_FALSE(s.from_checkpoint);
+    EXPECT_NE(s.checkpoint_unused.find(why), std::string::npos) << s.checkpoint_unused;
+    EXPECT_EQ(s.folded, svc_->log()->Head(2));
+    EXPECT_EQ(svc_->starts()[1].from_checkpoint, others_used);
+    svc_->Stop();
+    EXPECT_EQ(svc_->CanonicalDump(2), want[2]);
+  };
+  std::string damaged = good;
+  damaged[damaged.size() / 2] ^= 0x10;
+  WriteFile(path, damaged);
+  expect_skipped("is damaged");
+  WriteFile(path, good.substr(0, good.size() - 1));
+  expect_skipped("is damaged");
+  // Written by another build (an upgrade): every partition folds, and the stop writes this
+  // build's checkpoints.
+  options_.checkpoint_build = "another-build";
+  WriteFile(path, good);
+  expect_skipped("was written by build " + BuildId() + ", and this is build another-build", false);
+  Restart();
+  EXPECT_TRUE(svc_->starts()[2].from_checkpoint) << svc_->starts()[2].checkpoint_unused;
+}
+
+TEST_F(CheckpointTest, ACheckpointOfAnotherLogOrPastItsEndIsRefused) {
+  Traffic(0);
+  svc_->Stop();
+  auto other = OpenLog("other-ledger", "ledger");
+  const uint32_t p = 1;
+  // Another log as long as this one, with other events: the hash at the checkpoint's seq differs.
+  for (uint64_t i = 0; i < svc_->log()->Head(p); ++i) {
+    eventlog::WriteSet ws;
+    eventlog::NewEvent e;
+    e.partition = p;
+    e.aggregate_key = "X";
+    e.type = "test";
+    e.payload = std::to_string(i);
+    e.causation.set_request_id("test");
+    ws.Append(std::move(e));
+    auto committed = other->Commit(std::move(ws));
+    ASSERT_TRUE(committed.ok()) << committed.status().ToString();
+  }
+  auto read = ReadCheckpoint(options_.checkpoint_dir, *other, p, {});
+  ASSERT_FALSE(read.ok());
+  EXPECT_EQ(read.status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(read.status().message().find("is of another log"), std::string::npos) << read.status().ToString();
+  auto shorter = OpenLog("short-ledger", "ledger");
+  read = ReadCheckpoint(options_.checkpoint_dir, *shorter, p, {});
+  ASSERT_FALSE(read.ok());
+  EXPECT_NE(read.status().message().find("past the end of the log's partition (0)"), std::string::npos)
+      << read.status().ToString();
+  read = ReadCheckpoint(options_.checkpoint_dir, *svc_->log(), p, {});
+  ASSERT_TRUE(read.ok()) << read.status().ToString();
+  EXPECT_EQ(read->seq, svc_->log()->Head(p));
+  EXPECT_EQ(ReadCheckpoint(dir_.Sub("none"), *svc_->log(), p, {}).status().code(), StatusCode::kNotFound);
+}
+
+// A batch that fails after a start from a checkpoint reloads the partition from the checkpoint
+// and the log: nothing of the batch stays, and nothing before it is lost.
+TEST_F(CheckpointTest, AFailedBatchAfterACheckpointStartReloadsFromIt) {
+  Traffic(0);
+  svc_->Stop();
+  Restart();
+  const std::string a = IdsIn(3, 1)[0];
+  const int64_t balance = Get(a).balance_minor();
+  EXPECT_EQ(TopUpInAFailingBatch(a, 100'000, "K-failed").error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_TRUE(svc_->starts()[3].from_checkpoint);
+  EXPECT_EQ(Get(a).balance_minor(), balance);
+  v1::MutationResponse resp;
+  ASSERT_TRUE(TopUp(a, 100'000, "K-failed", &resp).ok());
+  EXPECT_FALSE(resp.duplicate());
+  EXPECT_EQ(Get(a).balance_minor(), balance + 100'000);
+  const std::vector<std::string> live = StopAndDump();
+  EXPECT_EQ(FoldedFromTheStart(), live);
+}
+
+// The audit compares each checkpoint with a fold of the log up to its seq: a checkpoint whose
+// state is not that fold (well formed, so the start would use it) is found.
+TEST_F(CheckpointTest, TheAuditFindsACheckpointThatIsNotTheFoldOfTheLog) {
+  Traffic(0);
+  svc_->Stop();
+  for (uint32_t p = 0; p < kParts; ++p) {
+    const CheckpointCheck c = VerifyCheckpoint(*svc_->log(), options_.checkpoint_dir, p);
+    EXPECT_TRUE(c.present && c.checked && c.equal) << c.note;
+    EXPECT_EQ(c.seq, svc_->log()->Head(p));
+  }
+  const uint32_t p = 2;
+  Ledger wrong;  // What the partition held before its first event, written as of its head.
+  ASSERT_TRUE(WriteCheckpoint(options_.checkpoint_dir, *svc_->log(), p, svc_->log()->Head(p), wrong).ok());
+  const CheckpointCheck c = VerifyCheckpoint(*svc_->log(), options_.checkpoint_dir, p);
+  EXPECT_TRUE(c.present && c.checked);
+  EXPECT_FALSE(c.equal);
+  EXPECT_NE(c.note.find("differs from the fold of the log up to event"), std::string::npos) << c.note;
+  const CheckpointCheck none = VerifyCheckpoint(*svc_->log(), dir_.Sub("no-checkpoints"), p);
+  EXPECT_FALSE(none.present);
+  const CheckpointCheck other = VerifyCheckpoint(*svc_->log(), options_.checkpoint_dir, p + 1);
+  EXPECT_TRUE(other.equal) << other.note;
 }
 
 }  // namespace

@@ -152,6 +152,9 @@ class Processor {
   Status SubmitTo(uint32_t partition, Command command, Failed on_failure, const void* hint = nullptr);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
+  // Whether a commit failed for good (the process is fail-stopping): the handler's state may then
+  // hold what the store does not.
+  bool store_broken() const { return store_broken_; }
 
   uint32_t partitions() const { return log_->partitions(); }
   // True on a writer or committer thread (any processor's): code there (a Reply, say) must not
