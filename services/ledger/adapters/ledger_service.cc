@@ -72,8 +72,10 @@ constexpr const char* kCommandNames[] = {"open_account", "attach_meter", "detach
                                         "charge"};
 static_assert(std::size(kCommandNames) == std::variant_size_v<Command>);
 
-enum CommandOutcome { kAccepted, kDuplicate, kRejected, kError, kOutcomes };
-constexpr const char* kOutcomeNames[] = {"accepted", "duplicate", "rejected", "error"};
+// kRetry: refused UNAVAILABLE for now (a key another partition's request holds that may still be
+// undone), to be sent again; not a "no" to the request, so not counted with the rejections.
+enum CommandOutcome { kAccepted, kDuplicate, kRejected, kRetry, kError, kOutcomes };
+constexpr const char* kOutcomeNames[] = {"accepted", "duplicate", "rejected", "retry", "error"};
 
 struct LedgerMetrics {
   // Every (command, outcome) counter is made once: a label lookup per command is a hash of a
@@ -91,7 +93,8 @@ struct LedgerMetrics {
     static LedgerMetrics* m = [] {
       auto& r = metrics::Registry();
       auto& cmds = prometheus::BuildCounter().Name("wattledger_ledger_commands_total")
-                       .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected)").Register(r);
+                       .Help("Ledger commands by kind and outcome (accepted, duplicate, rejected, retry: refused for now, "
+                             "to be sent again)").Register(r);
       auto& supply = prometheus::BuildCounter().Name("wattledger_ledger_supply_events_total")
                          .Help("Supply cut-required and restore-allowed events emitted").Register(r);
       auto& views = prometheus::BuildCounter().Name("wattledger_ledger_views_written_total")
@@ -974,7 +977,7 @@ LedgerService::Outcome LedgerService::Execute(uint32_t p, const Command& command
     return {Status::Ok(), std::move(d)};
   }
   if (d.rejection) {
-    metrics.Command(command, kRejected).Increment();
+    metrics.Command(command, d.rejection->code == StatusCode::kUnavailable ? kRetry : kRejected).Increment();
     v1::CommandRejected r;
     r.set_txn_id(d.txn_id);
     r.set_operator_id(CommandOperator(command));

@@ -795,6 +795,18 @@ TEST_F(LedgerServiceTest, AKeyInFlightInAnotherPartitionAsksForARetry) {
   const std::string a = "A1", c = AccountInAnotherPartition(a);
   ASSERT_TRUE(Open(a, {"M1"}).ok());
   ASSERT_TRUE(Open(c, {"M2"}).ok());
+  auto top_ups = [](const std::string& outcome) {
+    for (const auto& family : metrics::Registry().Collect()) {
+      if (family.name != "wattledger_ledger_commands_total") continue;
+      for (const auto& m : family.metric) {
+        std::map<std::string, std::string> labels;
+        for (const auto& l : m.label) labels[l.name] = l.value;
+        if (labels["command"] == "top_up" && labels["outcome"] == outcome) return m.counter.value;
+      }
+    }
+    return -1.0;
+  };
+  const double rejected = top_ups("rejected"), retries = top_ups("retry");
   grpc::Status while_in_flight;
   // a's top-up is decided (K1 claimed) but not written: c's writer decides meanwhile.
   grpc::Status top = TopUpInAFailingBatch(a, 100'000, "K1", [&] {
@@ -807,6 +819,9 @@ TEST_F(LedgerServiceTest, AKeyInFlightInAnotherPartitionAsksForARetry) {
   EXPECT_EQ(while_in_flight.error_code(), grpc::StatusCode::UNAVAILABLE) << while_in_flight.error_message();
   EXPECT_TRUE(while_in_flight.error_message().starts_with("idempotency_key_in_flight: "))
       << while_in_flight.error_message();
+  // Counted as a retry to come, not as a request refused.
+  EXPECT_EQ(top_ups("retry"), retries + 1);
+  EXPECT_EQ(top_ups("rejected"), rejected);
   // a's top-up was undone: c's retry goes through.
   EXPECT_EQ(Get(a).balance_minor(), 0);
   v1::MutationResponse r;
