@@ -52,6 +52,17 @@ class LedgerCrashTest : public ::testing::Test {
  protected:
   // The account views are written only when an account opens or the process stops cleanly, so
   // every kill leaves views owed: the restart must work out which from the log.
+  // The "partition state rebuilt" lines the ledger logged to `log`.
+  std::vector<nlohmann::json> Rebuilds(const std::string& log) {
+    std::vector<nlohmann::json> out;
+    std::ifstream in(dir_.Sub(log));
+    for (std::string line; std::getline(in, line);) {
+      auto j = nlohmann::json::parse(line, nullptr, false);
+      if (!j.is_discarded() && j.value("msg", "") == "partition state rebuilt") out.push_back(std::move(j));
+    }
+    return out;
+  }
+
   std::string StartLedger(const std::string& log = "ledger.log") {
     return testing::StartServer(proc_, {Bin(), "ledger", "--data-dir", dir_.path(), "--grpc-addr", "127.0.0.1:0",
                                         "--http-addr", "127.0.0.1:0", "--partitions", "4", "--fsync", "commit",
@@ -194,16 +205,21 @@ TEST_F(LedgerCrashTest, AcknowledgedOperationsSurviveKill9ExactlyOnce) {
   EXPECT_GT(acked_count, 100) << "too little load to mean anything";
   std::printf("%d kills, %zu operations sent, %d acknowledged\n", kKills, sent_.size(), acked_count);
 
-  int64_t tenant_sum = 0;
-  for (int i = 0; i < kAccounts; ++i) {
-    grpc::ClientContext ctx;
-    v1::GetAccountRequest r;
-    r.set_account_id(Account(i));
-    v1::Account a;
-    ASSERT_TRUE(stub->GetAccount(&ctx, r, &a).ok());
-    EXPECT_EQ(a.balance_minor(), expected[Account(i)]) << Account(i);
-    tenant_sum += a.balance_minor();
-  }
+  // Each account's balance is what the keys that took effect add up to; returns their sum.
+  auto expect_balances = [&](v1::LedgerService::Stub& ledger) {
+    int64_t sum = 0;
+    for (int i = 0; i < kAccounts; ++i) {
+      grpc::ClientContext ctx;
+      v1::GetAccountRequest r;
+      r.set_account_id(Account(i));
+      v1::Account a;
+      EXPECT_TRUE(ledger.GetAccount(&ctx, r, &a).ok()) << Account(i);
+      EXPECT_EQ(a.balance_minor(), expected[Account(i)]) << Account(i);
+      sum += a.balance_minor();
+    }
+    return sum;
+  };
+  const int64_t tenant_sum = expect_balances(*stub);
   grpc::ClientContext tctx;
   v1::LedgerTotalsResponse totals;
   ASSERT_TRUE(stub->GetTotals(&tctx, v1::LedgerTotalsRequest(), &totals).ok());
@@ -249,34 +265,17 @@ TEST_F(LedgerCrashTest, AcknowledgedOperationsSurviveKill9ExactlyOnce) {
   // The starts that followed a kill after the clean stop loaded its checkpoints and folded the
   // events after them.
   int from_checkpoint_and_folded = 0;
-  {
-    std::ifstream log(dir_.Sub("ledger.log"));
-    for (std::string line; std::getline(log, line);) {
-      auto j = nlohmann::json::parse(line, nullptr, false);
-      if (j.is_discarded() || j.value("msg", "") != "partition state rebuilt") continue;
-      if (j.value("checkpoint_seq", "none") != "none" && j.value("events_folded", "0") != "0") {
-        from_checkpoint_and_folded++;
-      }
-    }
+  for (const auto& j : Rebuilds("ledger.log")) {
+    from_checkpoint_and_folded += j.value("checkpoint_seq", "none") != "none" && j.value("events_folded", "0") != "0";
   }
   EXPECT_GT(from_checkpoint_and_folded, 0);
   addr = StartLedger("ledger-final.log");
   ASSERT_FALSE(addr.empty());
   stub = Stub(addr);
-  for (int i = 0; i < kAccounts; ++i) {
-    grpc::ClientContext ctx;
-    v1::GetAccountRequest r;
-    r.set_account_id(Account(i));
-    v1::Account a;
-    ASSERT_TRUE(stub->GetAccount(&ctx, r, &a).ok());
-    EXPECT_EQ(a.balance_minor(), expected[Account(i)]) << Account(i);
-  }
+  expect_balances(*stub);
   int rebuilt_from_checkpoint = 0;
-  std::ifstream log(dir_.Sub("ledger-final.log"));
-  for (std::string line; std::getline(log, line);) {
-    auto j = nlohmann::json::parse(line, nullptr, false);
-    if (j.is_discarded() || j.value("msg", "") != "partition state rebuilt") continue;
-    EXPECT_EQ(j.value("events_folded", ""), "0") << line;
+  for (const auto& j : Rebuilds("ledger-final.log")) {
+    EXPECT_EQ(j.value("events_folded", ""), "0") << j.dump();
     rebuilt_from_checkpoint += j.value("checkpoint_seq", "none") != "none";
   }
   EXPECT_EQ(rebuilt_from_checkpoint, 4);

@@ -16,26 +16,9 @@ namespace {
 using namespace wattledger;
 using namespace wattledger::ledger;
 
-std::string Save(const Ledger& l) {
-  std::string bytes;
-  SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, 64);
-  l.Save(out);
-  out.Finish();
-  return bytes;
-}
+std::string Save(const Ledger& l) { return SaveToString(l, 64); }
 
-Result<std::unique_ptr<Ledger>> Load(std::string_view bytes) {
-  size_t at = 0;
-  SnapshotReader in(
-      [&](char* dst, size_t max) {
-        const size_t n = std::min(max, bytes.size() - at);
-        std::memcpy(dst, bytes.data() + at, n);
-        at += n;
-        return n;
-      },
-      64);
-  return Ledger::Load(in);
-}
+Result<std::unique_ptr<Ledger>> Load(std::string_view bytes) { return LoadFromString(bytes, LedgerConfig(), 64); }
 
 void Run(Ledger& l, const Command& c) {
   auto d = l.Decide(c);

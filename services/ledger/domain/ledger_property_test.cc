@@ -447,20 +447,7 @@ class Runner {
   }
 
   static Result<std::unique_ptr<Ledger>> SaveAndLoad(const Ledger& ledger) {
-    std::string bytes;
-    SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, 64);
-    ledger.Save(out);
-    out.Finish();
-    size_t at = 0;
-    SnapshotReader in(
-        [&](char* dst, size_t max) {
-          const size_t n = std::min(max, bytes.size() - at);
-          std::memcpy(dst, bytes.data() + at, n);
-          at += n;
-          return n;
-        },
-        64);
-    return Ledger::Load(in);
+    return LoadFromString(SaveToString(ledger, 64), LedgerConfig(), 64);
   }
 
   // Walked back from each account's latest entry, the links visit exactly the account's entries

@@ -405,4 +405,26 @@ Result<std::unique_ptr<Ledger>> Ledger::Load(SnapshotReader& in, LedgerConfig co
   return ledger;
 }
 
+std::string SaveToString(const Ledger& ledger, size_t buffer_bytes) {
+  std::string bytes;
+  SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, buffer_bytes);
+  ledger.Save(out);
+  out.Finish();
+  return bytes;
+}
+
+Result<std::unique_ptr<Ledger>> LoadFromString(std::string_view bytes, const LedgerConfig& config,
+                                               size_t buffer_bytes) {
+  size_t at = 0;
+  SnapshotReader in(
+      [&](char* dst, size_t max) {
+        const size_t n = std::min(max, bytes.size() - at);
+        std::memcpy(dst, bytes.data() + at, n);
+        at += n;
+        return n;
+      },
+      buffer_bytes);
+  return Ledger::Load(in, config);
+}
+
 }  // namespace wattledger::ledger

@@ -13,12 +13,16 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "wattledger/base/status.h"
 
 namespace wattledger::ledger {
+
+class Ledger;
+struct LedgerConfig;
 
 // Bytes out, a buffer at a time: `sink` is called with each full buffer and, at Finish, the rest.
 class SnapshotWriter {
@@ -72,5 +76,11 @@ class SnapshotReader {
   bool ended_ = false;
   Status error_;
 };
+
+// Ledger::Save into memory, and Ledger::Load from it (tests, fuzzing), through buffers of
+// `buffer_bytes`.
+std::string SaveToString(const Ledger& ledger, size_t buffer_bytes = 1 << 20);
+Result<std::unique_ptr<Ledger>> LoadFromString(std::string_view bytes, const LedgerConfig& config,
+                                               size_t buffer_bytes = 1 << 20);
 
 }  // namespace wattledger::ledger

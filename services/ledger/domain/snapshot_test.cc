@@ -17,26 +17,10 @@ namespace {
 
 constexpr int64_t Y(int64_t yuan) { return yuan * 10'000; }
 
-std::string Save(const Ledger& ledger, size_t buffer = 64) {
-  std::string bytes;
-  SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, buffer);
-  ledger.Save(out);
-  out.Finish();
-  EXPECT_EQ(out.written(), bytes.size());
-  return bytes;
-}
+std::string Save(const Ledger& ledger, size_t buffer = 64) { return SaveToString(ledger, buffer); }
 
 Result<std::unique_ptr<Ledger>> Load(const std::string& bytes, size_t buffer = 64) {
-  size_t at = 0;
-  SnapshotReader in(
-      [&](char* dst, size_t max) {
-        const size_t n = std::min(max, bytes.size() - at);
-        std::memcpy(dst, bytes.data() + at, n);
-        at += n;
-        return n;
-      },
-      buffer);
-  return Ledger::Load(in);
+  return LoadFromString(bytes, LedgerConfig(), buffer);
 }
 
 // A ledger whose state has something in every field: every kind of command, accepted.
@@ -133,6 +117,18 @@ TEST(Snapshot, TheLoadedLedgerDecidesAsTheSavedOne) {
     EXPECT_EQ(want->rejection, got->rejection);
     EXPECT_EQ(want->events, got->events);
   }
+}
+
+TEST(Snapshot, TheWriterCountsWhatItHandedOn) {
+  History h;
+  ASSERT_NO_FATAL_FAILURE(h.Build());
+  std::string bytes;
+  SnapshotWriter out([&](std::string_view chunk) { bytes.append(chunk); }, 64);
+  h.ledger.Save(out);
+  EXPECT_EQ(out.written(), SaveToString(h.ledger).size());  // Buffered bytes count too.
+  out.Str(std::string(200, 'x'));                             // Longer than the buffer: straight through.
+  out.Finish();
+  EXPECT_EQ(out.written(), bytes.size());
 }
 
 TEST(Snapshot, AnEmptyLedgerLoadsBackEqual) {
