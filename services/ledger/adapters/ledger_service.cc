@@ -549,6 +549,23 @@ CheckpointCheck VerifyCheckpoint(const eventlog::EventLog& log, const std::strin
 
 // ---- LedgerService ----
 
+namespace {
+
+// Runs fn(p) for every partition p < partitions, on a thread per core, and returns once all ran.
+void EachPartitionSideBySide(uint32_t partitions, const std::function<void(uint32_t)>& fn) {
+  std::atomic<uint32_t> next{0};
+  std::vector<std::thread> threads;
+  const uint32_t n = std::clamp<uint32_t>(std::thread::hardware_concurrency(), 1, std::max<uint32_t>(partitions, 1));
+  for (uint32_t t = 0; t < n; ++t) {
+    threads.emplace_back([&] {
+      for (uint32_t p = next++; p < partitions; p = next++) fn(p);
+    });
+  }
+  for (auto& t : threads) t.join();
+}
+
+}  // namespace
+
 struct LedgerService::Outcome {
   Status error;  // The adapter could not even decide (bad request shape, internal).
   Decision decision;
@@ -621,17 +638,8 @@ Status LedgerService::Start(bus::Bus* bus) {
   // The partitions rebuild side by side, a thread per core: they share only the claims, which
   // are thread-safe.
   {
-    const uint32_t partitions = log_->partitions();
-    std::vector<Status> reloaded(partitions);
-    std::atomic<uint32_t> next{0};
-    std::vector<std::thread> threads;
-    const uint32_t n = std::clamp<uint32_t>(std::thread::hardware_concurrency(), 1, partitions);
-    for (uint32_t t = 0; t < n; ++t) {
-      threads.emplace_back([&] {
-        for (uint32_t p = next++; p < partitions; p = next++) reloaded[p] = Reload(p);
-      });
-    }
-    for (auto& t : threads) t.join();
+    std::vector<Status> reloaded(log_->partitions());
+    EachPartitionSideBySide(log_->partitions(), [&](uint32_t p) { reloaded[p] = Reload(p); });
     for (const Status& s : reloaded) WL_RETURN_IF_ERROR(s);
   }
   // A partition without a mark, or with an untagged one, has untagged views as of its head (a
@@ -679,23 +687,23 @@ void LedgerService::Stop() {
   }
   // Every batch is durable and no writer runs: each ledger is the fold of its partition up to
   // its head.
-  for (uint32_t p = 0; p < log_->partitions(); ++p) {
+  EachPartitionSideBySide(log_->partitions(), [&](uint32_t p) {
     const uint64_t head = log_->Head(p);
-    if (starts_[p].from_checkpoint && starts_[p].checkpoint_seq == head) continue;  // Unchanged.
+    if (starts_[p].from_checkpoint && starts_[p].checkpoint_seq == head) return;  // Unchanged.
     const auto began = std::chrono::steady_clock::now();
     auto written = WriteCheckpoint(options_.checkpoint_dir, *log_, p, head, *ledgers_[p], options_.checkpoint_build);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
     if (!written.ok()) {
       log::Error("cannot write the partition's checkpoint: the next start folds what came after the last one",
                  {{"service", "ledger"}, {"partition", std::to_string(p)}, {"error", written.status().ToString()}});
-      continue;
+      return;
     }
     log::Info("checkpoint written", {{"service", "ledger"},
                                      {"partition", std::to_string(p)},
                                      {"seq", std::to_string(head)},
                                      {"bytes", std::to_string(*written)},
                                      {"ms", std::to_string(ms.count())}});
-  }
+  });
 }
 
 namespace {
