@@ -1,6 +1,9 @@
 # One helper per kind of target, so every library, test and proto set is built the same way.
 
 set(WL_WARNINGS -Wall -Wextra -Werror -Wno-unused-parameter)
+# Every executable carries a GNU build ID (Debian's toolchain adds one anyway): the ledger reads
+# only checkpoints its own build wrote, and tells builds apart by it (wattledger/base/build_id.h).
+add_link_options(-Wl,--build-id)
 # WL_FUZZ: the libFuzzer build of tests/fuzz (scripts/fuzz.sh). Everything is compiled with
 # coverage for the fuzzer and under AddressSanitizer and UndefinedBehaviorSanitizer.
 option(WL_FUZZ "build tests/fuzz as libFuzzer binaries (needs clang)" OFF)

@@ -182,6 +182,7 @@ void Processor::IdleWriter(uint32_t p) {
 void Processor::FinishWriter(uint32_t p) {
   auto committed = CommitHook(p, "BeforeStop", &Handler::BeforeStop);
   if (!committed.ok()) {
+    stop_commit_failed_ = true;
     log::Error("the last commit at stop failed", {{"service", options_.name},
                                                    {"partition", std::to_string(p)},
                                                    {"error", committed.status().ToString()}});

@@ -60,6 +60,33 @@ std::string Hex(std::string_view bytes) {
   return out;
 }
 
+// That no txn id of the log's partition ("<log>/<partition>/<seq>"), and no seq an account keeps,
+// is past `seq`.
+Status NothingAfter(const Ledger& ledger, std::string_view log_name, uint32_t partition, uint64_t seq) {
+  std::string own;
+  eventlog::SetEventId(&own, log_name, partition, 1);
+  own.resize(own.rfind('/'));  // "ledger/<p>"
+  auto after = [&](std::string_view id) {
+    std::string_view prefix;
+    uint64_t number = 0;
+    return SplitTxnId(id, &prefix, &number) && prefix == own && number > seq;
+  };
+  std::string found;
+  for (const auto& [id, t] : ledger.state().txns) {
+    if (found.empty() && after(id)) found = id;
+  }
+  ledger.state().entry_txns.ForEach([&](std::string_view id, const EntryTxn&) {
+    if (found.empty() && after(id)) found = id;
+  });
+  if (!found.empty()) return DataLoss("it holds txn " + found + ", past its event " + std::to_string(seq));
+  for (const auto& [id, a] : ledger.state().accounts) {
+    if (a.last_entry_seq > seq || a.owner_since_seq > seq) {
+      return DataLoss("account " + id + " names an event past the checkpoint's " + std::to_string(seq));
+    }
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string CheckpointPath(const std::string& dir, uint32_t partition) {
@@ -76,10 +103,19 @@ Result<uint64_t> WriteCheckpoint(const std::string& dir, const eventlog::EventLo
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Internal("cannot make checkpoint directory " + dir + ": " + ec.message());
+  if (build.empty()) return FailedPrecondition("this executable has no GNU build ID: it writes no checkpoints");
   const std::string path = CheckpointPath(dir, partition);
   const std::string tmp = path + ".tmp";
   Fd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
   if (f.fd < 0) return Errno("cannot create", tmp);
+  // Whatever fails from here leaves no temporary file (on a full disk, it would keep it full).
+  struct RemoveUnlessRenamed {
+    const std::string& tmp;
+    bool renamed = false;
+    ~RemoveUnlessRenamed() {
+      if (!renamed) ::unlink(tmp.c_str());
+    }
+  } remove{tmp};
   eventlog::Sha256 sha;
   Status failed;
   auto put = [&](std::string_view bytes) {
@@ -113,6 +149,7 @@ Result<uint64_t> WriteCheckpoint(const std::string& dir, const eventlog::EventLo
   if (::fsync(f.fd) != 0) return Errno("cannot sync", tmp);
   if (::close(std::exchange(f.fd, -1)) != 0) return Errno("cannot close", tmp);
   if (::rename(tmp.c_str(), path.c_str()) != 0) return Errno("cannot rename " + tmp + " to", path);
+  remove.renamed = true;
   WL_RETURN_IF_ERROR(SyncDir(dir));
   return bytes;
 }
@@ -129,20 +166,39 @@ Result<LoadedCheckpoint> ReadCheckpoint(const std::string& dir, const eventlog::
   auto damaged = [&](const std::string& why) { return DataLoss("checkpoint " + path + " is damaged: " + why); };
   if (size < kMagic.size() + eventlog::Sha256::kBytes) return damaged("it is only " + std::to_string(size) + " bytes");
   const uint64_t body = size - eventlog::Sha256::kBytes;
-  uint64_t offered = 0;
-  eventlog::Sha256 sha;
   Status read_error;
-  SnapshotReader in([&](char* dst, size_t max) -> size_t {
-    const size_t want = static_cast<size_t>(std::min<uint64_t>(max, body - offered));
+  // Up to `want` bytes at the file's offset `at`; fewer only at its end or on an error.
+  auto read_at = [&](char* dst, size_t want, uint64_t at) -> size_t {
     size_t got = 0;
     while (got < want) {
-      const ssize_t n = ::read(f.fd, dst + got, want - got);
+      const ssize_t n = ::pread(f.fd, dst + got, want - got, static_cast<off_t>(at + got));
       if (n < 0 && errno == EINTR) continue;
-      if (n < 0) read_error = Errno("cannot read", path);
+      if (n < 0 && read_error.ok()) read_error = Errno("cannot read", path);
       if (n <= 0) break;
       got += static_cast<size_t>(n);
     }
-    sha.Update(std::string_view(dst, got));
+    return got;
+  };
+  // The checksum first, so that no field is believed (a build ID, a seq) before it is known to
+  // be the one written: a damaged file is reported as damaged, not as another build's.
+  {
+    eventlog::Sha256 sha;
+    std::string chunk(1 << 20, '\0');
+    for (uint64_t at = 0; at < body;) {
+      const size_t got = read_at(chunk.data(), static_cast<size_t>(std::min<uint64_t>(chunk.size(), body - at)), at);
+      WL_RETURN_IF_ERROR(read_error);
+      if (got == 0) return damaged("it ended while being read");
+      sha.Update(std::string_view(chunk.data(), got));
+      at += got;
+    }
+    std::string trailer(eventlog::Sha256::kBytes, '\0');
+    const size_t got = read_at(trailer.data(), trailer.size(), body);
+    WL_RETURN_IF_ERROR(read_error);
+    if (got != trailer.size() || sha.Final() != trailer) return damaged("its SHA-256 does not match its contents");
+  }
+  uint64_t offered = 0;
+  SnapshotReader in([&](char* dst, size_t max) -> size_t {
+    const size_t got = read_at(dst, static_cast<size_t>(std::min<uint64_t>(max, body - offered)), offered);
     offered += got;
     return got;
   });
@@ -167,6 +223,7 @@ Result<LoadedCheckpoint> ReadCheckpoint(const std::string& dir, const eventlog::
   if (!(in.Str(&written_by, 256) && in.U64(&p) && in.U64(&partitions) && in.U64(&loaded.seq) && in.Str(&hash, 64))) {
     return bad();
   }
+  if (build.empty()) return FailedPrecondition("this executable has no GNU build ID: it reads no checkpoints");
   if (written_by != build) {
     return FailedPrecondition("checkpoint " + path + " was written by build " + (written_by.empty() ? "(none)" : written_by) +
                               ", and this is build " + (build.empty() ? "(none)" : std::string(build)) +
@@ -189,11 +246,8 @@ Result<LoadedCheckpoint> ReadCheckpoint(const std::string& dir, const eventlog::
   auto ledger = Ledger::Load(in, config);
   if (!read_error.ok()) return read_error;
   if (!ledger.ok()) return damaged(ledger.status().message());
-  std::string trailer(eventlog::Sha256::kBytes, '\0');
-  if (::pread(f.fd, trailer.data(), trailer.size(), static_cast<off_t>(body)) != static_cast<ssize_t>(trailer.size())) {
-    return Errno("cannot read the checksum of", path);
-  }
-  if (offered != body || sha.Final() != trailer) return damaged("its SHA-256 does not match its contents");
+  // Nothing in it may be of an event after its seq: the next txn id would be one it holds.
+  if (Status s = NothingAfter(**ledger, log.name(), partition, loaded.seq); !s.ok()) return damaged(s.message());
   loaded.ledger = std::move(ledger).value();
   loaded.bytes = size;
   return loaded;

@@ -9,8 +9,10 @@
 //   * it is of this partition of a log of as many partitions, and its seq is within the log;
 //   * the event at its seq is the one it was written after: its hash in the log's chain equals
 //     the one recorded, so it is not of another log that happens to be as long;
-//   * its SHA-256 over every byte before it matches, and the state parses and holds the ledger's
-//     invariants (Ledger::Load).
+//   * its SHA-256 over every byte before it matches (checked first, so that no field is believed
+//     before it is known to be what was written), the state parses and holds the ledger's
+//     invariants (Ledger::Load), and nothing in it is of an event past its seq.
+// A build without a build ID writes and reads none: any two such builds would pass for one.
 // A checkpoint is never the record: the log is. `wattledger ledger replay --verify` folds each
 // partition from its first event and compares the checkpoint with that fold.
 //

@@ -634,7 +634,17 @@ void LedgerService::Register(grpc::ServerBuilder& builder) {
 
 Status LedgerService::Publish(bus::Bus* bus) { return bus->Publish(kLedgerTopic, log_.get()); }
 
+bool LedgerService::CheckpointsOn() const {
+  return !options_.checkpoint_dir.empty() && !options_.checkpoint_build.empty();
+}
+
 Status LedgerService::Start(bus::Bus* bus) {
+  if (!options_.checkpoint_dir.empty() && options_.checkpoint_build.empty()) {
+    // Any two builds without an ID would take each other's checkpoints for their own.
+    log::Warn("this executable has no GNU build ID (link it with -Wl,--build-id): checkpoints are off, "
+              "every start folds the whole log",
+              {{"service", "ledger"}});
+  }
   // The partitions rebuild side by side, a thread per core: they share only the claims, which
   // are thread-safe.
   {
@@ -678,10 +688,12 @@ void LedgerService::Stop() {
   stopped_ = true;
   processor_->Stop();            // Each writer's BeforeStop writes every view it owes.
   if (reader_) reader_->Stop();  // After the writers: their last answers may post to it.
-  const bool clean = !processor_->store_broken();
-  if (options_.checkpoint_dir.empty()) return;
-  if (!clean) {
-    log::Warn("a commit failed for good: no checkpoint is written, the next start folds the log",
+  if (!CheckpointsOn()) return;
+  if (processor_->store_broken() || processor_->stop_commit_failed()) {
+    // After the first, the ledger may hold what the log does not; after the second, the views
+    // lag the ledger, and a start could not use a checkpoint past them anyway.
+    log::Warn("a commit failed: no checkpoint is written, the next start folds what came after the last one "
+              "(the whole log, if there is none)",
               {{"service", "ledger"}});
     return;
   }
@@ -694,7 +706,8 @@ void LedgerService::Stop() {
     auto written = WriteCheckpoint(options_.checkpoint_dir, *log_, p, head, *ledgers_[p], options_.checkpoint_build);
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - began);
     if (!written.ok()) {
-      log::Error("cannot write the partition's checkpoint: the next start folds what came after the last one",
+      log::Error("cannot write the partition's checkpoint: the next start folds what came after the last one "
+                 "(the whole partition, if there is none)",
                  {{"service", "ledger"}, {"partition", std::to_string(p)}, {"error", written.status().ToString()}});
       return;
     }
@@ -832,7 +845,7 @@ Status LedgerService::Reload(uint32_t partition) {
   const auto began = std::chrono::steady_clock::now();
   PartitionStart start;
   std::unique_ptr<Ledger> fresh;
-  if (!options_.checkpoint_dir.empty()) {
+  if (CheckpointsOn()) {
     auto checkpoint = ReadCheckpoint(options_.checkpoint_dir, *log_, partition, options_.config, options_.checkpoint_build);
     if (checkpoint.ok() && checkpoint->seq > low) {
       // What the views owe from before its seq would not be known: fold it all.

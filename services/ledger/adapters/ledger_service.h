@@ -342,6 +342,8 @@ class LedgerService final : public server::Service, public runtime::Handler, pub
                       std::function<void(grpc::Status, std::vector<Resp>*)> done);
   template <typename Resp>
   void OnWriterAsync(uint32_t partition, std::function<grpc::Status(const Ledger&, Resp*)> fn, Done<Resp> done);
+  // Whether checkpoints are written and read: a directory is set and the build has an ID.
+  bool CheckpointsOn() const;
   // Writes the views partition p owes: with `all`, every one; else as the options say.
   void WriteOwedViews(uint32_t partition, eventlog::WriteSet& ws, bool all);
   std::string NextTxnId(uint32_t partition, const eventlog::WriteSet& ws) const;

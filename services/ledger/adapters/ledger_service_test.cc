@@ -2267,6 +2267,15 @@ TEST_F(CheckpointTest, ACheckpointThatMayNotBeUsedIsSkippedWithItsReason) {
   damaged[damaged.size() / 2] ^= 0x10;
   WriteFile(path, damaged);
   expect_skipped("is damaged");
+  // A bit flipped in the header's build ID is damage too, not another build's file (review).
+  damaged = good;
+  damaged[damaged.find(BuildId()) + 3] ^= 0x01;
+  WriteFile(path, damaged);
+  {
+    const CheckpointCheck audit = VerifyCheckpoint(*svc_->log(), options_.checkpoint_dir, 2);
+    EXPECT_TRUE(audit.checked && !audit.equal) << audit.note;  // Found by the audit, not skipped.
+  }
+  expect_skipped("is damaged: its SHA-256 does not match");  // (Its stop writes a good one.)
   WriteFile(path, good.substr(0, good.size() - 1));
   expect_skipped("is damaged");
   // Written by another build (an upgrade): every partition folds, and the stop writes this
@@ -2308,7 +2317,50 @@ TEST_F(CheckpointTest, ACheckpointOfAnotherLogOrPastItsEndIsRefused) {
   read = ReadCheckpoint(options_.checkpoint_dir, *svc_->log(), p, {});
   ASSERT_TRUE(read.ok()) << read.status().ToString();
   EXPECT_EQ(read->seq, svc_->log()->Head(p));
+  // A state that holds the last event's txn, written as of the event before it (review): the
+  // next txn id would be one it holds.
+  ASSERT_TRUE(WriteCheckpoint(options_.checkpoint_dir, *svc_->log(), p, read->seq - 1, *read->ledger).ok());
+  auto ahead = ReadCheckpoint(options_.checkpoint_dir, *svc_->log(), p, {});
+  ASSERT_FALSE(ahead.ok());
+  EXPECT_EQ(ahead.status().code(), StatusCode::kDataLoss);
+  EXPECT_NE(ahead.status().message().find("past its event " + std::to_string(read->seq - 1)), std::string::npos)
+      << ahead.status().ToString();
   EXPECT_EQ(ReadCheckpoint(dir_.Sub("none"), *svc_->log(), p, {}).status().code(), StatusCode::kNotFound);
+}
+
+// A write that fails leaves no temporary file behind (on a full disk it would keep it full), and
+// the last checkpoint as it was (review).
+TEST_F(CheckpointTest, AFailedWriteLeavesNoTemporaryFile) {
+  Traffic(0);
+  svc_->Stop();
+  const uint32_t p = 2;
+  const std::string path = CheckpointPath(options_.checkpoint_dir, p);
+  std::filesystem::remove(path);
+  std::filesystem::create_directories(path + "/in-the-way");  // The rename over it fails.
+  auto written = WriteCheckpoint(options_.checkpoint_dir, *svc_->log(), p, svc_->log()->Head(p), Ledger());
+  ASSERT_FALSE(written.ok());
+  EXPECT_NE(written.status().message().find("cannot rename"), std::string::npos) << written.status().ToString();
+  EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
+}
+
+// Without a build ID any two builds would pass for one: such a build neither writes nor reads
+// checkpoints, and still runs (review).
+TEST_F(CheckpointTest, ABuildWithoutAnIdKeepsNoCheckpoints) {
+  Traffic(0);
+  svc_->Stop();
+  EXPECT_EQ(WriteCheckpoint(options_.checkpoint_dir, *svc_->log(), 0, svc_->log()->Head(0), Ledger(), "")
+                .status()
+                .code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(ReadCheckpoint(options_.checkpoint_dir, *svc_->log(), 0, {}, "").status().code(),
+            StatusCode::kFailedPrecondition);
+  std::filesystem::remove_all(options_.checkpoint_dir);
+  options_.checkpoint_build = "";
+  Restart();
+  for (uint32_t p = 0; p < kParts; ++p) EXPECT_FALSE(svc_->starts()[p].from_checkpoint);
+  Traffic(1);
+  svc_->Stop();
+  EXPECT_FALSE(std::filesystem::exists(options_.checkpoint_dir));
 }
 
 // A batch that fails after a start from a checkpoint reloads the partition from the checkpoint

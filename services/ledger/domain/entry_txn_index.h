@@ -63,8 +63,9 @@ class EntryTxnIndex {
   // Every (id, txn), sorted by id: what a canonical dump lists.
   std::vector<std::pair<std::string, const EntryTxn*>> SortedById() const;
   // Calls fn(id, txn) for every txn: each prefix's segments in ascending order, then the ids in
-  // the hash map in no particular order. Added in this order to an empty index, the ids land as
-  // they did here (what a checkpoint relies on to load as compact an index as it saved).
+  // the hash map in no particular order. Added in this order to an empty index, the ids come in
+  // ascending order per prefix, as the adapter's do, so a loaded checkpoint's index is about as
+  // compact as a fold's (not always the same: segments made out of order may be laid out anew).
   template <typename Fn>
   void ForEach(const Fn& fn) const {
     std::string id;

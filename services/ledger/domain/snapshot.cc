@@ -141,13 +141,16 @@ bool SnapshotReader::AtEnd() {
 // ---- Ledger::Save / Load ----
 //
 // Every field of the state, in the order the structs declare them. A field added to Account,
-// TxnRecord, EntryTxn or LedgerState must be added to both sides here: the sizes below stop the
-// build until it is (update them once it is), and the round-trip tests compare whole states.
+// TxnRecord, EntryTxn, Limits, Leg, Posting or LedgerState must be added to both sides here: the
+// sizes below stop the build until it is (update them once it is), and the round-trip tests
+// compare whole states.
 
 static_assert(sizeof(Account) == 296, "Account changed: save and load the new field below, then update this size");
 static_assert(sizeof(TxnRecord) == 272, "TxnRecord changed: save and load the new field below, then update this size");
 static_assert(sizeof(EntryTxn) == 48, "EntryTxn changed: save and load the new field below, then update this size");
 static_assert(sizeof(Limits) == 32, "Limits changed: save and load the new field below, then update this size");
+static_assert(sizeof(Posting) == 24, "Posting changed: save and load the new field below, then update this size");
+static_assert(sizeof(LedgerState) == 49392, "LedgerState changed: save and load the new field below, then update this size");
 static_assert(sizeof(Leg) == 48, "Leg changed: save and load the new field below, then update this size");
 
 namespace {
@@ -276,6 +279,49 @@ bool LoadKeys(SnapshotReader& in, KeyTable* keys, std::string_view what) {
   return true;
 }
 
+// What a fold makes sure of as it goes and Invariants() does not check: what each txn, key and
+// reversal names is there, and each txn's legs sum to zero. (A txn naming no account would crash
+// the first Decide that looked it up.)
+Status ReferencesHold(const LedgerState& s) {
+  auto account = [&](std::string_view id) { return s.accounts.contains(id); };
+  auto txn = [&](std::string_view id) { return s.txns.contains(id) || s.entry_txns.contains(id); };
+  for (const auto& [id, t] : s.txns) {
+    if (!account(t.account_id)) return DataLoss("txn " + id + " names account " + t.account_id + ", which is not held");
+    __int128 sum = 0;
+    for (const Leg& l : t.posting.legs) {
+      if (l.system ? !s.system_balances.contains(l.account) : !account(l.account)) {
+        return DataLoss("txn " + id + " posts to " + (l.system ? "system account " : "account ") + l.account +
+                        ", which is not held");
+      }
+      sum += l.delta_minor;
+    }
+    if (sum != 0) return DataLoss("the legs of txn " + id + " do not sum to zero");
+    if (!t.reversed_by.empty() && !txn(t.reversed_by)) {
+      return DataLoss("txn " + id + " is reversed by " + t.reversed_by + ", which is not held");
+    }
+  }
+  Status bad;
+  s.entry_txns.ForEach([&](std::string_view id, const EntryTxn& t) {
+    if (bad.ok() && !account(t.account_id)) {
+      bad = DataLoss("entry txn " + std::string(id) + " names account " + t.account_id + ", which is not held");
+    }
+  });
+  WL_RETURN_IF_ERROR(bad);
+  for (const KeyTable* keys : {&s.idempotency_keys, &s.charges}) {
+    keys->ForEach([&](const KeyTable::Entry& e) {
+      if (bad.ok() && !txn(e.txn_id)) {
+        bad = DataLoss("key '" + std::string(e.key) + "' took effect as txn " + std::string(e.txn_id) +
+                       ", which is not held");
+      }
+    });
+    WL_RETURN_IF_ERROR(bad);
+  }
+  for (const auto& [id, by] : s.entry_reversed_by) {
+    if (!txn(by)) return DataLoss("entry txn " + id + " is reversed by " + by + ", which is not held");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 void Ledger::Save(SnapshotWriter& out) const {
@@ -332,7 +378,6 @@ Result<std::unique_ptr<Ledger>> Ledger::Load(SnapshotReader& in, LedgerConfig co
     Account a;
     if (!LoadAccount(in, &a)) return failed();
     const std::string key = a.id;
-    if (a.balance_minor == INT64_MIN) in.Fail("account " + key + " has a balance of INT64_MIN");
     if (!in.error().ok() || !s.accounts.emplace(key, std::move(a)).second) {
       in.Fail("account " + key + " is held twice");
       return failed();
@@ -347,7 +392,6 @@ Result<std::unique_ptr<Ledger>> Ledger::Load(SnapshotReader& in, LedgerConfig co
     auto it = s.system_balances.find(name);
     if (it == s.system_balances.end()) in.Fail("unknown system account '" + name + "'");
     else if (std::exchange(it->second, balance) != 0) in.Fail("system account " + name + " is held twice");
-    if (balance == INT64_MIN) in.Fail("system account " + name + " has a balance of INT64_MIN");
     if (!in.error().ok()) return failed();
   }
   if (!in.Count(&n)) return failed();
@@ -402,6 +446,7 @@ Result<std::unique_ptr<Ledger>> Ledger::Load(SnapshotReader& in, LedgerConfig co
   if (Status held = ledger->Invariants(); !held.ok()) {
     return DataLoss("the checkpoint's state breaks an invariant: " + held.message());
   }
+  if (Status held = ReferencesHold(s); !held.ok()) return DataLoss("the checkpoint's state does not hold together: " + held.message());
   return ledger;
 }
 

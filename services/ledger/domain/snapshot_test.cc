@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <functional>
 #include <random>
 #include <string>
 #include <vector>
@@ -181,6 +182,54 @@ TEST(Snapshot, ChangedBytesNeverCrashTheLoad) {
     ASSERT_TRUE((*loaded)->Invariants().ok());
   }
   EXPECT_GT(refused, 1000);  // Most changes break something the load checks.
+}
+
+// A state whose parts hold their invariants but name what is not there (here a txn of an account
+// the state lacks) is refused: reversing that txn would crash the first Decide (found by review).
+TEST(Snapshot, AStateThatNamesWhatItLacksIsRefused) {
+  auto state = [](const std::function<void(SnapshotWriter&)>& txns_and_keys) {
+    std::string bytes;
+    SnapshotWriter w([&](std::string_view c) { bytes.append(c); });
+    w.Byte(1);  // The state format.
+    w.U64(0);   // Accounts,
+    w.U64(0);   // system balances,
+    w.U64(0);   // meter owners.
+    txns_and_keys(w);
+    w.I64(0);
+    w.I64(0);
+    w.Finish();
+    return bytes;
+  };
+  auto expect_refused = [](const std::string& bytes, const std::string& why) {
+    auto loaded = LoadFromString(bytes, LedgerConfig());
+    ASSERT_FALSE(loaded.ok());
+    EXPECT_EQ(loaded.status().code(), StatusCode::kDataLoss);
+    EXPECT_NE(loaded.status().message().find(why), std::string::npos) << loaded.status().ToString();
+  };
+  expect_refused(state([](SnapshotWriter& w) {
+                   w.U64(0);  // Txns.
+                   w.U64(1);  // An entry txn of a cash top-up of "ghost",
+                   w.Str("ledger/0/5");
+                   w.Str("ghost");
+                   w.I64(10'000);
+                   w.Byte(0);
+                   w.Byte(static_cast<uint8_t>(TxnKind::kTopUp));
+                   w.U64(0);  // reversals, keys, charge ids.
+                   w.U64(0);
+                   w.U64(0);
+                 }),
+                 "entry txn ledger/0/5 names account ghost, which is not held");
+  expect_refused(state([](SnapshotWriter& w) {
+                   w.U64(0);
+                   w.U64(0);
+                   w.U64(0);
+                   w.U64(1);  // A key of a txn not held.
+                   w.Str("K1");
+                   w.Str("ledger/0/9");
+                   w.U64(7);
+                   w.U64(0);
+                 }),
+                 "key 'K1' took effect as txn ledger/0/9, which is not held");
 }
 
 TEST(Snapshot, UnknownValuesAreNamed) {

@@ -152,9 +152,10 @@ class Processor {
   Status SubmitTo(uint32_t partition, Command command, Failed on_failure, const void* hint = nullptr);
   // Stops consuming, lets the writers finish what is queued, and joins every thread.
   void Stop();
-  // Whether a commit failed for good (the process is fail-stopping): the handler's state may then
-  // hold what the store does not.
+  // Whether a commit failed for good (the process is fail-stopping: the handler's state may then
+  // hold what the store does not), or a writer's last commit at Stop (Handler::BeforeStop) failed.
   bool store_broken() const { return store_broken_; }
+  bool stop_commit_failed() const { return stop_commit_failed_; }
 
   uint32_t partitions() const { return log_->partitions(); }
   // True on a writer or committer thread (any processor's): code there (a Reply, say) must not
@@ -278,6 +279,7 @@ class Processor {
   std::atomic<bool> stop_consuming_{false};
   std::atomic<bool> stop_writing_{false};
   std::atomic<bool> store_broken_{false};  // A commit failed for good: nothing is written again.
+  std::atomic<bool> stop_commit_failed_{false};  // A writer's BeforeStop commit failed.
   bool started_ = false;
 };
 
