@@ -95,6 +95,7 @@ std::string CheckpointPath(const std::string& dir, uint32_t partition) {
 
 Result<uint64_t> WriteCheckpoint(const std::string& dir, const eventlog::EventLog& log, uint32_t partition,
                                  uint64_t seq, const Ledger& ledger, std::string_view build) {
+  if (build.empty()) return FailedPrecondition("this executable has no GNU build ID: it writes no checkpoints");
   if (seq > log.Head(partition)) {
     return InvalidArgument("a checkpoint at seq " + std::to_string(seq) + " of partition " + std::to_string(partition) +
                            ", past the log's end " + std::to_string(log.Head(partition)));
@@ -103,7 +104,6 @@ Result<uint64_t> WriteCheckpoint(const std::string& dir, const eventlog::EventLo
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return Internal("cannot make checkpoint directory " + dir + ": " + ec.message());
-  if (build.empty()) return FailedPrecondition("this executable has no GNU build ID: it writes no checkpoints");
   const std::string path = CheckpointPath(dir, partition);
   const std::string tmp = path + ".tmp";
   Fd f(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));

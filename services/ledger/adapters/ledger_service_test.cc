@@ -73,6 +73,16 @@ class LedgerServiceTest : public ::testing::Test {
     return r;
   }
 
+  // A reversal of `original` for `reason`.
+  static v1::ReverseRequest ReverseRequest(const std::string& original, const std::string& reason,
+                                           const std::string& op = "op1") {
+    v1::ReverseRequest r;
+    r.set_operator_id(op);
+    r.set_original_txn_id(original);
+    r.set_reason(reason);
+    return r;
+  }
+
   grpc::Status Open(const std::string& id, std::vector<std::string> meters, int64_t credit = 0,
                     v1::MutationResponse* out = nullptr) {
     v1::OpenAccountRequest r;
@@ -450,10 +460,7 @@ TEST_F(LedgerServiceTest, ReversalOnceAndNeverOfAReversal) {
   ASSERT_TRUE(Open("A1", {"M1"}).ok());
   v1::MutationResponse top, rev, again;
   ASSERT_TRUE(TopUp("A1", 500'000, "K1", &top).ok());
-  v1::ReverseRequest rr;
-  rr.set_operator_id("op1");
-  rr.set_original_txn_id(top.txn_id());
-  rr.set_reason("wrong account");
+  v1::ReverseRequest rr = ReverseRequest(top.txn_id(), "wrong account");
   ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &rev).ok());
   // A reversal is a posting: it answers with the balance it left.
   ASSERT_TRUE(rev.has_balance());
@@ -756,10 +763,7 @@ TEST_F(LedgerServiceTest, AnIdempotencyKeyIsOneRequestAcrossPartitions) {
   EXPECT_EQ(svc_->Refund(nullptr, &rf, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   const v1::AdjustRequest ad = AdjustRequest(b, 1'000, "WX-4200001", "meter fault");
   EXPECT_EQ(svc_->Adjust(nullptr, &ad, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
-  v1::ReverseRequest rr;
-  rr.set_operator_id("op1");
-  rr.set_original_txn_id(other.txn_id());
-  rr.set_reason("entered twice");
+  v1::ReverseRequest rr = ReverseRequest(other.txn_id(), "entered twice");
   rr.set_idempotency_key("WX-4200001");
   EXPECT_EQ(svc_->Reverse(nullptr, &rr, &other).error_code(), grpc::StatusCode::ALREADY_EXISTS);
   EXPECT_EQ(Get(b).balance_minor(), 100'000);
@@ -1637,10 +1641,7 @@ TEST_F(LedgerServiceTest, StatementsAndTransactionsAreReadBackFromTheLog) {
   EXPECT_EQ(refund.balance().balance_minor(), 50'000);
   const v1::AdjustRequest ad = AdjustRequest("A1", -5'000, "K3", "meter fault", "op3");
   ASSERT_TRUE(svc_->Adjust(nullptr, &ad, &adjust).ok());
-  v1::ReverseRequest rr;
-  rr.set_operator_id("op4");
-  rr.set_original_txn_id(refund.txn_id());
-  rr.set_reason("refund entered twice");
+  const v1::ReverseRequest rr = ReverseRequest(refund.txn_id(), "refund entered twice", "op4");
   ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &reverse).ok());
 
   auto check = [&] {
@@ -2146,10 +2147,7 @@ class CheckpointTest : public LedgerServiceTest {
         ASSERT_TRUE(TopUp(id, 300'000, "K-" + tag, &top).ok());
         const v1::AdjustRequest adjust = AdjustRequest(id, -2'500, "A-" + tag, "meter fault");
         ASSERT_TRUE(svc_->Adjust(nullptr, &adjust, &resp).ok());
-        v1::ReverseRequest rr;
-        rr.set_operator_id("op1");
-        rr.set_original_txn_id(top.txn_id());
-        rr.set_reason("typed twice");
+        const v1::ReverseRequest rr = ReverseRequest(top.txn_id(), "typed twice");
         ASSERT_TRUE(svc_->Reverse(nullptr, &rr, &resp).ok());
         Usage("C-" + tag, id, 4'000);
       }
